@@ -1,0 +1,60 @@
+# Two commands set up and run everything: `make up` and `make test` (see README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+STACK ?= dev
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+# State lives on a local file backend inside the project unless the caller chose another
+# (e.g. PULUMI_BACKEND_URL=s3://bucket for a team). The passphrase default is for
+# development only: set PULUMI_CONFIG_PASSPHRASE yourself for any shared stack.
+export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+export PULUMI_CONFIG_PASSPHRASE ?= larry-dev-only
+# The engine's environment: the CLI and plugins found or built, no network.
+ENGINE_ENV = eval "$$(scripts/engine.sh env)"
+PULUMI_STACK = $(ENGINE_ENV); mkdir -p .pulumi-state; \
+	pulumi stack select --create $(STACK) --non-interactive >/dev/null
+
+.PHONY: help setup venv system engine up run preview test bench clean
+help:
+	@echo "make up                      set up what is missing, pulumi up the dev stack, run its plan locally"
+	@echo "make test                    the whole test suite"
+	@echo "make preview STACK=<name>    pulumi preview of a stack (POLICY=1 adds the policy pack)"
+	@echo "make run STACK=<name>        run a stack's plan on this machine (SPEED=600)"
+	@echo "make bench                   the benchmarks in bench/"
+
+setup: venv system engine
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	@$(PYTHON) -m pip install -q --upgrade pip
+	@$(PYTHON) -m pip install -q -e '.[dev]'
+	@touch $@
+
+system:
+	@scripts/install-system.sh
+
+engine: venv
+	@scripts/engine.sh ensure
+
+up: setup
+	@$(PULUMI_STACK); pulumi up --yes --skip-preview --stack $(STACK)
+	@$(MAKE) --no-print-directory run STACK=$(STACK)
+
+SPEED ?= 600
+run: venv system
+	@$(VENV)/bin/larry run --stack $(STACK) --speed $(SPEED)
+
+preview: setup
+	@$(PULUMI_STACK); pulumi preview --stack $(STACK) $(if $(POLICY),--policy-pack policies)
+
+test: setup
+	@$(PYTHON) -m pytest
+
+bench: setup
+	@for script in bench/bench_*.py; do echo "== $$script"; $(PYTHON) $$script; done
+
+clean:
+	rm -rf rendered .larry-runs .pytest_cache
