@@ -1,0 +1,138 @@
+"""Every Redis key, channel and stream name the runtime uses, in one place.
+
+The names follow seed 001's "Redis Coordination Protocol" so an operator with
+redis-cli sees the documented keys::
+
+    phase:{larry}:status|progress|started_at|completed_at|tasks
+    task:lock:{id}  task:status:{id}          (seed)
+    task:fence:{id} task:deps:{id} task:result:{id}   (added: fencing, dependsOn, results)
+    worker:{id}:master|node|status            (seed)  worker:heartbeats (added)
+    metrics:{larry}:{name}                    (seed)
+    tokens:{larry}:limit|reserved|committed|emergency|ops, tokens:{meta}:pool
+    barrier:{name}:arrived|released
+    channels larry:coordination, larry:alerts; stream larry:events
+
+``{larry}`` here is a template placeholder, not a Redis Cluster hash tag: the
+runtime targets a single primary (optionally Sentinel-managed), so Lua scripts
+may touch keys of several tasks (dependency checks build ``task:status:`` keys
+from :meth:`Keyspace.task_status_prefix`).
+
+The channel and stream names are fields because seed 004's cortex stack uses
+its own (:meth:`Keyspace.cortex`). ``prefix`` namespaces a whole deployment
+(tests use a unique prefix per test instead of FLUSHALL, which production
+disables) and is empty in production so the seed's names appear verbatim.
+``stream_maxlen`` lives here too because every emitter must trim the stream
+to the same bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keyspace:
+    prefix: str = ""
+    coordination_channel: str = "larry:coordination"
+    alerts_channel: str = "larry:alerts"
+    events_stream: str = "larry:events"
+    meta_coordinator: str = "meta-coordinator"
+    stream_maxlen: int = 100_000
+
+    @classmethod
+    def cortex(cls, prefix: str = "", **overrides) -> "Keyspace":
+        """Seed 004's names: masters' coordination/escalation channels and its system event stream."""
+        names = dict(
+            coordination_channel="cortex:masters:coordination",
+            alerts_channel="cortex:masters:escalation",
+            events_stream="cortex:events:system",
+            meta_coordinator="coordinator-master",
+        )
+        names.update(overrides)
+        return cls(prefix=prefix, **names)
+
+    def _k(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    # -- channels and the durable event stream --------------------------------
+    @property
+    def coordination(self) -> str:
+        return self.prefix + self.coordination_channel
+
+    @property
+    def alerts(self) -> str:
+        return self.prefix + self.alerts_channel
+
+    @property
+    def stream(self) -> str:
+        return self.prefix + self.events_stream
+
+    # -- phases (one per Larry) -------------------------------------------------
+    def phase_status(self, larry: str) -> str:
+        return self._k("phase", larry, "status")
+
+    def phase_progress(self, larry: str) -> str:
+        return self._k("phase", larry, "progress")
+
+    def phase_started_at(self, larry: str) -> str:
+        return self._k("phase", larry, "started_at")
+
+    def phase_completed_at(self, larry: str) -> str:
+        return self._k("phase", larry, "completed_at")
+
+    def phase_tasks(self, larry: str) -> str:
+        return self._k("phase", larry, "tasks")
+
+    # -- tasks ------------------------------------------------------------------
+    def task_lock(self, task_id: str) -> str:
+        return self._k("task", "lock", task_id)
+
+    def task_status(self, task_id: str) -> str:
+        return self.task_status_prefix + task_id
+
+    @property
+    def task_status_prefix(self) -> str:
+        return self._k("task", "status", "")
+
+    def task_fence(self, task_id: str) -> str:
+        return self._k("task", "fence", task_id)
+
+    def task_deps(self, task_id: str) -> str:
+        return self._k("task", "deps", task_id)
+
+    def task_result(self, task_id: str) -> str:
+        return self._k("task", "result", task_id)
+
+    # -- workers ----------------------------------------------------------------
+    def worker_master(self, worker_id: str) -> str:
+        return self._k("worker", worker_id, "master")
+
+    def worker_node(self, worker_id: str) -> str:
+        return self._k("worker", worker_id, "node")
+
+    def worker_status(self, worker_id: str) -> str:
+        return self._k("worker", worker_id, "status")
+
+    @property
+    def worker_heartbeats(self) -> str:
+        return self._k("worker", "heartbeats")
+
+    # -- metrics ----------------------------------------------------------------
+    def metric(self, larry: str, name: str) -> str:
+        return self._k("metrics", larry, name)
+
+    # -- token ledger -----------------------------------------------------------
+    def tokens(self, larry: str, field: str) -> str:
+        """field: limit | reserved | committed | emergency | ops"""
+        return self._k("tokens", larry, field)
+
+    @property
+    def token_pool(self) -> str:
+        return self._k("tokens", self.meta_coordinator, "pool")
+
+    # -- barriers ---------------------------------------------------------------
+    def barrier_arrived(self, name: str) -> str:
+        return self._k("barrier", name, "arrived")
+
+    def barrier_released(self, name: str) -> str:
+        return self._k("barrier", name, "released")
