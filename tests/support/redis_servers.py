@@ -1,0 +1,202 @@
+"""Real redis-server / redis-sentinel processes on free loopback ports, for tests and benchmarks.
+
+Each process gets its own directory, binds 127.0.0.1 only, persists nothing,
+and disables FLUSHALL/FLUSHDB/KEYS like production does, so code that relies on
+them fails here too. Everything is killed on stop().
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+SETUP_HINT = "run `make setup`"
+
+
+class MissingBinary(RuntimeError):
+    pass
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise MissingBinary(f"{name} not found: {SETUP_HINT}")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (redis.exceptions.RedisError, OSError) as error:
+            last_error = error
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what} (last error: {last_error})")
+
+
+class _Process:
+    binary = "redis-server"
+
+    def __init__(self, workdir: Path, name: str):
+        self.dir = Path(workdir) / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+
+    def config(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 10.0) -> "_Process":
+        exe = require_binary(self.binary)
+        self.port = self.port or free_port()
+        conf = self.dir / f"{self.name}.conf"
+        conf.write_text("\n".join([
+            f"port {self.port}", "bind 127.0.0.1", "protected-mode no", f"dir {self.dir}",
+            f"logfile {self.dir / 'log.txt'}", "daemonize no", *self.config(),
+        ]) + "\n")
+        self.proc = subprocess.Popen([exe, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait(lambda: self._alive() and self.client().ping(), timeout, f"{self.name} on port {self.port}")
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start; log:\n{self.log_tail()}") from None
+        return self
+
+    def _alive(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited; log:\n{self.log_tail()}")
+        return True
+
+    def log_tail(self, lines: int = 20) -> str:
+        log = self.dir / "log.txt"
+        return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else "(no log)"
+
+    def client(self, **kwargs) -> redis.Redis:
+        return redis.Redis("127.0.0.1", self.port, socket_timeout=5, decode_responses=True, **kwargs)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def kill(self) -> None:
+        """kill -9 (a crash)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    stop = kill
+
+    def pause(self) -> None:
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+
+class RedisServer(_Process):
+    def __init__(self, workdir: Path, name: str = "redis", replica_of: int | None = None):
+        super().__init__(workdir, name)
+        self.replica_of = replica_of
+
+    def config(self) -> list[str]:
+        lines = ['save ""', "appendonly no", "repl-diskless-sync yes", "repl-diskless-sync-delay 0",
+                 'rename-command FLUSHALL ""', 'rename-command FLUSHDB ""', 'rename-command KEYS ""']
+        if self.replica_of:
+            lines.append(f"replicaof 127.0.0.1 {self.replica_of}")
+        return lines
+
+
+class SentinelProcess(_Process):
+    binary = "redis-sentinel"
+
+    def __init__(self, workdir: Path, name: str, master_name: str, master_port: int, down_after_ms: int):
+        super().__init__(workdir, name)
+        self.master_name, self.master_port, self.down_after_ms = master_name, master_port, down_after_ms
+
+    def config(self) -> list[str]:
+        m = self.master_name
+        return [f"sentinel monitor {m} 127.0.0.1 {self.master_port} 2",
+                f"sentinel down-after-milliseconds {m} {self.down_after_ms}",
+                f"sentinel failover-timeout {m} 10000", f"sentinel parallel-syncs {m} 1"]
+
+
+class SentinelCluster:
+    """A primary, a replica and three sentinels (quorum 2)."""
+
+    def __init__(self, workdir: Path, master_name: str = "larry", down_after_ms: int = 1000):
+        self.workdir, self.master_name, self.down_after_ms = Path(workdir), master_name, down_after_ms
+        self.primary = RedisServer(self.workdir, "primary")
+        self.replica: RedisServer | None = None
+        self.sentinels: list[SentinelProcess] = []
+
+    def start(self) -> "SentinelCluster":
+        try:
+            self.primary.start()
+            self.replica = RedisServer(self.workdir, "replica", replica_of=self.primary.port).start()
+            _wait(lambda: self.replica.client().info("replication")["master_link_status"] == "up", 10,
+                  "replica sync")
+            self.sentinels = [SentinelProcess(self.workdir, f"sentinel{i}", self.master_name, self.primary.port,
+                                              self.down_after_ms).start() for i in range(3)]
+            for s in self.sentinels:
+                _wait(lambda s=s: len(s.client().sentinel_sentinels(self.master_name)) == 2
+                      and len(s.client().sentinel_slaves(self.master_name)) == 1, 15, f"{s.name} discovery")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @property
+    def sentinel_addresses(self) -> tuple[tuple[str, int], ...]:
+        return tuple(("127.0.0.1", s.port) for s in self.sentinels)
+
+    def master_port(self) -> int:
+        return int(self.sentinels[0].client().sentinel_get_master_addr_by_name(self.master_name)[1])
+
+    def servers(self) -> list[RedisServer]:
+        return [s for s in (self.primary, self.replica) if s is not None]
+
+    def server_on(self, port: int) -> RedisServer:
+        return next(s for s in self.servers() if s.port == port)
+
+    def failover(self, timeout: float = 20.0) -> RedisServer:
+        """SENTINEL FAILOVER; returns the new primary once the old one replicates from it."""
+        old = self.master_port()
+        self.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", self.master_name)
+        _wait(lambda: self.master_port() != old, timeout, "sentinels to agree on a new primary")
+        new = self.server_on(self.master_port())
+        _wait(lambda: new.client().info("replication").get("connected_slaves", 0) >= 1
+              and self.server_on(old).client().info("replication").get("master_link_status") == "up",
+              timeout, "old primary to resync as a replica")
+        return new
+
+    def stop(self) -> None:
+        for process in [*self.sentinels, *self.servers()]:
+            process.kill()
+
+    def __enter__(self) -> "SentinelCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
