@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
-# tests/ is not a package (test files elsewhere are imported by basename), so make
-# `tests.support` importable however pytest was invoked.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from runtime.connection import RedisSettings, connect  # noqa: E402
-from runtime.keys import Keyspace  # noqa: E402
-from tests.support.redis_servers import MissingBinary, RedisServer, SentinelCluster  # noqa: E402
+from runtime.connection import RedisSettings, connect
+from runtime.keys import Keyspace
+from tests.support.redis_servers import MissingBinary, RedisServer, SentinelCluster
 
 
 def _start(process):
