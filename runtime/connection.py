@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 
 class NotReplicated(redis.exceptions.RedisError):
@@ -74,6 +74,20 @@ class DeadlineRetry(Retry):
                     time.sleep(min(self._backoff.compute(failures), left))
         finally:
             _deadline.at = outer
+
+
+class _RediscoveringConnection(SentinelManagedConnection):
+    """Looks the primary up again on every reconnect.
+
+    redis-py 8.1 reconnects a dropped connection through connect_check_health(),
+    which bypasses SentinelManagedConnection.connect() and so reuses the demoted
+    primary's address forever after a failover (every write: READONLY).
+    """
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True):
+        if not self._sock and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        return super().connect_check_health(check_health, retry_socket_connect)
 
 
 def _env_float(env, name: str, default: float) -> float:
@@ -141,7 +155,7 @@ def connect(settings: RedisSettings) -> redis.Redis:
                 socket_connect_timeout=settings.connect_timeout,
             ),
         )
-        return sentinel.master_for(settings.master_name, **common)
+        return sentinel.master_for(settings.master_name, connection_class=_RediscoveringConnection, **common)
     if settings.password is None:
         del common["password"]  # keep a password given in the URL
     return redis.Redis.from_url(settings.url, **common)
@@ -184,9 +198,23 @@ def run_script(r: redis.Redis, script, keys, args, durability: Durability = Dura
         pipe = r.pipeline(transaction=False)
         script(keys=keys, args=args, client=pipe)
         pipe.wait(durability.replicas, durability.timeout_ms)
-        result, acked = pipe.execute()
+        try:
+            result, acked = pipe.execute()
+        except redis.exceptions.ResponseError as error:
+            if not _demoted(error):
+                raise
+            # Still connected to a primary that Sentinel demoted (redis-py only
+            # notices READONLY replies, not WAIT's refusal): drop the pool's
+            # connections so the next attempt asks the sentinels again.
+            r.connection_pool.disconnect()
+            acked = -1
         if acked >= durability.replicas:
             return result
         if not idempotent or time.monotonic() >= deadline:
             raise NotReplicated(f"write reached {acked} of {durability.replicas} replicas")
         time.sleep(random.uniform(0.05, 0.2))
+
+
+def _demoted(error: Exception) -> bool:
+    text = str(error)
+    return "WAIT cannot be used with replica" in text or "READONLY" in text
