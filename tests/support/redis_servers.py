@@ -89,8 +89,11 @@ class _Process:
         log = self.dir / "log.txt"
         return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else "(no log)"
 
+    password: str | None = None
+
     def client(self, **kwargs) -> redis.Redis:
-        return redis.Redis("127.0.0.1", self.port, socket_timeout=5, decode_responses=True, **kwargs)
+        return redis.Redis("127.0.0.1", self.port, password=self.password, socket_timeout=5,
+                           decode_responses=True, **kwargs)
 
     @property
     def url(self) -> str:
@@ -116,15 +119,18 @@ class _Process:
 
 
 class RedisServer(_Process):
-    def __init__(self, workdir: Path, name: str = "redis", replica_of: int | None = None):
+    def __init__(self, workdir: Path, name: str = "redis", replica_of: int | None = None,
+                 password: str | None = None):
         super().__init__(workdir, name)
-        self.replica_of = replica_of
+        self.replica_of, self.password = replica_of, password
 
     def config(self) -> list[str]:
         lines = ['save ""', "appendonly no", "repl-diskless-sync yes", "repl-diskless-sync-delay 0",
                  'rename-command FLUSHALL ""', 'rename-command FLUSHDB ""', 'rename-command KEYS ""']
         if self.replica_of:
             lines.append(f"replicaof 127.0.0.1 {self.replica_of}")
+        if self.password:
+            lines.append(f"requirepass {self.password}")
         return lines
 
 
