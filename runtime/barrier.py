@@ -24,19 +24,19 @@ import time
 import redis
 
 from .connection import Durability, require_text, run_script
-from .events import LUA_EMIT, EventListener, EventLog
+from .events import EventListener, lua_script
 from .keys import Keyspace
 
-_ARRIVE = LUA_EMIT + r"""
--- KEYS[2] arrived, [3] released; ARGV[6] barrier, [7] participant, ARGV[8..] all participants
-if redis.call('SADD', KEYS[2], ARGV[7]) == 1 then
-  emit(false, {event='barrier_arrival', barrier=ARGV[6], participant=ARGV[7]})
+_ARRIVE = r"""
+-- KEYS[1] arrived, [2] released; ARGV[1] participant, [2] barrier, ARGV[3..] all participants
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+  emit(false, {event='barrier_arrival', barrier=ARGV[2], participant=ARGV[1]})
 end
-for i = 8, #ARGV do
-  if redis.call('SISMEMBER', KEYS[2], ARGV[i]) == 0 then return 0 end
+for i = 3, #ARGV do
+  if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 0 then return 0 end
 end
-if redis.call('SET', KEYS[3], ARGV[5], 'NX') then
-  emit(false, {event='barrier_released', barrier=ARGV[6]})
+if redis.call('SET', KEYS[2], now(), 'NX') then
+  emit(false, {event='barrier_released', barrier=ARGV[2]})
 end
 return 1
 """
@@ -54,18 +54,16 @@ class Barrier:
         self.r, self.ks, self.name = r, ks, name
         self.participants = sorted(set(participants))
         self.durability = durability
-        self.events = EventLog(r, ks)
-        self._arrive = r.register_script(_ARRIVE)
+        self._arrive = r.register_script(lua_script(ks, _ARRIVE))
         self._mine: set[str] = set()
 
     def arrive(self, participant: str) -> bool:
         """Record ``participant``'s arrival (idempotent). True if everyone has now arrived."""
         if participant not in self.participants:
             raise ValueError(f"{participant!r} is not a participant of barrier {self.name!r}")
-        keys, args = self.events.envelope(participant)
         done = run_script(self.r, self._arrive,
-                          keys + [self.ks.barrier_arrived(self.name), self.ks.barrier_released(self.name)],
-                          args + [self.name, participant, *self.participants], self.durability)
+                          [self.ks.barrier_arrived(self.name), self.ks.barrier_released(self.name)],
+                          [participant, self.name, *self.participants], self.durability)
         self._mine.add(participant)
         return bool(done)
 

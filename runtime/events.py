@@ -10,8 +10,8 @@ de-duplication against the stream.
 
 Guarantees:
 
-* An event and the state change it reports are one Lua script (leases,
-  progress, barrier and ledger scripts include :data:`LUA_EMIT`), so an event
+* An event and the state change it reports are one Lua script (every script
+  is built by :func:`lua_script` and can ``emit``), so an event
   exists iff its change happened, and a retried script whose change is already
   done emits nothing: transition events are exactly-once.
 * :meth:`EventLog.emit` for free-form events is at-least-once if the caller
@@ -21,6 +21,7 @@ Guarantees:
   detected when the listener resumes and counted in ``gaps``.
 * Messages PUBLISHed straight to a channel (redis-cli) bypass the stream and
   are seen by pub/sub subscribers only.
+* Timestamps are the Redis primary's clock (ISO 8601 UTC, milliseconds).
 * Malformed stream entries (no data, bad JSON, no ``event`` name) are counted
   in ``malformed`` and skipped.
 """
@@ -35,38 +36,67 @@ from dataclasses import dataclass
 
 import redis
 
-from .connection import Durability, require_text, run_script, utc_now
+from .connection import Durability, require_text, run_script
 from .keys import Keyspace
 
 log = logging.getLogger(__name__)
 
-# Prepended to every script that emits. Convention: KEYS[1] is the stream,
-# ARGV[1..5] are the envelope built by EventLog.envelope(); script-specific
-# keys and arguments follow.
-LUA_EMIT = r"""
-local function emit_raw(channel, data)
-  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'channel', channel, 'data', data)
+# Prepended (after Keyspace.lua()'s names) to every script of the runtime.
+# Convention: ARGV[1] is the sender (owner, Larry, participant) named in events.
+# NOW_* and now() are the primary's clock, so all timestamps come from one clock and agree
+# with the stream IDs; the date arithmetic is H. Hinnant's civil_from_days.
+_LUA_PRELUDE = r"""
+local NOW_T = redis.call('TIME')
+local NOW_US = tonumber(NOW_T[1]) * 1000000 + tonumber(NOW_T[2])
+local NOW_MS = math.floor(NOW_US / 1000)
+local function iso8601(secs, usec)
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400 + (month <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', year, month, doy - math.floor((153 * mp + 2) / 5) + 1,
+                       math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, math.floor(usec / 1000))
+end
+local NOW_ISO
+local function now()  -- formatted on first use only: string.format is a large part of a script's cost
+  NOW_ISO = NOW_ISO or iso8601(tonumber(NOW_T[1]), tonumber(NOW_T[2]))
+  return NOW_ISO
+end
+local SENDER = ARGV[1]
+local function emit_raw(alert, data)
+  local channel = CH_COORDINATION
+  if alert then channel = CH_ALERTS end
+  local id = redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'channel', channel, 'data', data)
   redis.call('PUBLISH', channel, data)
   return id
 end
 local function emit(alert, fields, token)
-  fields['from'] = ARGV[4]
-  fields['timestamp'] = ARGV[5]
+  fields['from'] = SENDER
+  fields['timestamp'] = now()
   local data = cjson.encode(fields)
   if token then
     -- cjson prints 14 significant digits; fencing tokens have 16, so splice them in as text
     data = string.sub(data, 1, -2) .. ',"token":' .. token .. '}'
   end
-  if alert then return emit_raw(ARGV[3], data) end
-  return emit_raw(ARGV[2], data)
+  return emit_raw(alert, data)
 end
 """
-ENVELOPE_KEYS = 1
-ENVELOPE_ARGS = 5
 
-_EMIT = LUA_EMIT + r"""
-if ARGV[7] == '1' then return emit_raw(ARGV[3], ARGV[6]) end
-return emit_raw(ARGV[2], ARGV[6])
+
+def lua_script(ks: Keyspace, body: str) -> str:
+    """A runtime script: the keyspace's names, the clock/emit prelude, then ``body``."""
+    return ks.lua() + _LUA_PRELUDE + body
+
+
+_EMIT = r"""
+-- ARGV[2] event JSON object (without timestamp), ARGV[3] '1' for the alerts channel
+return emit_raw(ARGV[3] == '1', '{"timestamp":"' .. now() .. '",' .. string.sub(ARGV[2], 2))
 """
 
 
@@ -102,18 +132,12 @@ class EventLog:
     def __init__(self, r: redis.Redis, ks: Keyspace, durability: Durability = Durability()):
         require_text(r)
         self.r, self.ks, self.durability = r, ks, durability
-        self._emit = r.register_script(_EMIT)
-
-    def envelope(self, sender: str) -> tuple[list, list]:
-        """KEYS/ARGV prefix every emitting script expects (see LUA_EMIT)."""
-        ks = self.ks
-        return [ks.stream], [ks.stream_maxlen, ks.coordination, ks.alerts, sender, utc_now()]
+        self._emit = r.register_script(lua_script(ks, _EMIT))
 
     def emit(self, event: str, sender: str, *, alert: bool = False, **fields) -> str:
         """Append to the stream and publish; returns the stream ID. At-least-once under retries."""
-        keys, args = self.envelope(sender)
-        data = json.dumps({**fields, "event": event, "from": sender, "timestamp": args[4]})
-        return run_script(self.r, self._emit, keys, args + [data, "1" if alert else "0"],
+        data = json.dumps({**fields, "event": event, "from": sender})
+        return run_script(self.r, self._emit, [], [sender, data, "1" if alert else "0"],
                           self.durability, idempotent=False)
 
     def tail_id(self) -> str:

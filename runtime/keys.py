@@ -23,10 +23,14 @@ its own (:meth:`Keyspace.cortex`). ``prefix`` namespaces a whole deployment
 disables) and is empty in production so the seed's names appear verbatim.
 ``stream_maxlen`` lives here too because every emitter must trim the stream
 to the same bound.
+
+Lua scripts get the same names from :meth:`Keyspace.lua`, which renders them as
+constants prepended to every script, so no template is written twice.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 
@@ -38,6 +42,24 @@ class Keyspace:
     events_stream: str = "larry:events"
     meta_coordinator: str = "meta-coordinator"
     stream_maxlen: int = 100_000
+
+    def __post_init__(self):
+        for name in (self.prefix, self.coordination_channel, self.alerts_channel, self.events_stream,
+                     self.meta_coordinator):
+            # printable ASCII renders as the same literal in JSON and Lua (see lua())
+            if not all(32 <= ord(c) < 127 for c in name):
+                raise ValueError(f"key and channel names must be printable ASCII: {name!r}")
+
+    def lua(self) -> str:
+        """These names as Lua constants; scripts append an id to a ``*_PREFIX`` to build a key."""
+        constants = {
+            "STREAM": self.stream, "CH_COORDINATION": self.coordination, "CH_ALERTS": self.alerts,
+            "LOCK_PREFIX": self.task_lock(""), "FENCE_PREFIX": self.task_fence(""),
+            "STATUS_PREFIX": self.task_status_prefix, "DEPS_PREFIX": self.task_deps(""),
+            "RESULT_PREFIX": self.task_result(""),
+        }
+        lines = [f"local {name} = {json.dumps(value)}" for name, value in constants.items()]
+        return "\n".join(lines + [f"local MAXLEN = {int(self.stream_maxlen)}"]) + "\n"
 
     @classmethod
     def cortex(cls, prefix: str = "", **overrides) -> "Keyspace":

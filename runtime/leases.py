@@ -49,84 +49,88 @@ import secrets
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import redis
 
 from .connection import Durability, require_text, run_script
-from .events import LUA_EMIT, EventLog
+from .events import lua_script
 from .keys import Keyspace
 
 log = logging.getLogger(__name__)
 
-# Scripts that emit follow events.LUA_EMIT's convention: KEYS[1] stream, ARGV[1..5] envelope.
-_ACQUIRE = LUA_EMIT + r"""
--- KEYS[2] lock, [3] fence, [4] status, [5] deps; ARGV[6] owner, [7] ttl ms, [8] task, [9] status key prefix, [10] alert
-local owner, ttl, task = ARGV[6], ARGV[7], ARGV[8]
-local status = redis.call('GET', KEYS[4])
+# Lease scripts build their keys from the task id (Keyspace.lua() prefixes):
+# fewer arguments per call, and dependency keys must be built in Lua anyway.
+_ACQUIRE = r"""
+-- ARGV[1] owner, [2] task, [3] ttl ms, [4] '1' to alert on conflict
+local owner, task, ttl = ARGV[1], ARGV[2], ARGV[3]
+local lock, fence, status_key = LOCK_PREFIX .. task, FENCE_PREFIX .. task, STATUS_PREFIX .. task
+local status = redis.call('GET', status_key)
 if status == 'completed' or status == 'failed' then return {status} end
-local holder = redis.call('GET', KEYS[2])
+local holder = redis.call('GET', lock)
 if holder == owner then
   -- a retried or re-asserted acquire of our own lease: same token, fresh TTL, no second event
-  redis.call('PEXPIRE', KEYS[2], ttl)
-  return {'held', redis.call('GET', KEYS[3])}
+  redis.call('PEXPIRE', lock, ttl)
+  return {'held', redis.call('GET', fence)}
 end
 if holder then
-  if ARGV[10] == '1' then emit(true, {event='task_conflict', task_id=task, owner=holder}) end
+  if ARGV[4] == '1' then emit(true, {event='task_conflict', task_id=task, owner=holder}) end
   return {'conflict', holder}
 end
 local blocked = {'blocked'}
-for _, dep in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-  if redis.call('GET', ARGV[9] .. dep) ~= 'completed' then blocked[#blocked + 1] = dep end
+for _, dep in ipairs(redis.call('SMEMBERS', DEPS_PREFIX .. task)) do
+  if redis.call('GET', STATUS_PREFIX .. dep) ~= 'completed' then blocked[#blocked + 1] = dep end
 end
 if #blocked > 1 then return blocked end
 -- counter for monotonicity on this primary, clock floor for monotonicity across a rollback
-local now = redis.call('TIME')
-local token = string.format('%d', math.max(tonumber(redis.call('GET', KEYS[3]) or '0') + 1,
-                                           tonumber(now[1]) * 1000000 + tonumber(now[2])))
-redis.call('SET', KEYS[3], token)
-redis.call('SET', KEYS[2], owner, 'PX', ttl)
-redis.call('SET', KEYS[4], 'in_progress')
-return {'acquired', token, emit(false, {event='task_claimed', task_id=task, owner=owner}, token)}
+local token = string.format('%d', math.max(tonumber(redis.call('GET', fence) or '0') + 1, NOW_US))
+redis.call('SET', fence, token)
+redis.call('SET', lock, owner, 'PX', ttl)
+redis.call('SET', status_key, 'in_progress')
+emit(false, {event='task_claimed', task_id=task, owner=owner}, token)
+return {'acquired', token}
 """
 
 _EXTEND = r"""
--- KEYS[1] lock, [2] fence; ARGV[1] owner, [2] token, [3] ttl ms
-local holder = redis.call('GET', KEYS[1])
+-- ARGV[1] owner, [2] task, [3] token, [4] ttl ms
+local lock = LOCK_PREFIX .. ARGV[2]
+local holder = redis.call('GET', lock)
 if not holder then return 'expired' end
-if holder ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2] then return 'stolen' end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if holder ~= ARGV[1] or redis.call('GET', FENCE_PREFIX .. ARGV[2]) ~= ARGV[3] then return 'stolen' end
+redis.call('PEXPIRE', lock, ARGV[4])
 return 'extended'
 """
 
-_RELEASE = LUA_EMIT + r"""
--- KEYS[2] lock, [3] fence, [4] status; ARGV[6] owner, [7] token, [8] task
-local holder = redis.call('GET', KEYS[2])
+_RELEASE = r"""
+-- ARGV[1] owner, [2] task, [3] token
+local lock, status_key = LOCK_PREFIX .. ARGV[2], STATUS_PREFIX .. ARGV[2]
+local holder = redis.call('GET', lock)
 if not holder then return 'expired' end
-if holder ~= ARGV[6] or redis.call('GET', KEYS[3]) ~= ARGV[7] then return 'stolen' end
-redis.call('DEL', KEYS[2])
-if redis.call('GET', KEYS[4]) == 'in_progress' then redis.call('SET', KEYS[4], 'pending') end
-emit(false, {event='task_released', task_id=ARGV[8], owner=ARGV[6]}, ARGV[7])
+if holder ~= ARGV[1] or redis.call('GET', FENCE_PREFIX .. ARGV[2]) ~= ARGV[3] then return 'stolen' end
+redis.call('DEL', lock)
+if redis.call('GET', status_key) == 'in_progress' then redis.call('SET', status_key, 'pending') end
+emit(false, {event='task_released', task_id=ARGV[2], owner=ARGV[1]}, ARGV[3])
 return 'released'
 """
 
-_FINISH = LUA_EMIT + r"""
--- KEYS[2] lock, [3] fence, [4] status, [5] result, [6] completed-tasks metric
--- ARGV[6] owner, [7] token, [8] task, [9] outcome (completed|failed|pending), [10] payload JSON
-local owner, token, task, outcome = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-if redis.call('HGET', KEYS[5], 'token') == token and redis.call('HGET', KEYS[5], 'outcome') == outcome then
+_FINISH = r"""
+-- ARGV[1] owner, [2] task, [3] token, [4] outcome (completed|failed|pending), [5] payload JSON,
+-- [6] completed-tasks metric key
+local owner, task, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local lock, status_key, result = LOCK_PREFIX .. task, STATUS_PREFIX .. task, RESULT_PREFIX .. task
+if redis.call('HGET', result, 'token') == token and redis.call('HGET', result, 'outcome') == outcome then
   return {'duplicate', outcome}
 end
-local status = redis.call('GET', KEYS[4])
+local status = redis.call('GET', status_key)
 if status == 'completed' or status == 'failed' then return {'finished', status} end
-local highest = redis.call('GET', KEYS[3])
+local highest = redis.call('GET', FENCE_PREFIX .. task)
 if not highest or tonumber(token) < tonumber(highest) then return {'stale', highest or ''} end
-redis.call('HSET', KEYS[5], 'token', token, 'owner', owner, 'outcome', outcome, 'data', ARGV[10], 'at', ARGV[5])
-redis.call('SET', KEYS[4], outcome)
-if redis.call('GET', KEYS[2]) == owner then redis.call('DEL', KEYS[2]) end
+redis.call('HSET', result, 'token', token, 'owner', owner, 'outcome', outcome, 'data', ARGV[5], 'at', now())
+redis.call('SET', status_key, outcome)
+if redis.call('GET', lock) == owner then redis.call('DEL', lock) end
 if outcome == 'completed' then
-  redis.call('INCR', KEYS[6])
+  redis.call('INCR', ARGV[6])
   return {'accepted', emit(false, {event='task_completed', task_id=task, owner=owner}, token)}
 end
 return {'accepted', emit(outcome == 'failed', {event='task_failed', task_id=task, owner=owner,
@@ -141,18 +145,35 @@ def _valid_until(sent_at: float, ttl_ms: int) -> float:
     return sent_at + (ttl_ms - ttl_ms * _DRIFT_FACTOR - _DRIFT_MS) / 1000
 
 
-@dataclass
+_lost_guard = threading.Lock()
+
+
 class Lease:
-    task_id: str
-    owner: str
-    token: int
-    ttl_ms: int
-    valid_until: float  # time.monotonic() before which the server cannot have expired it
-    lost: threading.Event = field(default_factory=threading.Event, repr=False)
-    lost_reason: str | None = None
+    """A granted lease. ``token`` and ``valid_until`` (time.monotonic() before which the
+    server cannot have expired it) move when it is extended or re-asserted; ``lost``
+    is set, and ``lost_reason`` given, once its keeper gives up."""
+
+    __slots__ = ("task_id", "owner", "token", "ttl_ms", "valid_until", "lost_reason", "_lost")
+
+    def __init__(self, task_id: str, owner: str, token: int, ttl_ms: int, valid_until: float = 0.0):
+        self.task_id, self.owner, self.token, self.ttl_ms = task_id, owner, token, ttl_ms
+        self.valid_until = valid_until
+        self.lost_reason: str | None = None
+        self._lost: threading.Event | None = None
+
+    @property
+    def lost(self) -> threading.Event:
+        # Created on first use: most leases never get a keeper and an Event is not free.
+        with _lost_guard:
+            if self._lost is None:
+                self._lost = threading.Event()
+            return self._lost
 
     def remaining(self) -> float:
         return self.valid_until - time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"Lease({self.task_id!r}, owner={self.owner!r}, token={self.token})"
 
 
 @dataclass(frozen=True)
@@ -197,27 +218,19 @@ class LeaseManager:
         self.r, self.ks, self.larry, self.ttl_ms = r, ks, larry, ttl_ms
         self.durability, self.alert_on_conflict = durability, alert_on_conflict
         self.owner = make_owner(larry, worker)
-        self.events = EventLog(r, ks)
-        self._acquire = r.register_script(_ACQUIRE)
-        self._extend = r.register_script(_EXTEND)
-        self._release = r.register_script(_RELEASE)
-        self._finish = r.register_script(_FINISH)
+        self._completed_metric = ks.metric(larry, "tasks_completed")
+        self._acquire, self._extend, self._release, self._finish = (
+            r.register_script(lua_script(ks, body)) for body in (_ACQUIRE, _EXTEND, _RELEASE, _FINISH))
         self._held: dict[str, Lease] = {}
         self._held_lock = threading.Lock()
 
-    def _run(self, script, keys, args):
-        return run_script(self.r, script, keys, args, self.durability)
+    def _run(self, script, *args):
+        return run_script(self.r, script, [], args, self.durability)
 
     def acquire(self, task_id: str, *, into: Lease | None = None) -> Claim:
         """Try to take the task. ``into``: an existing lease to re-assert (updated in place)."""
-        ks = self.ks
-        keys, args = self.events.envelope(self.owner)
         sent_at = time.monotonic()
-        reply = self._run(
-            self._acquire,
-            keys + [ks.task_lock(task_id), ks.task_fence(task_id), ks.task_status(task_id), ks.task_deps(task_id)],
-            args + [self.owner, self.ttl_ms, task_id, ks.task_status_prefix, int(self.alert_on_conflict)],
-        )
+        reply = self._run(self._acquire, self.owner, task_id, self.ttl_ms, int(self.alert_on_conflict))
         status = reply[0]
         if status in ("acquired", "held"):
             lease = into or self._held.get(task_id) or Lease(task_id, self.owner, 0, self.ttl_ms, 0.0)
@@ -234,8 +247,7 @@ class LeaseManager:
     def extend(self, lease: Lease) -> str:
         """``extended`` (validity pushed forward), ``expired`` or ``stolen``."""
         sent_at = time.monotonic()
-        status = self._run(self._extend, [self.ks.task_lock(lease.task_id), self.ks.task_fence(lease.task_id)],
-                           [lease.owner, lease.token, lease.ttl_ms])
+        status = self._run(self._extend, lease.owner, lease.task_id, lease.token, lease.ttl_ms)
         if status == "extended":
             lease.valid_until = _valid_until(sent_at, lease.ttl_ms)
         return status
@@ -246,13 +258,7 @@ class LeaseManager:
         A release retried after a lost reply reports ``expired``: the first run removed the key.
         """
         self._forget(lease)
-        ks = self.ks
-        keys, args = self.events.envelope(lease.owner)
-        return self._run(
-            self._release,
-            keys + [ks.task_lock(lease.task_id), ks.task_fence(lease.task_id), ks.task_status(lease.task_id)],
-            args + [lease.owner, lease.token, lease.task_id],
-        )
+        return self._run(self._release, lease.owner, lease.task_id, lease.token)
 
     def complete(self, lease: Lease, result) -> Write:
         """Fenced write of the task's result (JSON-serialisable); marks it completed and frees the lock."""
@@ -263,14 +269,8 @@ class LeaseManager:
         return self._write(lease, "pending" if retry else "failed", {"error": error})
 
     def _write(self, lease: Lease, outcome: str, payload) -> Write:
-        ks, task = self.ks, lease.task_id
-        keys, args = self.events.envelope(lease.owner)
-        reply = self._run(
-            self._finish,
-            keys + [ks.task_lock(task), ks.task_fence(task), ks.task_status(task), ks.task_result(task),
-                    ks.metric(self.larry, "tasks_completed")],
-            args + [lease.owner, lease.token, task, outcome, json.dumps(payload)],
-        )
+        reply = self._run(self._finish, lease.owner, lease.task_id, lease.token, outcome, json.dumps(payload),
+                          self._completed_metric)
         if reply[0] in ("accepted", "duplicate"):
             self._forget(lease)
         return Write(reply[0], reply[1] if len(reply) > 1 else None)

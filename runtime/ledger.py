@@ -29,66 +29,66 @@ from dataclasses import dataclass
 import redis
 
 from .connection import Durability, require_text, run_script
-from .events import LUA_EMIT, EventLog
+from .events import lua_script
 from .keys import Keyspace
 
-_COMMON = LUA_EMIT + r"""
--- KEYS[2] limit, [3] reserved, [4] committed, [5] emergency, [6] ops, [7] pool
--- ARGV[6] larry, [7] op id, [8] amount, [9] threshold (per mille), [10] draw size
+_COMMON = r"""
+-- KEYS[1] limit, [2] reserved, [3] committed, [4] emergency, [5] ops, [6] pool
+-- ARGV[1] larry, [2] op id, [3] amount, [4] threshold (per mille), [5] draw size
 local function num(key) return tonumber(redis.call('GET', key) or '0') end
-if not redis.call('GET', KEYS[2]) then return {'no_limit', '0'} end
-local function effective() return num(KEYS[2]) + num(KEYS[5]) end
+if not redis.call('GET', KEYS[1]) then return {'no_limit', '0'} end
+local function effective() return num(KEYS[1]) + num(KEYS[4]) end
 local function maybe_draw(used)
-  if used * 1000 < effective() * tonumber(ARGV[9]) then return end
-  local take = math.min(tonumber(ARGV[10]), num(KEYS[7]))
+  if used * 1000 < effective() * tonumber(ARGV[4]) then return end
+  local take = math.min(tonumber(ARGV[5]), num(KEYS[6]))
   if take <= 0 then return end
-  redis.call('DECRBY', KEYS[7], take)
-  redis.call('INCRBY', KEYS[5], take)
-  emit(true, {event='token_reserve_deployed', larry=ARGV[6], amount=take, used=used,
-              limit=effective(), pool_left=num(KEYS[7])})
+  redis.call('DECRBY', KEYS[6], take)
+  redis.call('INCRBY', KEYS[4], take)
+  emit(true, {event='token_reserve_deployed', larry=ARGV[1], amount=take, used=used,
+              limit=effective(), pool_left=num(KEYS[6])})
 end
-local prev = redis.call('HGET', KEYS[6], ARGV[7])
+local prev = redis.call('HGET', KEYS[5], ARGV[2])
 """
 
 _RESERVE = _COMMON + r"""
 if prev then return {'replay', prev} end
-local used = num(KEYS[3]) + num(KEYS[4]) + tonumber(ARGV[8])
+local used = num(KEYS[2]) + num(KEYS[3]) + tonumber(ARGV[3])
 maybe_draw(used)
 if used > effective() then
-  return {'insufficient', tostring(effective() - used + tonumber(ARGV[8]))}
+  return {'insufficient', tostring(effective() - used + tonumber(ARGV[3]))}
 end
-redis.call('INCRBY', KEYS[3], ARGV[8])
-redis.call('HSET', KEYS[6], ARGV[7], 'reserved:' .. ARGV[8])
-return {'reserved', ARGV[8]}
+redis.call('INCRBY', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[5], ARGV[2], 'reserved:' .. ARGV[3])
+return {'reserved', ARGV[3]}
 """
 
 _COMMIT = _COMMON + r"""
 if not prev then return {'unknown', '0'} end
 local state, amount = string.match(prev, '^(%a+):(%d+)$')
 if state ~= 'reserved' then return {'replay', prev} end
-redis.call('DECRBY', KEYS[3], amount)
-redis.call('INCRBY', KEYS[4], ARGV[8])
-redis.call('HSET', KEYS[6], ARGV[7], 'committed:' .. ARGV[8])
-if tonumber(ARGV[8]) > tonumber(amount) then
-  local used = num(KEYS[3]) + num(KEYS[4])
+redis.call('DECRBY', KEYS[2], amount)
+redis.call('INCRBY', KEYS[3], ARGV[3])
+redis.call('HSET', KEYS[5], ARGV[2], 'committed:' .. ARGV[3])
+if tonumber(ARGV[3]) > tonumber(amount) then
+  local used = num(KEYS[2]) + num(KEYS[3])
   maybe_draw(used)
   if used > effective() then
-    emit(true, {event='token_overrun', larry=ARGV[6], used=used, limit=effective()})
+    emit(true, {event='token_overrun', larry=ARGV[1], used=used, limit=effective()})
   end
 end
-return {'committed', ARGV[8]}
+return {'committed', ARGV[3]}
 """
 
 _REFUND = _COMMON + r"""
 if not prev then
   -- a refund overtaking its reserve: the tombstone makes the late reserve a no-op
-  redis.call('HSET', KEYS[6], ARGV[7], 'refunded:0')
+  redis.call('HSET', KEYS[5], ARGV[2], 'refunded:0')
   return {'refunded', '0'}
 end
 local state, amount = string.match(prev, '^(%a+):(%d+)$')
 if state ~= 'reserved' then return {'replay', prev} end
-redis.call('DECRBY', KEYS[3], amount)
-redis.call('HSET', KEYS[6], ARGV[7], 'refunded:' .. amount)
+redis.call('DECRBY', KEYS[2], amount)
+redis.call('HSET', KEYS[5], ARGV[2], 'refunded:' .. amount)
 return {'refunded', amount}
 """
 
@@ -120,10 +120,8 @@ class Ledger:
         require_text(r)
         self.r, self.ks, self.larry, self.durability = r, ks, larry, durability
         self.threshold_permille, self.draw = int(round(threshold * 1000)), int(draw)
-        self.events = EventLog(r, ks)
-        self._reserve = r.register_script(_RESERVE)
-        self._commit = r.register_script(_COMMIT)
-        self._refund = r.register_script(_REFUND)
+        self._reserve, self._commit, self._refund = (
+            r.register_script(lua_script(ks, body)) for body in (_RESERVE, _COMMIT, _REFUND))
 
     def _key(self, field: str) -> str:
         return self.ks.tokens(self.larry, field)
@@ -136,9 +134,8 @@ class Ledger:
     def _run(self, script, op_id: str, amount: int) -> LedgerOp:
         if amount < 0:
             raise ValueError("token amounts are non-negative")
-        keys, args = self.events.envelope(self.larry)
-        keys += [self._key(f) for f in ("limit", "reserved", "committed", "emergency", "ops")] + [self.ks.token_pool]
-        args += [self.larry, op_id, int(amount), self.threshold_permille, self.draw]
+        keys = [self._key(f) for f in ("limit", "reserved", "committed", "emergency", "ops")] + [self.ks.token_pool]
+        args = [self.larry, op_id, int(amount), self.threshold_permille, self.draw]
         status, detail = run_script(self.r, script, keys, args, self.durability)
         if status == "replay":
             state, _, recorded = detail.partition(":")

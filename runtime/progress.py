@@ -13,46 +13,46 @@ from __future__ import annotations
 import redis
 
 from .connection import Durability, require_text, run_script
-from .events import LUA_EMIT, EventLog
+from .events import lua_script
 from .keys import Keyspace
 
-_START = LUA_EMIT + r"""
--- KEYS[2] status, [3] started_at, [4] progress; ARGV[6] larry
-local status = redis.call('GET', KEYS[2])
+_START = r"""
+-- KEYS[1] status, [2] started_at, [3] progress; ARGV[1] larry
+local status = redis.call('GET', KEYS[1])
 if status == 'in_progress' then return 'in_progress' end
 if status and status ~= 'pending' then return status end
-redis.call('SET', KEYS[2], 'in_progress')
-redis.call('SET', KEYS[3], ARGV[5], 'NX')
-redis.call('SET', KEYS[4], '0', 'NX')
-emit(false, {event='phase_started', larry=ARGV[6]})
+redis.call('SET', KEYS[1], 'in_progress')
+redis.call('SET', KEYS[2], now(), 'NX')
+redis.call('SET', KEYS[3], '0', 'NX')
+emit(false, {event='phase_started', larry=ARGV[1]})
 return 'started'
 """
 
-_PROGRESS = LUA_EMIT + r"""
--- KEYS[2] progress, [3] status; ARGV[6] larry, [7] percent, [8] message
-local current = tonumber(redis.call('GET', KEYS[2]) or '0')
-local wanted = tonumber(ARGV[7])
-local status = redis.call('GET', KEYS[3])
+_PROGRESS = r"""
+-- KEYS[1] progress, [2] status; ARGV[1] larry, [2] percent, [3] message
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local wanted = tonumber(ARGV[2])
+local status = redis.call('GET', KEYS[2])
 if wanted <= current or status == 'completed' or status == 'failed' then return current end
-redis.call('SET', KEYS[2], ARGV[7])
-emit(false, {event='progress_update', larry=ARGV[6], progress=wanted, message=ARGV[8]})
+redis.call('SET', KEYS[1], ARGV[2])
+emit(false, {event='progress_update', larry=ARGV[1], progress=wanted, message=ARGV[3]})
 return wanted
 """
 
-_FINISH = LUA_EMIT + r"""
--- KEYS[2] status, [3] completed_at, [4] progress; ARGV[6] larry, [7] completed|failed, [8] message
-local status = redis.call('GET', KEYS[2])
-if status == ARGV[7] then return 'already' end
+_FINISH = r"""
+-- KEYS[1] status, [2] completed_at, [3] progress; ARGV[1] larry, [2] completed|failed, [3] message
+local status = redis.call('GET', KEYS[1])
+if status == ARGV[2] then return 'already' end
 if status ~= 'in_progress' then return status or 'pending' end
-redis.call('SET', KEYS[2], ARGV[7])
-redis.call('SET', KEYS[3], ARGV[5])
-if ARGV[7] == 'completed' then
-  redis.call('SET', KEYS[4], '100')
-  emit(false, {event='phase_complete', larry=ARGV[6], message=ARGV[8]})
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], now())
+if ARGV[2] == 'completed' then
+  redis.call('SET', KEYS[3], '100')
+  emit(false, {event='phase_complete', larry=ARGV[1], message=ARGV[3]})
 else
-  emit(true, {event='phase_failed', larry=ARGV[6], message=ARGV[8]})
+  emit(true, {event='phase_failed', larry=ARGV[1], message=ARGV[3]})
 end
-return ARGV[7]
+return ARGV[2]
 """
 
 
@@ -62,14 +62,11 @@ class PhaseTracker:
     def __init__(self, r: redis.Redis, ks: Keyspace, larry: str, durability: Durability = Durability()):
         require_text(r)
         self.r, self.ks, self.larry, self.durability = r, ks, larry, durability
-        self.events = EventLog(r, ks)
-        self._start = r.register_script(_START)
-        self._progress = r.register_script(_PROGRESS)
-        self._finish = r.register_script(_FINISH)
+        self._start, self._progress, self._finish = (
+            r.register_script(lua_script(ks, body)) for body in (_START, _PROGRESS, _FINISH))
 
     def _run(self, script, keys, extra):
-        env_keys, env_args = self.events.envelope(self.larry)
-        return run_script(self.r, script, env_keys + keys, env_args + [self.larry, *extra], self.durability)
+        return run_script(self.r, script, keys, [self.larry, *extra], self.durability)
 
     def init(self) -> bool:
         """Coordinator: mark the phase pending unless it already has a status. True if it was new."""

@@ -17,35 +17,29 @@ import threading
 import redis
 
 from .connection import require_text, run_script
-from .events import LUA_EMIT, EventLog
+from .events import lua_script
 from .keys import Keyspace
 
 _BEAT = r"""
 -- KEYS[1] heartbeats, [2] status; ARGV[1] worker, [2] status or ''
-local now = redis.call('TIME')
-redis.call('ZADD', KEYS[1], tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), ARGV[1])
+redis.call('ZADD', KEYS[1], NOW_MS, ARGV[1])
 if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
 return 1
 """
 
 _DEAD = r"""
--- KEYS[1] heartbeats; ARGV[1] grace ms
-local now = redis.call('TIME')
-local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[1])
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', cutoff))
+-- KEYS[1] heartbeats; ARGV[1] asker, [2] grace ms
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', NOW_MS - tonumber(ARGV[2])))
 """
 
-_REAP = LUA_EMIT + r"""
--- KEYS[2] heartbeats, [3] status; ARGV[6] worker, [7] grace ms
-local beat = redis.call('ZSCORE', KEYS[2], ARGV[6])
+_REAP = r"""
+-- KEYS[1] heartbeats, [2] status; ARGV[1] reaper, [2] worker, [3] grace ms
+local beat = redis.call('ZSCORE', KEYS[1], ARGV[2])
 if not beat then return 0 end
-local now = redis.call('TIME')
-if tonumber(beat) > tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[7]) then
-  return 0  -- it beat again since it was listed as dead
-end
-redis.call('ZREM', KEYS[2], ARGV[6])
-redis.call('SET', KEYS[3], 'dead')
-emit(true, {event='worker_dead', worker=ARGV[6]})
+if tonumber(beat) > NOW_MS - tonumber(ARGV[3]) then return 0 end  -- it beat again since listed as dead
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], 'dead')
+emit(true, {event='worker_dead', worker=ARGV[2]})
 return 1
 """
 
@@ -54,10 +48,8 @@ class WorkerRegistry:
     def __init__(self, r: redis.Redis, ks: Keyspace, *, grace_ms: int = 15_000):
         require_text(r)
         self.r, self.ks, self.grace_ms = r, ks, grace_ms
-        self.events = EventLog(r, ks)
-        self._beat = r.register_script(_BEAT)
-        self._dead = r.register_script(_DEAD)
-        self._reap = r.register_script(_REAP)
+        self._beat, self._dead, self._reap = (
+            r.register_script(lua_script(ks, body)) for body in (_BEAT, _DEAD, _REAP))
 
     def register(self, worker_id: str, master: str, node: str, status: str = "idle") -> None:
         ks = self.ks
@@ -69,13 +61,12 @@ class WorkerRegistry:
         self._beat(keys=[self.ks.worker_heartbeats, self.ks.worker_status(worker_id)], args=[worker_id, status or ""])
 
     def dead(self) -> list[str]:
-        return self._dead(keys=[self.ks.worker_heartbeats], args=[self.grace_ms])
+        return self._dead(keys=[self.ks.worker_heartbeats], args=["registry", self.grace_ms])
 
     def reap(self, worker_id: str) -> bool:
         """Mark a dead worker (re-checked atomically); True if this call did it."""
-        keys, args = self.events.envelope("registry")
-        return bool(run_script(self.r, self._reap, keys + [self.ks.worker_heartbeats, self.ks.worker_status(worker_id)],
-                               args + [worker_id, self.grace_ms]))
+        return bool(run_script(self.r, self._reap, [self.ks.worker_heartbeats, self.ks.worker_status(worker_id)],
+                               ["registry", worker_id, self.grace_ms]))
 
     def workers(self) -> dict[str, dict]:
         """Every worker with a heartbeat: master, node, status, last beat (ms, primary clock)."""

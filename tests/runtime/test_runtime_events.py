@@ -152,3 +152,23 @@ def test_client_must_decode_responses(redis_server, ks):
     raw = redis.Redis.from_url(redis_server.url)
     with pytest.raises(ValueError, match="decode_responses"):
         EventLog(raw, ks)
+
+
+def test_lua_timestamps_match_python_across_calendar_edges(r, ks):
+    from datetime import datetime, timezone
+
+    from runtime.events import lua_script
+    script = r.register_script(lua_script(ks, "return iso8601(tonumber(ARGV[2]), tonumber(ARGV[3]))"))
+    for text in ["1970-01-01T00:00:00.000", "2000-02-29T12:34:56.789", "2024-12-31T23:59:59.999",
+                 "2025-03-01T00:00:00.001", "2100-02-28T23:00:00.500", "2026-11-21T05:55:34.123"]:
+        moment = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        secs = int(moment.timestamp())
+        assert script(args=["x", secs, moment.microsecond]) == text + "Z"
+
+
+def test_event_timestamp_is_the_primarys_clock(r, ks):
+    from datetime import datetime
+    entry_id = EventLog(r, ks).emit("e", "x")
+    (event,) = EventLog(r, ks).history()
+    stamped = datetime.fromisoformat(event.data["timestamp"].replace("Z", "+00:00")).timestamp() * 1000
+    assert abs(stamped - int(entry_id.split("-")[0])) <= 2
