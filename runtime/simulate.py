@@ -62,6 +62,17 @@ def findings_for(worker: str, rng: random.Random) -> dict[str, Any]:
     return {}
 
 
+def configure_parser(parser) -> None:
+    parser.add_argument("--speed", type=float, default=float(os.environ.get("LARRY_SPEED", "60")),
+                        help="how many times faster than the plan's minutes (default $LARRY_SPEED or 60)")
+    parser.add_argument("--overspend", action="store_true",
+                        help="spend 150 %% of the token budget (to exercise the worker's budget stop)")
+
+
+def main(args) -> int:
+    return run(os.environ, speed=args.speed, overspend=args.overspend)
+
+
 def run(env: Mapping = os.environ, speed: float = 60.0, overspend: bool = False,
         out=sys.stdout, sleep: Callable[[float], None] = time.sleep) -> int:
     task = env["LARRY_TASK_ID"]

@@ -1,0 +1,105 @@
+"""The `larry` command: what the coordinator and worker containers run, and the operator's tools.
+
+Every subcommand reads the same plan: the stack config document the components render into
+the Larry's ConfigMap (``--plan /etc/larry/plan.yaml``) or a stack file of the project
+(``--stack dev``). A user mistake (bad plan, unknown Larry, unreachable Redis where it is
+required) ends with one line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from components.config import ConfigError, StackConfig, load_plan_document, load_stack
+
+#: subcommand -> (module, function, help); modules are imported only when used, so the
+#: worker container does not pay for rich or boto3.
+COMMANDS = {
+    "worker": ("runtime.worker", "main", "run one worker: claim its tasks by lease and run the payload"),
+    "coordinator": ("runtime.coordinator", "main", "run one Larry's coordinator"),
+    "converge": ("runtime.converge_command", "main", "aggregate the Larry reports into the summary and archive the run"),
+    "run": ("runtime.supervisor", "main", "run a stack's whole plan on this machine"),
+    "simulate": ("runtime.simulate", "main", "the built-in simulated payload (used after `larry worker ... --`)"),
+    "dashboard": ("runtime.dashboard", "main", "live terminal dashboard"),
+    "status": ("runtime.operations", "status", "phase, task and ledger state of a run"),
+    "preflight": ("runtime.operations", "preflight", "check Redis, sentinel quorum and the plan's budgets"),
+    "cleanup": ("runtime.operations", "cleanup", "remove a finished run's keys from Redis (after archiving)"),
+}
+
+
+class UsageError(Exception):
+    """A mistake of the person or manifest invoking larry: printed as one line, exit 2."""
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--plan", type=Path, default=os.environ.get("LARRY_PLAN"),
+                        help="plan document rendered by the components (default $LARRY_PLAN)")
+    source.add_argument("--stack", help="a stack of this project, read from Pulumi.<stack>.yaml")
+    parser.add_argument("--project-dir", type=Path, default=Path(os.environ.get("LARRY_PROJECT_DIR", ".")),
+                        help="where Pulumi.<stack>.yaml lives (with --stack)")
+
+
+def add_redis_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis-url", default=os.environ.get("LARRY_REDIS_URL"),
+                        help="redis://host:port/db (default $LARRY_REDIS_URL; Sentinel via $LARRY_REDIS_SENTINELS)")
+
+
+def add_coordination_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--coordination-dir", type=Path,
+                        default=Path(os.environ.get("LARRY_COORDINATION_DIR", "/coordination")),
+                        help="the shared coordination volume (default $LARRY_COORDINATION_DIR or /coordination)")
+
+
+def load_plan(args: argparse.Namespace) -> StackConfig:
+    """The StackConfig named by --plan or --stack."""
+    if getattr(args, "stack", None):
+        return load_stack(args.stack, args.project_dir)
+    if not getattr(args, "plan", None):
+        raise UsageError("no plan: pass --plan FILE (or set LARRY_PLAN) or --stack NAME")
+    try:
+        text = Path(args.plan).read_text()
+    except OSError as exc:
+        raise UsageError(f"{args.plan}: cannot read the plan ({exc.strerror})") from None
+    return load_plan_document(text, str(args.plan))
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """All subcommands; only ``selected``'s module is imported to add its own options."""
+    parser = argparse.ArgumentParser(prog="larry", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, function, text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(_target=(module, function))
+        if name == selected:
+            configure = getattr(importlib.import_module(module), "configure_parser", None)
+            if configure:
+                configure(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # The payload's own arguments follow `--` and are not ours to parse.
+    payload: list[str] = []
+    if "--" in argv:
+        split = argv.index("--")
+        argv, payload = argv[:split], argv[split + 1:]
+    selected = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(selected).parse_args(argv)
+    args.payload = payload
+    module, function = args._target
+    try:
+        return int(getattr(importlib.import_module(module), function)(args) or 0)
+    except (UsageError, ConfigError) as exc:
+        print(f"larry {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
