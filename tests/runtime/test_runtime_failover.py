@@ -4,6 +4,10 @@ Workers use Durability(replicas=1): a claim, completion or progress update count
 only once a replica holds it, and a retried script is idempotent, so the
 promotion of the replica loses nothing that was acknowledged.
 
+The crash variant cuts replication 0.5 s before kill -9, so the primary dies
+holding writes the replica never saw: with Durability() instead, those
+acknowledged claims and completions are lost and this test fails (checked).
+
 With a single replica, durable writes pause after the promotion until Sentinel
 turns the old primary into the new one's replica (about 10 s: Sentinel waits
 8 s before reconfiguring a primary that is still up). Leases therefore get a
@@ -16,6 +20,7 @@ import random
 import time
 from collections import Counter
 
+import pytest
 import redis
 
 from runtime.barrier import Barrier
@@ -78,7 +83,8 @@ def worker(sentinels, prefix, n, out):
         json.dump({"ran": ran, "lost": lost}, f)
 
 
-def test_failover_mid_run_completes_without_duplicates_or_lost_events(sentinel_cluster, tmp_path):
+@pytest.mark.parametrize("how", ["sentinel_failover", "kill_9_primary"])
+def test_failover_mid_run_completes_without_duplicates_or_lost_events(sentinel_cluster, tmp_path, how):
     ks = Keyspace(prefix="fo:")
     sentinels = sentinel_cluster.sentinel_addresses
     r = connect(settings(sentinels))
@@ -96,7 +102,10 @@ def test_failover_mid_run_completes_without_duplicates_or_lost_events(sentinel_c
         time.sleep(0.02)
     done_before = board.counts("larry-01").get("completed", 0)
     assert done_before < TASKS, "the run finished before the failover could interrupt it"
-    sentinel_cluster.failover()
+    if how == "sentinel_failover":
+        sentinel_cluster.failover()
+    else:
+        sentinel_cluster.crash_primary(replica_lag=0.5)
     assert sentinel_cluster.master_port() != old_primary
     for p in procs:
         p.join(timeout=90)

@@ -197,6 +197,31 @@ class SentinelCluster:
               timeout, "old primary to resync as a replica")
         return new
 
+    def crash_primary(self, replica_lag: float = 0.0, timeout: float = 30.0) -> RedisServer:
+        """kill -9 the primary; once a replica is promoted, restart the old one (empty,
+        as after a crash without persistence) and wait until Sentinel has made it a replica.
+
+        ``replica_lag``: cut replication that long before the crash, so the primary
+        dies holding acknowledged writes the replica never received. (Freezing the
+        replica would not do: the kernel buffers the stream and it catches up.)
+        The cut: a password the replica does not know, then drop its link;
+        connections already open keep working.
+        """
+        old = self.server_on(self.master_port())
+        if replica_lag:
+            admin = old.client()
+            admin.config_set("requirepass", "replication-cut")
+            admin.client_kill_filter(_type="replica")
+            time.sleep(replica_lag)
+        old.kill()
+        _wait(lambda: self.master_port() != old.port, timeout, "sentinels to promote the replica")
+        new = self.server_on(self.master_port())
+        old.start()
+        _wait(lambda: old.client().info("replication").get("master_link_status") == "up"
+              and new.client().info("replication").get("connected_slaves", 0) >= 1,
+              timeout, "restarted primary to resync as a replica")
+        return new
+
     def stop(self) -> None:
         for process in [*self.sentinels, *self.servers()]:
             process.kill()
