@@ -26,7 +26,6 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -164,11 +163,6 @@ def connect(settings: RedisSettings) -> redis.Redis:
 def require_text(r: redis.Redis) -> None:
     if not r.get_connection_kwargs().get("decode_responses"):
         raise ValueError("runtime needs a client with decode_responses=True (use runtime.connection.connect)")
-
-
-def utc_now() -> str:
-    """ISO 8601 UTC timestamp with milliseconds, the seed's event/phase timestamp format."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -167,8 +167,8 @@ class EventListener:
         self.malformed = 0
         self.gaps = 0
         self.disconnects = 0
-        if self.last_id != "0-0":
-            self._check_gap()
+        if start not in ("$", "0-0"):
+            self._check_gap()  # resuming from a persisted position
 
     def poll(self, block_ms: int | None = 1000) -> list[Event]:
         """Events after ``last_id``; waits up to ``block_ms`` for the first (None: don't wait)."""
@@ -221,12 +221,3 @@ def _id_tuple(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
 
-
-def wait_for(listener: EventListener, predicate, timeout: float) -> Event | None:
-    """First event satisfying ``predicate`` within ``timeout`` seconds, else None."""
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        for event in listener.poll(block_ms=max(1, int(min(left, 1.0) * 1000))):
-            if predicate(event):
-                return event
-    return None

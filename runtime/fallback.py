@@ -35,13 +35,19 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import redis
 
-from .connection import RedisSettings, connect, utc_now
+from .connection import RedisSettings, connect
 from .events import EventLog
 from .keys import Keyspace
+
+
+def utc_now() -> str:
+    """The event timestamp format (ISO 8601 UTC, ms); in file mode from this node's clock."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class FileCoordination:

@@ -62,3 +62,10 @@ def test_durable_write_without_replicas_raises_not_replicated(r):
     with pytest.raises(NotReplicated):
         run_script(r, script, ["durable-test"], [], Durability(replicas=1, timeout_ms=50, retry_for=0.2))
     assert run_script(r, script, ["durable-test2"], [], Durability()) == 1
+
+
+def test_missing_redis_server_fails_with_setup_hint(monkeypatch, tmp_path):
+    from tests.support.redis_servers import MissingBinary
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(MissingBinary, match=r"redis-server not found: run `make setup`"):
+        RedisServer(tmp_path).start()
