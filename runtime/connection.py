@@ -9,8 +9,9 @@ Guarantees and limits:
   reconnect, and a demoted primary's READONLY error makes redis-py drop the
   connection, so commands land on the new primary after a failover.
 * A retried command may have run once already (the reply was lost, not the
-  request). Every Lua script in this package is therefore idempotent: re-running
-  it reports the same state without charging, emitting or issuing twice.
+  request). Every state-changing Lua script in this package is therefore
+  idempotent: re-running it reports the same state without charging, emitting
+  or issuing twice (free-form ``EventLog.emit`` is the exception: at-least-once).
 * Redis replicates asynchronously: an acknowledged write can vanish when a
   replica that never saw it is promoted. :class:`Durability` closes that hole
   for callers that ask for it: the script and a ``WAIT`` run on one connection

@@ -102,7 +102,8 @@ def test_callback_fires_before_expiry_when_redis_stops_answering(ks, own_server)
     m.last_ok_sent = time.monotonic()  # the grant counts as the first "extension"
     fired_at = []
     done = threading.Event()
-    keeper = m.keep(lease, lambda l, why: (fired_at.append(time.monotonic()), done.set()))
+    # The margin must exceed scheduling delays (this machine may be busy): 0.4 s of the 1 s TTL.
+    keeper = m.keep(lease, lambda l, why: (fired_at.append(time.monotonic()), done.set()), margin=0.4)
     time.sleep(0.5)  # at least one renewal succeeds
     own_server.pause()  # renewals now hang inside redis-py's retries
     try:

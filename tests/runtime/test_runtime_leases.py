@@ -117,11 +117,11 @@ def test_dependency_cycle_is_refused(r, ks):
 
 
 def test_keeper_renews_past_ttl_and_fires_when_stolen(r, ks):
-    a = LeaseManager(r, ks, "larry-01", ttl_ms=300)
+    a = LeaseManager(r, ks, "larry-01", ttl_ms=600)
     lease = a.acquire("t").lease
     fired = []
     with a.keep(lease, lambda l, why: fired.append(why)):
-        time.sleep(0.8)  # well past the TTL: only renewals keep it
+        time.sleep(1.5)  # well past the TTL: only renewals keep it
         assert r.get(ks.task_lock("t")) == a.owner and not fired
         r.set(ks.task_lock("t"), "intruder")  # someone else holds it now
         assert lease.lost.wait(2), "keeper did not notice the stolen lease"

@@ -19,13 +19,13 @@ def test_register_heartbeat_and_seed_keys(r, ks):
 
 
 def test_silent_worker_is_detected_and_reaped_once(r, ks):
-    reg = WorkerRegistry(r, ks, grace_ms=300)
+    reg = WorkerRegistry(r, ks, grace_ms=1000)
     reg.register("alive", "larry-02", "k3s-worker02")
     reg.register("silent", "larry-02", "k3s-worker02")
     stop = threading.Event()
     reg.beat_forever("alive", 0.05, stop)
     try:
-        time.sleep(0.5)
+        time.sleep(1.3)
         assert reg.dead() == ["silent"]
         assert reg.reap("silent") is True and reg.reap("silent") is False
     finally:
