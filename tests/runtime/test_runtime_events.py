@@ -172,3 +172,21 @@ def test_event_timestamp_is_the_primarys_clock(r, ks):
     (event,) = EventLog(r, ks).history()
     stamped = datetime.fromisoformat(event.data["timestamp"].replace("Z", "+00:00")).timestamp() * 1000
     assert abs(stamped - int(entry_id.split("-")[0])) <= 2
+
+
+def test_cortex_stack_uses_its_own_channels_and_stream(r, ks):
+    p = ks.prefix
+    ks = Keyspace.cortex(prefix=p)
+    sub = r.pubsub()
+    sub.subscribe(p + "cortex:masters:escalation")
+    sub.get_message(timeout=1)
+    EventLog(r, ks).emit("ESCALATION", "security-master", alert=True, severity="critical")
+    assert json.loads(sub.get_message(timeout=2)["data"])["event"] == "ESCALATION"
+    assert r.xlen(p + "cortex:events:system") == 1
+    assert ks.phase_status("larry-01") == p + "phase:larry-01:status"
+    sub.close()
+
+
+def test_names_must_be_printable_ascii():
+    with pytest.raises(ValueError):
+        Keyspace(coordination_channel='bad"\nname\u00e9')
