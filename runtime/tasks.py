@@ -60,8 +60,8 @@ class TaskBoard:
         """How many of a Larry's tasks are in each status (for progress and dashboards)."""
         return Counter(self.statuses(self.tasks(larry)).values())
 
-    def claimable(self, larry: str) -> list[str]:
-        """Unfinished, unlocked tasks whose dependencies are all completed (a snapshot)."""
+    def _scan(self, larry: str) -> list[tuple[str, str | None, bool, set]]:
+        """(task, status, locked, dependsOn) for each of a Larry's tasks, in one round trip."""
         tasks = self.tasks(larry)
         pipe = self.r.pipeline(transaction=False)
         for task in tasks:
@@ -69,13 +69,19 @@ class TaskBoard:
             pipe.exists(self.ks.task_lock(task))
             pipe.smembers(self.ks.task_deps(task))
         replies = pipe.execute()
-        candidates = {}
-        for i, task in enumerate(tasks):
-            status, locked, deps = replies[3 * i: 3 * i + 3]
-            if status not in TERMINAL and not locked:
-                candidates[task] = deps
+        return [(task, replies[3 * i], bool(replies[3 * i + 1]), replies[3 * i + 2]) for i, task in enumerate(tasks)]
+
+    def claimable(self, larry: str) -> list[str]:
+        """Unfinished, unlocked tasks whose dependencies are all completed (a snapshot)."""
+        candidates = {t: deps for t, status, locked, deps in self._scan(larry) if status not in TERMINAL and not locked}
         dep_status = self.statuses({d for deps in candidates.values() for d in deps})
         return [t for t, deps in candidates.items() if all(dep_status[d] == "completed" for d in deps)]
+
+    def orphaned(self, larry: str) -> list[str]:
+        """Tasks still ``in_progress`` whose lease is gone: their holder died or was cut
+        off. Nothing needs re-queueing (they are claimable as they are); this is for
+        the coordinator's and dashboard's view."""
+        return [t for t, status, locked, _ in self._scan(larry) if status == "in_progress" and not locked]
 
     def result(self, task_id: str) -> dict | None:
         """The accepted fenced write: token, owner, outcome, data (decoded JSON), at."""

@@ -9,6 +9,7 @@ import time
 from runtime.connection import RedisSettings, connect
 from runtime.keys import Keyspace
 from runtime.leases import Lease, LeaseManager
+from runtime.tasks import TaskBoard
 
 ctx = multiprocessing.get_context("fork")
 
@@ -42,8 +43,14 @@ def test_kill_9_holder_task_reacquired_after_expiry_and_late_write_rejected(r, k
     os.kill(p.pid, signal.SIGKILL)
     p.join()
 
+    board = TaskBoard(r, ks)
+    board.define("larry-01", {"t": []})
+    deadline = time.monotonic() + 5
+    while board.orphaned("larry-01") != ["t"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert board.orphaned("larry-01") == ["t"] and board.claimable("larry-01") == ["t"]
     new = _acquire_until(other, "t", timeout=5)
-    assert new.token > dead_token
+    assert new.token > dead_token and board.orphaned("larry-01") == []
     # The dead holder's write arrives late (e.g. from a request still in flight).
     late = LeaseManager(r, ks, "larry-01").complete(Lease("t", dead_owner, dead_token, 1500, 0.0), {"late": True})
     assert late.status == "stale"
