@@ -75,7 +75,10 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text)
         sub.set_defaults(_target=(module, function))
         if name == selected:
-            configure = getattr(importlib.import_module(module), "configure_parser", None)
+            # A module serving one subcommand has configure_parser; one serving several has
+            # configure_<function> for each.
+            loaded = importlib.import_module(module)
+            configure = getattr(loaded, f"configure_{function}", None) or getattr(loaded, "configure_parser", None)
             if configure:
                 configure(sub)
     return parser
