@@ -31,7 +31,8 @@ constants prepended to every script, so no template is written twice.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,14 @@ class Keyspace:
         )
         names.update(overrides)
         return cls(prefix=prefix, **names)
+
+    @classmethod
+    def for_plan(cls, channels, prefix: str = "") -> "Keyspace":
+        """The names a plan selects with ``larry:channels`` (a ``components.config.Channels``).
+        A plan on seed 004's event stream is the cortex stack and gets its meta-coordinator too."""
+        base = cls.cortex(prefix) if channels.events == cls.cortex().events_stream else cls(prefix)
+        return replace(base, coordination_channel=channels.coordination, alerts_channel=channels.alerts,
+                       events_stream=channels.events)
 
     def _k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -158,3 +167,28 @@ class Keyspace:
 
     def barrier_released(self, name: str) -> str:
         return self._k("barrier", name, "released")
+
+    # -- SCAN MATCH patterns (operators' tools; never KEYS) ----------------------
+    #: the key families above: every key a run leaves, except the event stream
+    RUN_FAMILIES = ("phase", "task", "worker", "metrics", "tokens", "barrier")
+
+    def run_patterns(self) -> tuple[str, ...]:
+        """Patterns matching every key of a run: ``phase:*``, ``task:*``, ``worker:*`` (seed
+        001 "Post-Execution Cleanup"), ``metrics:*``, ``tokens:*``, ``barrier:*`` and the stream."""
+        p = glob_escape(self.prefix)
+        return tuple(f"{p}{family}:*" for family in self.RUN_FAMILIES) + (glob_escape(self.stream),)
+
+    @property
+    def barriers_pattern(self) -> str:
+        """Matches every barrier's arrived set; :meth:`barrier_name` reads the name back."""
+        head, tail = self.barrier_arrived("\0").split("\0")
+        return glob_escape(head) + "*" + glob_escape(tail)
+
+    def barrier_name(self, arrived_key: str) -> str:
+        head, tail = self.barrier_arrived("\0").split("\0")
+        return arrived_key[len(head):len(arrived_key) - len(tail)]
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal inside a Redis glob pattern."""
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
