@@ -1,0 +1,39 @@
+"""Config switches change the graph as documented: provider mode, monitoring flags, exporter."""
+from tests.components.pulumi_graph import CM, RULE, SM, STS, run_program, stack_values
+
+PROVIDER = "pulumi:providers:kubernetes"
+
+
+def test_dev_renders_manifests_per_stack(dev):
+    (provider,) = dev.of(PROVIDER)
+    assert provider.inputs["renderYamlToDirectory"] == "rendered/dev"
+    assert "kubeconfig" not in provider.inputs
+    # Every Kubernetes object goes through that provider (children inherit it from their component).
+    assert all(r.inputs.get("kind") for r in dev.kubernetes())
+
+
+def test_a_cluster_context_replaces_render_mode():
+    values = stack_values("dev")
+    values["larry:cluster"] = {"kubeconfig": "~/.kube/k3s.yaml", "context": "k3s"}
+    (provider,) = run_program("dev", values).of(PROVIDER)
+    assert (provider.inputs["kubeconfig"], provider.inputs["context"]) == ("~/.kube/k3s.yaml", "k3s")
+    assert "renderYamlToDirectory" not in provider.inputs
+
+
+def test_monitoring_objects_follow_their_flags():
+    values = stack_values("dev")
+    values["larry:observability"] = {"serviceMonitors": False, "grafanaDashboard": False}
+    values["larry:redis"]["exporter"] = False
+    graph = run_program("dev", values)
+    assert not graph.of(SM) and not graph.of(RULE)
+    assert "larry-dashboard" not in {c.metadata["name"] for c in graph.of(CM)}
+    server = next(s for s in graph.of(STS) if s.metadata["name"] == "redis-cluster")
+    assert [c["name"] for c in server.manifest["spec"]["template"]["spec"]["containers"]] == ["redis"]
+
+
+def test_dashboard_alone_needs_no_prometheus_operator():
+    values = stack_values("dev")
+    values["larry:observability"] = {"serviceMonitors": False, "grafanaDashboard": True}
+    graph = run_program("dev", values)
+    assert not graph.of(SM) and not graph.of(RULE)
+    assert "larry-dashboard" in {c.metadata["name"] for c in graph.of(CM)}
