@@ -6,10 +6,10 @@ redis-cli sees the documented keys::
     phase:{larry}:status|progress|started_at|completed_at|tasks
     task:lock:{id}  task:status:{id}          (seed)
     task:fence:{id} task:deps:{id} task:result:{id}   (added: fencing, dependsOn, results)
-    worker:{id}:master|node|status            (seed)  worker:heartbeats (added)
+    worker:{id}:master|node|status            (seed)  worker:heartbeats, worker:{id}:paused (added)
     metrics:{larry}:{name}                    (seed)
     tokens:{larry}:limit|reserved|committed|emergency|ops, tokens:{meta}:pool
-    barrier:{name}:arrived|released
+    barrier:{name}:arrived|released           barriers: convergence, reports
     channels larry:coordination, larry:alerts; stream larry:events
 
 ``{larry}`` here is a template placeholder, not a Redis Cluster hash tag: the
@@ -33,6 +33,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, replace
+
+#: The all-Larry barrier before Phase 4 (seed 001 "Convergence Protocol").
+CONVERGENCE_BARRIER = "convergence"
+#: Coordinators arrive here once their final report is on disk; `larry converge` reads them after it.
+REPORTS_BARRIER = "reports"
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,10 @@ class Keyspace:
 
     def worker_status(self, worker_id: str) -> str:
         return self._k("worker", worker_id, "status")
+
+    def worker_paused(self, worker_id: str) -> str:
+        """Set (to the reason) while the worker's coordinator has it paused (a critical_cve alert)."""
+        return self._k("worker", worker_id, "paused")
 
     @property
     def worker_heartbeats(self) -> str:
