@@ -46,7 +46,6 @@ class Registered:
     typ: str
     name: str
     inputs: dict[str, Any]
-    custom: bool
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -67,7 +66,7 @@ class GraphMocks(pulumi.runtime.Mocks):
         self.resources: list[Registered] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        self.resources.append(Registered(args.typ, args.name, args.inputs, bool(args.custom)))
+        self.resources.append(Registered(args.typ, args.name, args.inputs))
         if args.typ == "random:index/randomPassword:RandomPassword":
             return f"{args.name}-id", {"result": MOCK_PASSWORD}
         return f"{args.name}-id", {}
