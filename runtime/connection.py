@@ -113,7 +113,7 @@ class RedisSettings:
 
     @classmethod
     def from_env(cls, env=None) -> "RedisSettings":
-        """LARRY_REDIS_URL, or LARRY_REDIS_SENTINELS="h:p,h:p" + LARRY_REDIS_MASTER;
+        """LARRY_REDIS_URL, or LARRY_REDIS_SENTINELS="h:p,h:p" + LARRY_REDIS_MASTER_NAME;
         password from LARRY_REDIS_PASSWORD or REDIS_PASSWORD; LARRY_REDIS_SENTINEL_PASSWORD;
         LARRY_REDIS_RETRY_FOR (seconds)."""
         env = os.environ if env is None else env
@@ -128,7 +128,7 @@ class RedisSettings:
         return cls(
             url=url,
             sentinels=sentinels,
-            master_name=env.get("LARRY_REDIS_MASTER", "larry"),
+            master_name=env.get("LARRY_REDIS_MASTER_NAME", "larry"),
             password=env.get("LARRY_REDIS_PASSWORD") or env.get("REDIS_PASSWORD") or None,
             sentinel_password=env.get("LARRY_REDIS_SENTINEL_PASSWORD") or None,
             retry_for=_env_float(env, "LARRY_REDIS_RETRY_FOR", cls.retry_for),

@@ -12,7 +12,7 @@ from tests.support.redis_servers import RedisServer, free_port
 def test_settings_from_env_direct_and_sentinel():
     direct = RedisSettings.from_env({"LARRY_REDIS_URL": "redis://h:1/2", "REDIS_PASSWORD": "s3cret"})
     assert direct.url == "redis://h:1/2" and direct.password == "s3cret" and not direct.sentinels
-    sent = RedisSettings.from_env({"LARRY_REDIS_SENTINELS": "a:26379, b:26380", "LARRY_REDIS_MASTER": "cortex",
+    sent = RedisSettings.from_env({"LARRY_REDIS_SENTINELS": "a:26379, b:26380", "LARRY_REDIS_MASTER_NAME": "cortex",
                                    "LARRY_REDIS_PASSWORD": "p", "REDIS_PASSWORD": "ignored",
                                    "LARRY_REDIS_RETRY_FOR": "45"})
     assert sent.sentinels == (("a", 26379), ("b", 26380)) and sent.master_name == "cortex"
