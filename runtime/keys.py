@@ -187,16 +187,6 @@ class Keyspace:
         p = glob_escape(self.prefix)
         return tuple(f"{p}{family}:*" for family in self.RUN_FAMILIES) + (glob_escape(self.stream),)
 
-    @property
-    def barriers_pattern(self) -> str:
-        """Matches every barrier's arrived set; :meth:`barrier_name` reads the name back."""
-        head, tail = self.barrier_arrived("\0").split("\0")
-        return glob_escape(head) + "*" + glob_escape(tail)
-
-    def barrier_name(self, arrived_key: str) -> str:
-        head, tail = self.barrier_arrived("\0").split("\0")
-        return arrived_key[len(head):len(arrived_key) - len(tail)]
-
 
 def glob_escape(text: str) -> str:
     """``text`` as a literal inside a Redis glob pattern."""
