@@ -54,6 +54,70 @@ def add_coordination_dir(parser: argparse.ArgumentParser) -> None:
                         help="the shared coordination volume (default $LARRY_COORDINATION_DIR or /coordination)")
 
 
+def add_key_prefix(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key-prefix", default=os.environ.get("LARRY_KEY_PREFIX", ""),
+                        help="prefix of every key and channel of the run (default $LARRY_KEY_PREFIX, empty)")
+
+
+def positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def add_speed_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--speed", type=positive_number, default=positive_number(os.environ.get("LARRY_SPEED", "1")),
+                        help="how many times faster than the plan's minutes deadlines run (default $LARRY_SPEED or 1)")
+
+
+def open_redis(args: argparse.Namespace, cfg: StackConfig, env=None):
+    """(client, Keyspace) for a process of the run: --redis-url or the environment ``env``
+    (default os.environ; Sentinel via $LARRY_REDIS_SENTINELS), the plan's channel names,
+    --key-prefix. A Redis that does not answer within the connection's retry window is a
+    UsageError."""
+    import redis
+
+    from .connection import RedisSettings, connect
+    from .keys import Keyspace
+
+    env = {**(os.environ if env is None else env), **({"LARRY_REDIS_URL": args.redis_url} if args.redis_url else {})}
+    settings = RedisSettings.from_env(env)
+    try:
+        ks = Keyspace.for_plan(cfg.channels, getattr(args, "key_prefix", "") or "")
+        client = connect(settings)
+        client.ping()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except redis.exceptions.RedisError as exc:
+        target = settings.url if not settings.sentinels else f"Sentinel master {settings.master_name!r}"
+        raise UsageError(f"cannot reach Redis at {target} ({exc})") from None
+    return client, ks
+
+
+def larry_of(cfg: StackConfig, larry_id: str | None):
+    """The plan's Larry ``larry_id`` (UsageError naming the choices if there is none)."""
+    for larry in cfg.larrys:
+        if larry.id == larry_id:
+            return larry
+    raise UsageError(f"{cfg.source}: no Larry {larry_id!r} in the plan "
+                     f"(expected one of {', '.join(larry.id for larry in cfg.larrys)})")
+
+
+def interrupt_on_sigterm() -> None:
+    """Treat SIGTERM (pod deletion, the local supervisor stopping a process) like Ctrl+C, so
+    the process's ``finally`` blocks stop payloads and release leases on the way out."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def load_plan(args: argparse.Namespace) -> StackConfig:
     """The StackConfig named by --plan or --stack."""
     if getattr(args, "stack", None):

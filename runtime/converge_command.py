@@ -1,0 +1,62 @@
+"""`larry converge`: the meta-coordinator's Phase 4 (see :func:`runtime.converge.converge`).
+
+::
+
+    larry converge --plan /etc/larry/plan.yaml [--coordination-dir D] [--s3-url s3://bucket/prefix]
+
+With Redis configured (``--redis-url`` or the environment) it first waits, on the event
+stream, until every Larry has passed the ``convergence`` barrier and then arrived at the
+``reports`` barrier, which each coordinator does once its final report is on disk; the wait
+is bounded by the plan's execution window (scaled by ``--speed``, plus the allowance of
+:mod:`runtime.timing`). ``--no-wait`` skips it for reports already written. It prints the
+summary's path. A missing or corrupt report, or a failed upload, is one line and exit
+status 2; a barrier that times out names the Larrys missing and exits 1.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from . import callstats
+from .barrier import Barrier, BarrierTimeout
+from .cli import (add_coordination_dir, add_key_prefix, add_plan_arguments, add_redis_arguments, add_speed_argument,
+                  interrupt_on_sigterm, load_plan, open_redis)
+from .converge import ERRORS, converge
+from .keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
+from .timing import Timing
+
+
+def configure_parser(parser) -> None:
+    add_plan_arguments(parser)
+    add_redis_arguments(parser)
+    add_key_prefix(parser)
+    add_coordination_dir(parser)
+    add_speed_argument(parser)
+    parser.add_argument("--s3-url", default=os.environ.get("LARRY_ARCHIVE_S3_URL"),
+                        help="also upload the archive to s3://bucket/prefix (default $LARRY_ARCHIVE_S3_URL)")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait at the barriers (reports already written)")
+
+
+def main(args) -> int:
+    cfg = load_plan(args)
+    callstats.install("converge")
+    interrupt_on_sigterm()
+    if not args.no_wait and (args.redis_url or os.environ.get("LARRY_REDIS_SENTINELS")):
+        r, ks = open_redis(args, cfg)
+        larrys = [larry.id for larry in cfg.larrys]
+        until = time.monotonic() + Timing.from_env(args.speed).deadline(cfg.execution_window_minutes)
+        try:
+            for name in (CONVERGENCE_BARRIER, REPORTS_BARRIER):
+                Barrier(r, ks, name, larrys).wait(max(0.001, until - time.monotonic()))
+        except BarrierTimeout as timeout:
+            print(f"larry converge: {timeout}", file=sys.stderr)
+            return 1
+    try:
+        result = converge(cfg, args.coordination_dir, s3_url=args.s3_url)
+    except ERRORS as error:
+        print(f"larry converge: {error}", file=sys.stderr)
+        return 2
+    print(f"archive: {result.archive}" + (f" and {result.s3_uri}" if result.s3_uri else ""))
+    print(f"summary: {result.summary}", flush=True)
+    return 0

@@ -1,0 +1,322 @@
+"""`larry coordinator`: one Larry's coordinator (the Deployment's pod).
+
+::
+
+    larry coordinator --plan /etc/larry/plan.yaml --larry larry-01 --port 9100
+
+1. Initialises its Larry's Redis state, each step only if it is not there yet, so a
+   restarted coordinator resumes instead of starting over: the tasks and their
+   dependencies, the phase status, the ledger limit (``tokenBudget``), the
+   meta-coordinator's emergency reserve pool; then starts the phase (``phase_started``).
+2. Serves /metrics (:class:`runtime.metrics.CoordinatorMetrics`) and /healthz.
+3. Follows the event stream from its first entry (:class:`runtime.history.History`), and
+   every heartbeat interval looks after its workers: a worker silent past the grace is
+   reaped (``worker_dead``) and its orphaned tasks are put back to ``pending``
+   (``task_requeued``). It raises the phase's progress (``progress_update``) as tasks
+   complete, and pauses / resumes the workers a ``critical_cve`` alert names.
+4. Ends the phase: ``completed`` when every task completed; ``failed`` as soon as every
+   task has either finished or can never run (a dependency failed for good, its worker
+   gave up), or when the phase deadline passes (``deadlineMinutes * 60 / speed`` plus the
+   allowance of :mod:`runtime.timing`, counted from the phase's start in Redis).
+5. Arrives at the ``convergence`` barrier and waits for every Larry, runs its Phase 4
+   validation (:mod:`runtime.validation`), writes ``{coordination-dir}/reports/{larry}-final.json``
+   (:mod:`runtime.phase_report`) and arrives at the ``reports`` barrier, which is what
+   ``larry converge`` waits for.
+6. Keeps serving /metrics with the final figures until SIGTERM, as a Deployment's pod must
+   (exiting would only get it restarted); ``--once`` exits 0 instead.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from datetime import datetime
+
+import redis
+
+from components.config import Larry, StackConfig
+
+from . import callstats
+from .barrier import Barrier, BarrierTimeout
+from .cli import (UsageError, add_coordination_dir, add_key_prefix, add_plan_arguments, add_redis_arguments, add_speed_argument,
+                  interrupt_on_sigterm, larry_of, load_plan, open_redis)
+from .events import EventListener, lua_script
+from .history import History
+from .keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
+from .ledger import Ledger, init_reserve_pool
+from .metrics import CoordinatorMetrics, serve
+from .phase_report import build_report
+from .progress import PhaseTracker
+from .registry import WorkerRegistry
+from .report import write_larry_report
+from .results import results_dir
+from .taskgraph import TaskGraph
+from .tasks import TERMINAL, TaskBoard
+from .timing import Timing
+
+DEFAULT_PORT = 9100
+
+_PAUSE = r"""
+-- KEYS[1] worker:{id}:paused; ARGV[1] larry, [2] worker, [3] reason
+if not redis.call('SET', KEYS[1], ARGV[3], 'NX') then return 0 end
+emit(false, {event='worker_paused', larry=ARGV[1], worker=ARGV[2], reason=ARGV[3]})
+return 1
+"""
+
+_RESUME = r"""
+-- KEYS[1] worker:{id}:paused; ARGV[1] larry, [2] worker
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+emit(false, {event='worker_resumed', larry=ARGV[1], worker=ARGV[2]})
+return 1
+"""
+
+# Only a task still marked in progress whose lease is gone: a live holder keeps its task.
+_REQUEUE = r"""
+-- ARGV[1] larry, [2] task, [3] dead worker
+local status_key = STATUS_PREFIX .. ARGV[2]
+if redis.call('GET', status_key) ~= 'in_progress' or redis.call('EXISTS', LOCK_PREFIX .. ARGV[2]) == 1 then
+  return 0
+end
+redis.call('SET', status_key, 'pending')
+emit(false, {event='task_requeued', larry=ARGV[1], task_id=ARGV[2], worker=ARGV[3]})
+return 1
+"""
+
+
+def configure_parser(parser) -> None:
+    add_plan_arguments(parser)
+    add_redis_arguments(parser)
+    add_key_prefix(parser)
+    add_coordination_dir(parser)
+    add_speed_argument(parser)
+    parser.add_argument("--larry", default=os.environ.get("LARRY_ID"), help="the Larry to coordinate (default $LARRY_ID)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port of /metrics and /healthz (default {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--host", default="0.0.0.0", help="address of /metrics and /healthz (default all)")
+    parser.add_argument("--once", action="store_true", help="exit once the final report is written")
+
+
+def main(args) -> int:
+    cfg = load_plan(args)
+    larry = larry_of(cfg, args.larry)
+    callstats.install(f"coordinator-{larry.id}")
+    r, ks = open_redis(args, cfg)
+    interrupt_on_sigterm()
+    coordinator = Coordinator(cfg, larry, r, ks, Timing.from_env(args.speed), args.coordination_dir)
+    try:
+        server = serve(coordinator.metrics.registry, args.port, coordinator.healthy, host=args.host)
+    except OSError as error:
+        raise UsageError(f"cannot serve /metrics on {args.host}:{args.port} ({error.strerror or error})") from None
+    coordinator.log(f"serving /metrics and /healthz on port {server.server_port}")
+    try:
+        coordinator.run()
+    except redis.exceptions.RedisError as error:
+        print(f"larry coordinator: {larry.id}: lost Redis ({error}); a restart resumes from Redis state",
+              file=sys.stderr)
+        return 1
+    if args.once:
+        return 0
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:  # SIGTERM: the end of a finished coordinator's life
+        return 0
+    finally:
+        server.shutdown()
+
+
+class Coordinator:
+    def __init__(self, cfg: StackConfig, larry: Larry, r, ks, timing: Timing, coordination_dir):
+        self.cfg, self.larry, self.r, self.ks, self.timing = cfg, larry, r, ks, timing
+        self.coordination_dir = coordination_dir
+        self.metrics = CoordinatorMetrics()
+        self.phase = PhaseTracker(r, ks, larry.id)
+        self.board = TaskBoard(r, ks)
+        self.ledger = Ledger(r, ks, larry.id, threshold=cfg.budget.reserve_trigger,
+                             draw=cfg.budget.meta.emergency_reserve_tokens)
+        self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
+        everyone = [each.id for each in cfg.larrys]
+        self.convergence = Barrier(r, ks, CONVERGENCE_BARRIER, everyone)
+        self.reports = Barrier(r, ks, REPORTS_BARRIER, everyone)
+        self.history = History(larry, ks)
+        self.graph = TaskGraph(cfg)
+        self.own = [t.id for t in larry.tasks]
+        self.worker_of = {t.id: w.name for w in larry.workers for t in w.tasks}
+        self._pause, self._resume, self._requeue = (
+            r.register_script(lua_script(ks, body)) for body in (_PAUSE, _RESUME, _REQUEUE))
+        self._alive_at = time.monotonic()
+        self._requeued_seen = 0
+        self.report: dict | None = None
+
+    def log(self, text: str) -> None:
+        print(f"{self.larry.id}: {text}", flush=True)
+
+    def healthy(self) -> bool:
+        """Alive while the loop keeps coming round (it wakes at least every heartbeat interval)."""
+        return self.report is not None or time.monotonic() - self._alive_at < max(30.0, 6 * self.timing.heartbeat)
+
+    # ------------------------------------------------------------------ lifecycle
+    def initialise(self) -> None:
+        larry = self.larry
+        self.board.define(larry.id, {t.id: t.depends_on for t in larry.tasks})
+        self.ledger.set_limit(larry.token_budget)
+        init_reserve_pool(self.r, self.ks, self.cfg.budget.meta.emergency_reserve_tokens)
+        self.phase.init()
+        started = self.phase.start()
+        self.log("phase started" if started == "started" else f"resuming: phase {started}")
+
+    def run(self) -> dict:
+        self.initialise()
+        outcome = self.follow()
+        if outcome:
+            status, message = outcome
+            (self.phase.complete if status == "completed" else self.phase.fail)(message)
+            self.log(f"phase {status}: {message}")
+        self.update_metrics()
+        self.converge()
+        return self.report
+
+    def follow(self) -> tuple[str, str] | None:
+        """Fold the stream, tend the workers, until the phase can end; the (status, message) to
+        end it with, or None when it had already ended (a restarted coordinator)."""
+        listener = EventListener(self.r, self.ks, "0-0")
+        while batch := listener.poll(block_ms=None):  # the history first, then act once on its net effect
+            self.history.add(batch)
+        deadline = self._deadline()
+        next_tick, touched = 0.0, True
+        while True:
+            self._alive_at = time.monotonic()
+            self._apply_pauses()
+            if time.monotonic() >= next_tick:
+                self.tend_workers()
+                self.update_metrics()
+                next_tick, touched = time.monotonic() + self.timing.heartbeat, True
+            if touched:
+                if self.phase.snapshot()["status"] in TERMINAL:
+                    return None
+                outcome = self.outcome(deadline)
+                if outcome:
+                    return outcome
+            wait = max(0.001, min(next_tick, deadline) - time.monotonic())
+            touched = self.history.add(listener.poll(block_ms=max(1, int(wait * 1000))))
+            if touched:
+                self._raise_progress()
+
+    def _deadline(self) -> float:
+        """The phase deadline on this process's monotonic clock, from the start time in Redis."""
+        started = datetime.fromisoformat(self.phase.snapshot()["started_at"]).timestamp()
+        seconds, micros = self.r.time()
+        elapsed = seconds + micros / 1e6 - started
+        return time.monotonic() - elapsed + self.timing.deadline(self.larry.deadline_minutes)
+
+    def _statuses(self) -> tuple[dict, dict]:
+        """(every task of the stack -> status, own worker -> registry status), one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.mget([self.ks.task_status(t) for t in self.graph.ids])
+        pipe.mget([self.ks.worker_status(w.name) for w in self.larry.workers])
+        tasks, workers = pipe.execute()
+        return dict(zip(self.graph.ids, tasks)), dict(zip((w.name for w in self.larry.workers), workers))
+
+    def outcome(self, deadline: float) -> tuple[str, str] | None:
+        statuses, workers = self._statuses()
+        own = {t: statuses[t] for t in self.own}
+        done = sum(s == "completed" for s in own.values())
+        if done == len(own):
+            return "completed", f"all {done} tasks completed"
+        doomed = self.graph.doomed(statuses)
+        unfinished = [t for t, s in own.items() if s not in TERMINAL]
+        # Never to run: a dependency failed for good, or the worker gave up before claiming it.
+        stuck = [t for t in unfinished
+                 if t in doomed or (workers[self.worker_of[t]] == "failed" and own[t] != "in_progress")]
+        if len(stuck) == len(unfinished):
+            failed = [t for t, s in own.items() if s == "failed"]
+            return "failed", (f"{done}/{len(own)} tasks completed; failed: {', '.join(failed) or 'none'}; "
+                              f"cannot run: {', '.join(stuck) or 'none'}")
+        if time.monotonic() >= deadline:
+            return "failed", (f"deadline passed ({self.larry.deadline_minutes} plan minutes at speed "
+                              f"{self.timing.speed:g}) with {done}/{len(own)} tasks completed")
+        return None
+
+    def _raise_progress(self) -> None:
+        counts = self.board.counts(self.larry.id)
+        done = counts.get("completed", 0)
+        self.phase.progress(100 * done // len(self.own), f"{done}/{len(self.own)} tasks completed")
+
+    # ------------------------------------------------------------------ workers
+    def tend_workers(self) -> None:
+        """Reap dead workers; re-queue the orphaned tasks of every worker marked dead."""
+        own = {w.name for w in self.larry.workers}
+        for worker in self.registry.dead():
+            if worker in own and self.registry.reap(worker):
+                self.log(f"worker {worker} is dead (no heartbeat for {self.timing.dead_after_ms} ms)")
+        _, workers = self._statuses()
+        for worker, status in workers.items():
+            if status != "dead":
+                continue
+            for task in (t.id for w in self.larry.workers if w.name == worker for t in w.tasks):
+                if self._requeue(keys=[], args=[self.larry.id, task, worker]):
+                    self.log(f"re-queued {task} of dead worker {worker}")
+
+    def _apply_pauses(self) -> None:
+        requests, self.history.pause_requests = self.history.pause_requests, {}
+        for worker, reason in requests.items():
+            key = [self.ks.worker_paused(worker)]
+            if reason is not None and self._pause(keys=key, args=[self.larry.id, worker, reason]):
+                self.log(f"paused {worker}: {reason}")
+            elif reason is None and self._resume(keys=key, args=[self.larry.id, worker]):
+                self.log(f"resumed {worker}")
+
+    # ------------------------------------------------------------------ metrics
+    def update_metrics(self) -> None:
+        m, lid = self.metrics, self.larry.id
+        statuses, _ = self._statuses()
+        own = [statuses[t] for t in self.own]
+        snapshot = self.phase.snapshot()
+        ledger = self.ledger.snapshot()
+        m.phase_progress.labels(lid).set(snapshot["progress"])
+        m.tasks_completed.labels(lid).set(own.count("completed"))
+        m.tasks_failed.labels(lid).set(own.count("failed"))
+        m.tokens_used.labels(lid).set(ledger["committed"])
+        m.tokens_reserved.labels(lid).set(ledger["reserved"])
+        m.tokens_limit.labels(lid).set(ledger["limit"] + ledger["emergency"])
+        m.emergency_drawn.labels(lid).set(ledger["emergency"])
+        m.lease_conflicts.labels(lid).set(self.history.conflicts)
+        m.worker_restarts.labels(lid).set(sum(self.history.restarts(w.name) for w in self.larry.workers))
+        new = len(self.history.requeued) - self._requeued_seen
+        if new > 0:
+            m.tasks_requeued.labels(lid).inc(new)
+            self._requeued_seen += new
+        beating = set(self.registry.workers()) - set(self.registry.dead())
+        active = {w.node: 0 for w in self.larry.workers}
+        for worker in self.larry.workers:
+            active[worker.node] += worker.name in beating
+        for node, count in active.items():
+            m.workers_active.labels(lid, node).set(count)
+
+    # ------------------------------------------------------------------ Phase 4
+    def converge(self) -> None:
+        self.convergence.arrive(self.larry.id)
+        waited = time.monotonic()
+        window = self.timing.deadline(self.cfg.execution_window_minutes)
+        try:
+            self.convergence.wait(window)
+            self.metrics.barrier_passed.labels(self.larry.id).set(1)
+        except BarrierTimeout as timeout:
+            self.log(f"{timeout}; reporting anyway")
+        self.metrics.barrier_wait.labels(self.larry.id).observe(time.monotonic() - waited)
+        self.report = self.build_report()
+        path = write_larry_report(os.path.join(self.coordination_dir, "reports"), self.report)
+        self.update_metrics()
+        self.reports.arrive(self.larry.id)
+        passed = sum(check["passed"] for check in self.report["validation"])
+        self.log(f"final report {path}: phase {self.report['status']}, "
+                 f"validation {passed}/{len(self.report['validation'])} checks passed")
+
+    def build_report(self) -> dict:
+        statuses, workers = self._statuses()
+        return build_report(
+            self.cfg, self.larry, phase=self.phase.snapshot(), statuses=statuses,
+            results={t: self.board.result(t) for t in self.own}, ledger=self.ledger.snapshot(),
+            workers=workers, history=self.history, speed=self.timing.speed,
+            planned_seconds=self.timing.scaled(self.larry.deadline_minutes),
+            results_dir=results_dir(self.coordination_dir, self.larry.id))

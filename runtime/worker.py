@@ -1,0 +1,411 @@
+"""`larry worker`: the process of one worker Job.
+
+::
+
+    larry worker --plan /etc/larry/plan.yaml --larry larry-02 --worker scan-worker-01 -- <payload...>
+
+It registers (``worker:{id}:master|node|status``) and heartbeats, waits for its Larry's
+coordinator to start the phase, then claims its own tasks by lease, one at a time, in plan
+order among those whose dependencies have completed. Dependencies held by other workers or
+Larrys are waited for on the event stream (woken by their ``task_completed``), never by
+polling; a wait re-reads state after at most one lease TTL because a lease that expires
+emits nothing.
+
+Each task runs the payload (the command after ``--``; the built-in simulated payload when
+none is given) with the environment of :mod:`runtime.protocol`. The task's token budget is
+an equal share of what the worker has not spent yet; ``LARRY_TASK_MINUTES`` is the worker's
+minutes divided by its tasks. Every ``@larry`` report with tokens is charged to the
+Larry's ledger at once (reserve + commit, op id ``{task}:{fence}:{n}``, so a retried charge
+is never counted twice). The payload is stopped (SIGTERM to its process group, SIGKILL after
+``--kill-grace``) when
+
+* the lease is lost: nothing is written (the fence forbids it) and the task is claimed again;
+* the worker's deadline passes (``minutes * 60 / speed`` plus the allowance of
+  :mod:`runtime.timing`): the task fails with detail ``deadline``;
+* its tokens exceed the task's share, or the ledger refuses them: the task fails with
+  detail ``budget exhausted``. The tokens already spent are still recorded (a charge the
+  ledger refuses is committed over a reservation of what was left, which raises the
+  ledger's ``token_overrun`` alert), and the task is not retried.
+
+A finished task is a fenced write (:meth:`LeaseManager.complete` / ``fail``); only once it
+is accepted does the worker write ``{coordination-dir}/results/{larry}/{task}.json``
+(with the fence). A worker that dies between the two has the file re-written from Redis by
+its successor.
+
+Pause (seed 001 appendix A example 3): while ``worker:{id}:paused`` is set by the
+coordinator, the worker lets the task in hand finish and claims nothing new until the
+coordinator's ``worker_resumed``. Freezing the payload instead (SIGSTOP) would hold the
+lease and the worker's deadline hostage to an alert of unknown length.
+
+Exit status: 0 when all its tasks completed; 1 when a restart may help (the payload
+crashed, the lease kept slipping, Redis went away), which the Job's backoffLimit turns into
+a retry; 3 when nothing a restart does can help (a task failed for good, a dependency
+failed, the deadline passed); 2 for usage errors. A restarted worker skips completed tasks
+and takes over the leases of its own previous incarnation at once: one pod per worker Job,
+so a lease held under this worker's name by another process is a dead predecessor's.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import redis
+
+from components.config import Larry, StackConfig
+from components.config import Worker as WorkerSpec
+
+from . import callstats
+from .cli import (UsageError, add_coordination_dir, add_key_prefix, add_plan_arguments, add_redis_arguments,
+                  add_speed_argument, interrupt_on_sigterm, larry_of, load_plan, open_redis, positive_number)
+from .events import EventListener, EventLog, lua_script
+from .leases import Lease, LeaseManager
+from .ledger import Ledger
+from .payload import PayloadProcess
+from .protocol import ProtocolError, is_protocol_line, merge_findings, parse_line
+from .registry import WorkerRegistry
+from .results import read_result, results_dir, write_result
+from .taskgraph import TaskGraph
+from .tasks import TERMINAL, TaskBoard
+from .timing import Timing
+
+EXIT_OK, EXIT_RETRY, EXIT_GAVE_UP = 0, 1, 3
+#: Lease losses of one task before the worker hands over to a restart.
+MAX_LEASE_LOSSES = 3
+
+# A lease held under this worker's name by another process belongs to a dead predecessor
+# (see the module doc): free it so the acquire that follows gets a new, higher fence.
+_TAKE_OVER = r"""
+-- ARGV[1] new owner, [2] task, [3] owner prefix of this worker's incarnations
+local lock = LOCK_PREFIX .. ARGV[2]
+local holder = redis.call('GET', lock)
+if not holder or holder == ARGV[1] or string.sub(holder, 1, #ARGV[3]) ~= ARGV[3] then return 0 end
+redis.call('DEL', lock)
+emit(false, {event='task_takeover', task_id=ARGV[2], previous=holder, owner=ARGV[1]})
+return 1
+"""
+
+
+class GiveUp(Exception):
+    """Nothing left this incarnation can do; ``code`` is the exit status."""
+
+    def __init__(self, code: int, why: str):
+        super().__init__(why)
+        self.code = code
+
+
+def configure_parser(parser) -> None:
+    add_plan_arguments(parser)
+    add_redis_arguments(parser)
+    add_key_prefix(parser)
+    add_coordination_dir(parser)
+    add_speed_argument(parser)
+    parser.add_argument("--larry", default=os.environ.get("LARRY_ID"), help="the worker's Larry (default $LARRY_ID)")
+    parser.add_argument("--worker", default=os.environ.get("LARRY_WORKER_ID"),
+                        help="the worker's name in the plan (default $LARRY_WORKER_ID)")
+    parser.add_argument("--kill-grace", type=positive_number, default=5.0,
+                        help="seconds between SIGTERM and SIGKILL when the payload has to stop (default 5)")
+
+
+def main(args) -> int:
+    cfg = load_plan(args)
+    larry = larry_of(cfg, args.larry)
+    spec = next((w for w in larry.workers if w.name == args.worker), None)
+    if spec is None:
+        raise UsageError(f"{cfg.source}: {larry.id} has no worker {args.worker!r} "
+                         f"(expected one of {', '.join(w.name for w in larry.workers)})")
+    command = args.payload or [sys.executable, "-m", "runtime.cli", "simulate", "--speed", f"{args.speed:g}"]
+    callstats.install(f"worker-{spec.name}")
+    r, ks = open_redis(args, cfg)
+    interrupt_on_sigterm()
+    worker = Worker(cfg, larry, spec, r, ks, Timing.from_env(args.speed), command, args.coordination_dir,
+                    kill_grace=args.kill_grace)
+    try:
+        return worker.run()
+    except redis.exceptions.RedisError as error:
+        print(f"larry worker: {spec.name}: lost Redis ({error}); a restart will resume", file=sys.stderr)
+        return EXIT_RETRY
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Worker:
+    def __init__(self, cfg: StackConfig, larry: Larry, spec: WorkerSpec, r, ks, timing: Timing,
+                 command: list[str], coordination_dir: Path, *, kill_grace: float = 5.0):
+        self.cfg, self.larry, self.spec, self.r, self.ks = cfg, larry, spec, r, ks
+        self.timing, self.command, self.kill_grace = timing, command, kill_grace
+        self.name = spec.name
+        # Read the stream position before any state: nothing that happens after a state
+        # read can then be missed by a wait that follows it.
+        self.listener = EventListener(r, ks, "$")
+        self.leases = LeaseManager(r, ks, larry.id, worker=spec.name, ttl_ms=timing.lease_ttl_ms)
+        self.ledger = Ledger(r, ks, larry.id, threshold=cfg.budget.reserve_trigger,
+                             draw=cfg.budget.meta.emergency_reserve_tokens)
+        self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
+        self.events = EventLog(r, ks)
+        self.board = TaskBoard(r, ks)
+        self.graph = TaskGraph(cfg)
+        self._take_over = r.register_script(lua_script(ks, _TAKE_OVER))
+        self.sender = f"{larry.id}/{spec.name}"
+        self.own = [t.id for t in spec.tasks]
+        self.titles = {t.id: t.title for t in spec.tasks}
+        self.results = results_dir(coordination_dir, larry.id)
+        self.deadline = time.monotonic() + timing.deadline(spec.minutes)
+        self.spent = 0
+        self.lease_losses: dict[str, int] = {}
+
+    def log(self, text: str) -> None:
+        print(f"{self.name}: {text}", flush=True)
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self) -> int:
+        self.registry.register(self.name, self.spec.master or self.larry.id, self.spec.node, "idle")
+        self.events.emit("worker_started", self.sender, larry=self.larry.id, worker=self.name,
+                         node=self.spec.node, pid=os.getpid())
+        stop = threading.Event()
+        self.registry.beat_forever(self.name, self.timing.heartbeat, stop)
+        code = EXIT_RETRY
+        try:
+            self._wait_for_phase()
+            self._recover()
+            code = self._work()
+        except GiveUp as reason:
+            self.log(str(reason))
+            code = reason.code
+        finally:
+            stop.set()
+            self._sign_off(code)
+        return code
+
+    def _sign_off(self, code: int) -> None:
+        try:
+            if code == EXIT_RETRY:
+                # Stay in the heartbeat set: silence past the grace makes the coordinator
+                # declare this worker dead and re-queue what it held.
+                self.registry.heartbeat(self.name, "error")
+            else:
+                self.registry.deregister(self.name, "completed" if code == EXIT_OK else "failed")
+        except Exception as error:  # the exit status matters more than the last status write
+            self.log(f"could not record the final status: {error}")
+
+    def _left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise GiveUp(EXIT_GAVE_UP, f"deadline passed ({self.spec.minutes} plan minutes at speed "
+                                       f"{self.timing.speed:g})")
+        return left
+
+    def _wait(self, wakes) -> None:
+        """Block on the event stream until an event ``wakes`` accepts, or one re-check interval."""
+        until = time.monotonic() + min(self.timing.recheck, self._left())
+        while (left := until - time.monotonic()) > 0:
+            if any(wakes(event) for event in self.listener.poll(block_ms=max(1, int(left * 1000)))):
+                return
+
+    def _wait_for_phase(self) -> None:
+        # The coordinator defines the tasks and the ledger limit before it starts the phase.
+        while (self.r.get(self.ks.phase_status(self.larry.id)) or "pending") == "pending":
+            self._wait(lambda e: e.name == "phase_started" and e.data.get("larry") == self.larry.id)
+
+    def _recover(self) -> None:
+        """After a restart: free leases of dead predecessors, restore missing result files,
+        count what earlier incarnations spent."""
+        prefix = f"{self.larry.id}/{self.name}/"
+        for task in self.own:
+            self._take_over(keys=[], args=[self.leases.owner, task, prefix])
+            result = self.board.result(task)
+            if result is None or result["outcome"] not in TERMINAL:
+                continue
+            recorded = read_result(self.results, task, result["token"])
+            if not recorded:
+                data = result["data"] if result["outcome"] == "completed" else {"detail": result["data"].get("error")}
+                recorded = self._write_result(task, result["token"], result["outcome"], data)
+            self.spent += int(recorded.get("tokens", 0))
+
+    # ------------------------------------------------------------------ choosing work
+    def _work(self) -> int:
+        gave_up: list[str] = []
+        while True:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.mget([self.ks.task_status(t) for t in self.graph.ids])
+            pipe.get(self.ks.worker_paused(self.name))
+            pipe.get(self.ks.phase_status(self.larry.id))
+            statuses, paused, phase = pipe.execute()
+            statuses = dict(zip(self.graph.ids, statuses))
+            left = [t for t in self.own if statuses.get(t) not in TERMINAL]
+            gave_up += [t for t in self.own if statuses.get(t) == "failed" and t not in gave_up]
+            if not left:
+                return EXIT_GAVE_UP if gave_up else EXIT_OK
+            if phase in TERMINAL:
+                raise GiveUp(EXIT_GAVE_UP, f"phase {phase} with {', '.join(left)} unfinished")
+            doomed = self.graph.doomed(statuses)
+            runnable = [t for t in left if t not in doomed]
+            if not runnable:
+                raise GiveUp(EXIT_GAVE_UP, "cannot run " + ", ".join(f"{t} (dependency {doomed[t]} failed)"
+                                                                     for t in left))
+            if paused:
+                self._pause(paused)
+                continue
+            waiting: set[str] = set()
+            for task in runnable:
+                claim = self.leases.acquire(task)
+                if claim.lease is not None:
+                    self._run_task(task, claim.lease, len(left))
+                    break
+                waiting.update(claim.waiting_on or (task,))
+            else:
+                self.registry.heartbeat(self.name, "idle")
+                self._wait(lambda e, w=waiting: e.data.get("task_id") in w or e.data.get("worker") == self.name)
+
+    def _pause(self, reason: str) -> None:
+        self.log(f"paused by the coordinator ({reason}); no new task until resumed")
+        self.registry.heartbeat(self.name, "paused")
+        while self.r.get(self.ks.worker_paused(self.name)):
+            self._wait(lambda e: e.name == "worker_resumed" and e.data.get("worker") == self.name)
+        self.log("resumed")
+
+    # ------------------------------------------------------------------ one task
+    def _run_task(self, task: str, lease: Lease, tasks_left: int) -> None:
+        share = max(0, self.spec.tokens - self.spent) // tasks_left
+        workdir = self.results / task
+        workdir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "LARRY_ID": self.larry.id, "LARRY_WORKER_ID": self.name, "LARRY_TASK_ID": task,
+               "LARRY_TASK_TITLE": self.titles[task], "LARRY_TASK_MINUTES": f"{self.spec.minutes / len(self.own):g}",
+               "LARRY_TOKEN_BUDGET": str(share), "LARRY_FENCE": str(lease.token),
+               "LARRY_RESULTS_DIR": str(workdir), "LARRY_PROTOCOL_FILE": str(workdir / f"protocol-{lease.token}.log")}
+        self.log(f"running {task} (fence {lease.token}, budget {share} tokens)")
+        self.registry.heartbeat(self.name, "busy")
+        items: queue.Queue = queue.Queue()
+        keeper = self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
+        run = _TaskRun(self, task, lease, share)
+        payload = PayloadProcess(self.command, env, Path(env["LARRY_PROTOCOL_FILE"]), items,
+                                 label=f"{self.name}: ").start()
+        try:
+            code = run.follow(items, payload)
+        except BaseException:
+            # Interrupted (SIGTERM): stop the payload and hand the task back at once
+            # rather than letting the next claimant wait out the lease.
+            payload.stop(self.kill_grace)
+            keeper.stop()
+            self.leases.release(lease)
+            raise
+        keeper.stop()
+        self.spent += run.tokens
+        self._finish(run, code)
+
+    def _finish(self, run: "_TaskRun", code: int) -> None:
+        task, lease = run.task, run.lease
+        if run.stopped == "lease lost":
+            losses = self.lease_losses[task] = self.lease_losses.get(task, 0) + 1
+            self.log(f"{task}: lease lost ({lease.lost_reason}); payload stopped, nothing written")
+            if losses >= MAX_LEASE_LOSSES:
+                raise GiveUp(EXIT_RETRY, f"{task}: lease lost {losses} times")
+            return
+        if run.stopped:  # budget exhausted | deadline: the worker cannot do better by retrying
+            write = self.leases.fail(lease, run.stopped, retry=False)
+            status = "failed"
+        elif code != 0:
+            write = self.leases.fail(lease, f"payload exited with status {code}", retry=True)
+            if write.ok:
+                raise GiveUp(EXIT_RETRY, f"{task}: payload exited with status {code}; the task is pending again")
+            status = None
+        else:
+            write = self.leases.complete(lease, run.data())
+            status = "completed"
+        if not write.ok:
+            self.log(f"{task}: result not accepted ({write.status}{': ' + write.detail if write.detail else ''})")
+            return
+        self._write_result(task, lease.token, status, run.data(detail=run.stopped))
+        self.log(f"{task}: {status}" + (f" ({run.stopped})" if run.stopped else "") + f", {run.tokens} tokens")
+        if run.stopped == "deadline":
+            raise GiveUp(EXIT_GAVE_UP, "deadline passed")
+
+    def _write_result(self, task: str, fence: int, status: str, data: dict) -> dict:
+        record = {"larry": self.larry.id, "task": task, "worker": self.name, "fence": fence, "status": status,
+                  **data, "written_at": _now()}
+        write_result(self.results, task, record)
+        return record
+
+    def charge(self, op_id: str, tokens: int) -> bool:
+        """Record ``tokens`` (already spent) in the ledger; False when the ledger refuses them."""
+        reserved = self.ledger.reserve(op_id, tokens)
+        if reserved.ok:
+            self.ledger.commit(op_id, tokens)
+            return True
+        if reserved.status == "insufficient" and reserved.amount >= 0:
+            # Spent is spent: commit the truth over what was left (the ledger raises token_overrun).
+            self.ledger.reserve(op_id, reserved.amount)
+            self.ledger.commit(op_id, tokens)
+        else:
+            self.log(f"ledger refused {tokens} tokens ({reserved.status}); they are not recorded")
+        return False
+
+
+class _TaskRun:
+    """What one payload run reported, and why the worker stopped it (if it did)."""
+
+    def __init__(self, worker: Worker, task: str, lease: Lease, share: int):
+        self.worker, self.task, self.lease, self.share = worker, task, lease, share
+        self.tokens = self.reports = self.malformed = 0
+        self.findings: dict = {}
+        self.message: str | None = None
+        self.stopped: str | None = None
+        self.exit_code: int | None = None
+
+    def follow(self, items: queue.Queue, payload: PayloadProcess) -> int:
+        """Handle the payload's lines until it exits; returns its exit status."""
+        while True:
+            timeout = None if self.stopped else max(0.0, self.worker.deadline - time.monotonic())
+            try:
+                kind, value = items.get(timeout=timeout)
+            except queue.Empty:
+                kind, value = "deadline", None
+            if kind == "exit":
+                self.exit_code = value
+                return value
+            if kind == "line":
+                self._line(value)
+            elif kind == "lost":
+                self.stop(payload, "lease lost")
+            elif kind == "deadline":
+                self.stop(payload, "deadline")
+            if self.stopped == "budget exhausted" and payload.running:
+                payload.stop(self.worker.kill_grace)
+
+    def stop(self, payload: PayloadProcess, reason: str) -> None:
+        if self.stopped is None:
+            self.stopped = reason
+            self.worker.log(f"{self.task}: stopping the payload ({reason})")
+        payload.stop(self.worker.kill_grace)
+
+    def _line(self, line: str) -> None:
+        if not is_protocol_line(line):
+            print(f"[{self.task}] {line}", flush=True)
+            return
+        try:
+            report = parse_line(line)
+        except ProtocolError as error:
+            self.malformed += 1
+            self.worker.log(f"{self.task}: skipping a malformed protocol line ({error})")
+            return
+        merge_findings(self.findings, report.findings)
+        self.message = report.message or self.message
+        if report.tokens:  # spent is spent, whatever happened to the lease
+            self.reports += 1
+            self.tokens += report.tokens
+            accepted = self.worker.charge(f"{self.task}:{self.lease.token}:{self.reports}", report.tokens)
+            if (not accepted or self.tokens > self.share) and self.stopped is None:
+                self.stopped = "budget exhausted"
+                self.worker.log(f"{self.task}: stopping the payload (budget exhausted: {self.tokens} tokens "
+                                f"of {self.share})")
+
+    def data(self, detail: str | None = None) -> dict:
+        data = {"tokens": self.tokens, "findings": self.findings, "budget": self.share, "exit_code": self.exit_code,
+                "malformed_lines": self.malformed, "message": self.message, "detail": detail}
+        return {k: v for k, v in data.items() if v is not None}
