@@ -91,7 +91,7 @@ class Dashboard:
         self.workers: list[dict] = []
         self.pool: dict = {}
         self.barriers: list[dict] = []
-        self.events: deque[Event] = deque(maxlen=max(1, events))
+        self.events: deque[Event] = deque(maxlen=events)
         self.listener: EventListener | None = None
         self.conn = Connection(since=clock())
         self.redis_offset = 0.0  # the primary's clock minus ours, seconds
@@ -299,7 +299,8 @@ def larry_table(dash: Dashboard, width: int = 200) -> Table:
         tasks = state["tasks"]
         task_text = f"{tasks['completed']}/{tasks['total']} done\n" + " · ".join(
             f"{tasks[k]} {label}" for k, label in (("in_progress", "running"), ("failed", "failed")) if tasks[k])
-        workers = Text(f"\n{state.get('workers_active', 0)} workers", style="dim")
+        active = state.get("workers_active", 0)
+        workers = Text(f"\n{active} worker{'' if active == 1 else 's'}", style="dim")
         cells = [name, status_text(state["status"]).append_text(workers),
                  ProgressBar(total=100, completed=state["progress"], complete_style=color or "bar.complete"),
                  f"{state['progress']}%", task_text, tokens_text(state["ledger"]),
@@ -369,7 +370,7 @@ def recent_events(dash: Dashboard, limit: int) -> Table:
         table.add_row(f"[{local_time(event.data.get('timestamp'), int(event.id.split('-')[0]))}]",
                       Text(f"[{channel}]", style="bold red" if alert else "blue"),
                       Text(f"[{sender}]", style=color_of(dash, sender)),
-                      Text(event.name, style="bold red" if alert else "bold"), "→ " + event_detail(event))
+                      Text(event.name, style="bold red" if alert else "bold"), f"→ {detail}" if (detail := event_detail(event)) else "")
     if more:
         table.add_row("", "", "", Text(f"… {more} older", style="dim"), "")
     if not dash.events:
@@ -437,6 +438,8 @@ def _interrupt(_signum, _frame) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.events < 1:
+        raise UsageError(f"--events must be at least 1, got {args.events}")
     cfg = load_plan(args)
     ks = keyspace(cfg, args)
     settings = redis_settings(args, retry_for=RETRY_SECONDS)
