@@ -25,7 +25,6 @@ stdout is not a terminal, or with ``--once``, one frame is printed and the comma
 from __future__ import annotations
 
 import argparse
-import signal
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -44,12 +43,12 @@ from rich.text import Text
 
 from components.config import StackConfig
 
-from .cli import UsageError, load_plan
+from .cli import UsageError, interrupt_on_sigterm, load_plan, open_redis
 from .events import Event, EventListener, parse_entry
 from .keys import Keyspace
-from .operations import (add_run_arguments, barrier_text, count_active, findings_items, keyspace, larry_of_worker, open_client,
-                         parse_time, read_barriers, read_larry, read_pool, read_workers, redis_settings,
-                         status_text, task_owners, tokens_text, where)
+from .operations import (add_run_arguments, barrier_text, count_active, describe, findings_items, impatient_env,
+                         larry_of_worker, parse_time, read_barriers, read_larry, read_pool, read_workers, status_text,
+                         task_owners, tokens_text)
 
 #: Fewest seconds between two reads of the same state, however fast events arrive.
 MIN_READ_INTERVAL = 0.25
@@ -433,26 +432,21 @@ def print_frame(dash: Dashboard, console: Console) -> None:
 
 # --------------------------------------------------------------------------- the command
 
-def _interrupt(_signum, _frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(args: argparse.Namespace) -> int:
     if args.events < 1:
         raise UsageError(f"--events must be at least 1, got {args.events}")
     cfg = load_plan(args)
-    ks = keyspace(cfg, args)
-    settings = redis_settings(args, retry_for=RETRY_SECONDS)
-    dash = Dashboard(cfg, ks, open_client(settings), events=args.events, redis_at=where(settings))
+    r, ks = open_redis(args, cfg, impatient_env(RETRY_SECONDS))
+    dash = Dashboard(cfg, ks, r, events=args.events, redis_at=describe(r))
     console = Console()
     if args.once or not console.is_terminal:
         try:
             dash.connect()
         except redis.exceptions.RedisError as exc:
-            raise UsageError(f"cannot reach Redis at {where(settings)} ({exc})") from None
+            raise UsageError(f"cannot read the run from {describe(r)} ({exc})") from None
         print_frame(dash, console)
         return 0
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_sigterm()
     try:
         run_live(dash, console)
     except KeyboardInterrupt:

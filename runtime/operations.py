@@ -29,7 +29,7 @@ import argparse
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable
@@ -42,8 +42,9 @@ from rich.text import Text
 
 from components.config import Larry, StackConfig
 
-from .cli import UsageError, add_coordination_dir, add_plan_arguments, add_redis_arguments, load_plan
-from .connection import RedisSettings, connect
+from .cli import (UsageError, add_coordination_dir, add_key_prefix, add_plan_arguments, add_redis_arguments,
+                  load_plan, open_redis)
+from .connection import RedisSettings
 from .keys import CONVERGENCE_BARRIER, REPORTS_BARRIER, Keyspace
 from .ledger import Ledger
 from .progress import PhaseTracker
@@ -69,8 +70,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The plan, Redis and key prefix: what every command reading a run needs."""
     add_plan_arguments(parser)
     add_redis_arguments(parser)
-    parser.add_argument("--key-prefix", default=os.environ.get("LARRY_KEY_PREFIX", ""),
-                        help="prefix of every key and channel of the run (default $LARRY_KEY_PREFIX, empty)")
+    add_key_prefix(parser)
 
 
 def configure_status(parser: argparse.ArgumentParser) -> None:
@@ -89,49 +89,31 @@ def configure_cleanup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="remove the keys even if the run was not archived")
 
 
-def redis_settings(args: argparse.Namespace, retry_for: float = OPERATOR_RETRY_SECONDS) -> RedisSettings:
-    """--redis-url, else the environment (Sentinel via $LARRY_REDIS_SENTINELS), retrying ``retry_for`` s."""
-    env = dict(os.environ)
-    if getattr(args, "redis_url", None):
-        env["LARRY_REDIS_URL"] = args.redis_url
+def impatient_env(retry_for: float) -> dict[str, str]:
+    """The environment with Redis retries cut to ``retry_for`` s: an operator wants an answer,
+    not the runtime's 30 s ride through a failover."""
     try:
-        settings = RedisSettings.from_env(env)
-    except ValueError as exc:
-        raise UsageError(f"bad Redis settings in the environment ({exc})") from None
-    return replace(settings, retry_for=min(settings.retry_for, retry_for))
+        current = float(os.environ.get("LARRY_REDIS_RETRY_FOR") or retry_for)
+    except ValueError:
+        current = retry_for
+    return {**os.environ, "LARRY_REDIS_RETRY_FOR": str(min(current, retry_for))}
 
 
-def where(settings: RedisSettings) -> str:
-    if settings.sentinels:
-        return f"Sentinel master {settings.master_name!r} via " + ",".join(f"{h}:{p}" for h, p in settings.sentinels)
-    return str(settings.url)
-
-
-def open_client(settings: RedisSettings) -> redis.Redis:
-    try:
-        return connect(settings)
-    except ValueError as exc:  # a malformed URL
-        raise UsageError(f"bad Redis URL {settings.url!r} ({exc})") from None
-
-
-def keyspace(cfg: StackConfig, args: argparse.Namespace) -> Keyspace:
-    try:
-        return Keyspace.for_plan(cfg.channels, getattr(args, "key_prefix", "") or "")
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def open_run(args: argparse.Namespace) -> tuple[StackConfig, Keyspace, RedisSettings, redis.Redis]:
-    """Plan, keyspace and a client that has answered a PING (else one line, exit 2)."""
+def open_run(args: argparse.Namespace,
+             retry_for: float = OPERATOR_RETRY_SECONDS) -> tuple[StackConfig, redis.Redis, Keyspace]:
+    """Plan, a client that has answered a PING (else one line, exit 2) and the keyspace."""
     cfg = load_plan(args)
-    ks = keyspace(cfg, args)
-    settings = redis_settings(args)
-    client = open_client(settings)
-    try:
-        client.ping()
-    except redis.exceptions.RedisError as exc:
-        raise UsageError(f"cannot reach Redis at {where(settings)} ({exc})") from None
-    return cfg, ks, settings, client
+    client, ks = open_redis(args, cfg, impatient_env(retry_for))
+    return cfg, client, ks
+
+
+def describe(r: redis.Redis) -> str:
+    """Where the client points: ``redis://host:port/db`` or the Sentinel master's name."""
+    pool = r.connection_pool
+    if getattr(pool, "service_name", None):
+        return f"Sentinel master {pool.service_name!r}"
+    kw = pool.connection_kwargs
+    return f"redis://{kw.get('host')}:{kw.get('port')}/{kw.get('db', 0)}"
 
 
 # --------------------------------------------------------------------------- a run's state
@@ -293,7 +275,7 @@ def status_text(status: str) -> Text:
 # --------------------------------------------------------------------------- larry status
 
 def status(args: argparse.Namespace) -> int:
-    cfg, ks, _settings, r = open_run(args)
+    cfg, r, ks = open_run(args)
     state = read_run(r, ks, cfg)
     if args.json:
         print(json.dumps(state, indent=2))
@@ -372,13 +354,16 @@ class Check:
 
 def preflight(args: argparse.Namespace) -> int:
     cfg = load_plan(args)
-    ks = keyspace(cfg, args)
-    settings = redis_settings(args)
     checks = [Check("plan", "ok", f"{cfg.source}: {len(cfg.larrys)} Larrys, {len(cfg.workers)} workers, "
                                   f"{sum(len(larry.tasks) for larry in cfg.larrys)} tasks")]
-    r = open_client(settings)
-    checks.append(check_redis(r, settings))
-    checks.append(check_sentinel_quorum(settings))
+    try:
+        r, ks = open_redis(args, cfg, impatient_env(OPERATOR_RETRY_SECONDS))
+    except UsageError as exc:
+        checks.append(Check("Redis reachable", "failed", str(exc)))
+        r = ks = None
+    else:
+        checks.append(check_redis(r))
+    checks.append(check_sentinel_quorum(RedisSettings.from_env()))
     checks += check_plan_budgets(cfg)
     if checks[1].outcome == "ok":
         checks.append(check_ledger(r, ks, cfg))
@@ -388,17 +373,17 @@ def preflight(args: argparse.Namespace) -> int:
     return 1 if any(check.outcome == "failed" for check in checks) else 0
 
 
-def check_redis(r: redis.Redis, settings: RedisSettings) -> Check:
+def check_redis(r: redis.Redis) -> Check:
+    """A primary (a replica would refuse every write of the run)."""
     name = "Redis reachable"
     try:
-        r.ping()
-        server = r.info("server")
+        version = r.info("server")["redis_version"]
         role = r.info("replication")["role"]
     except redis.exceptions.RedisError as exc:
-        return Check(name, "failed", f"{where(settings)}: {exc}")
+        return Check(name, "failed", f"{describe(r)}: {exc}")
     if role != "master":
-        return Check(name, "failed", f"{where(settings)} is a {role}, not a primary: writes would fail")
-    return Check(name, "ok", f"{where(settings)}: redis {server['redis_version']}, primary")
+        return Check(name, "failed", f"{describe(r)} is a {role}, not a primary: writes would fail")
+    return Check(name, "ok", f"{describe(r)}: redis {version}, primary")
 
 
 def check_sentinel_quorum(settings: RedisSettings) -> Check:
@@ -474,7 +459,7 @@ def print_checklist(checks: list[Check]) -> None:
 # --------------------------------------------------------------------------- larry cleanup
 
 def cleanup(args: argparse.Namespace) -> int:
-    cfg, ks, _settings, r = open_run(args)
+    cfg, r, ks = open_run(args)
     if not args.force:
         refusal = cleanup_refusal(r, ks, cfg, Path(args.coordination_dir) / "archives")
         if refusal:

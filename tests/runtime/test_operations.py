@@ -38,14 +38,14 @@ def build_run(r, ks: Keyspace, cfg=DEV) -> dict:
     Returns what the assertions need."""
     init_reserve_pool(r, ks, cfg.budget.meta.emergency_reserve_tokens)
     board, registry = TaskBoard(r, ks), WorkerRegistry(r, ks)
-    for larry in cfg.larrys:
-        Ledger(r, ks, larry.id).set_limit(larry.token_budget)
-        board.define(larry.id, {t.id: t.depends_on for t in larry.tasks})
-        phase = PhaseTracker(r, ks, larry.id)
+    for plan in cfg.larrys:
+        Ledger(r, ks, plan.id).set_limit(plan.token_budget)
+        board.define(plan.id, {t.id: t.depends_on for t in plan.tasks})
+        phase = PhaseTracker(r, ks, plan.id)
         phase.start()
-        phase.progress(*PROGRESS[larry.id])
-        for worker in larry.workers:
-            registry.register(worker.name, larry.id, worker.node)
+        phase.progress(*PROGRESS[plan.id])
+        for worker in plan.workers:
+            registry.register(worker.name, plan.id, worker.node)
 
     def finish(larry: str, worker: str, task: str, findings: dict, tokens: int) -> None:
         lease = LeaseManager(r, ks, larry, worker=worker).acquire(task).lease
@@ -62,16 +62,16 @@ def build_run(r, ks: Keyspace, cfg=DEV) -> dict:
     held = {"larry-01": ("cleanup-worker", "fix-pgadmin-crashloop"),
             "larry-02": ("audit-worker", "audit-dependencies"),
             "larry-03": ("catalog-worker-02", "discover-helm-releases")}
-    for larry, (worker, task) in held.items():
-        assert LeaseManager(r, ks, larry, worker=worker).acquire(task)
+    for larry_id, (worker, task) in held.items():
+        assert LeaseManager(r, ks, larry_id, worker=worker).acquire(task)
         registry.heartbeat(worker, "busy")
     return {"held": held, "committed": {"larry-01": 0, "larry-02": 9000, "larry-03": 22000}}
 
 
 def finish_run(r, ks: Keyspace, cfg=DEV) -> None:
-    for larry in cfg.larrys:
-        PhaseTracker(r, ks, larry.id).complete("done")
-        Barrier(r, ks, CONVERGENCE_BARRIER, [x.id for x in cfg.larrys]).arrive(larry.id)
+    for plan in cfg.larrys:
+        PhaseTracker(r, ks, plan.id).complete("done")
+        Barrier(r, ks, CONVERGENCE_BARRIER, [x.id for x in cfg.larrys]).arrive(plan.id)
 
 
 def output(capsys) -> str:
@@ -269,7 +269,7 @@ def test_cleanup_force_skips_the_archive_check(r, ks, settings, tmp_path, capsys
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["status", "--stack", "dev", "--project-dir", str(ROOT), "--redis-url", "nope://x"], "bad Redis URL 'nope://x'"),
+    (["status", "--stack", "dev", "--project-dir", str(ROOT), "--redis-url", "nope://x"], "Redis URL must specify"),
     (["status", "--project-dir", str(ROOT)], "no plan: pass --plan FILE"),
     (["cleanup", "--stack", "dev", "--project-dir", str(ROOT), "--redis-url", "redis://127.0.0.1:1/0"],
      "cannot reach Redis at redis://127.0.0.1:1/0"),
