@@ -4,10 +4,12 @@ Off unless ``$LARRY_CALL_STATS_DIR`` is set. Then every command and pipeline the
 sends through redis-py is timed, and at exit ``{dir}/{name}-{pid}.json`` holds::
 
     {"process": name, "wall_seconds": ..., "calls": n, "call_seconds": ...,
-     "blocking_calls": n, "blocking_seconds": ...}
+     "main_thread_calls": n, "main_thread_seconds": ...,
+     "blocking_calls": n, "blocking_seconds": ..., "by_command": {command: [n, seconds]}}
 
 Blocking reads (``XREAD ... BLOCK``) are counted apart: their time is the process waiting
-for something to happen, not the cost of coordinating.
+for something to happen, not the cost of coordinating. ``main_thread_*`` are the calls the
+process's own work waited for; the rest (heartbeats, lease renewals) ran beside it.
 """
 from __future__ import annotations
 
@@ -24,21 +26,32 @@ ENV = "LARRY_CALL_STATS_DIR"
 class _Totals:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.calls = self.blocking_calls = 0
-        self.seconds = self.blocking_seconds = 0.0
+        self.calls = self.blocking_calls = self.main_calls = 0
+        self.seconds = self.blocking_seconds = self.main_seconds = 0.0
+        self.by_command: dict[str, list] = {}
 
-    def add(self, seconds: float, blocking: bool) -> None:
+    def add(self, command: str, seconds: float, blocking: bool) -> None:
         with self.lock:
             if blocking:
                 self.blocking_calls += 1
                 self.blocking_seconds += seconds
-            else:
-                self.calls += 1
-                self.seconds += seconds
+                return
+            self.calls += 1
+            self.seconds += seconds
+            if threading.current_thread() is threading.main_thread():
+                self.main_calls += 1
+                self.main_seconds += seconds
+            entry = self.by_command.setdefault(command, [0, 0.0])
+            entry[0] += 1
+            entry[1] += seconds
+
+
+def _word(arg) -> str:
+    return (arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)).upper()
 
 
 def _blocking(args) -> bool:
-    return bool(args) and str(args[0]).upper() == "XREAD" and any(str(a).upper() == "BLOCK" for a in args)
+    return bool(args) and _word(args[0]) == "XREAD" and any(_word(a) == "BLOCK" for a in args)
 
 
 def install(name: str, env=None) -> bool:
@@ -57,14 +70,14 @@ def install(name: str, env=None) -> bool:
         try:
             return command(self, *args, **options)
         finally:
-            totals.add(time.perf_counter() - begin, _blocking(args))
+            totals.add(_word(args[0]) if args else "?", time.perf_counter() - begin, _blocking(args))
 
     def timed_execute(self, *args, **kwargs):
         begin = time.perf_counter()
         try:
             return execute(self, *args, **kwargs)
         finally:
-            totals.add(time.perf_counter() - begin, False)
+            totals.add("PIPELINE", time.perf_counter() - begin, False)
 
     redis.Redis.execute_command, Pipeline.execute = timed_command, timed_execute
 
@@ -73,8 +86,9 @@ def install(name: str, env=None) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({
             "process": name, "wall_seconds": time.monotonic() - started, "calls": totals.calls,
-            "call_seconds": totals.seconds, "blocking_calls": totals.blocking_calls,
-            "blocking_seconds": totals.blocking_seconds}) + "\n")
+            "call_seconds": totals.seconds, "main_thread_calls": totals.main_calls,
+            "main_thread_seconds": totals.main_seconds, "blocking_calls": totals.blocking_calls,
+            "blocking_seconds": totals.blocking_seconds, "by_command": totals.by_command}) + "\n")
 
     atexit.register(write)
     return True

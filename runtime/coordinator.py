@@ -56,6 +56,9 @@ from .tasks import TERMINAL, TaskBoard
 from .timing import Timing
 
 DEFAULT_PORT = 9100
+#: Seconds between metric refreshes while the phase runs (Prometheus scrapes every 15-30 s);
+#: the final figures are set when the phase ends and after the report.
+METRICS_INTERVAL = 5.0
 
 _PAUSE = r"""
 -- KEYS[1] worker:{id}:paused; ARGV[1] larry, [2] worker, [3] reason
@@ -145,6 +148,7 @@ class Coordinator:
         self._pause, self._resume, self._requeue = (
             r.register_script(lua_script(ks, body)) for body in (_PAUSE, _RESUME, _REQUEUE))
         self._alive_at = time.monotonic()
+        self._converging = False
         self._requeued_seen = 0
         self.report: dict | None = None
 
@@ -152,8 +156,9 @@ class Coordinator:
         print(f"{self.larry.id}: {text}", flush=True)
 
     def healthy(self) -> bool:
-        """Alive while the loop keeps coming round (it wakes at least every heartbeat interval)."""
-        return self.report is not None or time.monotonic() - self._alive_at < max(30.0, 6 * self.timing.heartbeat)
+        """Alive while the loop keeps coming round (it wakes at least every heartbeat interval),
+        and from the barrier on, where waiting for the other Larrys is its job."""
+        return self._converging or time.monotonic() - self._alive_at < max(30.0, 6 * self.timing.heartbeat)
 
     # ------------------------------------------------------------------ lifecycle
     def initialise(self) -> None:
@@ -182,31 +187,36 @@ class Coordinator:
         listener = EventListener(self.r, self.ks, "0-0")
         while batch := listener.poll(block_ms=None):  # the history first, then act once on its net effect
             self.history.add(batch)
-        deadline = self._deadline()
-        next_tick, touched = 0.0, True
+        phase = self.phase.snapshot()
+        if phase["status"] in TERMINAL:  # only this coordinator ends its phase: checked once
+            return None
+        deadline = self._deadline(phase["started_at"])
+        progress, next_tick, next_metrics, touched = phase["progress"], 0.0, 0.0, True
         while True:
-            self._alive_at = time.monotonic()
-            self._apply_pauses()
-            if time.monotonic() >= next_tick:
-                self.tend_workers()
+            now = self._alive_at = time.monotonic()
+            self.apply_pauses()
+            tick = now >= next_tick
+            if tick:
+                self.reap_dead_workers()
+                next_tick = now + self.timing.heartbeat
+            if now >= next_metrics:
                 self.update_metrics()
-                next_tick, touched = time.monotonic() + self.timing.heartbeat, True
-            if touched:
-                if self.phase.snapshot()["status"] in TERMINAL:
-                    return None
-                outcome = self.outcome(deadline)
+                next_metrics = now + METRICS_INTERVAL
+            if tick or touched:
+                statuses, workers = self._statuses()
+                if tick:
+                    self.requeue_orphans(workers)
+                progress = self._raise_progress(statuses, progress)
+                outcome = self.outcome(deadline, statuses, workers)
                 if outcome:
                     return outcome
             wait = max(0.001, min(next_tick, deadline) - time.monotonic())
             touched = self.history.add(listener.poll(block_ms=max(1, int(wait * 1000))))
-            if touched:
-                self._raise_progress()
 
-    def _deadline(self) -> float:
+    def _deadline(self, started_at: str) -> float:
         """The phase deadline on this process's monotonic clock, from the start time in Redis."""
-        started = datetime.fromisoformat(self.phase.snapshot()["started_at"]).timestamp()
         seconds, micros = self.r.time()
-        elapsed = seconds + micros / 1e6 - started
+        elapsed = seconds + micros / 1e6 - datetime.fromisoformat(started_at).timestamp()
         return time.monotonic() - elapsed + self.timing.deadline(self.larry.deadline_minutes)
 
     def _statuses(self) -> tuple[dict, dict]:
@@ -217,8 +227,11 @@ class Coordinator:
         tasks, workers = pipe.execute()
         return dict(zip(self.graph.ids, tasks)), dict(zip((w.name for w in self.larry.workers), workers))
 
-    def outcome(self, deadline: float) -> tuple[str, str] | None:
-        statuses, workers = self._statuses()
+    def outcome(self, deadline: float, statuses: dict | None = None, workers: dict | None = None
+                ) -> tuple[str, str] | None:
+        """How the phase ends, if that is known now: (status, message), else None."""
+        if statuses is None or workers is None:
+            statuses, workers = self._statuses()
         own = {t: statuses[t] for t in self.own}
         done = sum(s == "completed" for s in own.values())
         if done == len(own):
@@ -237,27 +250,29 @@ class Coordinator:
                               f"{self.timing.speed:g}) with {done}/{len(own)} tasks completed")
         return None
 
-    def _raise_progress(self) -> None:
-        counts = self.board.counts(self.larry.id)
-        done = counts.get("completed", 0)
-        self.phase.progress(100 * done // len(self.own), f"{done}/{len(self.own)} tasks completed")
+    def _raise_progress(self, statuses: dict, current: int) -> int:
+        done = sum(statuses[t] == "completed" for t in self.own)
+        percent = 100 * done // len(self.own)
+        if percent > current:
+            return self.phase.progress(percent, f"{done}/{len(self.own)} tasks completed")
+        return current
 
     # ------------------------------------------------------------------ workers
-    def tend_workers(self) -> None:
-        """Reap dead workers; re-queue the orphaned tasks of every worker marked dead."""
+    def reap_dead_workers(self) -> None:
+        """Mark this Larry's workers silent past the grace ``dead`` (a ``worker_dead`` alert)."""
         own = {w.name for w in self.larry.workers}
         for worker in self.registry.dead():
             if worker in own and self.registry.reap(worker):
                 self.log(f"worker {worker} is dead (no heartbeat for {self.timing.dead_after_ms} ms)")
-        _, workers = self._statuses()
-        for worker, status in workers.items():
-            if status != "dead":
-                continue
-            for task in (t.id for w in self.larry.workers if w.name == worker for t in w.tasks):
-                if self._requeue(keys=[], args=[self.larry.id, task, worker]):
-                    self.log(f"re-queued {task} of dead worker {worker}")
 
-    def _apply_pauses(self) -> None:
+    def requeue_orphans(self, workers: dict) -> None:
+        """Put the orphaned tasks of workers marked dead back to pending."""
+        for worker in (w for w in self.larry.workers if workers.get(w.name) == "dead"):
+            for task in worker.tasks:
+                if self._requeue(keys=[], args=[self.larry.id, task.id, worker.name]):
+                    self.log(f"re-queued {task.id} of dead worker {worker.name}")
+
+    def apply_pauses(self) -> None:
         requests, self.history.pause_requests = self.history.pause_requests, {}
         for worker, reason in requests.items():
             key = [self.ks.worker_paused(worker)]
@@ -295,6 +310,7 @@ class Coordinator:
 
     # ------------------------------------------------------------------ Phase 4
     def converge(self) -> None:
+        self._converging = True
         self.convergence.arrive(self.larry.id)
         waited = time.monotonic()
         window = self.timing.deadline(self.cfg.execution_window_minutes)

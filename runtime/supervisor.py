@@ -254,11 +254,11 @@ class Supervisor:
         summary = next((self.run_dir / "reports").glob("*-LARRY-EXECUTION-SUMMARY.md"), None) \
             if (self.run_dir / "reports").is_dir() else None
         if self.args.hold and summary:
-            for lid, port in self.ports.items():
-                self.say(f"{lid} metrics: http://127.0.0.1:{port}/metrics")
-            self.say("holding: coordinators and Redis stay up until Ctrl+C")
-            print(f"summary: {summary}", flush=True)
             try:
+                for lid, port in self.ports.items():
+                    self.say(f"{lid} metrics: http://127.0.0.1:{port}/metrics")
+                self.say("holding: coordinators and Redis stay up until Ctrl+C")
+                print(f"summary: {summary}", flush=True)
                 threading.Event().wait()
             except KeyboardInterrupt:
                 return 0 if ok else 1

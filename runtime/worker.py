@@ -215,12 +215,19 @@ class Worker:
 
     def _recover(self) -> None:
         """After a restart: free leases of dead predecessors, restore missing result files,
-        count what earlier incarnations spent."""
+        count what earlier incarnations spent. (One round trip when there is nothing to do.)"""
         prefix = f"{self.larry.id}/{self.name}/"
-        for task in self.own:
-            self._take_over(keys=[], args=[self.leases.owner, task, prefix])
+        pipe = self.r.pipeline(transaction=False)
+        pipe.mget([self.ks.task_status(t) for t in self.own])
+        pipe.mget([self.ks.task_lock(t) for t in self.own])
+        statuses, holders = pipe.execute()
+        for task, status, holder in zip(self.own, statuses, holders):
+            if holder and holder.startswith(prefix):
+                self._take_over(keys=[], args=[self.leases.owner, task, prefix])
+            if status not in TERMINAL:
+                continue
             result = self.board.result(task)
-            if result is None or result["outcome"] not in TERMINAL:
+            if result is None:
                 continue
             recorded = read_result(self.results, task, result["token"])
             if not recorded:
