@@ -271,7 +271,8 @@ def connection_line(dash: Dashboard) -> Text:
                              f" {dash.redis_at} for {down}: {conn.error}")
     for barrier in dash.barriers:
         if barrier["arrived"]:
-            text.append_text(Text.assemble(("   Barrier ", "dim"), f"{barrier['name']}: ", barrier_text(barrier)))
+            text.append_text(Text.assemble(("   Barrier ", "dim"), f"{barrier['name']}: ",
+                                           barrier_text(barrier, local_time)))
     return text
 
 
@@ -309,8 +310,11 @@ def larry_table(dash: Dashboard, width: int = 200) -> Table:
 
 
 def two_lines(items: list[str]) -> str:
-    half = (len(items) + 1) // 2
-    return "\n".join(" | ".join(part) for part in (items[:half], items[half:]) if part)
+    """``items`` joined with `` | `` on two lines of about the same length."""
+    def longer(cut: int) -> int:
+        return max(len(" | ".join(items[:cut])), len(" | ".join(items[cut:])))
+    cut = min(range(1, len(items)), key=longer, default=len(items))
+    return "\n".join(" | ".join(part) for part in (items[:cut], items[cut:]) if part)
 
 
 def larry_rows(dash: Dashboard) -> int:

@@ -258,9 +258,10 @@ def tokens_text(ledger: dict) -> str:
     return text + (f" +{ledger['emergency'] / 1000:,.0f}k reserve" if ledger["emergency"] else "")
 
 
-def barrier_text(barrier: dict) -> Text:
+def barrier_text(barrier: dict, when: Callable[[str], str] = str) -> Text:
+    """``released <when>`` or ``1/3 arrived, waiting for larry-01, larry-03``."""
     if barrier["released_at"]:
-        return Text(f"released {barrier['released_at']}", style="green")
+        return Text(f"released {when(barrier['released_at'])}", style="green")
     return Text(f"{len(barrier['arrived'])}/{len(barrier['arrived']) + len(barrier['missing'])} arrived, "
                 f"waiting for {', '.join(barrier['missing'])}", style="yellow")
 
