@@ -310,7 +310,10 @@ def larry_table(dash: Dashboard, width: int = 200) -> Table:
 
 
 def two_lines(items: list[str]) -> str:
-    """``items`` joined with `` | `` on two lines of about the same length."""
+    """``items`` joined with `` | ``: one line up to 36 characters, else two of about the same length."""
+    if len(" | ".join(items)) <= 36:
+        return " | ".join(items)
+
     def longer(cut: int) -> int:
         return max(len(" | ".join(items[:cut])), len(" | ".join(items[cut:])))
     cut = min(range(1, len(items)), key=longer, default=len(items))
