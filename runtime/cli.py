@@ -107,6 +107,16 @@ def larry_of(cfg: StackConfig, larry_id: str | None):
                      f"(expected one of {', '.join(larry.id for larry in cfg.larrys)})")
 
 
+def add_process_arguments(parser: argparse.ArgumentParser, coordination_dir: bool = True) -> None:
+    """What every process of a run takes: plan, Redis, key prefix, speed (and the volume)."""
+    add_plan_arguments(parser)
+    add_redis_arguments(parser)
+    add_key_prefix(parser)
+    add_speed_argument(parser)
+    if coordination_dir:
+        add_coordination_dir(parser)
+
+
 def interrupt_on_sigterm() -> None:
     """Treat SIGTERM (pod deletion, the local supervisor stopping a process) like Ctrl+C, so
     the process's ``finally`` blocks stop payloads and release leases on the way out."""

@@ -20,19 +20,14 @@ import time
 
 from . import callstats
 from .barrier import Barrier, BarrierTimeout
-from .cli import (add_coordination_dir, add_key_prefix, add_plan_arguments, add_redis_arguments, add_speed_argument,
-                  interrupt_on_sigterm, load_plan, open_redis)
+from .cli import add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
 from .converge import ERRORS, converge
 from .keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
 from .timing import Timing
 
 
 def configure_parser(parser) -> None:
-    add_plan_arguments(parser)
-    add_redis_arguments(parser)
-    add_key_prefix(parser)
-    add_coordination_dir(parser)
-    add_speed_argument(parser)
+    add_process_arguments(parser)
     parser.add_argument("--s3-url", default=os.environ.get("LARRY_ARCHIVE_S3_URL"),
                         help="also upload the archive to s3://bucket/prefix (default $LARRY_ARCHIVE_S3_URL)")
     parser.add_argument("--no-wait", action="store_true", help="do not wait at the barriers (reports already written)")

@@ -39,8 +39,7 @@ from components.config import Larry, StackConfig
 
 from . import callstats
 from .barrier import Barrier, BarrierTimeout
-from .cli import (UsageError, add_coordination_dir, add_key_prefix, add_plan_arguments, add_redis_arguments, add_speed_argument,
-                  interrupt_on_sigterm, larry_of, load_plan, open_redis)
+from .cli import UsageError, add_process_arguments, interrupt_on_sigterm, larry_of, load_plan, open_redis
 from .events import EventListener, lua_script
 from .history import History
 from .keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
@@ -88,11 +87,7 @@ return 1
 
 
 def configure_parser(parser) -> None:
-    add_plan_arguments(parser)
-    add_redis_arguments(parser)
-    add_key_prefix(parser)
-    add_coordination_dir(parser)
-    add_speed_argument(parser)
+    add_process_arguments(parser)
     parser.add_argument("--larry", default=os.environ.get("LARRY_ID"), help="the Larry to coordinate (default $LARRY_ID)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port of /metrics and /healthz (default {DEFAULT_PORT}; 0 picks a free one)")

@@ -42,8 +42,7 @@ from pathlib import Path
 
 from components.config import StackConfig
 
-from .cli import (UsageError, add_key_prefix, add_plan_arguments, add_redis_arguments, add_speed_argument,
-                  interrupt_on_sigterm, load_plan, open_redis)
+from .cli import UsageError, add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
 from .local_redis import LocalRedis, free_port
 from .payload import die_with_parent
 from .report import ReportError, load_larry_report, report_path
@@ -58,10 +57,7 @@ STOP_GRACE = 10.0
 
 
 def configure_parser(parser) -> None:
-    add_plan_arguments(parser)
-    add_redis_arguments(parser)
-    add_key_prefix(parser)
-    add_speed_argument(parser)
+    add_process_arguments(parser, coordination_dir=False)
     parser.add_argument("--coordination-dir", type=Path,
                         help="the run's directory (default .larry-runs/<stack>-<UTC time> under --project-dir)")
     parser.add_argument("--s3-url", default=os.environ.get("LARRY_ARCHIVE_S3_URL"),

@@ -60,8 +60,8 @@ from components.config import Larry, StackConfig
 from components.config import Worker as WorkerSpec
 
 from . import callstats
-from .cli import (UsageError, add_coordination_dir, add_key_prefix, add_plan_arguments, add_redis_arguments,
-                  add_speed_argument, interrupt_on_sigterm, larry_of, load_plan, open_redis, positive_number)
+from .cli import (UsageError, add_process_arguments, interrupt_on_sigterm, larry_of, load_plan, open_redis,
+                  positive_number)
 from .events import EventListener, EventLog, lua_script
 from .leases import Lease, LeaseManager
 from .ledger import Ledger
@@ -99,11 +99,7 @@ class GiveUp(Exception):
 
 
 def configure_parser(parser) -> None:
-    add_plan_arguments(parser)
-    add_redis_arguments(parser)
-    add_key_prefix(parser)
-    add_coordination_dir(parser)
-    add_speed_argument(parser)
+    add_process_arguments(parser)
     parser.add_argument("--larry", default=os.environ.get("LARRY_ID"), help="the worker's Larry (default $LARRY_ID)")
     parser.add_argument("--worker", default=os.environ.get("LARRY_WORKER_ID"),
                         help="the worker's name in the plan (default $LARRY_WORKER_ID)")
