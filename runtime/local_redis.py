@@ -30,6 +30,11 @@ class LocalRedis:
         self.proc: subprocess.Popen | None = None
 
     @property
+    def env_file(self) -> Path:
+        """``set -a; . <this>`` lets other commands (larry dashboard, status) reach this server."""
+        return self.dir / "env"
+
+    @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
@@ -57,6 +62,8 @@ class LocalRedis:
         while time.monotonic() < until and self.proc.poll() is None:
             try:
                 if client.ping():
+                    self.env_file.touch(mode=0o600)
+                    self.env_file.write_text(f"LARRY_REDIS_URL={self.url}\nLARRY_REDIS_PASSWORD={self.password}\n")
                     return True
             except redis.exceptions.RedisError:
                 time.sleep(0.05)

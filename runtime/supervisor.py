@@ -24,7 +24,8 @@ when interrupted). Ctrl+C (or SIGTERM) stops every process it started and the pr
 Under ``{coordination-dir}``: ``logs/{process}.log``, ``pids/{process}.pid`` (the current
 pid, e.g. for chaos tests), ``processes.json`` (metrics ports), and what the processes write
 (results, reports, archives). ``--hold`` keeps coordinators and Redis up after the summary
-until Ctrl+C, e.g. to scrape /metrics or watch ``larry dashboard``.
+until Ctrl+C, e.g. to scrape /metrics or watch ``larry dashboard`` (``{coordination-dir}/redis/env``
+holds the private Redis's URL and password for them).
 """
 from __future__ import annotations
 
@@ -254,6 +255,8 @@ class Supervisor:
                 for lid, port in self.ports.items():
                     self.say(f"{lid} metrics: http://127.0.0.1:{port}/metrics")
                 self.say("holding: coordinators and Redis stay up until Ctrl+C")
+                if self.local is not None:
+                    self.say(f"to reach this run's Redis: set -a; . {self.local.env_file}; set +a")
                 print(f"summary: {summary}", flush=True)
                 threading.Event().wait()
             except KeyboardInterrupt:

@@ -44,12 +44,13 @@ class Timing:
 
     @property
     def heartbeat(self) -> float:
-        return max(0.5, 5.0 / self.speed)
+        """5 s in the cluster, at least 1 s when accelerated."""
+        return max(1.0, 5.0 / self.speed)
 
     @property
     def dead_after_ms(self) -> int:
-        """A worker silent this long is dead: three missed heartbeats and then some."""
-        return int(max(3.0, 15.0 / self.speed) * 1000)
+        """A worker silent this long is dead: three missed heartbeats, at least 5 s."""
+        return int(max(5.0, 15.0 / self.speed) * 1000)
 
     @property
     def recheck(self) -> float:

@@ -155,6 +155,7 @@ class Worker:
         self.deadline = time.monotonic() + timing.deadline(spec.minutes)
         self.spent = 0
         self.lease_losses: dict[str, int] = {}
+        self.waiting: set[str] = set()
 
     def log(self, text: str) -> None:
         print(f"{self.name}: {text}", flush=True)
@@ -233,7 +234,6 @@ class Worker:
 
     # ------------------------------------------------------------------ choosing work
     def _work(self) -> int:
-        gave_up: list[str] = []
         while True:
             pipe = self.r.pipeline(transaction=False)
             pipe.mget([self.ks.task_status(t) for t in self.graph.ids])
@@ -242,9 +242,8 @@ class Worker:
             statuses, paused, phase = pipe.execute()
             statuses = dict(zip(self.graph.ids, statuses))
             left = [t for t in self.own if statuses.get(t) not in TERMINAL]
-            gave_up += [t for t in self.own if statuses.get(t) == "failed" and t not in gave_up]
             if not left:
-                return EXIT_GAVE_UP if gave_up else EXIT_OK
+                return EXIT_GAVE_UP if any(statuses.get(t) == "failed" for t in self.own) else EXIT_OK
             if phase in TERMINAL:
                 raise GiveUp(EXIT_GAVE_UP, f"phase {phase} with {', '.join(left)} unfinished")
             doomed = self.graph.doomed(statuses)
@@ -261,9 +260,14 @@ class Worker:
                 if claim.lease is not None:
                     self._run_task(task, claim.lease, len(left))
                     break
+                if claim.status in TERMINAL:
+                    break  # finished since the statuses were read: look again
                 waiting.update(claim.waiting_on or (task,))
             else:
-                self.registry.heartbeat(self.name, "idle")
+                if waiting != self.waiting:
+                    self.log(f"waiting for {', '.join(sorted(waiting))}")
+                    self.waiting = waiting
+                    self.registry.heartbeat(self.name, "idle")
                 self._wait(lambda e, w=waiting: e.data.get("task_id") in w or e.data.get("worker") == self.name)
 
     def _pause(self, reason: str) -> None:
@@ -284,6 +288,7 @@ class Worker:
                "LARRY_RESULTS_DIR": str(workdir), "LARRY_PROTOCOL_FILE": str(workdir / f"protocol-{lease.token}.log")}
         self.log(f"running {task} (fence {lease.token}, budget {share} tokens)")
         self.registry.heartbeat(self.name, "busy")
+        self.waiting = set()
         items: queue.Queue = queue.Queue()
         keeper = self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
         run = _TaskRun(self, task, lease, share)
