@@ -58,6 +58,8 @@ DEFAULT_PORT = 9100
 #: Seconds between metric refreshes while the phase runs (Prometheus scrapes every 15-30 s);
 #: the final figures are set when the phase ends and after the report.
 METRICS_INTERVAL = 5.0
+#: Registry statuses of a worker process that is still there.
+RUNNING = ("idle", "busy", "paused")
 
 _PAUSE = r"""
 -- KEYS[1] worker:{id}:paused; ARGV[1] larry, [2] worker, [3] reason
@@ -315,6 +317,7 @@ class Coordinator:
         except BarrierTimeout as timeout:
             self.log(f"{timeout}; reporting anyway")
         self.metrics.barrier_wait.labels(self.larry.id).observe(time.monotonic() - waited)
+        self._await_sign_offs()
         self.report = self.build_report()
         path = write_larry_report(os.path.join(self.coordination_dir, "reports"), self.report)
         self.update_metrics()
@@ -322,6 +325,16 @@ class Coordinator:
         passed = sum(check["passed"] for check in self.report["validation"])
         self.log(f"final report {path}: phase {self.report['status']}, "
                  f"validation {passed}/{len(self.report['validation'])} checks passed")
+
+    def _await_sign_offs(self) -> None:
+        """Give workers still registered as running (they finish right after their last task)
+        a couple of heartbeats to sign off, so the report has their final status."""
+        listener = EventListener(self.r, self.ks, "$")
+        until = time.monotonic() + 2 * self.timing.heartbeat
+        while (left := until - time.monotonic()) > 0:
+            if not [w for w, s in self._statuses()[1].items() if s in RUNNING]:
+                return
+            listener.poll(block_ms=max(1, int(left * 1000)))
 
     def build_report(self) -> dict:
         statuses, workers = self._statuses()

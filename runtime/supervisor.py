@@ -21,6 +21,10 @@ It prints the run's progress from the event stream, then the summary's path, and
 when every phase, task and validation check succeeded, 1 otherwise (2 for usage errors, 130
 when interrupted). Ctrl+C (or SIGTERM) stops every process it started and the private Redis.
 
+With ``--redis-url``, keys a previous run left there are that run's state, which the
+processes resume (a finished run just reports again): use ``--key-prefix``, or ``larry
+cleanup`` after archiving, for a fresh run.
+
 Under ``{coordination-dir}``: ``logs/{process}.log``, ``pids/{process}.pid`` (the current
 pid, e.g. for chaos tests), ``processes.json`` (metrics ports), and what the processes write
 (results, reports, archives). ``--hold`` keeps coordinators and Redis up after the summary

@@ -166,7 +166,7 @@ class Worker:
         self.events.emit("worker_started", self.sender, larry=self.larry.id, worker=self.name,
                          node=self.spec.node, pid=os.getpid())
         stop = threading.Event()
-        self.registry.beat_forever(self.name, self.timing.heartbeat, stop)
+        beating = self.registry.beat_forever(self.name, self.timing.heartbeat, stop)
         code = EXIT_RETRY
         try:
             self._wait_for_phase()
@@ -177,17 +177,22 @@ class Worker:
             code = reason.code
         finally:
             stop.set()
+            # A beat still in flight would land after the sign-off and bring the worker back
+            # to life in the registry, to be declared dead later.
+            beating.join(timeout=self.timing.heartbeat + 5)
             self._sign_off(code)
         return code
 
     def _sign_off(self, code: int) -> None:
+        status = {EXIT_OK: "completed", EXIT_RETRY: "error"}.get(code, "failed")
         try:
             if code == EXIT_RETRY:
                 # Stay in the heartbeat set: silence past the grace makes the coordinator
                 # declare this worker dead and re-queue what it held.
-                self.registry.heartbeat(self.name, "error")
+                self.registry.heartbeat(self.name, status)
             else:
-                self.registry.deregister(self.name, "completed" if code == EXIT_OK else "failed")
+                self.registry.deregister(self.name, status)
+            self.events.emit("worker_finished", self.sender, larry=self.larry.id, worker=self.name, status=status)
         except Exception as error:  # the exit status matters more than the last status write
             self.log(f"could not record the final status: {error}")
 
