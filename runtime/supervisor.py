@@ -224,6 +224,9 @@ class Supervisor:
             converged = self._supervise()
             printer.flush()
             return self._finish(converged)
+        except KeyboardInterrupt:
+            self.say(f"interrupted: stopping the run's processes; what they wrote is in {self.run_dir}")
+            raise
         finally:
             printer.stop()
             self.stop_all()
