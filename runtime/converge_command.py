@@ -14,6 +14,7 @@ status 2; a barrier that times out names the Larrys missing and exits 1.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -22,6 +23,7 @@ from . import callstats
 from .barrier import Barrier, BarrierTimeout
 from .cli import add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
 from .converge import ERRORS, converge
+from .report import ReportError, report_path, write_larry_report
 from .keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
 from .timing import Timing
 
@@ -33,10 +35,31 @@ def configure_parser(parser) -> None:
     parser.add_argument("--no-wait", action="store_true", help="do not wait at the barriers (reports already written)")
 
 
+def fetch_missing_reports(r, ks, cfg, coordination_dir) -> None:
+    """Write the reports this volume lacks from the copies coordinators left in Redis.
+
+    Locally every process shares one directory; in a cluster each Larry's volume is in its
+    own namespace. A report in neither place stays missing, and converge names its file.
+    """
+    for larry in cfg.larrys:
+        if report_path(coordination_dir / "reports", larry.id).exists():
+            continue
+        key = ks.phase_report(larry.id)
+        stored = r.get(key)
+        if stored is None:
+            continue
+        try:
+            report = json.loads(stored)
+        except json.JSONDecodeError as exc:
+            raise ReportError(f"redis key {key}: not valid JSON ({exc.msg})") from None
+        write_larry_report(coordination_dir / "reports", report)
+
+
 def main(args) -> int:
     cfg = load_plan(args)
     callstats.install("converge")
     interrupt_on_sigterm()
+    r = ks = None
     if not args.no_wait and (args.redis_url or os.environ.get("LARRY_REDIS_SENTINELS")):
         r, ks = open_redis(args, cfg)
         larrys = [larry.id for larry in cfg.larrys]
@@ -48,6 +71,8 @@ def main(args) -> int:
             print(f"larry converge: {timeout}", file=sys.stderr)
             return 1
     try:
+        if r is not None:
+            fetch_missing_reports(r, ks, cfg, args.coordination_dir)
         result = converge(cfg, args.coordination_dir, s3_url=args.s3_url)
     except ERRORS as error:
         print(f"larry converge: {error}", file=sys.stderr)

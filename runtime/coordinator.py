@@ -27,6 +27,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -320,6 +321,9 @@ class Coordinator:
         self._await_sign_offs()
         self.report = self.build_report()
         path = write_larry_report(os.path.join(self.coordination_dir, "reports"), self.report)
+        # In a cluster each Larry's volume lives in its own namespace, where the converge Job
+        # cannot mount it: the report also goes to Redis before the reports barrier.
+        self.r.set(self.ks.phase_report(self.larry.id), json.dumps(self.report))
         self.update_metrics()
         self.reports.arrive(self.larry.id)
         passed = sum(check["passed"] for check in self.report["validation"])

@@ -157,6 +157,10 @@ class Keyspace:
     def worker_heartbeats(self) -> str:
         return self._k("worker", "heartbeats")
 
+    def phase_report(self, larry: str) -> str:
+        """The Larry's final report (JSON), for a converge that cannot mount the Larry's volume."""
+        return self._k("phase", larry, "report")
+
     # -- metrics ----------------------------------------------------------------
     def metric(self, larry: str, name: str) -> str:
         return self._k("metrics", larry, name)

@@ -18,10 +18,13 @@ import pytest
 
 from components.config import load_stack
 from runtime import cli
+from runtime.connection import RedisSettings, connect
+from runtime.converge import converge
+from runtime.converge_command import fetch_missing_reports
 from runtime.events import EventListener, EventLog
 from runtime.keys import CONVERGENCE_BARRIER, Keyspace
 from runtime.ledger import Ledger
-from runtime.report import load_larry_report, report_path
+from runtime.report import ReportError, load_larry_report, report_path
 from runtime.results import read_result, results_dir
 from runtime.supervisor import larry_command
 from runtime.tasks import TaskBoard
@@ -295,3 +298,22 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert cli.main(["run", "--project-dir", str(ROOT), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_converge_on_a_volume_without_the_reports_reads_them_from_redis(dev_run, tmp_path):
+    """In a cluster each Larry's volume lives in its own namespace; the converge Job sees none
+    of them and takes the copies the coordinators left in Redis."""
+    fetch_missing_reports(dev_run.r, dev_run.ks, DEV, tmp_path)
+    for larry in DEV.larrys:
+        assert load_larry_report(tmp_path / "reports" / f"{larry.id}-final.json") == dev_run.report(larry.id)
+    result = converge(DEV, tmp_path)
+    assert len(sections(result.summary)) == 9
+
+
+def test_a_corrupt_report_in_redis_is_one_error_naming_the_key(redis_server, tmp_path):
+    client = connect(RedisSettings(url=redis_server.url, retry_for=2.0))
+    ks = Keyspace(prefix="corrupt-report:")
+    client.set(ks.phase_report("larry-01"), "{not json")
+    with pytest.raises(ReportError, match=r"redis key corrupt-report:phase:larry-01:report: not valid JSON"):
+        fetch_missing_reports(client, ks, DEV, tmp_path)
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
