@@ -12,6 +12,10 @@ Guarantees (whatever the concurrency, since each script is atomic):
   a reservation that would is refused (``insufficient``). Commits of at most the
   reserved amount keep the invariant; a commit above it records the truth
   anyway (tokens already spent) and raises a ``token_overrun`` alert.
+* ``record`` books tokens already spent (an agent reports what it used) in one
+  round trip instead of reserve + commit: spent is spent, so it is always booked,
+  and going past the limit answers ``overrun`` (with a ``token_overrun`` alert)
+  so the caller stops the spender.
 * When use (reserved + committed) reaches ``threshold`` (90 %) of the effective
   limit, up to ``draw`` tokens move from the meta-coordinator's pool
   ``tokens:{meta}:pool`` to this Larry's ``emergency`` in the same script, with a
@@ -79,6 +83,19 @@ end
 return {'committed', ARGV[3]}
 """
 
+_RECORD = _COMMON + r"""
+if prev then return {'replay', prev} end
+local used = num(KEYS[2]) + num(KEYS[3]) + tonumber(ARGV[3])
+maybe_draw(used)
+redis.call('INCRBY', KEYS[3], ARGV[3])
+redis.call('HSET', KEYS[5], ARGV[2], 'committed:' .. ARGV[3])
+if used > effective() then
+  emit(true, {event='token_overrun', larry=ARGV[1], used=used, limit=effective()})
+  return {'overrun', tostring(effective() - used)}
+end
+return {'committed', ARGV[3]}
+"""
+
 _REFUND = _COMMON + r"""
 if not prev then
   -- a refund overtaking its reserve: the tombstone makes the late reserve a no-op
@@ -102,6 +119,7 @@ class LedgerOp:
     status: str
     amount: int
     replay: bool = False
+    # overrun: booked but past the limit (``amount`` = the negative headroom left)
 
     @property
     def ok(self) -> bool:
@@ -120,8 +138,8 @@ class Ledger:
         require_text(r)
         self.r, self.ks, self.larry, self.durability = r, ks, larry, durability
         self.threshold_permille, self.draw = int(round(threshold * 1000)), int(draw)
-        self._reserve, self._commit, self._refund = (
-            r.register_script(lua_script(ks, body)) for body in (_RESERVE, _COMMIT, _REFUND))
+        self._reserve, self._commit, self._refund, self._record = (
+            r.register_script(lua_script(ks, body)) for body in (_RESERVE, _COMMIT, _REFUND, _RECORD))
 
     def _key(self, field: str) -> str:
         return self.ks.tokens(self.larry, field)
@@ -150,6 +168,10 @@ class Ledger:
 
     def refund(self, op_id: str) -> LedgerOp:
         return self._run(self._refund, op_id, 0)
+
+    def record(self, op_id: str, spent: int) -> LedgerOp:
+        """Book tokens already spent: ``committed``, or ``overrun`` once past the limit."""
+        return self._run(self._record, op_id, spent)
 
     def snapshot(self) -> dict:
         fields = ("limit", "reserved", "committed", "emergency")

@@ -15,17 +15,19 @@ Each task runs the payload (the command after ``--``; the built-in simulated pay
 none is given) with the environment of :mod:`runtime.protocol`. The task's token budget is
 an equal share of what the worker has not spent yet; ``LARRY_TASK_MINUTES`` is the worker's
 minutes divided by its tasks. Every ``@larry`` report with tokens is charged to the
-Larry's ledger at once (reserve + commit, op id ``{task}:{fence}:{n}``, so a retried charge
-is never counted twice). The payload is stopped (SIGTERM to its process group, SIGKILL after
+Larry's ledger at once (one ``Ledger.record``, op id ``{task}:{fence}:{n}``, so a retried
+charge is never counted twice). The payload is stopped (SIGTERM to its process group, SIGKILL after
 ``--kill-grace``) when
 
 * the lease is lost: nothing is written (the fence forbids it) and the task is claimed again;
 * the worker's deadline passes (``minutes * 60 / speed`` plus the allowance of
   :mod:`runtime.timing`): the task fails with detail ``deadline``;
-* its tokens exceed the task's share, or the ledger refuses them: the task fails with
-  detail ``budget exhausted``. The tokens already spent are still recorded (a charge the
-  ledger refuses is committed over a reservation of what was left, which raises the
-  ledger's ``token_overrun`` alert), and the task is not retried.
+* its tokens exceed the task's share (never more than the Larry's ledger still holds;
+  with nothing left the payload is not started at all), or the ledger answers
+  ``overrun``: the task fails with
+  detail ``budget exhausted``. The tokens already spent are still booked (past the limit
+  the ledger answers ``overrun`` and raises its ``token_overrun`` alert), and the task is
+  not retried.
 
 A finished task is a fenced write (:meth:`LeaseManager.complete` / ``fail``); only once it
 is accepted does the worker write ``{coordination-dir}/results/{larry}/{task}.json``
@@ -284,7 +286,16 @@ class Worker:
 
     # ------------------------------------------------------------------ one task
     def _run_task(self, task: str, lease: Lease, tasks_left: int) -> None:
-        share = max(0, self.spec.tokens - self.spent) // tasks_left
+        # The worker's own share, but never more than the Larry's ledger still holds: a
+        # Larry already over its limit starts no further payload.
+        share = min(max(0, self.spec.tokens - self.spent) // tasks_left,
+                    max(0, self.ledger.snapshot()["available"]))
+        if share == 0:
+            run = _TaskRun(self, task, lease, share)
+            run.stopped = "budget exhausted"
+            self.log(f"{task}: not started (no tokens left for it)")
+            self._finish(run, 0)
+            return
         workdir = self.results / task
         workdir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "LARRY_ID": self.larry.id, "LARRY_WORKER_ID": self.name, "LARRY_TASK_ID": task,
@@ -346,18 +357,12 @@ class Worker:
         return record
 
     def charge(self, op_id: str, tokens: int) -> bool:
-        """Record ``tokens`` (already spent) in the ledger; False when the ledger refuses them."""
-        reserved = self.ledger.reserve(op_id, tokens)
-        if reserved.ok:
-            self.ledger.commit(op_id, tokens)
-            return True
-        if reserved.status == "insufficient" and reserved.amount >= 0:
-            # Spent is spent: commit the truth over what was left (the ledger raises token_overrun).
-            self.ledger.reserve(op_id, reserved.amount)
-            self.ledger.commit(op_id, tokens)
-        else:
-            self.log(f"ledger refused {tokens} tokens ({reserved.status}); they are not recorded")
-        return False
+        """Book ``tokens`` (already spent) in the ledger; False once the Larry is over its limit
+        (booked all the same: spent is spent) or the ledger has no limit to book against."""
+        booked = self.ledger.record(op_id, tokens)
+        if booked.status == "no_limit":
+            self.log(f"ledger has no limit for {self.larry.id}; {tokens} tokens not recorded")
+        return booked.ok
 
 
 class _TaskRun:

@@ -49,6 +49,20 @@ def test_reserve_drawn_at_90_percent_with_alert(r, ks):
     assert ledger.reserve("d", 1).status == "insufficient"
 
 
+def test_record_books_spent_tokens_once_and_answers_overrun_past_the_limit(r, ks):
+    ledger = Ledger(r, ks, "larry-02", draw=0)
+    assert ledger.record("spent-0", 5).status == "no_limit"
+    ledger.set_limit(100)
+    assert ledger.record("spent-1", 60) == LedgerOp("committed", 60)
+    assert ledger.record("spent-1", 60).replay, "a retried report must not charge twice"
+    assert ledger.snapshot()["committed"] == 60
+    overrun = ledger.record("spent-2", 50)
+    assert (overrun.status, overrun.amount, overrun.ok) == ("overrun", -10, False)
+    assert ledger.snapshot()["committed"] == 110, "spent is spent: booked even past the limit"
+    (alert,) = [e for e in EventLog(r, ks).history() if e.name == "token_overrun"]
+    assert alert.data["larry"] == "larry-02" and int(alert.data["used"]) == 110
+
+
 def hammer(url, prefix, larry, seed, ops):
     r = connect(RedisSettings(url=url))
     ledger = Ledger(r, Keyspace(prefix=prefix), larry, draw=3_000)

@@ -193,6 +193,8 @@ def test_tokens_the_ledger_refuses_stop_the_payload_and_are_recorded_as_an_overr
     assert rig.board.result("audit-github-actions")["data"] == {"error": "budget exhausted"}
     assert rig.ledger("cicd").snapshot()["committed"] == 150
     assert [e.data["used"] for e in rig.events("token_overrun")] == [150]
+    # The Larry is over its limit: the worker's next task fails without starting its payload.
+    assert rig.board.result("optimize-cronjob-schedules")["data"] == {"error": "budget exhausted"}
 
 
 def test_deadline_stops_the_payload_and_fails_the_task(rig, monkeypatch):
