@@ -17,12 +17,12 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components import kube
 from components.config import Redis, ResourceList, Resources
 from components.namespace import AUTH_KEY, AUTH_SECRET, auth_secret, default_deny, namespace
 from components.observability import service_monitor
+from components.password import GeneratedPassword
 
 SCRIPTS = Path(__file__).parent / "redis"
 #: The redis user and group of the official Alpine image.
@@ -67,7 +67,7 @@ class RedisHA(pulumi.ComponentResource):
         self._name, ns = name, redis.namespace
         self.namespace = namespace(ns, name, kube.opts(self))
         self._child = kube.opts(self, depends_on=[self.namespace])
-        generated = random.RandomPassword(f"{name}-password", length=32, special=False, opts=kube.opts(self))
+        generated = GeneratedPassword(f"{name}-password", 32, opts=kube.opts(self))
         self.password = pulumi.Output.secret(generated.result)
         self.secret = auth_secret(ns, f"{name}-redis-auth", self.password, self._child)
         self._headless = f"{redis.service_name}-headless"

@@ -61,13 +61,17 @@ class Registered:
         return self.manifest.get("metadata", {})
 
 
+#: How a dynamic resource (components.password.GeneratedPassword) registers.
+PASSWORD_TYPE = "pulumi-python:dynamic:Resource"
+
+
 class GraphMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[Registered] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         self.resources.append(Registered(args.typ, args.name, args.inputs))
-        if args.typ == "random:index/randomPassword:RandomPassword":
+        if args.typ == PASSWORD_TYPE:
             return f"{args.name}-id", {"result": MOCK_PASSWORD}
         return f"{args.name}-id", {}
 

@@ -5,7 +5,7 @@ from collections import Counter
 import yaml
 
 from components.config import load_plan_document, load_stack
-from tests.components.pulumi_graph import (CM, DEPLOY, JOB, K, LIMITS, MOCK_PASSWORD, NETPOL, NS, PDB, PVC, QUOTA,
+from tests.components.pulumi_graph import (PASSWORD_TYPE, CM, DEPLOY, JOB, K, LIMITS, MOCK_PASSWORD, NETPOL, NS, PDB, PVC, QUOTA,
                                            RBAC, ROOT, RULE, SECRET, SM, STS, SVC, env_of, hostnames, walk_strings)
 
 # Seed 001 "K3s Cluster Topology" and "Workers": who runs where.
@@ -23,7 +23,7 @@ LARRYS = ("larry-01", "larry-02", "larry-03")
 
 def test_exactly_the_expected_graph(dev):
     assert dev.types() == Counter({
-        "pulumi:providers:kubernetes": 1, "random:index/randomPassword:RandomPassword": 1,
+        "pulumi:providers:kubernetes": 1, PASSWORD_TYPE: 1,
         "larry:index:RedisHA": 1, "larry:index:LarryNamespace": 3, "larry:index:Larry": 3,
         "larry:index:MetaCoordinator": 1, "larry:index:Observability": 1, "larry:index:ClusterReader": 1,
         NS: 4, QUOTA: 3, LIMITS: 3, SECRET: 4,

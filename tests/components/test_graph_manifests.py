@@ -9,10 +9,8 @@ import pytest
 from components.config import ConfigError, load_config
 from tests.components import restricted
 from tests.components.pulumi_graph import run_program, stack_values
+from tests.support.manifests import CRD_KINDS, KUBERNETES_VERSION
 
-#: k3s v1.31 (the cluster line the stack targets), with the strict schema: unknown fields fail.
-KUBERNETES_VERSION = "1.31.0"
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 
 def validate(manifest):
