@@ -6,12 +6,9 @@ SHELL := /bin/bash
 STACK ?= dev
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-# State lives on a local file backend inside the project unless the caller chose another
-# (e.g. PULUMI_BACKEND_URL=s3://bucket for a team). The passphrase default is for
-# development only: set PULUMI_CONFIG_PASSPHRASE yourself for any shared stack.
-export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
-export PULUMI_CONFIG_PASSPHRASE ?= larry-dev-only
-# The engine's environment: the CLI and plugins found or built, no network.
+# The engine's environment: the CLI and plugins found or built, no network, and unless the
+# caller chose otherwise state on a local file backend in .pulumi-state/ with the
+# development passphrase (see scripts/engine.sh env; README "State and secrets").
 ENGINE_ENV = eval "$$(scripts/engine.sh env)"
 PULUMI_STACK = $(ENGINE_ENV); mkdir -p .pulumi-state; \
 	pulumi stack select --create $(STACK) --non-interactive >/dev/null

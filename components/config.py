@@ -15,6 +15,7 @@ runtime in the pods all read the same objects.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
@@ -786,9 +787,20 @@ def load_plan_document(text: str, source: str) -> StackConfig:
         raise ConfigError([f"{source}: not valid YAML ({str(exc).splitlines()[0]})"]) from None
     if not isinstance(document, Mapping) or not isinstance(document.get("config"), Mapping):
         raise ConfigError([f"{source}: expected a top-level 'config:' mapping"])
-    values = {k: v for k, v in document["config"].items() if str(k).startswith(f"{PROJECT}:")}
+    values = {k: _as_pulumi_reads(v) for k, v in document["config"].items() if str(k).startswith(f"{PROJECT}:")}
     stack = document.get("stack") or Path(source).name.removeprefix("Pulumi.").removesuffix(".yaml")
     return load_config(values, str(stack), source)
+
+
+def _as_pulumi_reads(value: Any) -> Any:
+    """A top-level value as ``pulumi.Config.get_object`` reads it: `pulumi config set` stores
+    scalars as strings ("45"), which the program then parses as JSON."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def load_stack(stack: str, project_dir: str | Path = ".") -> StackConfig:

@@ -107,7 +107,7 @@ found_cli() {
 
 cli_dir() { printf '%s' "$CACHE/pulumi-v$1/bin"; }
 
-sha_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
+sha_of() { cat "$@" | sha256sum | cut -c1-16; }  # content only: a copy of the project reuses the build
 
 write_gomod() { # dir module go-requires...
   local dir="$1" module="$2"; shift 2

@@ -205,3 +205,10 @@ def test_plan_document_round_trips_through_the_same_loader():
     assert again.stack == "cortex"
     assert again.allocated_tokens == cfg.allocated_tokens
     assert again.larrys == cfg.larrys
+
+
+def test_scalars_stored_as_strings_by_pulumi_config_set_read_as_the_engine_reads_them(tmp_path):
+    text = (ROOT / "Pulumi.dev.yaml").read_text().replace("larry:executionWindowMinutes: 40",
+                                                            'larry:executionWindowMinutes: "45"')
+    (tmp_path / "Pulumi.dev.yaml").write_text(text)
+    assert load_stack("dev", tmp_path).execution_window_minutes == 45

@@ -30,13 +30,15 @@ def engine_env(backend: str, **extra: str) -> dict[str, str]:
     """The environment `scripts/engine.sh env` sets up, with state on ``backend``."""
     require_engine()
     script = f'eval "$({ROOT}/scripts/engine.sh env)" && env -0'
-    done = subprocess.run(["bash", "-c", script], capture_output=True, env=os.environ.copy(), timeout=60)
+    # The committed stack files carry the salt of the development passphrase engine.sh defaults to.
+    outer = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_CONFIG_PASSPHRASE")}
+    done = subprocess.run(["bash", "-c", script], capture_output=True, env=outer, timeout=60)
     if done.returncode != 0:
         pytest.fail(f"scripts/engine.sh env failed: {done.stderr.decode()}\nRun `make setup` to build the engine.")
     env = dict(item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
     if not shutil.which("pulumi", path=env["PATH"]):
         pytest.fail("no `pulumi` CLI on the engine's PATH: run `make setup` (scripts/engine.sh ensure) first")
-    env.update(PULUMI_BACKEND_URL=backend, PULUMI_CONFIG_PASSPHRASE="larry-test-passphrase", **extra)
+    env.update(PULUMI_BACKEND_URL=backend, **extra)
     # A kubeconfig in the environment would become the provider's and clash with render mode.
     env.pop("KUBECONFIG", None)
     return env
