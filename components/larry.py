@@ -18,6 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
+from components import labels as contract
 from components.config import Larry, StackConfig, Worker
 from components.namespace import AUTH_KEY, AUTH_SECRET, COORDINATOR_PORT
 from components.observability import service_monitor
@@ -175,7 +176,7 @@ class Larry(pulumi.ComponentResource):
         k8s.rbac.v1.RoleBinding(f"{self._name}-coordinator", metadata=kube.metadata(self._coordinator, ns, labels),
                                 role_ref=self._role_ref("Role", self._coordinator),
                                 subjects=[self._subject(self._coordinator)], opts=self._child)
-        api_clients = ["larry-coordinator"]
+        api_clients = [contract.COORDINATOR_APP]
         if larry.cluster_read:
             if cluster_reader is None:
                 raise ValueError(f"{larry.id} has clusterRead: its LarryArgs need the stack's ClusterReader")
@@ -188,7 +189,7 @@ class Larry(pulumi.ComponentResource):
                 role_ref=self._role_ref("ClusterRole", cluster_reader.role_name),
                 subjects=[self._subject(self._coordinator), self._subject(self._worker_sa)],
                 opts=kube.opts(self, depends_on=[self._namespace, cluster_reader]))
-            api_clients.append("larry-worker")
+            api_clients.append(contract.WORKER_APP)
         self._api_egress(api_clients)
 
     def _api_egress(self, apps: list[str]) -> None:
@@ -196,7 +197,7 @@ class Larry(pulumi.ComponentResource):
         servers = sorted(node.ip for node in self._cfg.nodes.values() if node.role == "master")
         k8s.networking.v1.NetworkPolicy(f"{self._name}-kube-api", metadata=kube.metadata(
             f"{self._larry.id}-kube-api", self._larry.namespace, self._labels("network", self._larry.id)), spec={
-            "podSelector": {"matchLabels": {"larry.dev/larry": self._larry.id},
+            "podSelector": {"matchLabels": {contract.LARRY: self._larry.id},
                             "matchExpressions": [{"key": "app", "operator": "In", "values": apps}]},
             "policyTypes": ["Egress"],
             # 443 is the kubernetes Service (10.43.0.1 on k3s), 6443 the servers it forwards to;
@@ -213,8 +214,8 @@ class Larry(pulumi.ComponentResource):
     # ---- coordinator
     def _coordinator_workload(self, plan: PlanDocument) -> None:
         larry, cfg, ns = self._larry, self._cfg, self._larry.namespace
-        selector = {"app": "larry-coordinator", "larry.dev/larry": larry.id}
-        labels = self._labels("coordinator", self._coordinator, **selector, name="larry-coordinator")
+        selector = {contract.APP: contract.COORDINATOR_APP, contract.LARRY: larry.id}
+        labels = self._labels("coordinator", self._coordinator, **selector, name=contract.COORDINATOR_APP)
         container = kube.container(
             "coordinator", cfg.runtime_image, larry.coordinator.as_dict(),
             command=["larry", "coordinator", "--plan", PLAN_PATH, "--larry", larry.id,
@@ -233,7 +234,7 @@ class Larry(pulumi.ComponentResource):
             "selector": {"matchLabels": selector},
             "template": {
                 # The digest rolls the coordinator when the plan changes; Jobs read it at start.
-                "metadata": {"labels": labels, "annotations": {"larry.dev/plan-sha256": plan.digest}},
+                "metadata": {"labels": labels, "annotations": {contract.PLAN_DIGEST: plan.digest}},
                 "spec": kube.pod_spec([container], uid=RUNTIME_UID, gid=RUNTIME_UID, volumes=self._volumes,
                                       service_account=self._coordinator, affinity=kube.node_affinity([larry.node]),
                                       tolerations=CONTROL_PLANE_TOLERATIONS)}}, opts=self._child)
@@ -247,18 +248,18 @@ class Larry(pulumi.ComponentResource):
     # ---- workers
     def _worker_job(self, worker: Worker) -> None:
         larry, cfg = self._larry, self._cfg
-        selector = {"app": "larry-worker", "larry.dev/larry": larry.id, "larry.dev/worker": worker.name}
+        selector = {contract.APP: contract.WORKER_APP, contract.LARRY: larry.id, contract.WORKER: worker.name}
         if worker.master:
-            selector["larry.dev/master"] = worker.master
-        labels = self._labels("worker", worker.name, **selector, name="larry-worker")
+            selector[contract.MASTER] = worker.master
+        labels = self._labels("worker", worker.name, **selector, name=contract.WORKER_APP)
         # Plain numbers the policy pack reads during preview, when outputs are still unknown.
         annotations = {
-            "larry.dev/tokens": str(worker.tokens),
-            "larry.dev/minutes": str(worker.minutes),
-            "larry.dev/phase-deadline-minutes": str(larry.deadline_minutes),
-            "larry.dev/execution-window-minutes": str(cfg.execution_window_minutes),
-            **({"larry.dev/worker-type": worker.type} if worker.type else {}),
-            **({"larry.dev/master": worker.master} if worker.master else {}),
+            contract.TOKENS: str(worker.tokens),
+            contract.MINUTES: str(worker.minutes),
+            contract.PHASE_DEADLINE: str(larry.deadline_minutes),
+            contract.WINDOW: str(cfg.execution_window_minutes),
+            **({contract.WORKER_TYPE: worker.type} if worker.type else {}),
+            **({contract.MASTER: worker.master} if worker.master else {}),
             **kube.SKIP_AWAIT,
         }
         env = kube.env({"LARRY_ID": larry.id, "LARRY_WORKER_ID": worker.name,
@@ -287,11 +288,11 @@ class Larry(pulumi.ComponentResource):
         Jobs have no scale subresource, so only an integer minAvailable is valid for them.
         """
         larry = self._larry
-        selector = {"app": "larry-worker", "larry.dev/larry": larry.id}
+        selector = {contract.APP: contract.WORKER_APP, contract.LARRY: larry.id}
         k8s.policy.v1.PodDisruptionBudget(f"{self._name}-workers", metadata=kube.metadata(
-            f"{larry.id}-workers", larry.namespace, self._labels("worker", larry.id, **selector, name="larry-worker")),
+            f"{larry.id}-workers", larry.namespace, self._labels("worker", larry.id, **selector, name=contract.WORKER_APP)),
             spec={"minAvailable": math.ceil(len(larry.workers) / 2), "selector": {"matchLabels": selector}},
             opts=self._child)
 
     def _labels(self, component: str, instance: str, name: str = "larry", **extra: str) -> dict[str, str]:
-        return kube.labels(name, instance, component, **{"larry.dev/larry": self._larry.id, **extra})
+        return kube.labels(name, instance, component, **{contract.LARRY: self._larry.id, **extra})

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
+from components import labels as contract
 from components.config import ResourceList, Resources, StackConfig
 from components.larry import (COORDINATION_DIR, PLAN_MOUNT, PLAN_PATH, RESULTS_DIR, RUNTIME_UID, WORKER_BACKOFF_LIMIT,
                               PlanDocument, plan_volume, redis_env)
@@ -54,8 +55,8 @@ class MetaCoordinator(pulumi.ComponentResource):
                    {"name": "coordination", "persistentVolumeClaim": {"claimName": f"{JOB_NAME}-reports"}}]
         window = cfg.execution_window_minutes
         k8s.batch.v1.Job(f"{name}-converge", metadata=kube.metadata(JOB_NAME, ns, labels, {
-            "larry.dev/tokens": str(meta.orchestration_tokens),
-            "larry.dev/emergency-reserve-tokens": str(meta.emergency_reserve_tokens),
+            contract.TOKENS: str(meta.orchestration_tokens),
+            contract.EMERGENCY_RESERVE: str(meta.emergency_reserve_tokens),
             "larry.dev/minutes": str(window),
             "larry.dev/execution-window-minutes": str(window),
             **kube.SKIP_AWAIT,

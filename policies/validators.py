@@ -36,6 +36,8 @@ from pulumi_policy.policy import PolicyResource
 from pulumi_policy.proxy import UnknownValueError
 
 from components.config import ConfigError, Larry, StackConfig, Worker, load_plan_document, parse_cpu, parse_memory
+from components.labels import (COORDINATOR_APP, LARRY, MASTER, MINUTES, PHASE_DEADLINE, TOKENS, WINDOW, WORKER,
+                               WORKER_APP, WORKER_TYPE)
 from policies import kube
 
 MANDATORY = EnforcementLevel.MANDATORY
@@ -44,16 +46,6 @@ ADVISORY = EnforcementLevel.ADVISORY
 # The contract with the components: what they render for the policies to read.
 PLAN_KEY = "plan.yaml"
 PLAN_LARRY_KEY = "larry-id"
-WORKER_APP = "larry-worker"
-COORDINATOR_APP = "larry-coordinator"
-LARRY = "larry.dev/larry"
-WORKER = "larry.dev/worker"
-MASTER = "larry.dev/master"
-TOKENS = "larry.dev/tokens"
-MINUTES = "larry.dev/minutes"
-PHASE_DEADLINE = "larry.dev/phase-deadline-minutes"
-WINDOW = "larry.dev/execution-window-minutes"
-WORKER_TYPE = "larry.dev/worker-type"
 
 
 # --------------------------------------------------------------------------- machinery

@@ -1,0 +1,19 @@
+"""Label and annotation names the components render and the policy pack reads: the contract
+between what gets deployed and what is allowed, kept in one place."""
+
+APP = "app"
+WORKER_APP = "larry-worker"
+COORDINATOR_APP = "larry-coordinator"
+
+LARRY = "larry.dev/larry"
+WORKER = "larry.dev/worker"
+MASTER = "larry.dev/master"
+
+# Budget annotations: plain numbers, known during preview, so no policy is skipped.
+TOKENS = "larry.dev/tokens"
+MINUTES = "larry.dev/minutes"
+PHASE_DEADLINE = "larry.dev/phase-deadline-minutes"
+WINDOW = "larry.dev/execution-window-minutes"
+WORKER_TYPE = "larry.dev/worker-type"
+EMERGENCY_RESERVE = "larry.dev/emergency-reserve-tokens"
+PLAN_DIGEST = "larry.dev/plan-sha256"
