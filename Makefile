@@ -40,7 +40,7 @@ up: setup
 	@$(PULUMI_STACK); pulumi up --yes --skip-preview --stack $(STACK)
 	@$(MAKE) --no-print-directory run STACK=$(STACK)
 
-SPEED ?= 600
+SPEED ?= 300
 run: venv system
 	@$(VENV)/bin/larry run --stack $(STACK) --speed $(SPEED)
 
@@ -52,6 +52,7 @@ test: setup
 
 bench: setup
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PYTHON) $$script; done
+	@echo "== bench/bench_engine.sh --skip-cold (the cold build: bench/bench_engine.sh)"; bench/bench_engine.sh --skip-cold
 
 clean:
 	rm -rf rendered .larry-runs .pytest_cache
