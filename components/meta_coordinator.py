@@ -57,8 +57,8 @@ class MetaCoordinator(pulumi.ComponentResource):
         k8s.batch.v1.Job(f"{name}-converge", metadata=kube.metadata(JOB_NAME, ns, labels, {
             contract.TOKENS: str(meta.orchestration_tokens),
             contract.EMERGENCY_RESERVE: str(meta.emergency_reserve_tokens),
-            "larry.dev/minutes": str(window),
-            "larry.dev/execution-window-minutes": str(window),
+            contract.MINUTES: str(window),
+            contract.WINDOW: str(window),
             **kube.SKIP_AWAIT,
         }), spec={
             # It waits at the barrier from the start, so its deadline is the whole window.
