@@ -21,6 +21,7 @@ from components import kube
 from components import labels as contract
 from components.config import Larry, StackConfig, Worker
 from components.namespace import AUTH_KEY, AUTH_SECRET, COORDINATOR_PORT
+from runtime import environment as envvar
 from components.observability import service_monitor
 
 #: The runtime image's user (see Dockerfile); fsGroup makes the coordination volume writable.
@@ -105,11 +106,11 @@ def redis_env(cfg: StackConfig) -> list[dict[str, Any]]:
     """
     redis = cfg.redis
     return kube.env({
-        "LARRY_REDIS_SENTINELS": f"{redis.sentinel_host}:{redis.sentinel_port}",
-        "LARRY_REDIS_MASTER_NAME": redis.master_name,
-        "LARRY_REDIS_URL": f"redis://{redis.host}:{redis.port}/0",
+        envvar.REDIS_SENTINELS: f"{redis.sentinel_host}:{redis.sentinel_port}",
+        envvar.REDIS_MASTER_NAME: redis.master_name,
+        envvar.REDIS_URL: f"redis://{redis.host}:{redis.port}/0",
     }) + [kube.secret_env(name, AUTH_SECRET, AUTH_KEY)
-          for name in ("LARRY_REDIS_PASSWORD", "LARRY_REDIS_SENTINEL_PASSWORD")]
+          for name in (envvar.REDIS_PASSWORD, envvar.REDIS_SENTINEL_PASSWORD)]
 
 
 def plan_volume(config_map: str) -> dict[str, Any]:
@@ -140,7 +141,7 @@ class Larry(pulumi.ComponentResource):
                          {"name": "coordination", "persistentVolumeClaim": {"claimName": f"{larry.id}-coordination"}}]
         self._mounts = [PLAN_MOUNT, {"name": "coordination", "mountPath": COORDINATION_DIR}]
         self._shared_env = redis_env(args.cfg) + kube.env({
-            "LARRY_COORDINATION_DIR": COORDINATION_DIR, "LARRY_RESULTS_DIR": RESULTS_DIR})
+            envvar.COORDINATION_DIR: COORDINATION_DIR, envvar.RESULTS_DIR: RESULTS_DIR})
 
         self._storage(args.plan)
         self._rbac(args.cluster_reader)
@@ -220,9 +221,9 @@ class Larry(pulumi.ComponentResource):
             "coordinator", cfg.runtime_image, larry.coordinator.as_dict(),
             command=["larry", "coordinator", "--plan", PLAN_PATH, "--larry", larry.id,
                      "--port", str(COORDINATOR_PORT)],
-            env=kube.env({"LARRY_ID": larry.id, "LARRY_TOKEN_BUDGET": larry.token_budget,
-                          "LARRY_DEADLINE_MINUTES": larry.deadline_minutes})
-            + self._shared_env + [kube.field_env("LARRY_NAMESPACE", "metadata.namespace")],
+            env=kube.env({envvar.LARRY_ID: larry.id, envvar.TOKEN_BUDGET: larry.token_budget,
+                          envvar.DEADLINE_MINUTES: larry.deadline_minutes})
+            + self._shared_env + [kube.field_env(envvar.NAMESPACE, "metadata.namespace")],
             ports=[{"name": "http", "containerPort": COORDINATOR_PORT, "protocol": "TCP"}],
             mounts=self._mounts,
             livenessProbe=kube.http_probe("/healthz", "http", 20),
@@ -262,10 +263,10 @@ class Larry(pulumi.ComponentResource):
             **({contract.MASTER: worker.master} if worker.master else {}),
             **kube.SKIP_AWAIT,
         }
-        env = kube.env({"LARRY_ID": larry.id, "LARRY_WORKER_ID": worker.name,
-                        **({"LARRY_MASTER": worker.master} if worker.master else {}),
-                        "LARRY_TASK_IDS": ",".join(t.id for t in worker.tasks),
-                        "LARRY_TOKEN_BUDGET": worker.tokens, "LARRY_DEADLINE_MINUTES": worker.minutes})
+        env = kube.env({envvar.LARRY_ID: larry.id, envvar.WORKER_ID: worker.name,
+                        **({envvar.MASTER: worker.master} if worker.master else {}),
+                        envvar.TASK_IDS: ",".join(t.id for t in worker.tasks),
+                        envvar.TOKEN_BUDGET: worker.tokens, envvar.DEADLINE_MINUTES: worker.minutes})
         container = kube.container(
             "worker", cfg.runtime_image, worker.resources.as_dict(),
             command=["larry", "worker", "--plan", PLAN_PATH, "--larry", larry.id, "--worker", worker.name],

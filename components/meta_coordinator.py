@@ -17,6 +17,7 @@ from components import labels as contract
 from components.config import ResourceList, Resources, StackConfig
 from components.larry import (COORDINATION_DIR, PLAN_MOUNT, PLAN_PATH, RESULTS_DIR, RUNTIME_UID, WORKER_BACKOFF_LIMIT,
                               PlanDocument, plan_volume, redis_env)
+from runtime import environment as envvar
 
 JOB_NAME = "larry-converge"
 #: Aggregation reads JSON reports and writes one Markdown summary and an archive.
@@ -46,9 +47,9 @@ class MetaCoordinator(pulumi.ComponentResource):
             "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": REPORT_STORAGE}}}, opts=child)
         container = kube.container(
             "converge", cfg.runtime_image, RESOURCES.as_dict(), command=["larry", "converge", "--plan", PLAN_PATH],
-            env=kube.env({"LARRY_TOKEN_BUDGET": meta.orchestration_tokens,
-                          "LARRY_DEADLINE_MINUTES": cfg.execution_window_minutes,
-                          "LARRY_COORDINATION_DIR": COORDINATION_DIR, "LARRY_RESULTS_DIR": RESULTS_DIR})
+            env=kube.env({envvar.TOKEN_BUDGET: meta.orchestration_tokens,
+                          envvar.DEADLINE_MINUTES: cfg.execution_window_minutes,
+                          envvar.COORDINATION_DIR: COORDINATION_DIR, envvar.RESULTS_DIR: RESULTS_DIR})
             + redis_env(cfg),
             mounts=[PLAN_MOUNT, {"name": "coordination", "mountPath": COORDINATION_DIR}])
         volumes = [plan_volume(f"{JOB_NAME}-plan"),

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from components.config import ConfigError, StackConfig, load_plan_document, load_stack
 
+from . import environment as envvar
+
 #: subcommand -> (module, function, help); modules are imported only when used, so the
 #: worker container does not pay for rich or boto3.
 COMMANDS = {
@@ -36,26 +38,26 @@ class UsageError(Exception):
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--plan", type=Path, default=os.environ.get("LARRY_PLAN"),
+    source.add_argument("--plan", type=Path, default=os.environ.get(envvar.PLAN),
                         help="plan document rendered by the components (default $LARRY_PLAN)")
     source.add_argument("--stack", help="a stack of this project, read from Pulumi.<stack>.yaml")
-    parser.add_argument("--project-dir", type=Path, default=Path(os.environ.get("LARRY_PROJECT_DIR", ".")),
+    parser.add_argument("--project-dir", type=Path, default=Path(os.environ.get(envvar.PROJECT_DIR, ".")),
                         help="where Pulumi.<stack>.yaml lives (with --stack)")
 
 
 def add_redis_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis-url", default=os.environ.get("LARRY_REDIS_URL"),
+    parser.add_argument("--redis-url", default=os.environ.get(envvar.REDIS_URL),
                         help="redis://host:port/db (default $LARRY_REDIS_URL; Sentinel via $LARRY_REDIS_SENTINELS)")
 
 
 def add_coordination_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coordination-dir", type=Path,
-                        default=Path(os.environ.get("LARRY_COORDINATION_DIR", "/coordination")),
+                        default=Path(os.environ.get(envvar.COORDINATION_DIR, "/coordination")),
                         help="the shared coordination volume (default $LARRY_COORDINATION_DIR or /coordination)")
 
 
 def add_key_prefix(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--key-prefix", default=os.environ.get("LARRY_KEY_PREFIX", ""),
+    parser.add_argument("--key-prefix", default=os.environ.get(envvar.KEY_PREFIX, ""),
                         help="prefix of every key and channel of the run (default $LARRY_KEY_PREFIX, empty)")
 
 
@@ -70,7 +72,7 @@ def positive_number(text: str) -> float:
 
 
 def add_speed_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--speed", type=positive_number, default=positive_number(os.environ.get("LARRY_SPEED", "1")),
+    parser.add_argument("--speed", type=positive_number, default=positive_number(os.environ.get(envvar.SPEED, "1")),
                         help="how many times faster than the plan's minutes deadlines run (default $LARRY_SPEED or 1)")
 
 
@@ -84,7 +86,7 @@ def open_redis(args: argparse.Namespace, cfg: StackConfig, env=None):
     from .connection import RedisSettings, connect
     from .keys import Keyspace
 
-    env = {**(os.environ if env is None else env), **({"LARRY_REDIS_URL": args.redis_url} if args.redis_url else {})}
+    env = {**(os.environ if env is None else env), **({envvar.REDIS_URL: args.redis_url} if args.redis_url else {})}
     settings = RedisSettings.from_env(env)
     try:
         ks = Keyspace.for_plan(cfg.channels, getattr(args, "key_prefix", "") or "")

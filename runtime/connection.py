@@ -33,6 +33,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
+from . import environment as envvar
+
 
 class NotReplicated(redis.exceptions.RedisError):
     """A write was not confirmed by the required number of replicas in time."""
@@ -119,20 +121,20 @@ class RedisSettings:
         env = os.environ if env is None else env
         sentinels = tuple(
             (host, int(port))
-            for host, _, port in (s.strip().rpartition(":") for s in env.get("LARRY_REDIS_SENTINELS", "").split(","))
+            for host, _, port in (s.strip().rpartition(":") for s in env.get(envvar.REDIS_SENTINELS, "").split(","))
             if host
         )
-        url = env.get("LARRY_REDIS_URL") or None
+        url = env.get(envvar.REDIS_URL) or None
         if not url and not sentinels:
             url = "redis://localhost:6379/0"
         return cls(
             url=url,
             sentinels=sentinels,
-            master_name=env.get("LARRY_REDIS_MASTER_NAME", "larry"),
-            password=env.get("LARRY_REDIS_PASSWORD") or env.get("REDIS_PASSWORD") or None,
-            sentinel_password=env.get("LARRY_REDIS_SENTINEL_PASSWORD") or None,
-            retry_for=_env_float(env, "LARRY_REDIS_RETRY_FOR", cls.retry_for),
-            socket_timeout=_env_float(env, "LARRY_REDIS_SOCKET_TIMEOUT", cls.socket_timeout),
+            master_name=env.get(envvar.REDIS_MASTER_NAME, "larry"),
+            password=env.get(envvar.REDIS_PASSWORD) or env.get("REDIS_PASSWORD") or None,
+            sentinel_password=env.get(envvar.REDIS_SENTINEL_PASSWORD) or None,
+            retry_for=_env_float(env, envvar.REDIS_RETRY_FOR, cls.retry_for),
+            socket_timeout=_env_float(env, envvar.REDIS_SOCKET_TIMEOUT, cls.socket_timeout),
         )
 
 

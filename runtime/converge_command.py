@@ -20,6 +20,7 @@ import sys
 import time
 
 from . import callstats
+from . import environment as envvar
 from .barrier import Barrier, BarrierTimeout
 from .cli import add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
 from .converge import ERRORS, converge
@@ -30,7 +31,7 @@ from .timing import Timing
 
 def configure_parser(parser) -> None:
     add_process_arguments(parser)
-    parser.add_argument("--s3-url", default=os.environ.get("LARRY_ARCHIVE_S3_URL"),
+    parser.add_argument("--s3-url", default=os.environ.get(envvar.ARCHIVE_S3_URL),
                         help="also upload the archive to s3://bucket/prefix (default $LARRY_ARCHIVE_S3_URL)")
     parser.add_argument("--no-wait", action="store_true", help="do not wait at the barriers (reports already written)")
 
@@ -60,7 +61,7 @@ def main(args) -> int:
     callstats.install("converge")
     interrupt_on_sigterm()
     r = ks = None
-    if not args.no_wait and (args.redis_url or os.environ.get("LARRY_REDIS_SENTINELS")):
+    if not args.no_wait and (args.redis_url or os.environ.get(envvar.REDIS_SENTINELS)):
         r, ks = open_redis(args, cfg)
         larrys = [larry.id for larry in cfg.larrys]
         until = time.monotonic() + Timing.from_env(args.speed).deadline(cfg.execution_window_minutes)

@@ -39,6 +39,7 @@ import redis
 from components.config import Larry, StackConfig
 
 from . import callstats
+from . import environment as envvar
 from .barrier import Barrier, BarrierTimeout
 from .cli import UsageError, add_process_arguments, interrupt_on_sigterm, larry_of, load_plan, open_redis
 from .events import EventListener, lua_script
@@ -91,7 +92,7 @@ return 1
 
 def configure_parser(parser) -> None:
     add_process_arguments(parser)
-    parser.add_argument("--larry", default=os.environ.get("LARRY_ID"), help="the Larry to coordinate (default $LARRY_ID)")
+    parser.add_argument("--larry", default=os.environ.get(envvar.LARRY_ID), help="the Larry to coordinate (default $LARRY_ID)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port of /metrics and /healthz (default {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--host", default="0.0.0.0", help="address of /metrics and /healthz (default all)")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 
+from . import environment as envvar
 from .cli import UsageError
 from .payload import die_with_parent
 
@@ -63,7 +64,7 @@ class LocalRedis:
             try:
                 if client.ping():
                     self.env_file.touch(mode=0o600)
-                    self.env_file.write_text(f"LARRY_REDIS_URL={self.url}\nLARRY_REDIS_PASSWORD={self.password}\n")
+                    self.env_file.write_text(f"{envvar.REDIS_URL}={self.url}\n{envvar.REDIS_PASSWORD}={self.password}\n")
                     return True
             except redis.exceptions.RedisError:
                 time.sleep(0.05)

@@ -42,6 +42,7 @@ from rich.text import Text
 
 from components.config import Larry, StackConfig
 
+from . import environment as envvar
 from .cli import (UsageError, add_coordination_dir, add_key_prefix, add_plan_arguments, add_redis_arguments,
                   load_plan, open_redis)
 from .connection import RedisSettings
@@ -93,10 +94,10 @@ def impatient_env(retry_for: float) -> dict[str, str]:
     """The environment with Redis retries cut to ``retry_for`` s: an operator wants an answer,
     not the runtime's 30 s ride through a failover."""
     try:
-        current = float(os.environ.get("LARRY_REDIS_RETRY_FOR") or retry_for)
+        current = float(os.environ.get(envvar.REDIS_RETRY_FOR) or retry_for)
     except ValueError:
         current = retry_for
-    return {**os.environ, "LARRY_REDIS_RETRY_FOR": str(min(current, retry_for))}
+    return {**os.environ, envvar.REDIS_RETRY_FOR: str(min(current, retry_for))}
 
 
 def open_run(args: argparse.Namespace,

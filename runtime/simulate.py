@@ -18,6 +18,7 @@ import time
 import zlib
 from typing import Any, Callable, Mapping
 
+from runtime import environment as envvar
 from runtime.protocol import PayloadReport, format_line
 
 #: Share of the task's planned time the simulated work takes: the plan's minutes are
@@ -63,7 +64,7 @@ def findings_for(worker: str, rng: random.Random) -> dict[str, Any]:
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument("--speed", type=float, default=float(os.environ.get("LARRY_SPEED", "60")),
+    parser.add_argument("--speed", type=float, default=float(os.environ.get(envvar.SPEED, "60")),
                         help="how many times faster than the plan's minutes (default $LARRY_SPEED or 60)")
     parser.add_argument("--overspend", action="store_true",
                         help="spend 150 %% of the token budget (to exercise the worker's budget stop)")
@@ -75,10 +76,10 @@ def main(args) -> int:
 
 def run(env: Mapping = os.environ, speed: float = 60.0, overspend: bool = False,
         out=sys.stdout, sleep: Callable[[float], None] = time.sleep) -> int:
-    task = env["LARRY_TASK_ID"]
-    worker = env.get("LARRY_WORKER_ID", "")
-    budget = int(env["LARRY_TOKEN_BUDGET"])
-    minutes = float(env.get("LARRY_TASK_MINUTES", "1"))
+    task = env[envvar.TASK_ID]
+    worker = env.get(envvar.WORKER_ID, "")
+    budget = int(env[envvar.TOKEN_BUDGET])
+    minutes = float(env.get(envvar.TASK_MINUTES, "1"))
     rng = random.Random(zlib.crc32(task.encode()))
     # A well-behaved agent spends 55-85 % of what it may; an overspending one 150 %.
     total = int(budget * (1.5 if overspend else rng.uniform(0.55, 0.85)))

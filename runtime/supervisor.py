@@ -47,6 +47,7 @@ from pathlib import Path
 
 from components.config import StackConfig
 
+from . import environment as envvar
 from .cli import UsageError, add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
 from .local_redis import LocalRedis, free_port
 from .payload import die_with_parent
@@ -65,7 +66,7 @@ def configure_parser(parser) -> None:
     add_process_arguments(parser, coordination_dir=False)
     parser.add_argument("--coordination-dir", type=Path,
                         help="the run's directory (default .larry-runs/<stack>-<UTC time> under --project-dir)")
-    parser.add_argument("--s3-url", default=os.environ.get("LARRY_ARCHIVE_S3_URL"),
+    parser.add_argument("--s3-url", default=os.environ.get(envvar.ARCHIVE_S3_URL),
                         help="also upload the archive to s3://bucket/prefix (default $LARRY_ARCHIVE_S3_URL)")
     parser.add_argument("--overspend-task", metavar="TASK",
                         help="make the simulated payload of this task spend 150 %% of its budget")
@@ -130,13 +131,13 @@ class Supervisor:
         print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
     def _environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != "LARRY_REDIS_SENTINELS"}
+        env = {k: v for k, v in os.environ.items() if k != envvar.REDIS_SENTINELS}
         if self.local is not None:
-            env.update(LARRY_REDIS_URL=self.local.url, LARRY_REDIS_PASSWORD=self.local.password)
+            env.update({envvar.REDIS_URL: self.local.url, envvar.REDIS_PASSWORD: self.local.password})
         else:
-            env["LARRY_REDIS_URL"] = self.args.redis_url
-        env.update(LARRY_COORDINATION_DIR=str(self.run_dir), LARRY_KEY_PREFIX=self.args.key_prefix,
-                   LARRY_SPEED=f"{self.args.speed:g}", PYTHONUNBUFFERED="1")
+            env[envvar.REDIS_URL] = self.args.redis_url
+        env.update({envvar.COORDINATION_DIR: str(self.run_dir), envvar.KEY_PREFIX: self.args.key_prefix,
+                    envvar.SPEED: f"{self.args.speed:g}", "PYTHONUNBUFFERED": "1"})
         return env
 
     def _children(self) -> dict[str, Child]:

@@ -62,6 +62,7 @@ from components.config import Larry, StackConfig
 from components.config import Worker as WorkerSpec
 
 from . import callstats
+from . import environment as envvar
 from .cli import (UsageError, add_process_arguments, interrupt_on_sigterm, larry_of, load_plan, open_redis,
                   positive_number)
 from .events import EventListener, EventLog, lua_script
@@ -102,8 +103,8 @@ class GiveUp(Exception):
 
 def configure_parser(parser) -> None:
     add_process_arguments(parser)
-    parser.add_argument("--larry", default=os.environ.get("LARRY_ID"), help="the worker's Larry (default $LARRY_ID)")
-    parser.add_argument("--worker", default=os.environ.get("LARRY_WORKER_ID"),
+    parser.add_argument("--larry", default=os.environ.get(envvar.LARRY_ID), help="the worker's Larry (default $LARRY_ID)")
+    parser.add_argument("--worker", default=os.environ.get(envvar.WORKER_ID),
                         help="the worker's name in the plan (default $LARRY_WORKER_ID)")
     parser.add_argument("--kill-grace", type=positive_number, default=5.0,
                         help="seconds between SIGTERM and SIGKILL when the payload has to stop (default 5)")
@@ -298,17 +299,17 @@ class Worker:
             return
         workdir = self.results / task
         workdir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "LARRY_ID": self.larry.id, "LARRY_WORKER_ID": self.name, "LARRY_TASK_ID": task,
-               "LARRY_TASK_TITLE": self.titles[task], "LARRY_TASK_MINUTES": f"{self.spec.minutes / len(self.own):g}",
-               "LARRY_TOKEN_BUDGET": str(share), "LARRY_FENCE": str(lease.token),
-               "LARRY_RESULTS_DIR": str(workdir), "LARRY_PROTOCOL_FILE": str(workdir / f"protocol-{lease.token}.log")}
+        env = {**os.environ, envvar.LARRY_ID: self.larry.id, envvar.WORKER_ID: self.name, envvar.TASK_ID: task,
+               envvar.TASK_TITLE: self.titles[task], envvar.TASK_MINUTES: f"{self.spec.minutes / len(self.own):g}",
+               envvar.TOKEN_BUDGET: str(share), envvar.FENCE: str(lease.token),
+               envvar.RESULTS_DIR: str(workdir), envvar.PROTOCOL_FILE: str(workdir / f"protocol-{lease.token}.log")}
         self.log(f"running {task} (fence {lease.token}, budget {share} tokens)")
         self.registry.heartbeat(self.name, "busy")
         self.waiting = set()
         items: queue.Queue = queue.Queue()
         keeper = self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
         run = _TaskRun(self, task, lease, share)
-        payload = PayloadProcess(self.command, env, Path(env["LARRY_PROTOCOL_FILE"]), items,
+        payload = PayloadProcess(self.command, env, Path(env[envvar.PROTOCOL_FILE]), items,
                                  label=f"{self.name}: ").start()
         try:
             code = run.follow(items, payload)

@@ -1,0 +1,40 @@
+"""The environment variables of a run, named once: what components/ renders into the pods,
+what the runtime's processes read and what a worker hands its payload. Both sides import
+these names, so the rendered and the read cannot drift apart.
+"""
+
+# ---- Redis: rendered into every pod (components.larry.redis_env), read by runtime.connection
+REDIS_URL = "LARRY_REDIS_URL"
+REDIS_SENTINELS = "LARRY_REDIS_SENTINELS"
+REDIS_MASTER_NAME = "LARRY_REDIS_MASTER_NAME"
+REDIS_PASSWORD = "LARRY_REDIS_PASSWORD"
+REDIS_SENTINEL_PASSWORD = "LARRY_REDIS_SENTINEL_PASSWORD"
+#: Runtime only: how long commands are retried (s) and the socket timeout (s).
+REDIS_RETRY_FOR = "LARRY_REDIS_RETRY_FOR"
+REDIS_SOCKET_TIMEOUT = "LARRY_REDIS_SOCKET_TIMEOUT"
+
+# ---- a process of the run (command-line defaults; the local supervisor sets them for its children)
+LARRY_ID = "LARRY_ID"
+WORKER_ID = "LARRY_WORKER_ID"
+PLAN = "LARRY_PLAN"
+PROJECT_DIR = "LARRY_PROJECT_DIR"
+COORDINATION_DIR = "LARRY_COORDINATION_DIR"
+KEY_PREFIX = "LARRY_KEY_PREFIX"
+SPEED = "LARRY_SPEED"
+ARCHIVE_S3_URL = "LARRY_ARCHIVE_S3_URL"
+
+# ---- rendered into the pods for the payloads (the runtime itself does not read them)
+MASTER = "LARRY_MASTER"
+TASK_IDS = "LARRY_TASK_IDS"
+DEADLINE_MINUTES = "LARRY_DEADLINE_MINUTES"
+NAMESPACE = "LARRY_NAMESPACE"
+
+# ---- what a worker gives each payload run (runtime.protocol documents them)
+TASK_ID = "LARRY_TASK_ID"
+TASK_TITLE = "LARRY_TASK_TITLE"
+TASK_MINUTES = "LARRY_TASK_MINUTES"
+#: In a pod, the worker's (or coordinator's) whole budget; for a payload, its share.
+TOKEN_BUDGET = "LARRY_TOKEN_BUDGET"
+FENCE = "LARRY_FENCE"
+RESULTS_DIR = "LARRY_RESULTS_DIR"
+PROTOCOL_FILE = "LARRY_PROTOCOL_FILE"
