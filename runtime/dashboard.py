@@ -43,12 +43,13 @@ from rich.text import Text
 
 from components.config import StackConfig
 
-from .cli import UsageError, interrupt_on_sigterm, load_plan, open_redis
+from .cli import UsageError, interrupt_on_sigterm
 from .events import Event, EventListener, parse_entry
 from .keys import Keyspace
-from .operations import (add_run_arguments, barrier_text, count_active, describe, findings_items, impatient_env,
-                         larry_of_worker, parse_time, read_barriers, read_larry, read_pool, read_workers, status_text,
-                         task_owners, tokens_text)
+from .operations import (add_run_arguments, barrier_text, count_active, describe, findings_items, larry_of_worker,
+                         open_run, parse_time, read_barriers, read_larry, read_pool, read_workers, status_text,
+                         tokens_text)
+from .taskgraph import TaskGraph
 
 #: Fewest seconds between two reads of the same state, however fast events arrive.
 MIN_READ_INTERVAL = 0.25
@@ -95,7 +96,7 @@ class Dashboard:
         self.conn = Connection(since=clock())
         self.redis_offset = 0.0  # the primary's clock minus ours, seconds
         self.dirty: set[str] = set()
-        self.task_larry = task_owners(cfg)
+        self.task_larry = TaskGraph(cfg).larry
         self._worker_larry = larry_of_worker(cfg)
         self._last_read = 0.0
         self._workers_due = 0.0
@@ -442,8 +443,7 @@ def print_frame(dash: Dashboard, console: Console) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.events < 1:
         raise UsageError(f"--events must be at least 1, got {args.events}")
-    cfg = load_plan(args)
-    r, ks = open_redis(args, cfg, impatient_env(RETRY_SECONDS))
+    cfg, r, ks = open_run(args, RETRY_SECONDS)
     dash = Dashboard(cfg, ks, r, events=args.events, redis_at=describe(r))
     console = Console()
     if args.once or not console.is_terminal:

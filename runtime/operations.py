@@ -134,11 +134,6 @@ def larry_of_worker(cfg: StackConfig) -> Callable[[str, str | None], str | None]
     return lookup
 
 
-def task_owners(cfg: StackConfig) -> dict[str, str]:
-    """Task id -> the Larry whose plan holds it."""
-    return {task.id: larry.id for larry in cfg.larrys for task in larry.tasks}
-
-
 def read_larry(r: redis.Redis, ks: Keyspace, larry: Larry) -> dict:
     """One Larry's phase, tasks (from the plan, statuses from Redis), findings and ledger."""
     state = PhaseTracker(r, ks, larry.id).snapshot()
