@@ -10,6 +10,8 @@ from typing import Mapping
 
 from components.config import StackConfig
 
+from .tasks import TERMINAL
+
 
 class TaskGraph:
     def __init__(self, cfg: StackConfig):
@@ -32,4 +34,4 @@ class TaskGraph:
                         break
             return blocked[task]
 
-        return {t: c for t in self.ids if statuses.get(t) not in ("completed", "failed") and (c := cause(t))}
+        return {t: c for t in self.ids if statuses.get(t) not in TERMINAL and (c := cause(t))}
