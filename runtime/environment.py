@@ -12,6 +12,9 @@ REDIS_SENTINEL_PASSWORD = "LARRY_REDIS_SENTINEL_PASSWORD"
 #: Runtime only: how long commands are retried (s) and the socket timeout (s).
 REDIS_RETRY_FOR = "LARRY_REDIS_RETRY_FOR"
 REDIS_SOCKET_TIMEOUT = "LARRY_REDIS_SOCKET_TIMEOUT"
+#: Runtime only: seconds Redis may stay unreachable before a worker degrades to file-based
+#: coordination on the volume (default: the retry window above; ``off`` disables it).
+DEGRADE_AFTER = "LARRY_DEGRADE_AFTER"
 
 # ---- a process of the run (command-line defaults; the local supervisor sets them for its children)
 LARRY_ID = "LARRY_ID"

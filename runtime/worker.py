@@ -45,6 +45,33 @@ a retry; 3 when nothing a restart does can help (a task failed for good, a depen
 failed, the deadline passed); 2 for usage errors. A restarted worker skips completed tasks
 and takes over the leases of its own previous incarnation at once: one pod per worker Job,
 so a lease held under this worker's name by another process is a dead predecessor's.
+
+File mode (seed risk 2): when Redis stays unreachable past the client's retry window
+(``LARRY_REDIS_RETRY_FOR``) plus ``LARRY_DEGRADE_AFTER`` seconds (default 0; ``off``
+disables it, and the worker exits 1 as before), the worker continues its remaining
+tasks on the volume with :class:`runtime.fallback.FileCoordination` under
+``{coordination-dir}/fallback``: a task is claimed there only when all its
+dependencies are known completed (in Redis before the outage, or in the volume), runs
+the same payload code path, and is completed there and in its results file (with
+``"mode": "file"``). Its token reports go to the volume's event log instead of the
+ledger (no ledger clamp on the share in file mode). Once Redis answers again the worker
+replays, each step idempotent so a restarted worker can simply replay again: the
+deferred charges (op id ``file:{task}:{fence}:{n}``), the completed tasks through the
+normal fenced path (acquire, complete with the file result; the results file is
+re-written with the Redis fence), then the volume's events into the stream. A payload
+that fails or is stopped in file mode ends the worker (1 after a crash, 3 otherwise)
+with its task still pending in Redis. The guarantees are weaker than Redis's:
+
+* file leases expire by each node's wall clock and are not renewed (they last until the
+  worker's deadline), so clock skew between nodes moves expiry;
+* mutual exclusion relies on ``flock`` on the shared volume being honoured across nodes
+  (NFS lock manager, RWX volumes vary); without it two holders are possible;
+* at-most-once is not guaranteed across the switch: the payload in hand when Redis went
+  away is stopped and run again in file mode, and a task whose file-mode completion
+  cannot be replayed (its Redis dependencies not yet completed) may be run again in
+  Redis mode; tokens reported by the interrupted run may not be booked at all;
+* the coordinator sees nothing of file mode until the replay (no heartbeat status, no
+  ledger, no pause).
 """
 from __future__ import annotations
 
@@ -66,6 +93,7 @@ from . import environment as envvar
 from .cli import (UsageError, add_process_arguments, interrupt_on_sigterm, larry_of, load_plan, open_redis,
                   positive_number)
 from .events import EventListener, EventLog, lua_script
+from .fallback import FileCoordination
 from .leases import Lease, LeaseManager
 from .ledger import Ledger
 from .payload import PayloadProcess
@@ -119,15 +147,27 @@ def main(args) -> int:
                          f"(expected one of {', '.join(w.name for w in larry.workers)})")
     command = args.payload or [sys.executable, "-m", "runtime.cli", "simulate", "--speed", f"{args.speed:g}"]
     callstats.install(f"worker-{spec.name}")
+    degrade_after = degrade_after_from_env()
     r, ks = open_redis(args, cfg)
     interrupt_on_sigterm()
     worker = Worker(cfg, larry, spec, r, ks, Timing.from_env(args.speed), command, args.coordination_dir,
-                    kill_grace=args.kill_grace)
+                    kill_grace=args.kill_grace, degrade_after=degrade_after)
     try:
         return worker.run()
     except redis.exceptions.RedisError as error:
         print(f"larry worker: {spec.name}: lost Redis ({error}); a restart will resume", file=sys.stderr)
         return EXIT_RETRY
+
+
+def degrade_after_from_env(env=None) -> float | None:
+    """Seconds past the client's retry window before file mode (None: never)."""
+    raw = (os.environ if env is None else env).get(envvar.DEGRADE_AFTER, "").strip()
+    if raw.lower() in ("off", "no", "none", "false"):
+        return None
+    try:
+        return max(0.0, float(raw)) if raw else 0.0
+    except ValueError:
+        raise UsageError(f"{envvar.DEGRADE_AFTER}={raw!r}: expected seconds or 'off'") from None
 
 
 def _now() -> str:
@@ -136,7 +176,8 @@ def _now() -> str:
 
 class Worker:
     def __init__(self, cfg: StackConfig, larry: Larry, spec: WorkerSpec, r, ks, timing: Timing,
-                 command: list[str], coordination_dir: Path, *, kill_grace: float = 5.0):
+                 command: list[str], coordination_dir: Path, *, kill_grace: float = 5.0,
+                 degrade_after: float | None = None):
         self.cfg, self.larry, self.spec, self.r, self.ks = cfg, larry, spec, r, ks
         self.timing, self.command, self.kill_grace = timing, command, kill_grace
         self.name = spec.name
@@ -159,6 +200,12 @@ class Worker:
         self.spent = 0
         self.lease_losses: dict[str, int] = {}
         self.waiting: set[str] = set()
+        # File mode (see the module doc): the statuses last read from Redis, the volume.
+        self.degrade_after = degrade_after
+        self.statuses: dict[str, str | None] = {}
+        self.fallback_root = Path(coordination_dir) / "fallback"
+        self.files: FileCoordination | None = None
+        self.file_mode = False
 
     def log(self, text: str) -> None:
         print(f"{self.name}: {text}", flush=True)
@@ -174,7 +221,7 @@ class Worker:
         try:
             self._wait_for_phase()
             self._recover()
-            code = self._work()
+            code = self._work_degrading()
         except GiveUp as reason:
             self.log(str(reason))
             code = reason.code
@@ -221,6 +268,7 @@ class Worker:
     def _recover(self) -> None:
         """After a restart: free leases of dead predecessors, restore missing result files,
         count what earlier incarnations spent. (One round trip when there is nothing to do.)"""
+        self._replay_fallback()
         prefix = f"{self.larry.id}/{self.name}/"
         pipe = self.r.pipeline(transaction=False)
         pipe.mget([self.ks.task_status(t) for t in self.own])
@@ -248,7 +296,7 @@ class Worker:
             pipe.get(self.ks.worker_paused(self.name))
             pipe.get(self.ks.phase_status(self.larry.id))
             statuses, paused, phase = pipe.execute()
-            statuses = dict(zip(self.graph.ids, statuses))
+            statuses = self.statuses = dict(zip(self.graph.ids, statuses))
             left = [t for t in self.own if statuses.get(t) not in TERMINAL]
             if not left:
                 return EXIT_GAVE_UP if any(statuses.get(t) == "failed" for t in self.own) else EXIT_OK
@@ -278,6 +326,104 @@ class Worker:
                     self.registry.heartbeat(self.name, "idle")
                 self._wait(lambda e, w=waiting: e.data.get("task_id") in w or e.data.get("worker") == self.name)
 
+    # ------------------------------------------------------------------ file mode
+    def _work_degrading(self) -> int:
+        """:meth:`_work`, switching to file mode while Redis stays unreachable."""
+        while True:
+            try:
+                return self._work()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+                if self.degrade_after is None or not self.statuses:
+                    raise
+                self.log(f"Redis unreachable ({error})")
+                until = time.monotonic() + self.degrade_after
+                while time.monotonic() < until:
+                    if self._redis_back():
+                        break
+                    time.sleep(0.2)
+                else:
+                    self._work_on_files()
+
+    def _redis_back(self) -> bool:
+        try:
+            self.r.ping()
+            return True
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            return False
+
+    def _work_on_files(self) -> None:
+        """Run the claimable own tasks on the volume; return once Redis answers again and
+        the file-mode work has been replayed into it."""
+        self.log(f"degrading to file-based coordination in {self.fallback_root}")
+        self.files = self.files or FileCoordination(self.fallback_root)
+        self.files.append_event("worker_degraded", self.sender, larry=self.larry.id, worker=self.name)
+        self.file_mode = True
+        try:
+            while True:
+                done = {t for t, s in self.statuses.items() if s == "completed"} | set(self.files.completed())
+                left = [t for t in self.own if t not in done and self.statuses.get(t) not in TERMINAL]
+                for task in left:
+                    if any(dep not in done for dep in self.graph.deps.get(task, ())):
+                        continue
+                    ttl = self._left() + self.kill_grace + 1
+                    token = self.files.acquire(task, self.leases.owner, ttl)
+                    if token is not None:
+                        self._run_task(task, Lease(task, self.leases.owner, token, int(ttl * 1000)), len(left))
+                        break
+                else:
+                    if self._redis_back():
+                        break
+                    if time.monotonic() >= self.deadline:
+                        # Not 3: the restarted worker replays the file-mode work in _recover.
+                        raise GiveUp(EXIT_RETRY, "deadline passed in file mode with Redis unreachable")
+                    time.sleep(0.2)
+        finally:
+            self.file_mode = False
+        self.log("Redis is back; replaying the file-mode work")
+        self._replay_fallback()
+
+    def _replay_fallback(self) -> None:
+        """Bring this worker's file-mode work into Redis; every step is idempotent."""
+        if not self.fallback_root.is_dir():
+            return
+        files = self.files = self.files or FileCoordination(self.fallback_root)
+        events, _ = files.events(0)
+        for e in events:
+            if e.get("event") == "tokens_deferred" and (e.get("larry"), e.get("worker")) == (self.larry.id, self.name):
+                self.ledger.record(e["op_id"], int(e["tokens"]))
+        completed = files.completed()
+        for task in self.own:  # plan order: own dependencies first
+            done = completed.get(task)
+            if done is None or self.board.statuses([task])[task] in TERMINAL:
+                continue
+            claim = self.leases.acquire(task)
+            if claim.lease is None:
+                self.log(f"{task}: file-mode completion not replayed yet ({claim.status})")
+                continue
+            data = {**done["data"], "mode": "file", "file_fence": done["token"]}
+            if self.leases.complete(claim.lease, data).ok:
+                self._write_result(task, claim.lease.token, "completed", data)
+                self.log(f"{task}: file-mode completion replayed (fence {claim.lease.token})")
+        replayed = files.replay_into(self.events)
+        if replayed:
+            self.log(f"replayed {replayed} file-mode events into the stream")
+
+    def _finish_on_files(self, run: "_TaskRun", code: int) -> None:
+        task, lease = run.task, run.lease
+        if run.stopped or code != 0:
+            why = run.stopped or f"payload exited with status {code}"
+            self.files.release(task, lease.owner, lease.token)
+            self.files.append_event("task_stopped", self.sender, larry=self.larry.id, worker=self.name,
+                                    task_id=task, reason=why)
+            raise GiveUp(EXIT_GAVE_UP if run.stopped else EXIT_RETRY,
+                         f"{task}: {why} in file mode; the task stays pending in Redis")
+        status = self.files.complete(task, lease.owner, lease.token, run.data())
+        if status != "accepted":
+            self.log(f"{task}: file-mode result not accepted ({status})")
+            return
+        self._write_result(task, lease.token, "completed", {**run.data(), "mode": "file"})
+        self.log(f"{task}: completed in file mode, {run.tokens} tokens")
+
     def _pause(self, reason: str) -> None:
         self.log(f"paused by the coordinator ({reason}); no new task until resumed")
         self.registry.heartbeat(self.name, "paused")
@@ -289,8 +435,8 @@ class Worker:
     def _run_task(self, task: str, lease: Lease, tasks_left: int) -> None:
         # The worker's own share, but never more than the Larry's ledger still holds: a
         # Larry already over its limit starts no further payload.
-        share = min(max(0, self.spec.tokens - self.spent) // tasks_left,
-                    max(0, self.ledger.snapshot()["available"]))
+        available = self.spec.tokens if self.file_mode else self.ledger.snapshot()["available"]
+        share = min(max(0, self.spec.tokens - self.spent) // tasks_left, max(0, available))
         if share == 0:
             run = _TaskRun(self, task, lease, share)
             run.stopped = "budget exhausted"
@@ -303,11 +449,13 @@ class Worker:
                envvar.TASK_TITLE: self.titles[task], envvar.TASK_MINUTES: f"{self.spec.minutes / len(self.own):g}",
                envvar.TOKEN_BUDGET: str(share), envvar.FENCE: str(lease.token),
                envvar.RESULTS_DIR: str(workdir), envvar.PROTOCOL_FILE: str(workdir / f"protocol-{lease.token}.log")}
-        self.log(f"running {task} (fence {lease.token}, budget {share} tokens)")
-        self.registry.heartbeat(self.name, "busy")
+        self.log(f"running {task} (fence {lease.token}, budget {share} tokens"
+                 + (", file mode)" if self.file_mode else ")"))
+        if not self.file_mode:
+            self.registry.heartbeat(self.name, "busy")
         self.waiting = set()
         items: queue.Queue = queue.Queue()
-        keeper = self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
+        keeper = None if self.file_mode else self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
         run = _TaskRun(self, task, lease, share)
         payload = PayloadProcess(self.command, env, Path(env[envvar.PROTOCOL_FILE]), items,
                                  label=f"{self.name}: ").start()
@@ -317,14 +465,20 @@ class Worker:
             # Interrupted (SIGTERM): stop the payload and hand the task back at once
             # rather than letting the next claimant wait out the lease.
             payload.stop(self.kill_grace)
-            keeper.stop()
-            self.leases.release(lease)
+            if self.file_mode:
+                self.files.release(task, lease.owner, lease.token)
+            else:
+                keeper.stop()
+                self.leases.release(lease)
             raise
-        keeper.stop()
+        if keeper is not None:
+            keeper.stop()
         self.spent += run.tokens
         self._finish(run, code)
 
     def _finish(self, run: "_TaskRun", code: int) -> None:
+        if self.file_mode:
+            return self._finish_on_files(run, code)
         task, lease = run.task, run.lease
         if run.stopped == "lease lost":
             losses = self.lease_losses[task] = self.lease_losses.get(task, 0) + 1
@@ -359,7 +513,12 @@ class Worker:
 
     def charge(self, op_id: str, tokens: int) -> bool:
         """Book ``tokens`` (already spent) in the ledger; False once the Larry is over its limit
-        (booked all the same: spent is spent) or the ledger has no limit to book against."""
+        (booked all the same: spent is spent) or the ledger has no limit to book against.
+        In file mode the charge is deferred to the volume's event log (see the module doc)."""
+        if self.file_mode:
+            self.files.append_event("tokens_deferred", self.sender, larry=self.larry.id, worker=self.name,
+                                    op_id=f"file:{op_id}", tokens=tokens)
+            return True
         booked = self.ledger.record(op_id, tokens)
         if booked.status == "no_limit":
             self.log(f"ledger has no limit for {self.larry.id}; {tokens} tokens not recorded")
