@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
+
+from runtime.local_redis import free_port
 
 SETUP_HINT = "run `make setup`"
 
@@ -29,12 +30,6 @@ def require_binary(name: str) -> str:
     if path is None:
         raise MissingBinary(f"{name} not found: {SETUP_HINT}")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(predicate, timeout: float, what: str, interval: float = 0.02):
