@@ -787,14 +787,16 @@ def load_plan_document(text: str, source: str) -> StackConfig:
         raise ConfigError([f"{source}: not valid YAML ({str(exc).splitlines()[0]})"]) from None
     if not isinstance(document, Mapping) or not isinstance(document.get("config"), Mapping):
         raise ConfigError([f"{source}: expected a top-level 'config:' mapping"])
-    values = {k: _as_pulumi_reads(v) for k, v in document["config"].items() if str(k).startswith(f"{PROJECT}:")}
+    values = {k: parse_config_value(v) for k, v in document["config"].items() if str(k).startswith(f"{PROJECT}:")}
     stack = document.get("stack") or Path(source).name.removeprefix("Pulumi.").removesuffix(".yaml")
     return load_config(values, str(stack), source)
 
 
-def _as_pulumi_reads(value: Any) -> Any:
-    """A top-level value as ``pulumi.Config.get_object`` reads it: `pulumi config set` stores
-    scalars as strings ("45"), which the program then parses as JSON."""
+def parse_config_value(value: Any) -> Any:
+    """A top-level config value read one way from the engine and from a stack file: the
+    engine hands every value over as text (structured ones as JSON) and `pulumi config set`
+    stores scalars as strings ("45"), so text that parses as JSON is that JSON, and any other
+    text (e.g. ``storageClass: longhorn``) stays a string."""
     if isinstance(value, str):
         try:
             return json.loads(value)

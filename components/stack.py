@@ -6,7 +6,7 @@ from typing import Any
 import pulumi
 
 from components import kube
-from components.config import CONFIG_KEYS, PROJECT, Larry as LarryConfig, StackConfig, load_config
+from components.config import CONFIG_KEYS, PROJECT, Larry as LarryConfig, StackConfig, load_config, parse_config_value
 from components.larry import ClusterReader, Larry, LarryArgs, PlanDocument
 from components.meta_coordinator import MetaCoordinator, MetaCoordinatorArgs
 from components.namespace import LarryNamespace, LarryNamespaceArgs
@@ -17,15 +17,8 @@ from components.redis_ha import RedisHA, RedisHAArgs
 def read_config() -> StackConfig:
     """The ``larry:*`` values the engine passes, validated; raises ConfigError."""
     conf = pulumi.Config(PROJECT)
-    values = {}
-    for key in CONFIG_KEYS:
-        try:
-            value = conf.get_object(key)
-        except pulumi.ConfigTypeError:
-            # Scalar string settings (storageClass, runtimeImage) arrive unquoted, not as JSON.
-            value = conf.get(key)
-        if value is not None:
-            values[key] = value
+    raw = {key: conf.get(key) for key in CONFIG_KEYS}
+    values = {key: parse_config_value(text) for key, text in raw.items() if text is not None}
     return load_config(values, pulumi.get_stack())
 
 
