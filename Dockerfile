@@ -3,17 +3,17 @@
 #
 #   docker build -t ghcr.io/larry-dev/larry-runtime:0.1.0 .
 #
-# The tag must match larry:runtimeImage (default in components/config.py); pods run it as
+# The tag must match larry:runtimeImage (default in plan/model.py); pods run it as
 # user 10001 with a read-only root filesystem (components/larry.py RUNTIME_UID).
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
-# Only what the package is built from: the config module lives in components/ and the
-# runtime imports it to read the plan document.
+# Only what the pods run: the runtime and the plan contract it reads. The Pulumi program
+# (components/) and the policy pack, and their Pulumi SDKs, stay out of the image.
 COPY pyproject.toml ./
+COPY plan ./plan
 COPY runtime ./runtime
-COPY components ./components
 RUN python -m venv /opt/larry \
     && /opt/larry/bin/pip install --no-cache-dir --no-compile . \
     && /opt/larry/bin/python -m compileall -q /opt/larry

@@ -3,8 +3,8 @@ import gc
 
 import pulumi
 
-from components.config import ConfigError
 from components.stack import build, read_config
+from plan.loader import ConfigError
 
 # The program builds one long-lived object graph (every resource with its inputs and outputs)
 # and frees little of it before exiting: the cyclic collector's passes over that graph took

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis  # noqa: E402
 
-from runtime.barrier import Barrier  # noqa: E402
-from runtime.connection import RedisSettings, connect  # noqa: E402
-from runtime.keys import Keyspace  # noqa: E402
-from runtime.leases import LeaseManager  # noqa: E402
+from runtime.coordination.barrier import Barrier  # noqa: E402
+from runtime.coordination.connection import RedisSettings, connect  # noqa: E402
+from runtime.coordination.keys import Keyspace  # noqa: E402
+from runtime.coordination.leases import LeaseManager  # noqa: E402
 from tests.support.redis_servers import RedisServer  # noqa: E402
 
 
@@ -75,8 +75,8 @@ def bench_leases(server, rounds):
 
     # Interleave the contenders in slices so drift (CPU frequency, another build
     # on the machine) hits all of them alike.
-    contenders = {"runtime.leases": ours, "redis-py Lock": redis_py, "python-redis-lock": python_redis_lock}
-    top_level = {"runtime.leases": ["evalsha"], "redis-py Lock": ["set", "evalsha"],
+    contenders = {"runtime.coordination.leases": ours, "redis-py Lock": redis_py, "python-redis-lock": python_redis_lock}
+    top_level = {"runtime.coordination.leases": ["evalsha"], "redis-py Lock": ["set", "evalsha"],
                  "python-redis-lock": ["set", "evalsha"]}
     slices = 5
     results = {name: [] for name in contenders}

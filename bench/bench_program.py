@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from components.config import load_config  # noqa: E402
+from plan.loader import load_config  # noqa: E402
 from tests.components.pulumi_graph import run_program, stack_values  # noqa: E402
 
 SIZES = (3, 30, 100)

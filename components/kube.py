@@ -11,8 +11,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import StackConfig
 from components.pod_security import container_security_context, pod_security_context
+from plan.model import StackConfig
 
 PART_OF = "larry"
 MANAGED_BY = "pulumi"

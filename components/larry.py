@@ -18,11 +18,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components import labels as contract
-from components.config import Larry, StackConfig, Worker
 from components.namespace import AUTH_KEY, AUTH_SECRET, COORDINATOR_PORT
-from runtime import environment as envvar
 from components.observability import service_monitor
+from plan import environment as envvar
+from plan import labels as contract
+from plan.model import Larry, StackConfig, Worker
 
 #: The runtime image's user (see Dockerfile); fsGroup makes the coordination volume writable.
 RUNTIME_UID = 10001

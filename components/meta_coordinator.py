@@ -13,11 +13,21 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components import labels as contract
-from components.config import ResourceList, Resources, StackConfig
-from components.larry import (COORDINATION_DIR, PLAN_MOUNT, PLAN_PATH, RESULTS_DIR, RUNTIME_UID, WORKER_BACKOFF_LIMIT,
-                              PlanDocument, plan_volume, redis_env)
-from runtime import environment as envvar
+from components.larry import (
+    COORDINATION_DIR,
+    PLAN_MOUNT,
+    PLAN_PATH,
+    RESULTS_DIR,
+    RUNTIME_UID,
+    WORKER_BACKOFF_LIMIT,
+    PlanDocument,
+    plan_volume,
+    redis_env,
+)
+from plan import environment as envvar
+from plan import labels as contract
+from plan.model import StackConfig
+from plan.quantities import ResourceList, Resources
 
 JOB_NAME = "larry-converge"
 #: Aggregation reads JSON reports and writes one Markdown summary and an archive.

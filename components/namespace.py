@@ -15,8 +15,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import Larry, Redis, ResourceList, Resources, parse_memory
 from components.pod_security import NAMESPACE_LABELS
+from plan.model import Larry, Redis
+from plan.quantities import ResourceList, Resources, parse_memory
 
 #: The Secret, in every namespace that talks to Redis, holding the generated password.
 AUTH_SECRET = "redis-auth"

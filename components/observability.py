@@ -16,7 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import StackConfig
+from plan.model import StackConfig
 
 MONITORING_API = "monitoring.coreos.com/v1"
 

@@ -19,10 +19,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.config import Redis, ResourceList, Resources
 from components.namespace import AUTH_KEY, AUTH_SECRET, auth_secret, default_deny, namespace
 from components.observability import service_monitor
 from components.password import GeneratedPassword
+from plan.model import Redis
+from plan.quantities import ResourceList, Resources
 
 SCRIPTS = Path(__file__).parent / "redis"
 #: The redis user and group of the official Alpine image.

@@ -6,12 +6,14 @@ from typing import Any
 import pulumi
 
 from components import kube
-from components.config import CONFIG_KEYS, PROJECT, Larry as LarryConfig, StackConfig, load_config, parse_config_value
 from components.larry import ClusterReader, Larry, LarryArgs, PlanDocument
 from components.meta_coordinator import MetaCoordinator, MetaCoordinatorArgs
 from components.namespace import LarryNamespace, LarryNamespaceArgs
 from components.observability import Observability, ObservabilityArgs
 from components.redis_ha import RedisHA, RedisHAArgs
+from plan.loader import CONFIG_KEYS, load_config, parse_config_value
+from plan.model import PROJECT, StackConfig
+from plan.model import Larry as LarryConfig
 
 
 def read_config() -> StackConfig:

@@ -35,9 +35,21 @@ from pulumi_policy import (
 from pulumi_policy.policy import PolicyResource
 from pulumi_policy.proxy import UnknownValueError
 
-from components.config import ConfigError, Larry, StackConfig, Worker, load_plan_document, parse_cpu, parse_memory
-from components.labels import (COORDINATOR_APP, LARRY, MASTER, MINUTES, PHASE_DEADLINE, TOKENS, WINDOW, WORKER,
-                               WORKER_APP, WORKER_TYPE)
+from plan.labels import (
+    COORDINATOR_APP,
+    LARRY,
+    MASTER,
+    MINUTES,
+    PHASE_DEADLINE,
+    TOKENS,
+    WINDOW,
+    WORKER,
+    WORKER_APP,
+    WORKER_TYPE,
+)
+from plan.loader import ConfigError, load_plan_document
+from plan.model import Larry, StackConfig, Worker
+from plan.quantities import parse_cpu, parse_memory
 from policies import kube
 
 MANDATORY = EnforcementLevel.MANDATORY

@@ -13,22 +13,22 @@ import os
 import sys
 from pathlib import Path
 
-from components.config import ConfigError, StackConfig, load_plan_document, load_stack
-
-from . import environment as envvar
+from plan import environment as envvar
+from plan.loader import ConfigError, load_plan_document, load_stack
+from plan.model import StackConfig
 
 #: subcommand -> (module, function, help); modules are imported only when used, so the
 #: worker container does not pay for rich or boto3.
 COMMANDS = {
-    "worker": ("runtime.worker", "main", "run one worker: claim its tasks by lease and run the payload"),
-    "coordinator": ("runtime.coordinator", "main", "run one Larry's coordinator"),
-    "converge": ("runtime.converge_command", "main", "aggregate the Larry reports into the summary and archive the run"),
-    "run": ("runtime.supervisor", "main", "run a stack's whole plan on this machine"),
-    "simulate": ("runtime.simulate", "main", "the built-in simulated payload (used after `larry worker ... --`)"),
-    "dashboard": ("runtime.dashboard", "main", "live terminal dashboard"),
-    "status": ("runtime.operations", "status", "phase, task and ledger state of a run"),
-    "preflight": ("runtime.operations", "preflight", "check Redis, sentinel quorum and the plan's budgets"),
-    "cleanup": ("runtime.operations", "cleanup", "remove a finished run's keys from Redis (after archiving)"),
+    "worker": ("runtime.commands.worker", "main", "run one worker: claim its tasks by lease and run the payload"),
+    "coordinator": ("runtime.commands.coordinator", "main", "run one Larry's coordinator"),
+    "converge": ("runtime.commands.converge", "main", "aggregate the Larry reports into the summary and archive the run"),
+    "run": ("runtime.commands.run", "main", "run a stack's whole plan on this machine"),
+    "simulate": ("runtime.commands.simulate", "main", "the built-in simulated payload (used after `larry worker ... --`)"),
+    "dashboard": ("runtime.commands.dashboard", "main", "live terminal dashboard"),
+    "status": ("runtime.reporting.run_view", "status", "phase, task and ledger state of a run"),
+    "preflight": ("runtime.reporting.run_view", "preflight", "check Redis, sentinel quorum and the plan's budgets"),
+    "cleanup": ("runtime.reporting.run_view", "cleanup", "remove a finished run's keys from Redis (after archiving)"),
 }
 
 
@@ -83,8 +83,8 @@ def open_redis(args: argparse.Namespace, cfg: StackConfig, env=None):
     UsageError."""
     import redis
 
-    from .connection import RedisSettings, connect
-    from .keys import Keyspace
+    from runtime.coordination.connection import RedisSettings, connect
+    from runtime.coordination.keys import Keyspace
 
     env = {**(os.environ if env is None else env), **({envvar.REDIS_URL: args.redis_url} if args.redis_url else {})}
     settings = RedisSettings.from_env(env)

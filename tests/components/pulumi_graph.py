@@ -17,7 +17,6 @@ import runpy
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import pulumi
@@ -26,7 +25,8 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.project import ROOT  # noqa: E402
+
 MAIN = ROOT / "__main__.py"
 #: What the mocked RandomPassword returns; the tests look for it everywhere in the graph.
 MOCK_PASSWORD = "Mock0Redis0Password0a1b2c3d4e5f6"

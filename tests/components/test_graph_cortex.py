@@ -1,7 +1,7 @@
 """The cortex stack builds: seed 004's 16 workers, four per node, six Larrys in one namespace."""
 from collections import Counter
 
-from components.config import load_stack
+from plan.loader import load_stack
 from tests.components.pulumi_graph import JOB, NS, QUOTA, ROOT, SECRET, hostnames
 
 CORTEX_NS = "cortex-workers"

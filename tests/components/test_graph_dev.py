@@ -4,9 +4,31 @@ from collections import Counter
 
 import yaml
 
-from components.config import load_plan_document, load_stack
-from tests.components.pulumi_graph import (PASSWORD_TYPE, CM, DEPLOY, JOB, K, LIMITS, MOCK_PASSWORD, NETPOL, NS, PDB, PVC, QUOTA,
-                                           RBAC, ROOT, RULE, SECRET, SM, STS, SVC, env_of, hostnames, walk_strings)
+from plan.loader import load_plan_document, load_stack
+from tests.components.pulumi_graph import (
+    CM,
+    DEPLOY,
+    JOB,
+    LIMITS,
+    MOCK_PASSWORD,
+    NETPOL,
+    NS,
+    PASSWORD_TYPE,
+    PDB,
+    PVC,
+    QUOTA,
+    RBAC,
+    ROOT,
+    RULE,
+    SECRET,
+    SM,
+    STS,
+    SVC,
+    K,
+    env_of,
+    hostnames,
+    walk_strings,
+)
 
 # Seed 001 "K3s Cluster Topology" and "Workers": who runs where.
 SEED_WORKER_NODES = {

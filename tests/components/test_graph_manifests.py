@@ -6,11 +6,10 @@ import kubernetes_validate
 import pulumi
 import pytest
 
-from components.config import ConfigError, load_config
+from plan.loader import ConfigError, load_config
 from tests.components import restricted
 from tests.components.pulumi_graph import run_program, stack_values
 from tests.support.manifests import CRD_KINDS, KUBERNETES_VERSION
-
 
 
 def validate(manifest):

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.project import ROOT  # noqa: E402
+
 #: What a copy of the project needs to run `pulumi` and the policy pack.
 PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "policies", "runtime", "pyproject.toml", "Makefile",
                  "scripts")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import runpy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -32,12 +31,13 @@ from pulumi_policy import (
 from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from components.config import StackConfig, load_config
+from plan.loader import load_config
+from plan.model import StackConfig
 from policies import kube
 from policies import validators as v
 from tests.components.pulumi_graph import run_program, stack_values
+from tests.support.project import ROOT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 OPTIONS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
 # How the messages name the objects the tests edit most.
 CLEANUP = "Job larry-01/cleanup-worker (Larry larry-01, worker cleanup-worker)"

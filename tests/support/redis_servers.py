@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from runtime.local_redis import free_port
+from runtime.support.local_redis import free_port
 
 SETUP_HINT = "run `make setup`"
 

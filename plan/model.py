@@ -1,0 +1,252 @@
+"""The stack's plan as typed, frozen objects, and the budget arithmetic read by every part.
+
+These dataclasses are what :mod:`plan.loader` builds from ``larry:*`` config once it is
+valid; the components render them, the policy pack checks them and the runtime runs them.
+The budget arithmetic (per master, per Larry, per system, reserve, utilisation) lives here
+once. Budget *limits* are not enforced here: blocking an over-budget plan is the policy
+pack's job and, at run time, the token ledger's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import yaml
+
+from plan.quantities import ResourceList, Resources
+
+PROJECT = "larry"
+DEFAULT_STORAGE_CLASS = "longhorn"
+DEFAULT_RUNTIME_IMAGE = "ghcr.io/larry-dev/larry-runtime:0.1.0"
+DEFAULT_REDIS_IMAGE = "redis:7.2.5-alpine"
+DEFAULT_REDIS_EXPORTER_IMAGE = "oliver006/redis_exporter:v1.62.0"
+#: Share of a Larry's limit at which the ledger draws the emergency reserve (seed risk 4).
+DEFAULT_RESERVE_TRIGGER = 0.9
+#: Seed 001 "System-Wide": token budget utilisation < 95 %.
+DEFAULT_UTILISATION_TARGET = 0.95
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: str  # "master" | "worker"
+    ip: str
+    cpu: str
+    memory: str
+
+    @property
+    def allocatable(self) -> ResourceList:
+        return ResourceList(self.cpu, self.memory)
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    title: str
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkerType:
+    name: str
+    tokens: int
+    minutes: int
+
+
+@dataclass(frozen=True)
+class Worker:
+    name: str
+    node: str
+    tokens: int
+    minutes: int
+    resources: Resources
+    tasks: tuple[Task, ...]
+    master: str | None = None
+    type: str | None = None
+
+
+@dataclass(frozen=True)
+class Master:
+    name: str
+    personal_tokens: int
+    worker_pool_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.personal_tokens + self.worker_pool_tokens
+
+
+@dataclass(frozen=True)
+class Larry:
+    id: str
+    phase: str
+    namespace: str
+    node: str
+    worker_nodes: tuple[str, ...]
+    deadline_minutes: int
+    token_budget: int
+    storage: str
+    storage_class: str
+    cluster_read: bool
+    coordinator: Resources
+    masters: tuple[Master, ...]
+    workers: tuple[Worker, ...]
+
+    @property
+    def allocated_tokens(self) -> int:
+        """Masters' personal tokens + their worker pools + workers that name no master.
+
+        A worker that names a master draws on that master's pool, so it is already counted.
+        """
+        return sum(m.total_tokens for m in self.masters) + sum(
+            w.tokens for w in self.workers if w.master is None
+        )
+
+    def master(self, name: str) -> Master:
+        return next(m for m in self.masters if m.name == name)
+
+    def pool_draw(self, master: str) -> int:
+        """Tokens of the workers that draw on ``master``'s worker pool."""
+        return sum(w.tokens for w in self.workers if w.master == master)
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        return tuple(t for w in self.workers for t in w.tasks)
+
+
+@dataclass(frozen=True)
+class MetaCoordinator:
+    orchestration_tokens: int
+    emergency_reserve_tokens: int
+    #: Seed 004's coordinator-master also holds a worker pool (30k); seed 001's has none.
+    worker_pool_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.orchestration_tokens + self.worker_pool_tokens + self.emergency_reserve_tokens
+
+
+@dataclass(frozen=True)
+class Budget:
+    system_tokens: int
+    meta: MetaCoordinator
+    reserve_trigger: float = DEFAULT_RESERVE_TRIGGER
+    utilisation_target: float = DEFAULT_UTILISATION_TARGET
+
+
+@dataclass(frozen=True)
+class Redis:
+    namespace: str
+    service_name: str
+    port: int
+    replicas: int
+    sentinels: int
+    master_name: str = "larry"
+    sentinel_port: int = 26379
+    quorum: int = 2
+    down_after_ms: int = 5000
+    failover_timeout_ms: int = 60000
+    storage: str = "2Gi"
+    image: str = DEFAULT_REDIS_IMAGE
+    exporter: bool = True
+    exporter_image: str = DEFAULT_REDIS_EXPORTER_IMAGE
+    resources: Resources = Resources(ResourceList("250m", "256Mi"), ResourceList("500m", "512Mi"))
+
+    @property
+    def host(self) -> str:
+        return f"{self.service_name}.{self.namespace}.svc.cluster.local"
+
+    @property
+    def sentinel_service(self) -> str:
+        return f"{self.service_name}-sentinel"
+
+    @property
+    def sentinel_host(self) -> str:
+        return f"{self.sentinel_service}.{self.namespace}.svc.cluster.local"
+
+
+@dataclass(frozen=True)
+class Channels:
+    """Pub/sub channel and stream names; the key templates themselves live in runtime.keys."""
+
+    coordination: str = "larry:coordination"
+    alerts: str = "larry:alerts"
+    events: str = "larry:events"
+
+
+@dataclass(frozen=True)
+class Observability:
+    """Resources that need prometheus-operator / the Grafana sidecar on the cluster."""
+
+    service_monitors: bool = True
+    grafana_dashboard: bool = True
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where `pulumi up` sends manifests: a kubeconfig/context, or render mode when neither."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    render_directory: str = "rendered"
+
+    @property
+    def render_mode(self) -> bool:
+        return not (self.kubeconfig or self.context)
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    source: str
+    execution_window_minutes: int
+    budget: Budget
+    nodes: Mapping[str, Node]
+    redis: Redis
+    larrys: tuple[Larry, ...]
+    worker_types: Mapping[str, WorkerType] = field(default_factory=dict)
+    channels: Channels = Channels()
+    observability: Observability = Observability()
+    cluster: Cluster = Cluster()
+    runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    #: The validated ``larry:*`` values as given: what the plan ConfigMaps carry, so the
+    #: runtime and the policy pack load them through this same module.
+    values: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def plan_document(self) -> str:
+        """The stack config as a YAML document of the stack file's shape."""
+        return yaml.safe_dump({"stack": self.stack, "config": dict(self.values)}, sort_keys=False)
+
+    # ---- budget arithmetic: the one place it is done
+    @property
+    def larry_tokens(self) -> int:
+        """What all Larrys allocate (each Larry's masters, pools and master-less workers)."""
+        return sum(larry.allocated_tokens for larry in self.larrys)
+
+    @property
+    def allocated_tokens(self) -> int:
+        """All Larrys + the meta-coordinator's orchestration tokens + the emergency reserve."""
+        return self.larry_tokens + self.budget.meta.total_tokens
+
+    @property
+    def reserve_share(self) -> float:
+        return self.budget.meta.emergency_reserve_tokens / self.budget.system_tokens
+
+    def larry(self, larry_id: str) -> Larry:
+        for larry in self.larrys:
+            if larry.id == larry_id:
+                return larry
+        raise KeyError(f"{self.source}: no Larry {larry_id!r} in larry:larrys")
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """Larry namespaces in first-use order, each once (several Larrys may share one)."""
+        return tuple(dict.fromkeys(larry.namespace for larry in self.larrys))
+
+    @property
+    def workers(self) -> tuple[tuple[Larry, Worker], ...]:
+        return tuple((larry, w) for larry in self.larrys for w in larry.workers)
+
+
+def utilisation(used: int, limit: int) -> float:
+    """Share of ``limit`` used; 0 for an empty limit."""
+    return used / limit if limit else 0.0

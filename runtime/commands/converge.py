@@ -1,0 +1,83 @@
+"""`larry converge`: the meta-coordinator's Phase 4 (see :func:`runtime.converge.converge`).
+
+::
+
+    larry converge --plan /etc/larry/plan.yaml [--coordination-dir D] [--s3-url s3://bucket/prefix]
+
+With Redis configured (``--redis-url`` or the environment) it first waits, on the event
+stream, until every Larry has passed the ``convergence`` barrier and then arrived at the
+``reports`` barrier, which each coordinator does once its final report is on disk; the wait
+is bounded by the plan's execution window (scaled by ``--speed``, plus the allowance of
+:mod:`runtime.timing`). ``--no-wait`` skips it for reports already written. It prints the
+summary's path. A missing or corrupt report, or a failed upload, is one line and exit
+status 2; a barrier that times out names the Larrys missing and exits 1.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from plan import environment as envvar
+from runtime.cli import add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
+from runtime.coordination.barrier import Barrier, BarrierTimeout
+from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
+from runtime.reporting.schema import ReportError, report_path, write_larry_report
+from runtime.reporting.summary import ERRORS, converge
+from runtime.support import callstats
+from runtime.support.timing import Timing
+
+
+def configure_parser(parser) -> None:
+    add_process_arguments(parser)
+    parser.add_argument("--s3-url", default=os.environ.get(envvar.ARCHIVE_S3_URL),
+                        help="also upload the archive to s3://bucket/prefix (default $LARRY_ARCHIVE_S3_URL)")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait at the barriers (reports already written)")
+
+
+def fetch_missing_reports(r, ks, cfg, coordination_dir) -> None:
+    """Write the reports this volume lacks from the copies coordinators left in Redis.
+
+    Locally every process shares one directory; in a cluster each Larry's volume is in its
+    own namespace. A report in neither place stays missing, and converge names its file.
+    """
+    for larry in cfg.larrys:
+        if report_path(coordination_dir / "reports", larry.id).exists():
+            continue
+        key = ks.phase_report(larry.id)
+        stored = r.get(key)
+        if stored is None:
+            continue
+        try:
+            report = json.loads(stored)
+        except json.JSONDecodeError as exc:
+            raise ReportError(f"redis key {key}: not valid JSON ({exc.msg})") from None
+        write_larry_report(coordination_dir / "reports", report)
+
+
+def main(args) -> int:
+    cfg = load_plan(args)
+    callstats.install("converge")
+    interrupt_on_sigterm()
+    r = ks = None
+    if not args.no_wait and (args.redis_url or os.environ.get(envvar.REDIS_SENTINELS)):
+        r, ks = open_redis(args, cfg)
+        larrys = [larry.id for larry in cfg.larrys]
+        until = time.monotonic() + Timing.from_env(args.speed).deadline(cfg.execution_window_minutes)
+        try:
+            for name in (CONVERGENCE_BARRIER, REPORTS_BARRIER):
+                Barrier(r, ks, name, larrys).wait(max(0.001, until - time.monotonic()))
+        except BarrierTimeout as timeout:
+            print(f"larry converge: {timeout}", file=sys.stderr)
+            return 1
+    try:
+        if r is not None:
+            fetch_missing_reports(r, ks, cfg, args.coordination_dir)
+        result = converge(cfg, args.coordination_dir, s3_url=args.s3_url)
+    except ERRORS as error:
+        print(f"larry converge: {error}", file=sys.stderr)
+        return 2
+    print(f"archive: {result.archive}" + (f" and {result.s3_uri}" if result.s3_uri else ""))
+    print(f"summary: {result.summary}", flush=True)
+    return 0

@@ -1,0 +1,350 @@
+"""`larry coordinator`: one Larry's coordinator (the Deployment's pod).
+
+::
+
+    larry coordinator --plan /etc/larry/plan.yaml --larry larry-01 --port 9100
+
+1. Initialises its Larry's Redis state, each step only if it is not there yet, so a
+   restarted coordinator resumes instead of starting over: the tasks and their
+   dependencies, the phase status, the ledger limit (``tokenBudget``), the
+   meta-coordinator's emergency reserve pool; then starts the phase (``phase_started``).
+2. Serves /metrics (:class:`runtime.metrics.CoordinatorMetrics`) and /healthz.
+3. Follows the event stream from its first entry (:class:`runtime.history.History`), and
+   every heartbeat interval looks after its workers: a worker silent past the grace is
+   reaped (``worker_dead``) and its orphaned tasks are put back to ``pending``
+   (``task_requeued``). It raises the phase's progress (``progress_update``) as tasks
+   complete, and pauses / resumes the workers a ``critical_cve`` alert names.
+4. Ends the phase: ``completed`` when every task completed; ``failed`` as soon as every
+   task has either finished or can never run (a dependency failed for good, its worker
+   gave up), or when the phase deadline passes (``deadlineMinutes * 60 / speed`` plus the
+   allowance of :mod:`runtime.timing`, counted from the phase's start in Redis).
+5. Arrives at the ``convergence`` barrier and waits for every Larry, runs its Phase 4
+   validation (:mod:`runtime.validation`), writes ``{coordination-dir}/reports/{larry}-final.json``
+   (:mod:`runtime.phase_report`) and arrives at the ``reports`` barrier, which is what
+   ``larry converge`` waits for.
+6. Keeps serving /metrics with the final figures until SIGTERM, as a Deployment's pod must
+   (exiting would only get it restarted); ``--once`` exits 0 instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from datetime import datetime
+
+import redis
+
+from plan import environment as envvar
+from plan.model import Larry, StackConfig
+from plan.taskgraph import TaskGraph
+from runtime.cli import UsageError, add_process_arguments, interrupt_on_sigterm, larry_of, load_plan, open_redis
+from runtime.coordination.barrier import Barrier, BarrierTimeout
+from runtime.coordination.events import EventListener, lua_script
+from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
+from runtime.coordination.ledger import Ledger, init_reserve_pool
+from runtime.coordination.phases import PhaseTracker
+from runtime.coordination.registry import WorkerRegistry
+from runtime.coordination.tasks import TERMINAL, TaskBoard
+from runtime.reporting.history import History
+from runtime.reporting.larry_report import build_report
+from runtime.reporting.metrics import CoordinatorMetrics, serve
+from runtime.reporting.results import results_dir
+from runtime.reporting.schema import write_larry_report
+from runtime.support import callstats
+from runtime.support.timing import Timing
+
+DEFAULT_PORT = 9100
+#: Seconds between metric refreshes while the phase runs (Prometheus scrapes every 15-30 s);
+#: the final figures are set when the phase ends and after the report.
+METRICS_INTERVAL = 5.0
+#: Registry statuses of a worker process that is still there.
+RUNNING = ("idle", "busy", "paused")
+
+_PAUSE = r"""
+-- KEYS[1] worker:{id}:paused; ARGV[1] larry, [2] worker, [3] reason
+if not redis.call('SET', KEYS[1], ARGV[3], 'NX') then return 0 end
+emit(false, {event='worker_paused', larry=ARGV[1], worker=ARGV[2], reason=ARGV[3]})
+return 1
+"""
+
+_RESUME = r"""
+-- KEYS[1] worker:{id}:paused; ARGV[1] larry, [2] worker
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+emit(false, {event='worker_resumed', larry=ARGV[1], worker=ARGV[2]})
+return 1
+"""
+
+# Only a task still marked in progress whose lease is gone: a live holder keeps its task.
+_REQUEUE = r"""
+-- ARGV[1] larry, [2] task, [3] dead worker
+local status_key = STATUS_PREFIX .. ARGV[2]
+if redis.call('GET', status_key) ~= 'in_progress' or redis.call('EXISTS', LOCK_PREFIX .. ARGV[2]) == 1 then
+  return 0
+end
+redis.call('SET', status_key, 'pending')
+emit(false, {event='task_requeued', larry=ARGV[1], task_id=ARGV[2], worker=ARGV[3]})
+return 1
+"""
+
+
+def configure_parser(parser) -> None:
+    add_process_arguments(parser)
+    parser.add_argument("--larry", default=os.environ.get(envvar.LARRY_ID), help="the Larry to coordinate (default $LARRY_ID)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port of /metrics and /healthz (default {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--host", default="0.0.0.0", help="address of /metrics and /healthz (default all)")
+    parser.add_argument("--once", action="store_true", help="exit once the final report is written")
+
+
+def main(args) -> int:
+    cfg = load_plan(args)
+    larry = larry_of(cfg, args.larry)
+    callstats.install(f"coordinator-{larry.id}")
+    r, ks = open_redis(args, cfg)
+    interrupt_on_sigterm()
+    coordinator = Coordinator(cfg, larry, r, ks, Timing.from_env(args.speed), args.coordination_dir)
+    try:
+        server = serve(coordinator.metrics.registry, args.port, coordinator.healthy, host=args.host)
+    except OSError as error:
+        raise UsageError(f"cannot serve /metrics on {args.host}:{args.port} ({error.strerror or error})") from None
+    coordinator.log(f"serving /metrics and /healthz on port {server.server_port}")
+    try:
+        coordinator.run()
+    except redis.exceptions.RedisError as error:
+        print(f"larry coordinator: {larry.id}: lost Redis ({error}); a restart resumes from Redis state",
+              file=sys.stderr)
+        return 1
+    if args.once:
+        return 0
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:  # SIGTERM: the end of a finished coordinator's life
+        return 0
+    finally:
+        server.shutdown()
+
+
+class Coordinator:
+    def __init__(self, cfg: StackConfig, larry: Larry, r, ks, timing: Timing, coordination_dir):
+        self.cfg, self.larry, self.r, self.ks, self.timing = cfg, larry, r, ks, timing
+        self.coordination_dir = coordination_dir
+        self.metrics = CoordinatorMetrics()
+        self.phase = PhaseTracker(r, ks, larry.id)
+        self.board = TaskBoard(r, ks)
+        self.ledger = Ledger(r, ks, larry.id, threshold=cfg.budget.reserve_trigger,
+                             draw=cfg.budget.meta.emergency_reserve_tokens)
+        self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
+        everyone = [each.id for each in cfg.larrys]
+        self.convergence = Barrier(r, ks, CONVERGENCE_BARRIER, everyone)
+        self.reports = Barrier(r, ks, REPORTS_BARRIER, everyone)
+        self.history = History(larry, ks)
+        self.graph = TaskGraph(cfg)
+        self.own = [t.id for t in larry.tasks]
+        self.worker_of = {t.id: w.name for w in larry.workers for t in w.tasks}
+        self._pause, self._resume, self._requeue = (
+            r.register_script(lua_script(ks, body)) for body in (_PAUSE, _RESUME, _REQUEUE))
+        self._alive_at = time.monotonic()
+        self._converging = False
+        self._requeued_seen = 0
+        self.report: dict | None = None
+
+    def log(self, text: str) -> None:
+        print(f"{self.larry.id}: {text}", flush=True)
+
+    def healthy(self) -> bool:
+        """Alive while the loop keeps coming round (it wakes at least every heartbeat interval),
+        and from the barrier on, where waiting for the other Larrys is its job."""
+        return self._converging or time.monotonic() - self._alive_at < max(30.0, 6 * self.timing.heartbeat)
+
+    # ------------------------------------------------------------------ lifecycle
+    def initialise(self) -> None:
+        larry = self.larry
+        self.board.define(larry.id, {t.id: t.depends_on for t in larry.tasks})
+        self.ledger.set_limit(larry.token_budget)
+        init_reserve_pool(self.r, self.ks, self.cfg.budget.meta.emergency_reserve_tokens)
+        self.phase.init()
+        started = self.phase.start()
+        self.log("phase started" if started == "started" else f"resuming: phase {started}")
+
+    def run(self) -> dict:
+        self.initialise()
+        outcome = self.follow()
+        if outcome:
+            status, message = outcome
+            (self.phase.complete if status == "completed" else self.phase.fail)(message)
+            self.log(f"phase {status}: {message}")
+        self.update_metrics()
+        self.converge()
+        return self.report
+
+    def follow(self) -> tuple[str, str] | None:
+        """Fold the stream, tend the workers, until the phase can end; the (status, message) to
+        end it with, or None when it had already ended (a restarted coordinator)."""
+        listener = EventListener(self.r, self.ks, "0-0")
+        while batch := listener.poll(block_ms=None):  # the history first, then act once on its net effect
+            self.history.add(batch)
+        phase = self.phase.snapshot()
+        if phase["status"] in TERMINAL:  # only this coordinator ends its phase: checked once
+            return None
+        deadline = self._deadline(phase["started_at"])
+        progress, next_tick, next_metrics, touched = phase["progress"], 0.0, 0.0, True
+        while True:
+            now = self._alive_at = time.monotonic()
+            self.apply_pauses()
+            tick = now >= next_tick
+            if tick:
+                self.reap_dead_workers()
+                next_tick = now + self.timing.heartbeat
+            if now >= next_metrics:
+                self.update_metrics()
+                next_metrics = now + METRICS_INTERVAL
+            if tick or touched:
+                statuses, workers = self._statuses()
+                if tick:
+                    self.requeue_orphans(workers)
+                progress = self._raise_progress(statuses, progress)
+                outcome = self.outcome(deadline, statuses, workers)
+                if outcome:
+                    return outcome
+            wait = max(0.001, min(next_tick, deadline) - time.monotonic())
+            touched = self.history.add(listener.poll(block_ms=max(1, int(wait * 1000))))
+
+    def _deadline(self, started_at: str) -> float:
+        """The phase deadline on this process's monotonic clock, from the start time in Redis."""
+        seconds, micros = self.r.time()
+        elapsed = seconds + micros / 1e6 - datetime.fromisoformat(started_at).timestamp()
+        return time.monotonic() - elapsed + self.timing.deadline(self.larry.deadline_minutes)
+
+    def _statuses(self) -> tuple[dict, dict]:
+        """(every task of the stack -> status, own worker -> registry status), one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.mget([self.ks.task_status(t) for t in self.graph.ids])
+        pipe.mget([self.ks.worker_status(w.name) for w in self.larry.workers])
+        tasks, workers = pipe.execute()
+        return dict(zip(self.graph.ids, tasks)), dict(zip((w.name for w in self.larry.workers), workers))
+
+    def outcome(self, deadline: float, statuses: dict | None = None, workers: dict | None = None
+                ) -> tuple[str, str] | None:
+        """How the phase ends, if that is known now: (status, message), else None."""
+        if statuses is None or workers is None:
+            statuses, workers = self._statuses()
+        own = {t: statuses[t] for t in self.own}
+        done = sum(s == "completed" for s in own.values())
+        if done == len(own):
+            return "completed", f"all {done} tasks completed"
+        doomed = self.graph.doomed(statuses)
+        unfinished = [t for t, s in own.items() if s not in TERMINAL]
+        # Never to run: a dependency failed for good, or the worker gave up before claiming it.
+        stuck = [t for t in unfinished
+                 if t in doomed or (workers[self.worker_of[t]] == "failed" and own[t] != "in_progress")]
+        if len(stuck) == len(unfinished):
+            failed = [t for t, s in own.items() if s == "failed"]
+            return "failed", (f"{done}/{len(own)} tasks completed; failed: {', '.join(failed) or 'none'}; "
+                              f"cannot run: {', '.join(stuck) or 'none'}")
+        if time.monotonic() >= deadline:
+            return "failed", (f"deadline passed ({self.larry.deadline_minutes} plan minutes at speed "
+                              f"{self.timing.speed:g}) with {done}/{len(own)} tasks completed")
+        return None
+
+    def _raise_progress(self, statuses: dict, current: int) -> int:
+        done = sum(statuses[t] == "completed" for t in self.own)
+        percent = 100 * done // len(self.own)
+        if percent > current:
+            return self.phase.progress(percent, f"{done}/{len(self.own)} tasks completed")
+        return current
+
+    # ------------------------------------------------------------------ workers
+    def reap_dead_workers(self) -> None:
+        """Mark this Larry's workers silent past the grace ``dead`` (a ``worker_dead`` alert)."""
+        own = {w.name for w in self.larry.workers}
+        for worker in self.registry.dead():
+            if worker in own and self.registry.reap(worker):
+                self.log(f"worker {worker} is dead (no heartbeat for {self.timing.dead_after_ms} ms)")
+
+    def requeue_orphans(self, workers: dict) -> None:
+        """Put the orphaned tasks of workers marked dead back to pending."""
+        for worker in (w for w in self.larry.workers if workers.get(w.name) == "dead"):
+            for task in worker.tasks:
+                if self._requeue(keys=[], args=[self.larry.id, task.id, worker.name]):
+                    self.log(f"re-queued {task.id} of dead worker {worker.name}")
+
+    def apply_pauses(self) -> None:
+        requests, self.history.pause_requests = self.history.pause_requests, {}
+        for worker, reason in requests.items():
+            key = [self.ks.worker_paused(worker)]
+            if reason is not None and self._pause(keys=key, args=[self.larry.id, worker, reason]):
+                self.log(f"paused {worker}: {reason}")
+            elif reason is None and self._resume(keys=key, args=[self.larry.id, worker]):
+                self.log(f"resumed {worker}")
+
+    # ------------------------------------------------------------------ metrics
+    def update_metrics(self) -> None:
+        m, lid = self.metrics, self.larry.id
+        statuses, _ = self._statuses()
+        own = [statuses[t] for t in self.own]
+        snapshot = self.phase.snapshot()
+        ledger = self.ledger.snapshot()
+        m.phase_progress.labels(lid).set(snapshot["progress"])
+        m.tasks_completed.labels(lid).set(own.count("completed"))
+        m.tasks_failed.labels(lid).set(own.count("failed"))
+        m.tokens_used.labels(lid).set(ledger["committed"])
+        m.tokens_reserved.labels(lid).set(ledger["reserved"])
+        m.tokens_limit.labels(lid).set(ledger["limit"] + ledger["emergency"])
+        m.emergency_drawn.labels(lid).set(ledger["emergency"])
+        m.lease_conflicts.labels(lid).set(self.history.conflicts)
+        m.worker_restarts.labels(lid).set(sum(self.history.restarts(w.name) for w in self.larry.workers))
+        new = len(self.history.requeued) - self._requeued_seen
+        if new > 0:
+            m.tasks_requeued.labels(lid).inc(new)
+            self._requeued_seen += new
+        beating = set(self.registry.workers()) - set(self.registry.dead())
+        active = {w.node: 0 for w in self.larry.workers}
+        for worker in self.larry.workers:
+            active[worker.node] += worker.name in beating
+        for node, count in active.items():
+            m.workers_active.labels(lid, node).set(count)
+
+    # ------------------------------------------------------------------ Phase 4
+    def converge(self) -> None:
+        self._converging = True
+        self.convergence.arrive(self.larry.id)
+        waited = time.monotonic()
+        window = self.timing.deadline(self.cfg.execution_window_minutes)
+        try:
+            self.convergence.wait(window)
+            self.metrics.barrier_passed.labels(self.larry.id).set(1)
+        except BarrierTimeout as timeout:
+            self.log(f"{timeout}; reporting anyway")
+        self.metrics.barrier_wait.labels(self.larry.id).observe(time.monotonic() - waited)
+        self._await_sign_offs()
+        self.report = self.build_report()
+        path = write_larry_report(os.path.join(self.coordination_dir, "reports"), self.report)
+        # In a cluster each Larry's volume lives in its own namespace, where the converge Job
+        # cannot mount it: the report also goes to Redis before the reports barrier.
+        self.r.set(self.ks.phase_report(self.larry.id), json.dumps(self.report))
+        self.update_metrics()
+        self.reports.arrive(self.larry.id)
+        passed = sum(check["passed"] for check in self.report["validation"])
+        self.log(f"final report {path}: phase {self.report['status']}, "
+                 f"validation {passed}/{len(self.report['validation'])} checks passed")
+
+    def _await_sign_offs(self) -> None:
+        """Give workers still registered as running (they finish right after their last task)
+        a couple of heartbeats to sign off, so the report has their final status."""
+        listener = EventListener(self.r, self.ks, "$")
+        until = time.monotonic() + 2 * self.timing.heartbeat
+        while (left := until - time.monotonic()) > 0:
+            if not [w for w, s in self._statuses()[1].items() if s in RUNNING]:
+                return
+            listener.poll(block_ms=max(1, int(left * 1000)))
+
+    def build_report(self) -> dict:
+        statuses, workers = self._statuses()
+        return build_report(
+            self.cfg, self.larry, phase=self.phase.snapshot(), statuses=statuses,
+            results={t: self.board.result(t) for t in self.own}, ledger=self.ledger.snapshot(),
+            workers=workers, history=self.history, speed=self.timing.speed,
+            planned_seconds=self.timing.scaled(self.larry.deadline_minutes),
+            results_dir=results_dir(self.coordination_dir, self.larry.id))

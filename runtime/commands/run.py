@@ -1,0 +1,290 @@
+"""`larry run`: a stack's whole plan on this machine, supervised the way the cluster would.
+
+::
+
+    larry run --stack dev [--speed 600] [--redis-url URL] [--coordination-dir D] [--s3-url s3://b/p]
+
+Without ``--redis-url`` it starts a private redis-server (loopback, random password) for
+the run. It writes the plan document where the pods would mount it
+(``{coordination-dir}/plan.yaml``) and starts, each as its own OS process through the same
+entrypoints the pods use:
+
+* one ``larry coordinator`` per Larry: restarted whenever it dies, with the kubelet's
+  crash-loop backoff (10 s doubling, scaled by the speed), like a Deployment's pod;
+* one ``larry worker ... -- larry simulate --speed N`` per worker: restarted after a
+  non-zero exit up to the Job's backoffLimit (3); exit status 3 (the worker gave up:
+  budget, deadline, failed dependency) is final, as a podFailurePolicy rule would make it;
+* ``larry converge``, the meta-coordinator Job: it waits at the barriers, then writes the
+  summary and the archive.
+
+It prints the run's progress from the event stream, then the summary's path, and exits 0
+when every phase, task and validation check succeeded, 1 otherwise (2 for usage errors, 130
+when interrupted). Ctrl+C (or SIGTERM) stops every process it started and the private Redis.
+
+With ``--redis-url``, keys a previous run left there are that run's state, which the
+processes resume (a finished run just reports again): use ``--key-prefix``, or ``larry
+cleanup`` after archiving, for a fresh run.
+
+Under ``{coordination-dir}``: ``logs/{process}.log``, ``pids/{process}.pid`` (the current
+pid, e.g. for chaos tests), ``processes.json`` (metrics ports), and what the processes write
+(results, reports, archives). ``--hold`` keeps coordinators and Redis up after the summary
+until Ctrl+C, e.g. to scrape /metrics or watch ``larry dashboard`` (``{coordination-dir}/redis/env``
+holds the private Redis's URL and password for them).
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from argparse import Namespace
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from plan import environment as envvar
+from plan.model import StackConfig
+from runtime.agent.payload import die_with_parent
+from runtime.cli import UsageError, add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
+from runtime.reporting.progress import ProgressPrinter
+from runtime.reporting.schema import ReportError, load_larry_report, report_path
+from runtime.support.local_redis import LocalRedis, free_port
+from runtime.support.timing import Timing
+
+WORKER_BACKOFF_LIMIT = 3
+EXIT_GAVE_UP = 3
+#: Kubelet's crash-loop backoff: 10 s, doubling, at most 5 min (scaled by the speed here).
+BACKOFF_START, BACKOFF_CAP = 10.0, 300.0
+STOP_GRACE = 10.0
+
+
+def configure_parser(parser) -> None:
+    add_process_arguments(parser, coordination_dir=False)
+    parser.add_argument("--coordination-dir", type=Path,
+                        help="the run's directory (default .larry-runs/<stack>-<UTC time> under --project-dir)")
+    parser.add_argument("--s3-url", default=os.environ.get(envvar.ARCHIVE_S3_URL),
+                        help="also upload the archive to s3://bucket/prefix (default $LARRY_ARCHIVE_S3_URL)")
+    parser.add_argument("--overspend-task", metavar="TASK",
+                        help="make the simulated payload of this task spend 150 %% of its budget")
+    parser.add_argument("--hold", action="store_true",
+                        help="keep coordinators and Redis running after the summary, until Ctrl+C")
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    kind: str  # coordinator | worker | converge
+    restarts: int = 0
+    proc: subprocess.Popen | None = None
+    done: bool = False
+    exit_codes: list[int] = field(default_factory=list)
+
+
+def larry_command() -> list[str]:
+    """The console script the pods run, from this interpreter's environment."""
+    script = Path(sys.executable).with_name("larry")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "runtime.cli"]
+
+
+def payload_command(speed: float, overspend_task: str | None, tasks: list[str]) -> list[str]:
+    simulate = larry_command() + ["simulate", "--speed", f"{speed:g}"]
+    if overspend_task not in tasks:
+        return simulate
+    # The payload is any command: this one picks the overspending variant by the task the
+    # worker gives it in $LARRY_TASK_ID.
+    script = 'task=$1; shift; if [ "$LARRY_TASK_ID" = "$task" ]; then exec "$@" --overspend; fi; exec "$@"'
+    return ["sh", "-c", script, "payload", overspend_task, *simulate]
+
+
+def main(args) -> int:
+    cfg = load_plan(args)
+    if args.overspend_task and args.overspend_task not in {t.id for larry in cfg.larrys for t in larry.tasks}:
+        raise UsageError(f"--overspend-task: {args.overspend_task!r} is not a task of {cfg.source}")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_dir = (args.coordination_dir or args.project_dir / ".larry-runs" / f"{cfg.stack}-{stamp}").resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    interrupt_on_sigterm()
+    local = None if args.redis_url else LocalRedis(run_dir / "redis").start()
+    try:
+        return Supervisor(cfg, args, run_dir, local).run()
+    finally:
+        if local is not None:
+            local.stop()
+
+
+class Supervisor:
+    def __init__(self, cfg: StackConfig, args, run_dir: Path, local: LocalRedis | None):
+        self.cfg, self.args, self.run_dir, self.local = cfg, args, run_dir, local
+        self.timing = Timing.from_env(args.speed)
+        self.started = time.monotonic()
+        self.exits: queue.Queue = queue.Queue()
+        self.pending_restarts: list[tuple[float, Child]] = []
+        self.env = self._environment()
+        self.children = self._children()
+
+    def say(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != envvar.REDIS_SENTINELS}
+        if self.local is not None:
+            env.update({envvar.REDIS_URL: self.local.url, envvar.REDIS_PASSWORD: self.local.password})
+        else:
+            env[envvar.REDIS_URL] = self.args.redis_url
+        env.update({envvar.COORDINATION_DIR: str(self.run_dir), envvar.KEY_PREFIX: self.args.key_prefix,
+                    envvar.SPEED: f"{self.args.speed:g}", "PYTHONUNBUFFERED": "1"})
+        return env
+
+    def _children(self) -> dict[str, Child]:
+        plan = self.run_dir / "plan.yaml"
+        plan.write_text(self.cfg.plan_document())
+        larry, speed = larry_command(), f"{self.args.speed:g}"
+        common = ["--plan", str(plan), "--coordination-dir", str(self.run_dir), "--speed", speed]
+        self.ports = {each.id: free_port() for each in self.cfg.larrys}
+        children = [Child(f"coordinator-{each.id}", larry + ["coordinator", *common, "--larry", each.id,
+                                                               "--host", "127.0.0.1", "--port", str(self.ports[each.id])],
+                          "coordinator") for each in self.cfg.larrys]
+        for each, worker in self.cfg.workers:
+            payload = payload_command(self.args.speed, self.args.overspend_task, [t.id for t in worker.tasks])
+            children.append(Child(f"worker-{worker.name}", larry + ["worker", *common, "--larry", each.id,
+                                                                    "--worker", worker.name, "--kill-grace", "2",
+                                                                    "--", *payload], "worker"))
+        converge = larry + ["converge", *common] + (["--s3-url", self.args.s3_url] if self.args.s3_url else [])
+        children.append(Child("converge", converge, "converge"))
+        (self.run_dir / "processes.json").write_text(json.dumps({
+            "redis": (self.local.url if self.local else self.args.redis_url),
+            "coordinators": {lid: {"metrics": f"http://127.0.0.1:{port}/metrics"} for lid, port in self.ports.items()},
+        }, indent=2) + "\n")
+        return {child.name: child for child in children}
+
+    # ------------------------------------------------------------------ processes
+    def start(self, child: Child) -> None:
+        logs, pids = self.run_dir / "logs", self.run_dir / "pids"
+        logs.mkdir(exist_ok=True)
+        pids.mkdir(exist_ok=True)
+        with open(logs / f"{child.name}.log", "a") as log:
+            log.write(f"--- start {child.restarts + 1} at {datetime.now(timezone.utc).isoformat()}\n")
+            log.flush()
+            # Own session: the terminal's Ctrl+C reaches only this supervisor, which stops
+            # the children in order.
+            child.proc = subprocess.Popen(child.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          env=self.env, start_new_session=True, preexec_fn=die_with_parent)
+        (pids / f"{child.name}.pid").write_text(f"{child.proc.pid}\n")
+        proc = child.proc
+        threading.Thread(target=lambda: self.exits.put((child, proc, proc.wait())), daemon=True,
+                         name=f"wait-{child.name}").start()
+
+    def stop_all(self) -> None:
+        running = [c.proc for c in self.children.values() if c.proc and c.proc.poll() is None]
+        for proc in running:
+            proc.terminate()
+        until = time.monotonic() + STOP_GRACE
+        for proc in running:
+            try:
+                proc.wait(max(0.1, until - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def _backoff(self, restarts: int) -> float:
+        return min(BACKOFF_START * 2 ** (restarts - 1), BACKOFF_CAP) / self.args.speed
+
+    def exited(self, child: Child, code: int) -> None:
+        """Handle an exit the way the cluster would: final, or a restart (with backoff)."""
+        child.exit_codes.append(code)
+        # A Deployment restarts its pod whatever the exit status; a Job stops on success and,
+        # here, on the statuses that say a retry cannot help.
+        final = {"worker": code in (0, EXIT_GAVE_UP), "converge": code in (0, 2)}.get(child.kind, False)
+        if final or (child.kind != "coordinator" and child.restarts >= WORKER_BACKOFF_LIMIT):
+            child.done = True
+            if code:
+                why = "gave up" if final else f"reached backoffLimit {WORKER_BACKOFF_LIMIT}"
+                self.say(f"{child.name} exited with status {code} and {why}; not restarted")
+            return
+        child.restarts += 1
+        delay = self._backoff(child.restarts)
+        limit = "" if child.kind == "coordinator" else f"/{WORKER_BACKOFF_LIMIT}"
+        self.say(f"{child.name} exited with status {code}; restart {child.restarts}{limit} in {delay:.2f}s")
+        self.pending_restarts.append((time.monotonic() + delay, child))
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> int:
+        self.say(f"running {self.cfg.stack}: {len(self.cfg.larrys)} Larrys, {len(self.cfg.workers)} workers, "
+                 f"speed ×{self.args.speed:g}; run directory {self.run_dir}")
+        # The supervisor's own connection, with the children's URL and password.
+        r, ks = open_redis(Namespace(redis_url=None, key_prefix=self.args.key_prefix), self.cfg, env=self.env)
+        printer = ProgressPrinter(self.cfg, r, ks, self.say).start()
+        try:
+            for child in self.children.values():
+                self.start(child)
+            converged = self._supervise()
+            printer.flush()
+            return self._finish(converged)
+        except KeyboardInterrupt:
+            self.say(f"interrupted: stopping the run's processes; what they wrote is in {self.run_dir}")
+            raise
+        finally:
+            printer.stop()
+            self.stop_all()
+
+    def _supervise(self) -> bool:
+        """Until converge has exited; True if it succeeded."""
+        until = self.started + self.timing.deadline(self.cfg.execution_window_minutes) + self.timing.allowance
+        while True:
+            now = time.monotonic()
+            for due, child in [p for p in self.pending_restarts if p[0] <= now]:
+                self.pending_restarts.remove((due, child))
+                self.start(child)
+            if now >= until:
+                self.say("the run exceeded its execution window; stopping")
+                return False
+            wake = min([due for due, _ in self.pending_restarts] + [until])
+            try:
+                child, proc, code = self.exits.get(timeout=max(0.01, wake - now))
+            except queue.Empty:
+                continue
+            if proc is not child.proc:
+                continue  # an exit we caused while replacing it
+            self.exited(child, code)
+            if child.kind == "converge" and child.done:
+                return code == 0
+
+    def _finish(self, converged: bool) -> int:
+        ok = converged and self._plan_succeeded()
+        summary = next((self.run_dir / "reports").glob("*-LARRY-EXECUTION-SUMMARY.md"), None) \
+            if (self.run_dir / "reports").is_dir() else None
+        if self.args.hold and summary:
+            try:
+                for lid, port in self.ports.items():
+                    self.say(f"{lid} metrics: http://127.0.0.1:{port}/metrics")
+                self.say("holding: coordinators and Redis stay up until Ctrl+C")
+                if self.local is not None:
+                    self.say(f"to reach this run's Redis: set -a; . {self.local.env_file}; set +a")
+                print(f"summary: {summary}", flush=True)
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                return 0 if ok else 1
+        self.say("plan completed" if ok else "plan FAILED (see the summary and logs/)")
+        if summary:
+            print(f"summary: {summary}", flush=True)
+        return 0 if ok else 1
+
+    def _plan_succeeded(self) -> bool:
+        """Every phase completed, every task completed, every validation check passed."""
+        for larry in self.cfg.larrys:
+            try:
+                report = load_larry_report(report_path(self.run_dir / "reports", larry.id))
+            except ReportError as error:
+                self.say(str(error))
+                return False
+            failed = [c["check"] for c in report["validation"] if not c["passed"]]
+            unfinished = [t["id"] for t in report["tasks"] if t["status"] != "completed"]
+            if report["status"] != "completed" or failed or unfinished:
+                self.say(f"{larry.id}: phase {report['status']}; tasks not completed: {', '.join(unfinished) or 'none'}; "
+                         f"failed checks: {', '.join(failed) or 'none'}")
+                return False
+        return True

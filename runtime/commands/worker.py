@@ -1,0 +1,595 @@
+"""`larry worker`: the process of one worker Job.
+
+::
+
+    larry worker --plan /etc/larry/plan.yaml --larry larry-02 --worker scan-worker-01 -- <payload...>
+
+It registers (``worker:{id}:master|node|status``) and heartbeats, waits for its Larry's
+coordinator to start the phase, then claims its own tasks by lease, one at a time, in plan
+order among those whose dependencies have completed. Dependencies held by other workers or
+Larrys are waited for on the event stream (woken by their ``task_completed``), never by
+polling; a wait re-reads state after at most one lease TTL because a lease that expires
+emits nothing.
+
+Each task runs the payload (the command after ``--``; the built-in simulated payload when
+none is given) with the environment of :mod:`runtime.protocol`. The task's token budget is
+an equal share of what the worker has not spent yet; ``LARRY_TASK_MINUTES`` is the worker's
+minutes divided by its tasks. Every ``@larry`` report with tokens is charged to the
+Larry's ledger at once (one ``Ledger.record``, op id ``{task}:{fence}:{n}``, so a retried
+charge is never counted twice). The payload is stopped (SIGTERM to its process group, SIGKILL after
+``--kill-grace``) when
+
+* the lease is lost: nothing is written (the fence forbids it) and the task is claimed again;
+* the worker's deadline passes (``minutes * 60 / speed`` plus the allowance of
+  :mod:`runtime.timing`): the task fails with detail ``deadline``;
+* its tokens exceed the task's share (never more than the Larry's ledger still holds;
+  with nothing left the payload is not started at all), or the ledger answers
+  ``overrun``: the task fails with
+  detail ``budget exhausted``. The tokens already spent are still booked (past the limit
+  the ledger answers ``overrun`` and raises its ``token_overrun`` alert), and the task is
+  not retried.
+
+A finished task is a fenced write (:meth:`LeaseManager.complete` / ``fail``); only once it
+is accepted does the worker write ``{coordination-dir}/results/{larry}/{task}.json``
+(with the fence). A worker that dies between the two has the file re-written from Redis by
+its successor.
+
+Pause (seed 001 appendix A example 3): while ``worker:{id}:paused`` is set by the
+coordinator, the worker lets the task in hand finish and claims nothing new until the
+coordinator's ``worker_resumed``. Freezing the payload instead (SIGSTOP) would hold the
+lease and the worker's deadline hostage to an alert of unknown length.
+
+Exit status: 0 when all its tasks completed; 1 when a restart may help (the payload
+crashed, the lease kept slipping, Redis went away), which the Job's backoffLimit turns into
+a retry; 3 when nothing a restart does can help (a task failed for good, a dependency
+failed, the deadline passed); 2 for usage errors. A restarted worker skips completed tasks
+and takes over the leases of its own previous incarnation at once: one pod per worker Job,
+so a lease held under this worker's name by another process is a dead predecessor's.
+
+File mode (seed risk 2): when Redis stays unreachable past the client's retry window
+(``LARRY_REDIS_RETRY_FOR``) plus ``LARRY_DEGRADE_AFTER`` seconds (default 0; ``off``
+disables it, and the worker exits 1 as before), the worker continues its remaining
+tasks on the volume with :class:`runtime.fallback.FileCoordination` under
+``{coordination-dir}/fallback``: a task is claimed there only when all its
+dependencies are known completed (in Redis before the outage, or in the volume), runs
+the same payload code path, and is completed there and in its results file (with
+``"mode": "file"``). Its token reports go to the volume's event log instead of the
+ledger (no ledger clamp on the share in file mode). Once Redis answers again the worker
+replays, each step idempotent so a restarted worker can simply replay again: the
+deferred charges (op id ``file:{task}:{fence}:{n}``), the completed tasks through the
+normal fenced path (acquire, complete with the file result; the results file is
+re-written with the Redis fence), then the volume's events into the stream. A payload
+that fails or is stopped in file mode ends the worker (1 after a crash, 3 otherwise)
+with its task still pending in Redis. The guarantees are weaker than Redis's:
+
+* file leases expire by each node's wall clock and are not renewed (they last until the
+  worker's deadline), so clock skew between nodes moves expiry;
+* mutual exclusion relies on ``flock`` on the shared volume being honoured across nodes
+  (NFS lock manager, RWX volumes vary); without it two holders are possible;
+* at-most-once is not guaranteed across the switch: the payload in hand when Redis went
+  away is stopped and run again in file mode, and a task whose file-mode completion
+  cannot be replayed (its Redis dependencies not yet completed) may be run again in
+  Redis mode; tokens reported by the interrupted run may not be booked at all;
+* the coordinator sees nothing of file mode until the replay (no heartbeat status, no
+  ledger, no pause).
+"""
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import redis
+
+from plan import environment as envvar
+from plan.model import Larry, StackConfig
+from plan.model import Worker as WorkerSpec
+from plan.taskgraph import TaskGraph
+from runtime.agent.payload import PayloadProcess
+from runtime.agent.protocol import ProtocolError, is_protocol_line, merge_findings, parse_line
+from runtime.cli import (
+    UsageError,
+    add_process_arguments,
+    interrupt_on_sigterm,
+    larry_of,
+    load_plan,
+    open_redis,
+    positive_number,
+)
+from runtime.coordination.events import EventListener, EventLog, lua_script
+from runtime.coordination.fallback import FileCoordination
+from runtime.coordination.leases import Lease, LeaseManager
+from runtime.coordination.ledger import Ledger
+from runtime.coordination.registry import WorkerRegistry
+from runtime.coordination.tasks import TERMINAL, TaskBoard
+from runtime.reporting.results import read_result, results_dir, write_result
+from runtime.support import callstats
+from runtime.support.timing import Timing
+
+EXIT_OK, EXIT_RETRY, EXIT_GAVE_UP = 0, 1, 3
+#: Lease losses of one task before the worker hands over to a restart.
+MAX_LEASE_LOSSES = 3
+
+# A lease held under this worker's name by another process belongs to a dead predecessor
+# (see the module doc): free it so the acquire that follows gets a new, higher fence.
+_TAKE_OVER = r"""
+-- ARGV[1] new owner, [2] task, [3] owner prefix of this worker's incarnations
+local lock = LOCK_PREFIX .. ARGV[2]
+local holder = redis.call('GET', lock)
+if not holder or holder == ARGV[1] or string.sub(holder, 1, #ARGV[3]) ~= ARGV[3] then return 0 end
+redis.call('DEL', lock)
+emit(false, {event='task_takeover', task_id=ARGV[2], previous=holder, owner=ARGV[1]})
+return 1
+"""
+
+
+class GiveUp(Exception):
+    """Nothing left this incarnation can do; ``code`` is the exit status."""
+
+    def __init__(self, code: int, why: str):
+        super().__init__(why)
+        self.code = code
+
+
+def configure_parser(parser) -> None:
+    add_process_arguments(parser)
+    parser.add_argument("--larry", default=os.environ.get(envvar.LARRY_ID), help="the worker's Larry (default $LARRY_ID)")
+    parser.add_argument("--worker", default=os.environ.get(envvar.WORKER_ID),
+                        help="the worker's name in the plan (default $LARRY_WORKER_ID)")
+    parser.add_argument("--kill-grace", type=positive_number, default=5.0,
+                        help="seconds between SIGTERM and SIGKILL when the payload has to stop (default 5)")
+
+
+def main(args) -> int:
+    cfg = load_plan(args)
+    larry = larry_of(cfg, args.larry)
+    spec = next((w for w in larry.workers if w.name == args.worker), None)
+    if spec is None:
+        raise UsageError(f"{cfg.source}: {larry.id} has no worker {args.worker!r} "
+                         f"(expected one of {', '.join(w.name for w in larry.workers)})")
+    command = args.payload or [sys.executable, "-m", "runtime.cli", "simulate", "--speed", f"{args.speed:g}"]
+    callstats.install(f"worker-{spec.name}")
+    degrade_after = degrade_after_from_env()
+    r, ks = open_redis(args, cfg)
+    interrupt_on_sigterm()
+    worker = Worker(cfg, larry, spec, r, ks, Timing.from_env(args.speed), command, args.coordination_dir,
+                    kill_grace=args.kill_grace, degrade_after=degrade_after)
+    try:
+        return worker.run()
+    except redis.exceptions.RedisError as error:
+        print(f"larry worker: {spec.name}: lost Redis ({error}); a restart will resume", file=sys.stderr)
+        return EXIT_RETRY
+
+
+def degrade_after_from_env(env=None) -> float | None:
+    """Seconds past the client's retry window before file mode (None: never)."""
+    raw = (os.environ if env is None else env).get(envvar.DEGRADE_AFTER, "").strip()
+    if raw.lower() in ("off", "no", "none", "false"):
+        return None
+    try:
+        return max(0.0, float(raw)) if raw else 0.0
+    except ValueError:
+        raise UsageError(f"{envvar.DEGRADE_AFTER}={raw!r}: expected seconds or 'off'") from None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Worker:
+    def __init__(self, cfg: StackConfig, larry: Larry, spec: WorkerSpec, r, ks, timing: Timing,
+                 command: list[str], coordination_dir: Path, *, kill_grace: float = 5.0,
+                 degrade_after: float | None = None):
+        self.cfg, self.larry, self.spec, self.r, self.ks = cfg, larry, spec, r, ks
+        self.timing, self.command, self.kill_grace = timing, command, kill_grace
+        self.name = spec.name
+        # Read the stream position before any state: nothing that happens after a state
+        # read can then be missed by a wait that follows it.
+        self.listener = EventListener(r, ks, "$")
+        self.leases = LeaseManager(r, ks, larry.id, worker=spec.name, ttl_ms=timing.lease_ttl_ms)
+        self.ledger = Ledger(r, ks, larry.id, threshold=cfg.budget.reserve_trigger,
+                             draw=cfg.budget.meta.emergency_reserve_tokens)
+        self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
+        self.events = EventLog(r, ks)
+        self.board = TaskBoard(r, ks)
+        self.graph = TaskGraph(cfg)
+        self._take_over = r.register_script(lua_script(ks, _TAKE_OVER))
+        self.sender = f"{larry.id}/{spec.name}"
+        self.own = [t.id for t in spec.tasks]
+        self.titles = {t.id: t.title for t in spec.tasks}
+        self.results = results_dir(coordination_dir, larry.id)
+        self.deadline = time.monotonic() + timing.deadline(spec.minutes)
+        self.spent = 0
+        self.lease_losses: dict[str, int] = {}
+        self.waiting: set[str] = set()
+        # File mode (see the module doc): the statuses last read from Redis, the volume.
+        self.degrade_after = degrade_after
+        self.statuses: dict[str, str | None] = {}
+        self.fallback_root = Path(coordination_dir) / "fallback"
+        self.files: FileCoordination | None = None
+        self.file_mode = False
+
+    def log(self, text: str) -> None:
+        print(f"{self.name}: {text}", flush=True)
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self) -> int:
+        self.registry.register(self.name, self.spec.master or self.larry.id, self.spec.node, "idle")
+        self.events.emit("worker_started", self.sender, larry=self.larry.id, worker=self.name,
+                         node=self.spec.node, pid=os.getpid())
+        stop = threading.Event()
+        beating = self.registry.beat_forever(self.name, self.timing.heartbeat, stop)
+        code = EXIT_RETRY
+        try:
+            self._wait_for_phase()
+            self._recover()
+            code = self._work_degrading()
+        except GiveUp as reason:
+            self.log(str(reason))
+            code = reason.code
+        finally:
+            stop.set()
+            # A beat still in flight would land after the sign-off and bring the worker back
+            # to life in the registry, to be declared dead later.
+            beating.join(timeout=self.timing.heartbeat + 5)
+            self._sign_off(code)
+        return code
+
+    def _sign_off(self, code: int) -> None:
+        status = {EXIT_OK: "completed", EXIT_RETRY: "error"}.get(code, "failed")
+        try:
+            if code == EXIT_RETRY:
+                # Stay in the heartbeat set: silence past the grace makes the coordinator
+                # declare this worker dead and re-queue what it held.
+                self.registry.heartbeat(self.name, status)
+            else:
+                self.registry.deregister(self.name, status)
+            self.events.emit("worker_finished", self.sender, larry=self.larry.id, worker=self.name, status=status)
+        except Exception as error:  # the exit status matters more than the last status write
+            self.log(f"could not record the final status: {error}")
+
+    def _left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise GiveUp(EXIT_GAVE_UP, f"deadline passed ({self.spec.minutes} plan minutes at speed "
+                                       f"{self.timing.speed:g})")
+        return left
+
+    def _wait(self, wakes) -> None:
+        """Block on the event stream until an event ``wakes`` accepts, or one re-check interval."""
+        until = time.monotonic() + min(self.timing.recheck, self._left())
+        while (left := until - time.monotonic()) > 0:
+            if any(wakes(event) for event in self.listener.poll(block_ms=max(1, int(left * 1000)))):
+                return
+
+    def _wait_for_phase(self) -> None:
+        # The coordinator defines the tasks and the ledger limit before it starts the phase.
+        while (self.r.get(self.ks.phase_status(self.larry.id)) or "pending") == "pending":
+            self._wait(lambda e: e.name == "phase_started" and e.data.get("larry") == self.larry.id)
+
+    def _recover(self) -> None:
+        """After a restart: free leases of dead predecessors, restore missing result files,
+        count what earlier incarnations spent. (One round trip when there is nothing to do.)"""
+        self._replay_fallback()
+        prefix = f"{self.larry.id}/{self.name}/"
+        pipe = self.r.pipeline(transaction=False)
+        pipe.mget([self.ks.task_status(t) for t in self.own])
+        pipe.mget([self.ks.task_lock(t) for t in self.own])
+        statuses, holders = pipe.execute()
+        for task, status, holder in zip(self.own, statuses, holders):
+            if holder and holder.startswith(prefix):
+                self._take_over(keys=[], args=[self.leases.owner, task, prefix])
+            if status not in TERMINAL:
+                continue
+            result = self.board.result(task)
+            if result is None:
+                continue
+            recorded = read_result(self.results, task, result["token"])
+            if not recorded:
+                data = result["data"] if result["outcome"] == "completed" else {"detail": result["data"].get("error")}
+                recorded = self._write_result(task, result["token"], result["outcome"], data)
+            self.spent += int(recorded.get("tokens", 0))
+
+    # ------------------------------------------------------------------ choosing work
+    def _work(self) -> int:
+        while True:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.mget([self.ks.task_status(t) for t in self.graph.ids])
+            pipe.get(self.ks.worker_paused(self.name))
+            pipe.get(self.ks.phase_status(self.larry.id))
+            statuses, paused, phase = pipe.execute()
+            statuses = self.statuses = dict(zip(self.graph.ids, statuses))
+            left = [t for t in self.own if statuses.get(t) not in TERMINAL]
+            if not left:
+                return EXIT_GAVE_UP if any(statuses.get(t) == "failed" for t in self.own) else EXIT_OK
+            if phase in TERMINAL:
+                raise GiveUp(EXIT_GAVE_UP, f"phase {phase} with {', '.join(left)} unfinished")
+            doomed = self.graph.doomed(statuses)
+            runnable = [t for t in left if t not in doomed]
+            if not runnable:
+                raise GiveUp(EXIT_GAVE_UP, "cannot run " + ", ".join(f"{t} (dependency {doomed[t]} failed)"
+                                                                     for t in left))
+            if paused:
+                self._pause(paused)
+                continue
+            waiting: set[str] = set()
+            for task in runnable:
+                claim = self.leases.acquire(task)
+                if claim.lease is not None:
+                    self._run_task(task, claim.lease, len(left))
+                    break
+                if claim.status in TERMINAL:
+                    break  # finished since the statuses were read: look again
+                waiting.update(claim.waiting_on or (task,))
+            else:
+                if waiting != self.waiting:
+                    self.log(f"waiting for {', '.join(sorted(waiting))}")
+                    self.waiting = waiting
+                    self.registry.heartbeat(self.name, "idle")
+                self._wait(lambda e, w=waiting: e.data.get("task_id") in w or e.data.get("worker") == self.name)
+
+    # ------------------------------------------------------------------ file mode
+    def _work_degrading(self) -> int:
+        """:meth:`_work`, switching to file mode while Redis stays unreachable."""
+        while True:
+            try:
+                return self._work()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+                if self.degrade_after is None or not self.statuses:
+                    raise
+                self.log(f"Redis unreachable ({error})")
+                until = time.monotonic() + self.degrade_after
+                while time.monotonic() < until:
+                    if self._redis_back():
+                        break
+                    time.sleep(0.2)
+                else:
+                    self._work_on_files()
+
+    def _redis_back(self) -> bool:
+        try:
+            self.r.ping()
+            return True
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            return False
+
+    def _work_on_files(self) -> None:
+        """Run the claimable own tasks on the volume; return once Redis answers again and
+        the file-mode work has been replayed into it."""
+        self.log(f"degrading to file-based coordination in {self.fallback_root}")
+        self.files = self.files or FileCoordination(self.fallback_root)
+        self.files.append_event("worker_degraded", self.sender, larry=self.larry.id, worker=self.name)
+        self.file_mode = True
+        try:
+            while True:
+                done = {t for t, s in self.statuses.items() if s == "completed"} | set(self.files.completed())
+                left = [t for t in self.own if t not in done and self.statuses.get(t) not in TERMINAL]
+                for task in left:
+                    if any(dep not in done for dep in self.graph.deps.get(task, ())):
+                        continue
+                    ttl = self._left() + self.kill_grace + 1
+                    token = self.files.acquire(task, self.leases.owner, ttl)
+                    if token is not None:
+                        self._run_task(task, Lease(task, self.leases.owner, token, int(ttl * 1000)), len(left))
+                        break
+                else:
+                    if self._redis_back():
+                        break
+                    if time.monotonic() >= self.deadline:
+                        # Not 3: the restarted worker replays the file-mode work in _recover.
+                        raise GiveUp(EXIT_RETRY, "deadline passed in file mode with Redis unreachable")
+                    time.sleep(0.2)
+        finally:
+            self.file_mode = False
+        self.log("Redis is back; replaying the file-mode work")
+        self._replay_fallback()
+
+    def _replay_fallback(self) -> None:
+        """Bring this worker's file-mode work into Redis; every step is idempotent."""
+        if not self.fallback_root.is_dir():
+            return
+        files = self.files = self.files or FileCoordination(self.fallback_root)
+        events, _ = files.events(0)
+        for e in events:
+            if e.get("event") == "tokens_deferred" and (e.get("larry"), e.get("worker")) == (self.larry.id, self.name):
+                self.ledger.record(e["op_id"], int(e["tokens"]))
+        completed = files.completed()
+        for task in self.own:  # plan order: own dependencies first
+            done = completed.get(task)
+            if done is None or self.board.statuses([task])[task] in TERMINAL:
+                continue
+            claim = self.leases.acquire(task)
+            if claim.lease is None:
+                self.log(f"{task}: file-mode completion not replayed yet ({claim.status})")
+                continue
+            data = {**done["data"], "mode": "file", "file_fence": done["token"]}
+            if self.leases.complete(claim.lease, data).ok:
+                self._write_result(task, claim.lease.token, "completed", data)
+                self.log(f"{task}: file-mode completion replayed (fence {claim.lease.token})")
+        replayed = files.replay_into(self.events)
+        if replayed:
+            self.log(f"replayed {replayed} file-mode events into the stream")
+
+    def _finish_on_files(self, run: "_TaskRun", code: int) -> None:
+        task, lease = run.task, run.lease
+        if run.stopped or code != 0:
+            why = run.stopped or f"payload exited with status {code}"
+            self.files.release(task, lease.owner, lease.token)
+            self.files.append_event("task_stopped", self.sender, larry=self.larry.id, worker=self.name,
+                                    task_id=task, reason=why)
+            raise GiveUp(EXIT_GAVE_UP if run.stopped else EXIT_RETRY,
+                         f"{task}: {why} in file mode; the task stays pending in Redis")
+        status = self.files.complete(task, lease.owner, lease.token, run.data())
+        if status != "accepted":
+            self.log(f"{task}: file-mode result not accepted ({status})")
+            return
+        self._write_result(task, lease.token, "completed", {**run.data(), "mode": "file"})
+        self.log(f"{task}: completed in file mode, {run.tokens} tokens")
+
+    def _pause(self, reason: str) -> None:
+        self.log(f"paused by the coordinator ({reason}); no new task until resumed")
+        self.registry.heartbeat(self.name, "paused")
+        while self.r.get(self.ks.worker_paused(self.name)):
+            self._wait(lambda e: e.name == "worker_resumed" and e.data.get("worker") == self.name)
+        self.log("resumed")
+
+    # ------------------------------------------------------------------ one task
+    def _run_task(self, task: str, lease: Lease, tasks_left: int) -> None:
+        # The worker's own share, but never more than the Larry's ledger still holds: a
+        # Larry already over its limit starts no further payload.
+        available = self.spec.tokens if self.file_mode else self.ledger.snapshot()["available"]
+        share = min(max(0, self.spec.tokens - self.spent) // tasks_left, max(0, available))
+        if share == 0:
+            run = _TaskRun(self, task, lease, share)
+            run.stopped = "budget exhausted"
+            self.log(f"{task}: not started (no tokens left for it)")
+            self._finish(run, 0)
+            return
+        workdir = self.results / task
+        workdir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, envvar.LARRY_ID: self.larry.id, envvar.WORKER_ID: self.name, envvar.TASK_ID: task,
+               envvar.TASK_TITLE: self.titles[task], envvar.TASK_MINUTES: f"{self.spec.minutes / len(self.own):g}",
+               envvar.TOKEN_BUDGET: str(share), envvar.FENCE: str(lease.token),
+               envvar.RESULTS_DIR: str(workdir), envvar.PROTOCOL_FILE: str(workdir / f"protocol-{lease.token}.log")}
+        self.log(f"running {task} (fence {lease.token}, budget {share} tokens"
+                 + (", file mode)" if self.file_mode else ")"))
+        if not self.file_mode:
+            self.registry.heartbeat(self.name, "busy")
+        self.waiting = set()
+        items: queue.Queue = queue.Queue()
+        keeper = None if self.file_mode else self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
+        run = _TaskRun(self, task, lease, share)
+        payload = PayloadProcess(self.command, env, Path(env[envvar.PROTOCOL_FILE]), items,
+                                 label=f"{self.name}: ").start()
+        try:
+            code = run.follow(items, payload)
+        except BaseException:
+            # Interrupted (SIGTERM): stop the payload and hand the task back at once
+            # rather than letting the next claimant wait out the lease.
+            payload.stop(self.kill_grace)
+            if self.file_mode:
+                self.files.release(task, lease.owner, lease.token)
+            else:
+                keeper.stop()
+                self.leases.release(lease)
+            raise
+        if keeper is not None:
+            keeper.stop()
+        self.spent += run.tokens
+        self._finish(run, code)
+
+    def _finish(self, run: "_TaskRun", code: int) -> None:
+        if self.file_mode:
+            return self._finish_on_files(run, code)
+        task, lease = run.task, run.lease
+        if run.stopped == "lease lost":
+            losses = self.lease_losses[task] = self.lease_losses.get(task, 0) + 1
+            self.log(f"{task}: lease lost ({lease.lost_reason}); payload stopped, nothing written")
+            if losses >= MAX_LEASE_LOSSES:
+                raise GiveUp(EXIT_RETRY, f"{task}: lease lost {losses} times")
+            return
+        if run.stopped:  # budget exhausted | deadline: the worker cannot do better by retrying
+            write = self.leases.fail(lease, run.stopped, retry=False)
+            status = "failed"
+        elif code != 0:
+            write = self.leases.fail(lease, f"payload exited with status {code}", retry=True)
+            if write.ok:
+                raise GiveUp(EXIT_RETRY, f"{task}: payload exited with status {code}; the task is pending again")
+            status = None
+        else:
+            write = self.leases.complete(lease, run.data())
+            status = "completed"
+        if not write.ok:
+            self.log(f"{task}: result not accepted ({write.status}{': ' + write.detail if write.detail else ''})")
+            return
+        self._write_result(task, lease.token, status, run.data(detail=run.stopped))
+        self.log(f"{task}: {status}" + (f" ({run.stopped})" if run.stopped else "") + f", {run.tokens} tokens")
+        if run.stopped == "deadline":
+            raise GiveUp(EXIT_GAVE_UP, "deadline passed")
+
+    def _write_result(self, task: str, fence: int, status: str, data: dict) -> dict:
+        record = {"larry": self.larry.id, "task": task, "worker": self.name, "fence": fence, "status": status,
+                  **data, "written_at": _now()}
+        write_result(self.results, task, record)
+        return record
+
+    def charge(self, op_id: str, tokens: int) -> bool:
+        """Book ``tokens`` (already spent) in the ledger; False once the Larry is over its limit
+        (booked all the same: spent is spent) or the ledger has no limit to book against.
+        In file mode the charge is deferred to the volume's event log (see the module doc)."""
+        if self.file_mode:
+            self.files.append_event("tokens_deferred", self.sender, larry=self.larry.id, worker=self.name,
+                                    op_id=f"file:{op_id}", tokens=tokens)
+            return True
+        booked = self.ledger.record(op_id, tokens)
+        if booked.status == "no_limit":
+            self.log(f"ledger has no limit for {self.larry.id}; {tokens} tokens not recorded")
+        return booked.ok
+
+
+class _TaskRun:
+    """What one payload run reported, and why the worker stopped it (if it did)."""
+
+    def __init__(self, worker: Worker, task: str, lease: Lease, share: int):
+        self.worker, self.task, self.lease, self.share = worker, task, lease, share
+        self.tokens = self.reports = self.malformed = 0
+        self.findings: dict = {}
+        self.message: str | None = None
+        self.stopped: str | None = None
+        self.exit_code: int | None = None
+
+    def follow(self, items: queue.Queue, payload: PayloadProcess) -> int:
+        """Handle the payload's lines until it exits; returns its exit status."""
+        while True:
+            timeout = None if self.stopped else max(0.0, self.worker.deadline - time.monotonic())
+            try:
+                kind, value = items.get(timeout=timeout)
+            except queue.Empty:
+                kind, value = "deadline", None
+            if kind == "exit":
+                self.exit_code = value
+                return value
+            if kind == "line":
+                self._line(value)
+            elif kind == "lost":
+                self.stop(payload, "lease lost")
+            elif kind == "deadline":
+                self.stop(payload, "deadline")
+            if self.stopped == "budget exhausted" and payload.running:
+                payload.stop(self.worker.kill_grace)
+
+    def stop(self, payload: PayloadProcess, reason: str) -> None:
+        if self.stopped is None:
+            self.stopped = reason
+            self.worker.log(f"{self.task}: stopping the payload ({reason})")
+        payload.stop(self.worker.kill_grace)
+
+    def _line(self, line: str) -> None:
+        if not is_protocol_line(line):
+            print(f"[{self.task}] {line}", flush=True)
+            return
+        try:
+            report = parse_line(line)
+        except ProtocolError as error:
+            self.malformed += 1
+            self.worker.log(f"{self.task}: skipping a malformed protocol line ({error})")
+            return
+        merge_findings(self.findings, report.findings)
+        self.message = report.message or self.message
+        if report.tokens:  # spent is spent, whatever happened to the lease
+            self.reports += 1
+            self.tokens += report.tokens
+            accepted = self.worker.charge(f"{self.task}:{self.lease.token}:{self.reports}", report.tokens)
+            if (not accepted or self.tokens > self.share) and self.stopped is None:
+                self.stopped = "budget exhausted"
+                self.worker.log(f"{self.task}: stopping the payload (budget exhausted: {self.tokens} tokens "
+                                f"of {self.share})")
+
+    def data(self, detail: str | None = None) -> dict:
+        data = {"tokens": self.tokens, "findings": self.findings, "budget": self.share, "exit_code": self.exit_code,
+                "malformed_lines": self.malformed, "message": self.message, "detail": detail}
+        return {k: v for k, v in data.items() if v is not None}

@@ -1,0 +1,101 @@
+"""Barrier (seed "Barrier Synchronization"): wait until every named participant has arrived.
+
+Arrivals are members of the SET ``barrier:{name}:arrived``, so arriving twice
+(a retry, a restarted coordinator) is the same as arriving once, and the state
+outlives any process: a waiter that restarts simply waits again. Waiters are
+woken by the arrival events on the stream (XREAD BLOCK), not by polling: the
+seed's 5-second poll becomes a wake-up within a round trip of the last arrival.
+
+The arrival that completes the set emits ``barrier_released`` exactly once
+(guarded by ``barrier:{name}:released``). Under failover an unreplicated
+arrival can be rolled back; a waiting participant re-asserts its own arrival on
+every wake-up, and ``Durability(replicas=1)`` makes :meth:`Barrier.arrive`
+return only once a replica has it.
+
+The convergence barrier's participants are the Larrys; by convention a Larry
+arrives right after its phase completes (:class:`runtime.progress.PhaseTracker`),
+and re-arrives on restart if its phase is completed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from runtime.coordination.connection import Durability, require_text, run_script
+from runtime.coordination.events import EventListener, lua_script
+from runtime.coordination.keys import Keyspace
+
+_ARRIVE = r"""
+-- KEYS[1] arrived, [2] released; ARGV[1] participant, [2] barrier, ARGV[3..] all participants
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+  emit(false, {event='barrier_arrival', barrier=ARGV[2], participant=ARGV[1]})
+end
+for i = 3, #ARGV do
+  if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 0 then return 0 end
+end
+if redis.call('SET', KEYS[2], now(), 'NX') then
+  emit(false, {event='barrier_released', barrier=ARGV[2]})
+end
+return 1
+"""
+
+
+class BarrierTimeout(TimeoutError):
+    def __init__(self, name: str, missing: list[str], timeout: float):
+        super().__init__(f"barrier {name!r}: {', '.join(missing)} not arrived after {timeout:g}s")
+        self.name, self.missing = name, missing
+
+
+class Barrier:
+    def __init__(self, r: redis.Redis, ks: Keyspace, name: str, participants, durability: Durability = Durability()):
+        require_text(r)
+        self.r, self.ks, self.name = r, ks, name
+        self.participants = sorted(set(participants))
+        self.durability = durability
+        self._arrive = r.register_script(lua_script(ks, _ARRIVE))
+        self._mine: set[str] = set()
+
+    def arrive(self, participant: str) -> bool:
+        """Record ``participant``'s arrival (idempotent). True if everyone has now arrived."""
+        if participant not in self.participants:
+            raise ValueError(f"{participant!r} is not a participant of barrier {self.name!r}")
+        done = run_script(self.r, self._arrive,
+                          [self.ks.barrier_arrived(self.name), self.ks.barrier_released(self.name)],
+                          [participant, self.name, *self.participants], self.durability)
+        self._mine.add(participant)
+        return bool(done)
+
+    def reassert(self) -> None:
+        """Re-record this client's own arrivals (after a failover may have rolled them back)."""
+        for participant in sorted(self._mine):
+            self.arrive(participant)
+
+    def missing(self) -> list[str]:
+        arrived = self.r.smembers(self.ks.barrier_arrived(self.name))
+        return [p for p in self.participants if p not in arrived]
+
+    def wait(self, timeout: float) -> None:
+        """Return once all participants have arrived; raise :class:`BarrierTimeout` naming the missing."""
+        deadline = time.monotonic() + timeout
+        # Read the stream position before the state: an arrival after the
+        # SMEMBERS has a later stream ID, so it cannot slip between the two.
+        listener = EventListener(self.r, self.ks, "$")
+        missing = self.missing()
+        next_reassert = time.monotonic() + 1.0
+        while missing:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BarrierTimeout(self.name, missing, timeout)
+            events = listener.poll(block_ms=max(1, int(min(left, 1.0) * 1000)))
+            if self._mine and time.monotonic() >= next_reassert:
+                self.reassert()
+                next_reassert = time.monotonic() + 1.0
+            if not events or any(e.data.get("barrier") == self.name for e in events):
+                missing = self.missing()
+
+    def reset(self) -> None:
+        """Coordinator: reuse the barrier name for a new round."""
+        self.r.delete(self.ks.barrier_arrived(self.name), self.ks.barrier_released(self.name))
+        self._mine.clear()

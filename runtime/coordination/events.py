@@ -1,0 +1,222 @@
+"""Durable events: every event is appended to a bounded Redis Stream and PUBLISHed.
+
+Design: the stream is the source of truth; PUBLISH is kept so operators (and
+seed-style subscribers) can ``redis-cli SUBSCRIBE larry:coordination``.
+Listeners do not use pub/sub at all: ``XREAD BLOCK`` wakes them as fast as a
+subscription would, and reading by stream ID from the last ID they processed
+gives gap- and duplicate-free catch-up after a disconnect for free, where
+pub/sub loses everything sent while the listener was away and would need
+de-duplication against the stream.
+
+Guarantees:
+
+* An event and the state change it reports are one Lua script (every script
+  is built by :func:`lua_script` and can ``emit``), so an event
+  exists iff its change happened, and a retried script whose change is already
+  done emits nothing: transition events are exactly-once.
+* :meth:`EventLog.emit` for free-form events is at-least-once if the caller
+  retries after an error whose outcome is unknown.
+* A listener sees every entry after its start ID, in order, exactly once,
+  unless entries were trimmed away (``MAXLEN ~``) before it read them; that is
+  detected when the listener resumes and counted in ``gaps``.
+* Messages PUBLISHed straight to a channel (redis-cli) bypass the stream and
+  are seen by pub/sub subscribers only.
+* Timestamps are the Redis primary's clock (ISO 8601 UTC, milliseconds).
+* Malformed stream entries (no data, bad JSON, no ``event`` name) are counted
+  in ``malformed`` and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+
+import redis
+
+from runtime.coordination.connection import Durability, require_text, run_script
+from runtime.coordination.keys import Keyspace
+
+log = logging.getLogger(__name__)
+
+# Prepended (after Keyspace.lua()'s names) to every script of the runtime.
+# Convention: ARGV[1] is the sender (owner, Larry, participant) named in events.
+# NOW_* and now() are the primary's clock, so all timestamps come from one clock and agree
+# with the stream IDs; the date arithmetic is H. Hinnant's civil_from_days.
+_LUA_PRELUDE = r"""
+local NOW_T = redis.call('TIME')
+local NOW_US = tonumber(NOW_T[1]) * 1000000 + tonumber(NOW_T[2])
+local NOW_MS = math.floor(NOW_US / 1000)
+local function iso8601(secs, usec)
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400 + (month <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', year, month, doy - math.floor((153 * mp + 2) / 5) + 1,
+                       math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, math.floor(usec / 1000))
+end
+local NOW_ISO
+local function now()  -- formatted on first use only: string.format is a large part of a script's cost
+  NOW_ISO = NOW_ISO or iso8601(tonumber(NOW_T[1]), tonumber(NOW_T[2]))
+  return NOW_ISO
+end
+local SENDER = ARGV[1]
+local function emit_raw(alert, data)
+  local channel = CH_COORDINATION
+  if alert then channel = CH_ALERTS end
+  local id = redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'channel', channel, 'data', data)
+  redis.call('PUBLISH', channel, data)
+  return id
+end
+local function emit(alert, fields, token)
+  fields['from'] = SENDER
+  fields['timestamp'] = now()
+  local data = cjson.encode(fields)
+  if token then
+    -- cjson prints 14 significant digits; fencing tokens have 16, so splice them in as text
+    data = string.sub(data, 1, -2) .. ',"token":' .. token .. '}'
+  end
+  return emit_raw(alert, data)
+end
+"""
+
+
+def lua_script(ks: Keyspace, body: str) -> str:
+    """A runtime script: the keyspace's names, the clock/emit prelude, then ``body``."""
+    return ks.lua() + _LUA_PRELUDE + body
+
+
+_EMIT = r"""
+-- ARGV[2] event JSON object (without timestamp), ARGV[3] '1' for the alerts channel
+return emit_raw(ARGV[3] == '1', '{"timestamp":"' .. now() .. '",' .. string.sub(ARGV[2], 2))
+"""
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    channel: str
+    data: dict
+
+    @property
+    def name(self) -> str:
+        return self.data["event"]
+
+    @property
+    def sender(self) -> str | None:
+        return self.data.get("from")
+
+
+def parse_entry(entry_id: str, fields: dict) -> Event | None:
+    """An Event, or None when the entry is malformed."""
+    try:
+        data = json.loads(fields["data"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+        return None
+    return Event(entry_id, fields.get("channel", ""), data)
+
+
+class EventLog:
+    """Writes events and reads the stream's history."""
+
+    def __init__(self, r: redis.Redis, ks: Keyspace, durability: Durability = Durability()):
+        require_text(r)
+        self.r, self.ks, self.durability = r, ks, durability
+        self._emit = r.register_script(lua_script(ks, _EMIT))
+
+    def emit(self, event: str, sender: str, *, alert: bool = False, **fields) -> str:
+        """Append to the stream and publish; returns the stream ID. At-least-once under retries."""
+        data = json.dumps({**fields, "event": event, "from": sender})
+        return run_script(self.r, self._emit, [], [sender, data, "1" if alert else "0"],
+                          self.durability, idempotent=False)
+
+    def tail_id(self) -> str:
+        """ID of the newest entry ("0-0" for an empty stream); start listening after it to see only new events."""
+        last = self.r.xrevrange(self.ks.stream, count=1)
+        return last[0][0] if last else "0-0"
+
+    def history(self, after: str = "0-0", count: int = 10_000) -> list[Event]:
+        """Well-formed events after ``after`` (exclusive), oldest first."""
+        entries = self.r.xrange(self.ks.stream, min="(" + after if after != "0-0" else "-", count=count)
+        return [e for e in (parse_entry(i, f) for i, f in entries) if e is not None]
+
+
+class EventListener:
+    """Reads the stream with XREAD BLOCK from the last ID it handed out.
+
+    ``start`` is an entry ID to resume after (persist ``last_id`` to resume
+    across restarts), ``"0-0"`` for the whole retained history, or ``"$"`` for
+    new events only (resolved to a concrete ID at once, so nothing that
+    happens between construction and the first poll is missed).
+    """
+
+    def __init__(self, r: redis.Redis, ks: Keyspace, start: str = "$", *, count: int = 500):
+        require_text(r)
+        self.r, self.ks, self.count = r, ks, count
+        self.last_id = EventLog(r, ks).tail_id() if start == "$" else start
+        self.malformed = 0
+        self.gaps = 0
+        self.disconnects = 0
+        if start not in ("$", "0-0"):
+            self._check_gap()  # resuming from a persisted position
+
+    def poll(self, block_ms: int | None = 1000) -> list[Event]:
+        """Events after ``last_id``; waits up to ``block_ms`` for the first (None: don't wait)."""
+        reply = self.r.xread({self.ks.stream: self.last_id}, count=self.count, block=block_ms)
+        events = []
+        for _stream, entries in reply or ():
+            for entry_id, fields in entries:
+                self.last_id = entry_id
+                event = parse_entry(entry_id, fields)
+                if event is None:
+                    self.malformed += 1
+                    log.warning("skipping malformed event %s: %.200r", entry_id, fields)
+                else:
+                    events.append(event)
+        return events
+
+    def listen(self, stop: threading.Event | None = None, block_ms: int = 1000):
+        """Yield events until ``stop`` is set, riding out Redis outages without gaps."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            try:
+                events = self.poll(block_ms)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+                self.disconnects += 1
+                log.warning("event stream unreachable (%s); will resume after %s", error, self.last_id)
+                stop.wait(1.0)
+                try:
+                    self._check_gap()
+                except redis.exceptions.RedisError:
+                    pass
+                continue
+            yield from events
+
+    def _check_gap(self) -> None:
+        """Count a gap if entries after last_id may have been trimmed before we read them.
+
+        Trimming removes the oldest entries, so while last_id itself is still in
+        the stream nothing after it is gone; once it is gone, something after it
+        may be (XINFO's max-deleted-entry-id is not updated by MAXLEN in 7.0).
+        """
+        if self.r.xrange(self.ks.stream, min=self.last_id, max=self.last_id, count=1):
+            return
+        first = self.r.xrange(self.ks.stream, min="-", count=1)
+        if first and _id_tuple(first[0][0]) > _id_tuple(self.last_id):
+            self.gaps += 1
+            log.error("events after %s may have been trimmed before being read", self.last_id)
+
+
+def _id_tuple(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+

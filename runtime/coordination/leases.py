@@ -1,0 +1,375 @@
+"""Fenced task leases (seed ``task:lock:{id}``, fixing its GET-then-DEL release and missing fencing).
+
+A lease is ``task:lock:{id} = owner`` with a TTL, plus a fencing token: an
+integer that grows with every grant of that task, kept in ``task:fence:{id}``
+(the highest token issued). Results are written with the token and the write is
+rejected when a higher token has been issued since, so a holder that was paused,
+partitioned or simply slow can never overwrite the work of the next holder.
+
+Guarantees:
+
+* Acquire is one Lua script: terminal status, current holder and every
+  ``dependsOn`` task's status are checked, and on success the lock (SET PX), the
+  token, ``task:status = in_progress`` and a ``task_claimed`` event are written
+  together. A busy task publishes the seed's ``task_conflict`` alert.
+* Release/extend are owner- and token-checked in Lua and report
+  ``released``/``extended``, ``expired`` (key gone) or ``stolen`` (someone
+  else's lease, or a newer one of ours) instead of raising.
+* Tokens stay monotonic across a Sentinel failover that rolls back writes:
+  token = max(highest token of this task + 1, primary's clock in microseconds).
+  Tokens that reached the replica are covered by the counter; tokens lost with
+  the old primary are smaller than the new primary's clock as long as clock
+  skew between Redis hosts is below the time from the lost grant to the next
+  grant (at least the failover time for a crashed primary). With
+  ``Durability(replicas=1)`` no lost token is ever used: acquire returns only
+  once a replica holds the grant, so this clock assumption is defence in depth.
+* Fenced writes (:meth:`LeaseManager.complete`/:meth:`~LeaseManager.fail`)
+  succeed iff no higher token has been issued for the task and it is not
+  finished. A write whose lease merely expired, with no newer grant, is still
+  accepted: nobody else worked on the task. Replaying an accepted write reports
+  ``duplicate`` and changes nothing.
+* :class:`LeaseKeeper` renews at ttl/3 and calls ``on_lost`` once, *before* the
+  lease can have expired on the server: local validity is measured from the
+  moment the grant/extension was *sent* (minus a drift allowance, as Redlock
+  does), and the callback fires ``margin`` earlier. The watchdog is a separate
+  thread, so a renewal stuck in retries cannot delay it.
+
+Not guaranteed: mutual exclusion of the *work* itself. A holder stopped for
+longer than its TTL (GC, SIGSTOP) resumes believing nothing happened until its
+keeper fires; only its writes are fenced. Side effects outside Redis need their
+own check of the token (pass ``lease.token`` along).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import redis
+
+from runtime.coordination.connection import Durability, require_text, run_script
+from runtime.coordination.events import lua_script
+from runtime.coordination.keys import Keyspace
+
+log = logging.getLogger(__name__)
+
+# Lease scripts build their keys from the task id (Keyspace.lua() prefixes):
+# fewer arguments per call, and dependency keys must be built in Lua anyway.
+_ACQUIRE = r"""
+-- ARGV[1] owner, [2] task, [3] ttl ms, [4] '1' to alert on conflict
+local owner, task, ttl = ARGV[1], ARGV[2], ARGV[3]
+local lock, fence, status_key = LOCK_PREFIX .. task, FENCE_PREFIX .. task, STATUS_PREFIX .. task
+local status = redis.call('GET', status_key)
+if status == 'completed' or status == 'failed' then return {status} end
+local holder = redis.call('GET', lock)
+if holder == owner then
+  -- a retried or re-asserted acquire of our own lease: same token, fresh TTL, no second event
+  redis.call('PEXPIRE', lock, ttl)
+  return {'held', redis.call('GET', fence)}
+end
+if holder then
+  if ARGV[4] == '1' then emit(true, {event='task_conflict', task_id=task, owner=holder}) end
+  return {'conflict', holder}
+end
+local blocked = {'blocked'}
+for _, dep in ipairs(redis.call('SMEMBERS', DEPS_PREFIX .. task)) do
+  if redis.call('GET', STATUS_PREFIX .. dep) ~= 'completed' then blocked[#blocked + 1] = dep end
+end
+if #blocked > 1 then return blocked end
+-- counter for monotonicity on this primary, clock floor for monotonicity across a rollback
+local token = string.format('%d', math.max(tonumber(redis.call('GET', fence) or '0') + 1, NOW_US))
+redis.call('SET', fence, token)
+redis.call('SET', lock, owner, 'PX', ttl)
+redis.call('SET', status_key, 'in_progress')
+emit(false, {event='task_claimed', task_id=task, owner=owner}, token)
+return {'acquired', token}
+"""
+
+_EXTEND = r"""
+-- ARGV[1] owner, [2] task, [3] token, [4] ttl ms
+local lock = LOCK_PREFIX .. ARGV[2]
+local holder = redis.call('GET', lock)
+if not holder then return 'expired' end
+if holder ~= ARGV[1] or redis.call('GET', FENCE_PREFIX .. ARGV[2]) ~= ARGV[3] then return 'stolen' end
+redis.call('PEXPIRE', lock, ARGV[4])
+return 'extended'
+"""
+
+_RELEASE = r"""
+-- ARGV[1] owner, [2] task, [3] token
+local lock, status_key = LOCK_PREFIX .. ARGV[2], STATUS_PREFIX .. ARGV[2]
+local holder = redis.call('GET', lock)
+if not holder then return 'expired' end
+if holder ~= ARGV[1] or redis.call('GET', FENCE_PREFIX .. ARGV[2]) ~= ARGV[3] then return 'stolen' end
+redis.call('DEL', lock)
+if redis.call('GET', status_key) == 'in_progress' then redis.call('SET', status_key, 'pending') end
+emit(false, {event='task_released', task_id=ARGV[2], owner=ARGV[1]}, ARGV[3])
+return 'released'
+"""
+
+_FINISH = r"""
+-- ARGV[1] owner, [2] task, [3] token, [4] outcome (completed|failed|pending), [5] payload JSON,
+-- [6] completed-tasks metric key
+local owner, task, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local lock, status_key, result = LOCK_PREFIX .. task, STATUS_PREFIX .. task, RESULT_PREFIX .. task
+if redis.call('HGET', result, 'token') == token and redis.call('HGET', result, 'outcome') == outcome then
+  return {'duplicate', outcome}
+end
+local status = redis.call('GET', status_key)
+if status == 'completed' or status == 'failed' then return {'finished', status} end
+local highest = redis.call('GET', FENCE_PREFIX .. task)
+if not highest or tonumber(token) < tonumber(highest) then return {'stale', highest or ''} end
+redis.call('HSET', result, 'token', token, 'owner', owner, 'outcome', outcome, 'data', ARGV[5], 'at', now())
+redis.call('SET', status_key, outcome)
+if redis.call('GET', lock) == owner then redis.call('DEL', lock) end
+if outcome == 'completed' then
+  redis.call('INCR', ARGV[6])
+  return {'accepted', emit(false, {event='task_completed', task_id=task, owner=owner}, token)}
+end
+return {'accepted', emit(outcome == 'failed', {event='task_failed', task_id=task, owner=owner,
+                                              retry=(outcome == 'pending')}, token)}
+"""
+
+# Redlock's allowance for the server's clock running faster than ours.
+_DRIFT_FACTOR, _DRIFT_MS = 0.01, 2
+
+
+def _valid_until(sent_at: float, ttl_ms: int) -> float:
+    return sent_at + (ttl_ms - ttl_ms * _DRIFT_FACTOR - _DRIFT_MS) / 1000
+
+
+_lost_guard = threading.Lock()
+
+
+class Lease:
+    """A granted lease. ``token`` and ``valid_until`` (time.monotonic() before which the
+    server cannot have expired it) move when it is extended or re-asserted; ``lost``
+    is set, and ``lost_reason`` given, once its keeper gives up."""
+
+    __slots__ = ("task_id", "owner", "token", "ttl_ms", "valid_until", "lost_reason", "_lost")
+
+    def __init__(self, task_id: str, owner: str, token: int, ttl_ms: int, valid_until: float = 0.0):
+        self.task_id, self.owner, self.token, self.ttl_ms = task_id, owner, token, ttl_ms
+        self.valid_until = valid_until
+        self.lost_reason: str | None = None
+        self._lost: threading.Event | None = None
+
+    @property
+    def lost(self) -> threading.Event:
+        # Created on first use: most leases never get a keeper and an Event is not free.
+        with _lost_guard:
+            if self._lost is None:
+                self._lost = threading.Event()
+            return self._lost
+
+    def remaining(self) -> float:
+        return self.valid_until - time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"Lease({self.task_id!r}, owner={self.owner!r}, token={self.token})"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Outcome of an acquire: ``acquired``/``held`` (with a lease), ``conflict``
+    (``holder`` has it), ``blocked`` (``waiting_on`` deps), ``completed``/``failed``."""
+
+    status: str
+    lease: Lease | None = None
+    holder: str | None = None
+    waiting_on: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.lease is not None
+
+
+@dataclass(frozen=True)
+class Write:
+    """Outcome of a fenced write: ``accepted``, ``duplicate`` (replay of an
+    accepted write), ``stale`` (a newer token exists) or ``finished`` (someone
+    else finished the task)."""
+
+    status: str
+    detail: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("accepted", "duplicate")
+
+
+def make_owner(larry: str, worker: str | None = None) -> str:
+    """Unique per process and manager: a restarted worker must not inherit its predecessor's leases."""
+    return f"{larry}/{worker or socket.gethostname()}/{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class LeaseManager:
+    """Acquires, extends, releases and finishes task leases for one owner."""
+
+    def __init__(self, r: redis.Redis, ks: Keyspace, larry: str, *, worker: str | None = None,
+                 ttl_ms: int = 30_000, durability: Durability = Durability(), alert_on_conflict: bool = True):
+        require_text(r)
+        self.r, self.ks, self.larry, self.ttl_ms = r, ks, larry, ttl_ms
+        self.durability, self.alert_on_conflict = durability, alert_on_conflict
+        self.owner = make_owner(larry, worker)
+        self._completed_metric = ks.metric(larry, "tasks_completed")
+        self._acquire, self._extend, self._release, self._finish = (
+            r.register_script(lua_script(ks, body)) for body in (_ACQUIRE, _EXTEND, _RELEASE, _FINISH))
+        self._held: dict[str, Lease] = {}
+        self._held_lock = threading.Lock()
+
+    def _run(self, script, *args):
+        return run_script(self.r, script, [], args, self.durability)
+
+    def acquire(self, task_id: str, *, into: Lease | None = None) -> Claim:
+        """Try to take the task. ``into``: an existing lease to re-assert (updated in place)."""
+        sent_at = time.monotonic()
+        reply = self._run(self._acquire, self.owner, task_id, self.ttl_ms, int(self.alert_on_conflict))
+        status = reply[0]
+        if status in ("acquired", "held"):
+            lease = into or self._held.get(task_id) or Lease(task_id, self.owner, 0, self.ttl_ms, 0.0)
+            lease.token, lease.valid_until = int(reply[1]), _valid_until(sent_at, self.ttl_ms)
+            with self._held_lock:
+                self._held[task_id] = lease
+            return Claim(status, lease=lease)
+        if status == "conflict":
+            return Claim(status, holder=reply[1])
+        if status == "blocked":
+            return Claim(status, waiting_on=tuple(reply[1:]))
+        return Claim(status)
+
+    def extend(self, lease: Lease) -> str:
+        """``extended`` (validity pushed forward), ``expired`` or ``stolen``."""
+        sent_at = time.monotonic()
+        status = self._run(self._extend, lease.owner, lease.task_id, lease.token, lease.ttl_ms)
+        if status == "extended":
+            lease.valid_until = _valid_until(sent_at, lease.ttl_ms)
+        return status
+
+    def release(self, lease: Lease) -> str:
+        """Give the task up unfinished: ``released``, ``expired`` or ``stolen``.
+
+        A release retried after a lost reply reports ``expired``: the first run removed the key.
+        """
+        self._forget(lease)
+        return self._run(self._release, lease.owner, lease.task_id, lease.token)
+
+    def complete(self, lease: Lease, result) -> Write:
+        """Fenced write of the task's result (JSON-serialisable); marks it completed and frees the lock."""
+        return self._write(lease, "completed", result)
+
+    def fail(self, lease: Lease, error: str, *, retry: bool = True) -> Write:
+        """Fenced failure: ``retry`` puts the task back to pending, otherwise it is terminally failed."""
+        return self._write(lease, "pending" if retry else "failed", {"error": error})
+
+    def _write(self, lease: Lease, outcome: str, payload) -> Write:
+        reply = self._run(self._finish, lease.owner, lease.task_id, lease.token, outcome, json.dumps(payload),
+                          self._completed_metric)
+        if reply[0] in ("accepted", "duplicate"):
+            self._forget(lease)
+        return Write(reply[0], reply[1] if len(reply) > 1 else None)
+
+    def keep(self, lease: Lease, on_lost: Callable[[Lease, str], None] | None = None, **kwargs) -> "LeaseKeeper":
+        """Start renewing ``lease`` in the background (see :class:`LeaseKeeper`)."""
+        return LeaseKeeper(self, lease, on_lost, **kwargs).start()
+
+    def reassert(self) -> dict[str, str]:
+        """Re-take every lease this manager holds (after a failover): idempotent; returns task -> claim status."""
+        with self._held_lock:
+            held = list(self._held.values())
+        return {lease.task_id: self.acquire(lease.task_id, into=lease).status for lease in held}
+
+    def _forget(self, lease: Lease) -> None:
+        with self._held_lock:
+            if self._held.get(lease.task_id) is lease:
+                del self._held[lease.task_id]
+
+
+class LeaseKeeper:
+    """Renews a lease every ``renew_every`` s (ttl/3) and calls ``on_lost(lease, reason)``
+    once, ``margin`` s (ttl/10, at least 50 ms) before the lease could have expired,
+    if renewals have not kept it alive. If the lock vanished while we still held
+    it (a failover rolled it back) the keeper re-acquires it before giving up.
+    """
+
+    def __init__(self, manager: LeaseManager, lease: Lease, on_lost=None, *,
+                 renew_every: float | None = None, margin: float | None = None):
+        self.manager, self.lease, self.on_lost = manager, lease, on_lost
+        self.renew_every = renew_every if renew_every is not None else lease.ttl_ms / 3000
+        self.margin = margin if margin is not None else max(lease.ttl_ms / 10_000, 0.05)
+        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self._fired = threading.Lock()
+        self._threads = [threading.Thread(target=self._renew, daemon=True, name=f"renew-{lease.task_id}"),
+                         threading.Thread(target=self._watch, daemon=True, name=f"watch-{lease.task_id}")]
+
+    def start(self) -> "LeaseKeeper":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=1.0)
+
+    def __enter__(self) -> "LeaseKeeper":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _renew(self) -> None:
+        lease = self.lease
+        while not self._stop.wait(self.renew_every):
+            if lease.lost.is_set():
+                return
+            try:
+                status = self.manager.extend(lease)
+                if status == "expired" and lease.remaining() > self.margin:
+                    status = self.manager.acquire(lease.task_id, into=lease).status
+            except redis.exceptions.RedisError as error:
+                log.warning("renewing %s failed: %s", lease.task_id, error)
+                continue  # the watchdog decides when it is too late
+            if status in ("extended", "acquired", "held"):
+                with self._changed:
+                    self._changed.notify_all()
+            else:
+                self._lose(status)
+                return
+
+    def _watch(self) -> None:
+        lease = self.lease
+        with self._changed:
+            while not self._stop.is_set() and not lease.lost.is_set():
+                left = lease.remaining() - self.margin
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+        if not self._stop.is_set():
+            self._lose("not renewed in time")
+
+    def _lose(self, reason: str) -> None:
+        with self._fired:
+            if self.lease.lost.is_set():
+                return
+            self.lease.lost_reason = reason
+            self.lease.lost.set()
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        log.warning("lease on %s lost: %s", self.lease.task_id, reason)
+        if self.on_lost is not None:
+            try:
+                self.on_lost(self.lease, reason)
+            except Exception:  # the callback's failure must not kill the keeper silently
+                log.exception("on_lost callback for %s raised", self.lease.task_id)

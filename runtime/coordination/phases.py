@@ -1,0 +1,113 @@
+"""Per-Larry phase state: ``phase:{larry}:status|progress|started_at|completed_at``.
+
+Status moves pending -> in_progress -> completed | failed and never backwards
+(except an explicit :meth:`PhaseTracker.reset` by the coordinator); progress
+only grows (Lua max), so late or replayed updates from a slow worker cannot
+make it go down. Each transition and each increase emits its event (seed names:
+``phase_started``, ``progress_update``, ``phase_complete``; ``phase_failed`` on
+the alerts channel) in the same script, so replays emit nothing twice.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from runtime.coordination.connection import Durability, require_text, run_script
+from runtime.coordination.events import lua_script
+from runtime.coordination.keys import Keyspace
+
+_START = r"""
+-- KEYS[1] status, [2] started_at, [3] progress; ARGV[1] larry
+local status = redis.call('GET', KEYS[1])
+if status == 'in_progress' then return 'in_progress' end
+if status and status ~= 'pending' then return status end
+redis.call('SET', KEYS[1], 'in_progress')
+redis.call('SET', KEYS[2], now(), 'NX')
+redis.call('SET', KEYS[3], '0', 'NX')
+emit(false, {event='phase_started', larry=ARGV[1]})
+return 'started'
+"""
+
+_PROGRESS = r"""
+-- KEYS[1] progress, [2] status; ARGV[1] larry, [2] percent, [3] message
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local wanted = tonumber(ARGV[2])
+local status = redis.call('GET', KEYS[2])
+if wanted <= current or status == 'completed' or status == 'failed' then return current end
+redis.call('SET', KEYS[1], ARGV[2])
+emit(false, {event='progress_update', larry=ARGV[1], progress=wanted, message=ARGV[3]})
+return wanted
+"""
+
+_FINISH = r"""
+-- KEYS[1] status, [2] completed_at, [3] progress; ARGV[1] larry, [2] completed|failed, [3] message
+local status = redis.call('GET', KEYS[1])
+if status == ARGV[2] then return 'already' end
+if status ~= 'in_progress' then return status or 'pending' end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], now())
+if ARGV[2] == 'completed' then
+  redis.call('SET', KEYS[3], '100')
+  emit(false, {event='phase_complete', larry=ARGV[1], message=ARGV[3]})
+else
+  emit(true, {event='phase_failed', larry=ARGV[1], message=ARGV[3]})
+end
+return ARGV[2]
+"""
+
+
+class PhaseTracker:
+    """One Larry's phase. Methods return what happened, e.g. ``started`` vs ``in_progress`` (already)."""
+
+    def __init__(self, r: redis.Redis, ks: Keyspace, larry: str, durability: Durability = Durability()):
+        require_text(r)
+        self.r, self.ks, self.larry, self.durability = r, ks, larry, durability
+        self._start, self._progress, self._finish = (
+            r.register_script(lua_script(ks, body)) for body in (_START, _PROGRESS, _FINISH))
+
+    def _run(self, script, keys, extra):
+        return run_script(self.r, script, keys, [self.larry, *extra], self.durability)
+
+    def init(self) -> bool:
+        """Coordinator: mark the phase pending unless it already has a status. True if it was new."""
+        return bool(self.r.set(self.ks.phase_status(self.larry), "pending", nx=True))
+
+    def start(self) -> str:
+        """``started``, or the current status if it was not pending (``in_progress`` on a replay)."""
+        ks = self.ks
+        return self._run(self._start, [ks.phase_status(self.larry), ks.phase_started_at(self.larry),
+                                       ks.phase_progress(self.larry)], [])
+
+    def progress(self, percent: int, message: str = "") -> int:
+        """Raise progress to ``percent`` (0-100); returns the stored value, which never decreases."""
+        percent = max(0, min(100, int(percent)))
+        ks = self.ks
+        return int(self._run(self._progress, [ks.phase_progress(self.larry), ks.phase_status(self.larry)],
+                             [percent, message]))
+
+    def complete(self, message: str = "") -> str:
+        """``completed``, ``already``, or the status that forbids it (``pending``, ``failed``)."""
+        return self._finish_as("completed", message)
+
+    def fail(self, message: str) -> str:
+        return self._finish_as("failed", message)
+
+    def _finish_as(self, outcome: str, message: str) -> str:
+        ks = self.ks
+        return self._run(self._finish, [ks.phase_status(self.larry), ks.phase_completed_at(self.larry),
+                                        ks.phase_progress(self.larry)], [outcome, message])
+
+    def reset(self) -> None:
+        """Coordinator: start the phase over (a re-run)."""
+        ks = self.ks
+        self.r.delete(ks.phase_started_at(self.larry), ks.phase_completed_at(self.larry),
+                      ks.phase_progress(self.larry))
+        self.r.set(ks.phase_status(self.larry), "pending")
+
+    def snapshot(self) -> dict:
+        ks = self.ks
+        status, progress, started, completed = self.r.mget(
+            ks.phase_status(self.larry), ks.phase_progress(self.larry),
+            ks.phase_started_at(self.larry), ks.phase_completed_at(self.larry))
+        return {"larry": self.larry, "status": status or "pending", "progress": int(progress or 0),
+                "started_at": started, "completed_at": completed}

@@ -1,0 +1,97 @@
+"""Worker registration and heartbeats: ``worker:{id}:master|node|status`` (seed) plus the
+sorted set ``worker:heartbeats`` (worker -> last beat, in the primary's clock).
+
+Liveness uses only the Redis primary's clock (TIME inside the scripts), so
+workers' clock skew cannot make a live worker look dead. A worker is dead when
+it has not beaten for ``grace_ms``. :meth:`WorkerRegistry.reap` marks it
+``dead``, forgets its heartbeat and raises a ``worker_dead`` alert exactly once;
+its task leases need no action: they expire by TTL and the tasks become
+claimable again. After a failover a rolled-back beat is simply re-written by
+the next one; a grace of several heartbeat intervals absorbs the gap.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from runtime.coordination.connection import require_text, run_script
+from runtime.coordination.events import lua_script
+from runtime.coordination.keys import Keyspace
+
+_BEAT = r"""
+-- KEYS[1] heartbeats, [2] status; ARGV[1] worker, [2] status or ''
+redis.call('ZADD', KEYS[1], NOW_MS, ARGV[1])
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
+return 1
+"""
+
+_DEAD = r"""
+-- KEYS[1] heartbeats; ARGV[1] asker, [2] grace ms
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', NOW_MS - tonumber(ARGV[2])))
+"""
+
+_REAP = r"""
+-- KEYS[1] heartbeats, [2] status; ARGV[1] reaper, [2] worker, [3] grace ms
+local beat = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if not beat then return 0 end
+if tonumber(beat) > NOW_MS - tonumber(ARGV[3]) then return 0 end  -- it beat again since listed as dead
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], 'dead')
+emit(true, {event='worker_dead', worker=ARGV[2]})
+return 1
+"""
+
+
+class WorkerRegistry:
+    def __init__(self, r: redis.Redis, ks: Keyspace, *, grace_ms: int = 15_000):
+        require_text(r)
+        self.r, self.ks, self.grace_ms = r, ks, grace_ms
+        self._beat, self._dead, self._reap = (
+            r.register_script(lua_script(ks, body)) for body in (_BEAT, _DEAD, _REAP))
+
+    def register(self, worker_id: str, master: str, node: str, status: str = "idle") -> None:
+        ks = self.ks
+        self.r.mset({ks.worker_master(worker_id): master, ks.worker_node(worker_id): node})
+        self.heartbeat(worker_id, status)
+
+    def heartbeat(self, worker_id: str, status: str | None = None) -> None:
+        """Beat, optionally setting status (seed: idle | busy | completed)."""
+        self._beat(keys=[self.ks.worker_heartbeats, self.ks.worker_status(worker_id)], args=[worker_id, status or ""])
+
+    def dead(self) -> list[str]:
+        return self._dead(keys=[self.ks.worker_heartbeats], args=["registry", self.grace_ms])
+
+    def reap(self, worker_id: str) -> bool:
+        """Mark a dead worker (re-checked atomically); True if this call did it."""
+        return bool(run_script(self.r, self._reap, [self.ks.worker_heartbeats, self.ks.worker_status(worker_id)],
+                               ["registry", worker_id, self.grace_ms]))
+
+    def workers(self) -> dict[str, dict]:
+        """Every worker with a heartbeat: master, node, status, last beat (ms, primary clock)."""
+        beats = self.r.zrange(self.ks.worker_heartbeats, 0, -1, withscores=True)
+        pipe = self.r.pipeline(transaction=False)
+        for worker_id, _ in beats:
+            pipe.mget(self.ks.worker_master(worker_id), self.ks.worker_node(worker_id),
+                      self.ks.worker_status(worker_id))
+        return {w: {"master": m, "node": n, "status": s, "last_beat_ms": int(score)}
+                for (w, score), (m, n, s) in zip(beats, pipe.execute())}
+
+    def deregister(self, worker_id: str, status: str = "completed") -> None:
+        self.r.zrem(self.ks.worker_heartbeats, worker_id)
+        self.r.set(self.ks.worker_status(worker_id), status)
+
+    def beat_forever(self, worker_id: str, interval: float, stop: threading.Event) -> threading.Thread:
+        """Heartbeat every ``interval`` s in a daemon thread until ``stop`` is set."""
+
+        def loop():
+            while not stop.wait(interval):
+                try:
+                    self.heartbeat(worker_id)
+                except redis.exceptions.RedisError:
+                    pass  # missed beats are what the grace period is for
+
+        thread = threading.Thread(target=loop, daemon=True, name=f"heartbeat-{worker_id}")
+        thread.start()
+        return thread

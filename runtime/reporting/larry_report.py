@@ -1,0 +1,99 @@
+"""The coordinator's final report of its Larry, assembled from Redis and the results volume
+into the schema of :mod:`runtime.report`.
+
+Sources: the plan (tasks, workers, dependencies), the task statuses and fenced results
+(``task:result:{id}``), the result files the workers wrote with the same fence (tokens and
+findings of failed tasks, whose Redis result holds only the reason), the ledger, the
+registry's worker statuses, the phase's timestamps, and the folded event stream
+(:class:`runtime.history.History`: attempts, claim times, restarts, re-queues, alerts).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from plan.model import Larry, StackConfig
+from plan.taskgraph import TaskGraph
+from runtime.coordination.tasks import TERMINAL
+from runtime.reporting.history import History
+from runtime.reporting.results import read_result
+from runtime.reporting.schema import SCHEMA_VERSION, SEVERITIES, aggregate_findings
+from runtime.reporting.validation import validate
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
+        return 0
+    return int(value)
+
+
+def normalise_findings(raw: Any) -> dict:
+    """A payload's free-form findings in the report's shape: known fields, zeros for the rest."""
+    raw = raw if isinstance(raw, dict) else {}
+    cves = raw.get("cves") if isinstance(raw.get("cves"), dict) else {}
+    delta = raw.get("coverage_delta")
+    ok_delta = isinstance(delta, (int, float)) and not isinstance(delta, bool) and abs(delta) != float("inf")
+    return {"cves": {s: _count(cves.get(s)) for s in SEVERITIES},
+            "prs_created": _count(raw.get("prs_created")),
+            "assets_discovered": _count(raw.get("assets_discovered")),
+            "coverage_delta": float(delta) if ok_delta and delta == delta else 0.0}
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return max(0.0, (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+
+
+def build_report(cfg: StackConfig, larry: Larry, *, phase: dict, statuses: dict, results: dict,
+                 ledger: dict, workers: dict, history: History, speed: float, planned_seconds: float,
+                 results_dir: Path) -> dict:
+    """The validated-shape report. ``statuses``: every task of the stack -> status;
+    ``results``: own task -> TaskBoard.result; ``workers``: own worker -> registry status."""
+    doomed = TaskGraph(cfg).doomed(statuses)
+    tasks = []
+    for worker in larry.workers:
+        for task in worker.tasks:
+            tasks.append(_task(task, worker.name, statuses.get(task.id), results.get(task.id), doomed,
+                               history, results_dir))
+    report = {
+        "schema": SCHEMA_VERSION, "stack": cfg.stack, "larry": larry.id, "phase": larry.phase,
+        "status": "completed" if phase["status"] == "completed" else "failed",
+        "planned_seconds": planned_seconds, "speed": speed,
+        "started_at": phase["started_at"], "completed_at": phase["completed_at"],
+        "duration_seconds": _seconds_between(phase["started_at"], phase["completed_at"]),
+        "tasks": tasks,
+        "tokens": {"limit": ledger["limit"], "reserved": ledger["reserved"], "committed": ledger["committed"],
+                   "emergency_drawn": ledger["emergency"]},
+        "findings": aggregate_findings(t["findings"] for t in tasks),
+        "validation": [],
+        "workers": {w.name: {"node": w.node, "status": workers.get(w.name) or "never started",
+                             "restarts": history.restarts(w.name)} for w in larry.workers},
+        "requeued_tasks": list(dict.fromkeys(history.requeued)),
+        "alerts": history.alerts,
+    }
+    report["validation"] = validate(report)
+    return report
+
+
+def _task(task, worker: str, status: str | None, result: dict | None, doomed: dict, history: History,
+          results_dir: Path) -> dict:
+    fence = result["token"] if result and result["outcome"] in TERMINAL else 0
+    data = result["data"] if fence else {}
+    recorded = read_result(results_dir, task.id, fence)
+    entry = {
+        "id": task.id, "title": task.title, "worker": worker,
+        "status": status if status in TERMINAL else "pending",
+        "fence": fence,
+        "tokens": _count(data.get("tokens", recorded.get("tokens", 0))),
+        "attempts": history.attempts.get(task.id, 0),
+        "depends_on": list(task.depends_on),
+        "started_at": history.claim_time(task.id, fence) if fence else None,
+        "completed_at": result["at"] if fence else None,
+        "findings": normalise_findings(data.get("findings", recorded.get("findings"))),
+    }
+    if status == "failed":
+        entry["detail"] = str(data.get("error") or recorded.get("detail") or "failed")
+    elif status != "completed":
+        entry["detail"] = (f"not run: dependency {doomed[task.id]} failed" if task.id in doomed
+                           else f"{status or 'pending'} when the phase ended")
+    return entry

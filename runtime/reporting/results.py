@@ -1,0 +1,30 @@
+"""The workers' fenced result files on the coordination volume.
+
+``{coordination-dir}/results/{larry}/{task}.json`` is written (atomically) by the worker
+whose finish of the task Redis accepted, with that lease's ``fence``; the payload's own
+files go to the directory ``{coordination-dir}/results/{larry}/{task}/``. A reader trusts
+a file only when its fence equals the one in ``task:result:{task}``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from runtime.reporting.schema import write_atomic
+
+
+def results_dir(coordination_dir: str | Path, larry: str) -> Path:
+    return Path(coordination_dir) / "results" / larry
+
+
+def write_result(directory: Path, task: str, record: dict) -> None:
+    write_atomic(directory / f"{task}.json", json.dumps(record, indent=2) + "\n")
+
+
+def read_result(directory: Path, task: str, fence: int) -> dict:
+    """The task's result file if it carries ``fence``, else {}."""
+    try:
+        data = json.loads((directory / f"{task}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and fence and data.get("fence") == fence else {}

@@ -1,0 +1,82 @@
+"""The private redis-server of `larry run` when no Redis is given: loopback only, a random
+password, nothing persisted, gone with the run."""
+from __future__ import annotations
+
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from plan import environment as envvar
+from runtime.agent.payload import die_with_parent
+from runtime.cli import UsageError
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LocalRedis:
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+        self.password = secrets.token_urlsafe(24)
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def env_file(self) -> Path:
+        """``set -a; . <this>`` lets other commands (larry dashboard, status) reach this server."""
+        return self.dir / "env"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> "LocalRedis":
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise UsageError("redis-server not found: run `make setup`, or pass --redis-url")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):  # another process may take the free port before redis-server binds it
+            if self._try_start(binary, timeout):
+                return self
+        raise UsageError(f"the private redis-server did not start; see {self.dir / 'redis.log'}")
+
+    def _try_start(self, binary: str, timeout: float) -> bool:
+        self.port = free_port()
+        conf = self.dir / "redis.conf"
+        conf.touch(mode=0o600)  # it holds the password
+        conf.write_text("\n".join([
+            f"port {self.port}", "bind 127.0.0.1", f"requirepass {self.password}", f"dir {self.dir}",
+            f"logfile {self.dir / 'redis.log'}", 'save ""', "appendonly no"]) + "\n")
+        self.proc = subprocess.Popen([binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True, preexec_fn=die_with_parent)
+        client = redis.Redis("127.0.0.1", self.port, password=self.password, socket_timeout=1)
+        until = time.monotonic() + timeout
+        while time.monotonic() < until and self.proc.poll() is None:
+            try:
+                if client.ping():
+                    self.env_file.touch(mode=0o600)
+                    self.env_file.write_text(f"{envvar.REDIS_URL}={self.url}\n{envvar.REDIS_PASSWORD}={self.password}\n")
+                    return True
+            except redis.exceptions.RedisError:
+                time.sleep(0.05)
+        self.stop()
+        return False
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

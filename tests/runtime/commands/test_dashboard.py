@@ -1,0 +1,204 @@
+"""`larry dashboard`: frames rendered from a real Redis state, event-driven updates, the
+reconnect path across a redis-server restart, and Ctrl+C under a pseudo-terminal."""
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+
+import pytest
+from rich.console import Console
+
+from runtime.cli import main as larry
+from runtime.commands.dashboard import RETRY_SECONDS, Dashboard, layout, print_frame, task_rows
+from runtime.coordination.connection import RedisSettings, connect
+from runtime.coordination.events import EventLog
+from runtime.coordination.keys import Keyspace
+from runtime.coordination.phases import PhaseTracker
+from runtime.coordination.registry import WorkerRegistry
+from tests.runtime.commands.test_operator_commands import DEV, PROGRESS, ROOT, build_run, finish_run, run_args
+
+
+def frame(dash: Dashboard, width: int = 140, height: int = 48) -> str:
+    """The live screen as a terminal of ``width`` x ``height`` would show it."""
+    console = Console(record=True, width=width, height=height, file=open(os.devnull, "w"))
+    console.print(layout(dash))
+    return console.export_text()
+
+
+def line_of(text: str, needle: str) -> str:
+    return next(line for line in text.splitlines() if needle in line)
+
+
+def step_until(dash: Dashboard, predicate, timeout: float = 8.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the dashboard did not get there in time"
+        dash.step(0.1)
+
+
+def test_frame_shows_the_seed_layout_from_redis_state(r, ks):
+    built = build_run(r, ks)
+    dash = Dashboard(DEV, ks, r, events=60)
+    dash.connect()
+    assert len(dash.events) == 19  # 3 phase_started, 3 progress_update, 13 task events
+    text = frame(dash, height=70)
+    assert "3-LARRY DISTRIBUTED ORCHESTRATION DASHBOARD" in text and "Elapsed Time: 0m 0" in text
+    assert "Redis: connected" in text
+    for title in ("LARRY STATUS", "ACTIVE TASKS", "RECENT EVENTS", "Press Ctrl+C to exit"):
+        assert title in text
+    bars = {}
+    for larry_id, (percent, message) in PROGRESS.items():
+        row = line_of(text, f"● {larry_id.upper()}")
+        assert "in_progress" in row and f"{percent}%" in row
+        bars[larry_id] = row.count("━")  # a console without colour draws only the done part
+        assert "progress_update" in line_of(text, f"→ {percent}% - {message}")
+        worker, task = built["held"][larry_id]
+        assert worker in line_of(text, f"[{larry_id}]  {task}")
+    assert bars["larry-01"] > bars["larry-02"] > bars["larry-03"] > 0
+    assert "Critical: 3 | High: 4" in line_of(text, "● LARRY-02") and "Medium: 5" in text
+    assert "Assets: 87 | PRs: 2" in line_of(text, "● LARRY-03") and "Coverage: +8.0%" in text
+    assert "22.0k / 211k" in line_of(text, "● LARRY-03")
+    assert "8 workers" in text and "2/12 done" in line_of(text, "● LARRY-02")
+    assert "scan-k8s-deployments" in line_of(text, "completed    catalog-worker-01")
+
+
+def test_only_what_an_event_names_is_read_again(r, ks):
+    build_run(r, ks)
+    dash = Dashboard(DEV, ks, r)
+    dash.connect()
+    r.set(ks.phase_progress("larry-01"), "99")  # a change no event reports
+    PhaseTracker(r, ks, "larry-02").progress(80, "triage")
+    step_until(dash, lambda: dash.larrys["larry-02"]["progress"] == 80)
+    assert dash.larrys["larry-01"]["progress"] == 60, "larry-01 was read again without an event naming it"
+    assert "80% - triage" in frame(dash)
+    EventLog(r, ks).emit("progress_update", "larry-01", larry="larry-01", progress=99, message="poke")
+    step_until(dash, lambda: dash.larrys["larry-01"]["progress"] == 99)
+    assert "99%" in line_of(frame(dash), "● LARRY-01")
+
+
+def test_phase_completion_and_barrier_release_show_up(r, ks):
+    build_run(r, ks)
+    dash = Dashboard(DEV, ks, r)
+    dash.connect()
+    assert "Barrier" not in line_of(frame(dash), "Redis: connected")
+    WorkerRegistry(r, ks, grace_ms=0).reap("scan-worker-01")
+    step_until(dash, lambda: dash.events[0].name == "worker_dead")
+    row = line_of(frame(dash), "→ worker=scan-worker-01")
+    assert "[alerts]" in row and "[registry]" in row and "worker_dead" in row
+    finish_run(r, ks)
+    step_until(dash, lambda: dash.barriers and dash.barriers[0]["released_at"]
+               and all(s["status"] == "completed" for s in dash.larrys.values()))
+    text = frame(dash)
+    assert "Barrier convergence: released" in text
+    assert all("completed" in line_of(text, f"● {x.id.upper()}") for x in DEV.larrys)
+    assert "100%" in line_of(text, "● LARRY-03")
+    elapsed = dash.elapsed()
+    dash.clock = lambda: time.time() + 600
+    assert dash.elapsed() == elapsed < 5, "the elapsed time must stop once every phase has ended"
+
+
+def test_redis_outage_shows_reconnecting_then_recovers(own_server):
+    ks = Keyspace(prefix="outage:")
+    r = connect(RedisSettings(url=own_server.url, retry_for=RETRY_SECONDS))
+    build_run(r, ks)
+    dash = Dashboard(DEV, ks, r, redis_at=own_server.url)
+    dash.connect()
+    own_server.kill()
+    step_until(dash, lambda: dash.conn.state == "reconnecting")
+    text = frame(dash)
+    assert f"Redis: reconnecting {own_server.url}" in text
+    assert "60%" in line_of(text, "● LARRY-01"), "the last state stays on screen during the outage"
+    dash.step(0.2)  # retrying against a dead server changes nothing
+    assert dash.conn.state == "reconnecting"
+    own_server.start()  # same port, empty (no persistence): the run starts over
+    PhaseTracker(r, ks, "larry-01").start()
+    PhaseTracker(r, ks, "larry-01").progress(20, "after the restart")
+    step_until(dash, lambda: dash.conn.state == "connected" and dash.larrys["larry-01"]["progress"] == 20)
+    text = frame(dash)
+    assert "Redis: connected" in text and "reconnected after a 0m" in text
+    assert dash.conn.outages == 1
+    PhaseTracker(r, ks, "larry-01").progress(30, "still following the stream")
+    step_until(dash, lambda: dash.larrys["larry-01"]["progress"] == 30)
+    assert "30% - still following the stream" in frame(dash)
+    r.close()
+
+
+def test_once_prints_one_frame_when_not_on_a_terminal(r, ks, settings, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    build_run(r, ks)
+    assert larry(["dashboard", *run_args(settings, ks)]) == 0  # capsys's stdout is no terminal
+    out = capsys.readouterr().out
+    assert out.count("LARRY STATUS") == 1 and "● LARRY-02" in out and "RECENT EVENTS" in out
+    assert "task_claimed" in out and "fix-pgadmin-crashloop" in out
+
+
+def test_once_with_unreachable_redis_is_one_line_exit_2(ks, capsys):
+    argv = ["dashboard", "--once", "--stack", "dev", "--project-dir", str(ROOT), "--redis-url", "redis://127.0.0.1:1/0"]
+    assert larry(argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach Redis at redis://127.0.0.1:1/0" in err and err.count("\n") == 1
+
+
+def test_print_frame_fits_its_content(r, ks):
+    build_run(r, ks)
+    dash = Dashboard(DEV, ks, r, events=4)
+    dash.connect()
+    console = Console(record=True, width=120, file=open(os.devnull, "w"))
+    print_frame(dash, console)
+    lines = console.export_text().splitlines()
+    assert lines[0].startswith("╔") and "Press Ctrl+C" in lines[-1]
+    assert not any("… and" in line or "older" in line for line in lines), "a printed frame left rows out"
+    assert sum("→" in line for line in lines) == 4, "four events, each on its line"
+    assert sum("[larry-0" in line for line in lines) == 4 + len(task_rows(dash)) == 4 + 3 + 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_leaves_the_terminal_clean_and_exits_0(r, ks, settings, sig):
+    """Under a pseudo-terminal (the live screen): SIGINT/SIGTERM exit with status 0, the
+    alternate screen is left, no traceback."""
+    build_run(r, ks)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 130, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
+    env.pop("COLUMNS", None)
+    env.pop("LINES", None)
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "dashboard", *run_args(settings, ks)],
+                            stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env, close_fds=True)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 15
+        while b"LARRY-03" not in seen:
+            assert time.monotonic() < deadline, f"no frame drawn: {seen[-500:]!r}"
+            seen += _read(master, 0.2)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=10) == 0
+        seen += _read(master, 0.2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert b"\x1b[?1049l" in seen[seen.index(b"\x1b[?1049h"):], "the alternate screen was not left"
+    assert b"Traceback" not in seen and b"KeyboardInterrupt" not in seen
+
+
+def _read(fd: int, timeout: float) -> bytes:
+    import select
+    data = b""
+    while select.select([fd], [], [], timeout)[0]:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        data += chunk
+        timeout = 0.05
+    return data

@@ -1,0 +1,347 @@
+"""`larry worker` against a real redis-server, with small payloads that misbehave on purpose.
+
+The worker runs in the test process (through the `larry` CLI entry point) on the cortex
+plan, whose workers have one or two tasks; the coordinator's initialisation of the Larry's
+state is the real one. Payloads are `python -c` scripts speaking the line protocol.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from plan.loader import load_stack
+from runtime import cli
+from runtime.commands.coordinator import Coordinator
+from runtime.coordination.events import EventListener, EventLog
+from runtime.coordination.keys import Keyspace
+from runtime.coordination.leases import LeaseManager
+from runtime.coordination.ledger import Ledger, init_reserve_pool
+from runtime.coordination.tasks import TaskBoard
+from runtime.reporting.results import read_result, results_dir
+from runtime.support.timing import Timing
+from tests.support.project import ROOT  # noqa: E402
+
+CORTEX = load_stack("cortex", ROOT)
+
+
+def payload(code: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+#: Reports tokens and findings on stdout and through the protocol file, with one malformed
+#: line and one plain log line, and records the environment it was given.
+GOOD = payload("""
+    import json, os
+    env = {k: v for k, v in os.environ.items() if k.startswith("LARRY_")}
+    with open(os.path.join(env["LARRY_RESULTS_DIR"], "env.json"), "w") as f:
+        json.dump(env, f)
+    print("an ordinary log line")
+    print('@larry {"tokens": 100, "progress": 50}')
+    print('@larry {not json')
+    with open(env["LARRY_PROTOCOL_FILE"], "a") as f:
+        f.write('@larry {"tokens": 50, "findings": {"cves": {"high": 2}}}\\n')
+    print('@larry {"findings": {"cves": {"high": 1}, "prs_created": 1}, "message": "done"}', flush=True)
+""")
+
+#: Spends one token more than its budget at once, then ignores SIGTERM.
+OVERSPEND_AND_IGNORE_SIGTERM = payload("""
+    import os, signal, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print('@larry {"tokens": %d}' % (int(os.environ["LARRY_TOKEN_BUDGET"]) + 1), flush=True)
+    time.sleep(60)
+""")
+
+SLEEP = payload("import time; time.sleep(60)")
+
+
+class Rig:
+    """One test's plan state: a key prefix on the session's redis-server, a coordination dir."""
+
+    def __init__(self, redis_server, r, tmp_path: Path):
+        self.url, self.r, self.dir = redis_server.url, r, tmp_path
+        self.ks = Keyspace.for_plan(CORTEX.channels, f"w{uuid.uuid4().hex[:10]}:")
+        self.board = TaskBoard(r, self.ks)
+
+    def coordinator(self, larry: str) -> Coordinator:
+        return Coordinator(CORTEX, CORTEX.larry(larry), self.r, self.ks, Timing(600), self.dir)
+
+    def start_phase(self, larry: str) -> Coordinator:
+        coordinator = self.coordinator(larry)
+        coordinator.initialise()
+        return coordinator
+
+    def worker(self, larry: str, name: str, command: list[str], *, speed: float = 600, kill_grace: float = 0.5) -> int:
+        return cli.main(["worker", "--stack", "cortex", "--project-dir", str(ROOT), "--larry", larry,
+                         "--worker", name, "--redis-url", self.url, "--key-prefix", self.ks.prefix,
+                         "--coordination-dir", str(self.dir), "--speed", str(speed),
+                         "--kill-grace", str(kill_grace), "--", *command])
+
+    def events(self, name: str, task: str | None = None) -> list:
+        return [e for e in EventLog(self.r, self.ks).history()
+                if e.name == name and (task is None or e.data.get("task_id") == task)]
+
+    def result_file(self, larry: str, task: str) -> dict:
+        return read_result(results_dir(self.dir, larry), task, self.board.result(task)["token"])
+
+    def ledger(self, larry: str) -> Ledger:
+        return Ledger(self.r, self.ks, larry)
+
+
+@pytest.fixture
+def rig(redis_server, r, tmp_path, monkeypatch):
+    monkeypatch.setenv("LARRY_DEADLINE_ALLOWANCE", "60")
+    monkeypatch.delenv("LARRY_REDIS_SENTINELS", raising=False)
+    sigterm = signal.getsignal(signal.SIGTERM)  # the worker installs its own handler
+    yield Rig(redis_server, r, tmp_path)
+    signal.signal(signal.SIGTERM, sigterm)
+
+
+def in_thread(target) -> threading.Thread:
+    """Run ``target`` beside the worker (which needs the main thread for its signal handler);
+    an exception in it fails the test through ``join_ok``."""
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            target()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.errors = errors
+    thread.start()
+    return thread
+
+
+def join_ok(thread: threading.Thread) -> None:
+    thread.join(30)
+    assert not thread.is_alive(), "helper thread hung"
+    if thread.errors:
+        raise thread.errors[0]
+
+
+def wait_for(predicate, what: str, timeout: float = 20.0):
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# --------------------------------------------------------------------------- protocol, budget, results
+
+def test_tasks_run_in_order_with_budget_shares_and_are_charged_and_recorded(rig, capsys):
+    rig.start_phase("cicd")
+    assert rig.worker("cicd", "analysis-worker-01", GOOD) == 0
+    tasks = ["audit-github-actions", "optimize-cronjob-schedules"]
+    assert rig.board.statuses(tasks) == dict.fromkeys(tasks, "completed")
+
+    first, second = (json.loads((results_dir(rig.dir, "cicd") / t / "env.json").read_text()) for t in tasks)
+    # analysis-worker: 5000 tokens and 15 minutes for 2 tasks; the second share is what is left.
+    assert (first["LARRY_TOKEN_BUDGET"], second["LARRY_TOKEN_BUDGET"]) == ("2500", str(5000 - 150))
+    assert first["LARRY_TASK_MINUTES"] == "7.5" and first["LARRY_WORKER_ID"] == "analysis-worker-01"
+    assert first["LARRY_TASK_TITLE"].startswith("Analyze GitHub Actions")
+
+    for task, env in zip(tasks, (first, second)):
+        result = rig.board.result(task)
+        assert result["token"] == int(env["LARRY_FENCE"])
+        assert result["data"]["tokens"] == 150 and result["data"]["malformed_lines"] == 1
+        assert result["data"]["findings"] == {"cves": {"high": 3}, "prs_created": 1}
+        record = rig.result_file("cicd", task)
+        assert record["fence"] == result["token"] and record["status"] == "completed"
+        assert record["tokens"] == 150 and record["message"] == "done"
+    assert rig.ledger("cicd").snapshot()["committed"] == 300
+    assert [e.data["task_id"] for e in rig.events("task_claimed")] == tasks
+    out = capsys.readouterr().out
+    assert "[audit-github-actions] an ordinary log line" in out and "malformed protocol line" in out
+    assert rig.r.get(rig.ks.worker_status("analysis-worker-01")) == "completed"
+
+
+def test_overspending_payload_is_killed_failed_for_good_and_its_tokens_recorded(rig):
+    rig.start_phase("security")
+    started = time.monotonic()
+    # scan-worker-03's second task depends on its first: nothing is left it could run.
+    assert rig.worker("security", "scan-worker-03", OVERSPEND_AND_IGNORE_SIGTERM) == 3
+    assert time.monotonic() - started < 30, "SIGKILL must follow the ignored SIGTERM"
+    task = "scan-cortex-system-namespace"
+    assert rig.board.statuses([task, "write-cve-remediation-plan"]) == {
+        task: "failed", "write-cve-remediation-plan": "pending"}
+    assert rig.board.result(task)["data"] == {"error": "budget exhausted"}
+    record = rig.result_file("security", task)
+    assert record["status"] == "failed" and record["detail"] == "budget exhausted"
+    assert record["tokens"] == record["budget"] + 1 == 4001
+    assert rig.ledger("security").snapshot()["committed"] == 4001  # spent is spent
+    assert len(rig.events("task_claimed", task)) == 1, "a budget failure is not retried"
+    assert rig.r.get(rig.ks.worker_status("scan-worker-03")) == "failed"
+
+
+def test_tokens_the_ledger_refuses_stop_the_payload_and_are_recorded_as_an_overrun(rig):
+    rig.start_phase("cicd")
+    rig.ledger("cicd").set_limit(120, overwrite=True)
+    init_reserve_pool(rig.r, rig.ks, 0, overwrite=True)
+    assert rig.worker("cicd", "analysis-worker-01", GOOD) == 3
+    assert rig.board.result("audit-github-actions")["data"] == {"error": "budget exhausted"}
+    assert rig.ledger("cicd").snapshot()["committed"] == 150
+    assert [e.data["used"] for e in rig.events("token_overrun")] == [150]
+    # The Larry is over its limit: the worker's next task fails without starting its payload.
+    assert rig.board.result("optimize-cronjob-schedules")["data"] == {"error": "budget exhausted"}
+
+
+def test_deadline_stops_the_payload_and_fails_the_task(rig, monkeypatch):
+    monkeypatch.setenv("LARRY_DEADLINE_ALLOWANCE", "0.5")
+    rig.start_phase("security")
+    started = time.monotonic()
+    # 15 plan minutes at speed 1800 = 0.5 s, plus the allowance.
+    assert rig.worker("security", "scan-worker-01", SLEEP, speed=1800) == 3
+    assert 1.0 <= time.monotonic() - started < 30
+    assert rig.board.result("scan-cortex-namespace")["data"] == {"error": "deadline"}
+
+
+@pytest.mark.parametrize("command", [payload("import sys; sys.exit(7)"), ["/nonexistent/agent"]])
+def test_a_crashed_payload_puts_the_task_back_and_asks_for_a_restart(rig, command):
+    rig.start_phase("security")
+    assert rig.worker("security", "scan-worker-01", command) == 1
+    assert rig.board.statuses(["scan-cortex-namespace"]) == {"scan-cortex-namespace": "pending"}
+    assert rig.r.get(rig.ks.worker_status("scan-worker-01")) == "error"
+
+
+# --------------------------------------------------------------------------- leases
+
+def test_lost_lease_stops_the_payload_writes_nothing_and_the_task_is_run_again(rig):
+    rig.start_phase("security")
+    task = "scan-cortex-namespace"
+    stopped = results_dir(rig.dir, "security") / task
+    command = payload("""
+        import os, signal, sys, time
+        def stop(*_):
+            open(os.path.join(os.environ["LARRY_RESULTS_DIR"], "stopped-" + os.environ["LARRY_FENCE"]), "w").close()
+            sys.exit(1)
+        signal.signal(signal.SIGTERM, stop)
+        if not [n for n in os.listdir(os.environ["LARRY_RESULTS_DIR"]) if n.startswith("stopped-")]:
+            time.sleep(60)
+        print('@larry {"tokens": 10}')
+    """)
+    listener = EventListener(rig.r, rig.ks, "$")
+    thief = LeaseManager(rig.r, rig.ks, "security", worker="thief")
+
+    def steal():
+        wait_for(lambda: any(e.name == "task_claimed" for e in listener.poll(200)), "the worker's claim")
+        rig.r.delete(rig.ks.task_lock(task))
+        stolen = thief.acquire(task).lease
+        wait_for(lambda: stopped.is_dir() and any(p.name.startswith("stopped-") for p in stopped.iterdir()),
+                 "the payload to be stopped")
+        thief.release(stolen)
+
+    helper = in_thread(steal)
+    assert rig.worker("security", "scan-worker-01", command) == 0
+    join_ok(helper)
+    claims = [e.data["token"] for e in rig.events("task_claimed", task)]
+    assert len(claims) == 3  # the worker's, the thief's, the worker's again
+    assert rig.board.result(task)["token"] == claims[-1] > claims[0]
+    assert [e.data["token"] for e in rig.events("task_completed", task)] == [claims[-1]]
+
+
+def test_a_restarted_worker_takes_over_its_dead_predecessors_lease_at_once(rig):
+    rig.start_phase("security")
+    task = "scan-cortex-namespace"
+    predecessor = LeaseManager(rig.r, rig.ks, "security", worker="scan-worker-01", ttl_ms=120_000)
+    old = predecessor.acquire(task).lease
+    started = time.monotonic()
+    assert rig.worker("security", "scan-worker-01", GOOD) == 0
+    assert time.monotonic() - started < 60, "it must not wait out the 120 s lease"
+    [takeover] = rig.events("task_takeover", task)
+    assert takeover.data["previous"] == old.owner
+    assert rig.board.result(task)["token"] > old.token
+    assert predecessor.complete(old, {"late": True}).status == "finished"
+
+
+# --------------------------------------------------------------------------- waiting: dependencies, pause
+
+def test_dependencies_of_other_workers_are_waited_for_on_the_event_stream(rig):
+    """At speed 1 the worker re-reads state only every 30 s: finishing well within that
+    means the dependencies' completion events woke it."""
+    rig.start_phase("security")
+    others = LeaseManager(rig.r, rig.ks, "security", worker="scan-worker-01")
+    listener = EventListener(rig.r, rig.ks, "$")
+
+    def finish_dependencies():
+        wait_for(lambda: any(e.name == "task_completed" for e in listener.poll(200)), "the worker's own first task")
+        time.sleep(0.3)
+        for dep in ("scan-cortex-namespace", "scan-catalog-system-namespace"):
+            assert others.complete(others.acquire(dep).lease, {"tokens": 1}).ok
+
+    helper = in_thread(finish_dependencies)
+    started = time.monotonic()
+    assert rig.worker("security", "scan-worker-03", GOOD, speed=1) == 0
+    join_ok(helper)
+    assert time.monotonic() - started < 20
+    order = [(e.name, e.data["task_id"]) for e in EventLog(rig.r, rig.ks).history()
+             if e.name in ("task_claimed", "task_completed")]
+    assert order.index(("task_claimed", "write-cve-remediation-plan")) > order.index(
+        ("task_completed", "scan-catalog-system-namespace"))
+
+
+def test_a_critical_cve_alert_pauses_the_named_worker_until_it_is_resolved(rig):
+    coordinator = rig.start_phase("security")
+    listener = EventListener(rig.r, rig.ks, "0-0")
+    alert = EventLog(rig.r, rig.ks)
+
+    def fold():
+        coordinator.history.add(listener.poll(None))
+        coordinator.apply_pauses()
+
+    # Seed 001 appendix A example 3, addressed to one worker.
+    alert.emit("critical_cve", "development", alert=True, severity="critical",
+               data={"cve_id": "CVE-2025-12345", "cvss": 9.8, "workers": ["scan-worker-01"]})
+    fold()
+    assert rig.r.get(rig.ks.worker_paused("scan-worker-01")) == "critical_cve CVE-2025-12345 from development"
+    assert rig.r.get(rig.ks.worker_paused("scan-worker-02")) is None
+
+    def resolve_later():
+        wait_for(lambda: rig.r.get(rig.ks.worker_status("scan-worker-01")) == "paused", "the worker to pause")
+        time.sleep(0.5)
+        assert rig.events("task_claimed") == [], "a paused worker claims nothing"
+        alert.emit("critical_cve_resolved", "development", data={"workers": ["scan-worker-01"]})
+        fold()
+
+    helper = in_thread(resolve_later)
+    started = time.monotonic()
+    assert rig.worker("security", "scan-worker-01", GOOD, speed=1) == 0
+    join_ok(helper)
+    assert time.monotonic() - started < 20, "the resume event, not the 30 s re-check, must wake it"
+    assert [e.data["worker"] for e in rig.events("worker_paused")] == ["scan-worker-01"]
+    assert [e.data["worker"] for e in rig.events("worker_resumed")] == ["scan-worker-01"]
+
+
+# --------------------------------------------------------------------------- usage errors
+
+@pytest.mark.parametrize("argv,message", [
+    (["--larry", "security", "--worker", "nobody"], "security has no worker 'nobody' (expected one of scan-worker-01,"),
+    (["--larry", "nowhere", "--worker", "scan-worker-01"], "no Larry 'nowhere' in the plan"),
+])
+def test_unknown_names_are_one_line_and_exit_2(argv, message, capsys):
+    assert cli.main(["worker", "--stack", "cortex", "--project-dir", str(ROOT), *argv, "--", "true"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_unreachable_redis_is_one_line_and_exit_2(monkeypatch, capsys):
+    monkeypatch.setenv("LARRY_REDIS_RETRY_FOR", "0.3")
+    monkeypatch.delenv("LARRY_REDIS_SENTINELS", raising=False)
+    from tests.support.redis_servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    assert cli.main(["worker", "--stack", "cortex", "--project-dir", str(ROOT), "--larry", "security",
+                     "--worker", "scan-worker-01", "--redis-url", url, "--", "true"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"larry worker: cannot reach Redis at {url} (") and len(err.strip().splitlines()) == 1

@@ -1,0 +1,192 @@
+"""Durable events and phase progress."""
+
+import json
+import threading
+
+import pytest
+import redis
+
+from runtime.coordination.connection import connect
+from runtime.coordination.events import EventListener, EventLog
+from runtime.coordination.keys import Keyspace
+from runtime.coordination.phases import PhaseTracker
+
+
+def test_event_is_streamed_and_published_on_the_seed_channel(r, ks):
+    sub = r.pubsub()
+    sub.subscribe(ks.coordination)
+    sub.get_message(timeout=1)
+    entry_id = EventLog(r, ks).emit("progress_update", "larry-01", progress=50, message="Database consolidation")
+    published = json.loads(sub.get_message(timeout=2)["data"])
+    assert published["event"] == "progress_update" and published["from"] == "larry-01"
+    assert published["progress"] == 50 and published["timestamp"].endswith("Z")
+    (event,) = EventLog(r, ks).history()
+    assert event.id == entry_id and event.data == published and event.channel == ks.coordination
+    sub.close()
+
+
+def test_listener_catches_up_after_disconnect_without_gaps_or_duplicates(r, ks, settings):
+    log = EventLog(r, ks)
+    listener_client = connect(settings)
+    listener = EventListener(listener_client, ks, "$")
+    log.emit("e", "x", n=0)
+    assert [e.data["n"] for e in listener.poll(None)] == [0]
+
+    # Drop the listener's connection server-side, then emit while it is away.
+    listener_client.client_setname("listener")
+    for client in r.client_list():
+        if client.get("name") == "listener":
+            r.client_kill_filter(_id=client["id"])
+    for n in range(1, 6):
+        log.emit("e", "x", n=n)
+    seen = []
+    while len(seen) < 5:
+        seen += [e.data["n"] for e in listener.poll(block_ms=1000)]
+    assert seen == [1, 2, 3, 4, 5]
+    assert listener.poll(block_ms=None) == []
+    listener_client.close()
+
+
+def test_restarted_listener_resumes_after_its_persisted_id(r, ks):
+    client = r
+    log = EventLog(client, ks)
+    log.emit("e", "x", n=1)
+    listener = EventListener(client, ks, "0-0")
+    assert [e.data["n"] for e in listener.poll(None)] == [1]
+    # A restarted listener resumes from the ID it persisted.
+    resumed = EventListener(client, ks, listener.last_id)
+    log.emit("e", "x", n=2)
+    assert [e.data["n"] for e in resumed.poll(None)] == [2]
+    assert resumed.gaps == 0
+
+
+def test_listener_reports_a_gap_when_its_position_was_trimmed(r):
+    ks = Keyspace(prefix=f"trim{id(r)}:", stream_maxlen=10)
+    log = EventLog(r, ks)
+    first = log.emit("e", "x", n=0)
+    for n in range(1, 400):
+        log.emit("e", "x", n=n)
+    assert EventListener(r, ks, first).gaps == 1
+
+
+def test_malformed_entries_are_counted_and_skipped(r, ks):
+    listener = EventListener(r, ks, "$")
+    r.xadd(ks.stream, {"channel": ks.coordination, "data": "{not json"})
+    r.xadd(ks.stream, {"channel": ks.coordination})
+    r.xadd(ks.stream, {"channel": ks.coordination, "data": json.dumps([1, 2])})
+    r.xadd(ks.stream, {"channel": ks.coordination, "data": json.dumps({"no": "event"})})
+    good = EventLog(r, ks).emit("phase_complete", "larry-02")
+    events = listener.poll(None)
+    assert [e.id for e in events] == [good] and listener.malformed == 4
+
+
+def test_listen_yields_in_order_until_stopped(r, ks):
+    listener = EventListener(r, ks, "$")
+    stop = threading.Event()
+    got = []
+
+    def consume():
+        for event in listener.listen(stop, block_ms=100):
+            got.append(event.data["n"])
+            if len(got) == 20:
+                stop.set()
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    for n in range(20):
+        EventLog(r, ks).emit("e", "x", n=n)
+    thread.join(5)
+    assert got == list(range(20))
+
+
+def test_phase_status_moves_forward_only_with_timestamps(r, ks):
+    phase = PhaseTracker(r, ks, "larry-01")
+    assert phase.init() is True and phase.init() is False
+    assert phase.complete() == "pending", "cannot complete a phase that never started"
+    assert phase.start() == "started" and phase.start() == "in_progress"
+    snap = phase.snapshot()
+    assert snap["status"] == "in_progress" and snap["started_at"] and snap["completed_at"] is None
+    assert phase.complete("done") == "completed" and phase.complete() == "already"
+    assert phase.start() == "completed" and phase.fail("late") == "completed"
+    snap = phase.snapshot()
+    assert snap["status"] == "completed" and snap["progress"] == 100 and snap["completed_at"]
+    assert r.get(ks.phase_status("larry-01")) == "completed"  # the seed's redis-cli GET works
+
+
+def test_progress_is_monotonic_and_replays_emit_nothing(r, ks):
+    phase = PhaseTracker(r, ks, "larry-02")
+    phase.start()
+    listener = EventListener(r, ks, "$")
+    assert phase.progress(30, "scanning") == 30
+    assert phase.progress(20, "late report") == 30
+    assert phase.progress(30, "replay") == 30
+    assert phase.progress(55) == 55
+    assert phase.progress(250) == 100
+    events = listener.poll(None)
+    assert [(e.name, e.data["progress"]) for e in events] == [("progress_update", 30), ("progress_update", 55),
+                                                              ("progress_update", 100)]
+    assert r.get(ks.phase_progress("larry-02")) == "100"
+
+
+def test_progress_from_many_threads_ends_at_the_maximum(r, ks):
+    phase = PhaseTracker(r, ks, "larry-03")
+    phase.start()
+    threads = [threading.Thread(target=lambda v=v: phase.progress(v)) for v in range(0, 100, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert phase.snapshot()["progress"] == 99
+
+
+def test_failed_phase_alerts(r, ks):
+    listener = EventListener(r, ks, "$")
+    phase = PhaseTracker(r, ks, "larry-01")
+    phase.start()
+    assert phase.fail("postgres consolidation broke") == "failed"
+    (started, failed) = listener.poll(None)
+    assert failed.name == "phase_failed" and failed.channel == ks.alerts
+
+
+def test_client_must_decode_responses(redis_server, ks):
+    raw = redis.Redis.from_url(redis_server.url)
+    with pytest.raises(ValueError, match="decode_responses"):
+        EventLog(raw, ks)
+
+
+def test_lua_timestamps_match_python_across_calendar_edges(r, ks):
+    from datetime import datetime, timezone
+
+    from runtime.coordination.events import lua_script
+    script = r.register_script(lua_script(ks, "return iso8601(tonumber(ARGV[2]), tonumber(ARGV[3]))"))
+    for text in ["1970-01-01T00:00:00.000", "2000-02-29T12:34:56.789", "2024-12-31T23:59:59.999",
+                 "2025-03-01T00:00:00.001", "2100-02-28T23:00:00.500", "2026-11-21T05:55:34.123"]:
+        moment = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        secs = int(moment.timestamp())
+        assert script(args=["x", secs, moment.microsecond]) == text + "Z"
+
+
+def test_event_timestamp_is_the_primarys_clock(r, ks):
+    from datetime import datetime
+    entry_id = EventLog(r, ks).emit("e", "x")
+    (event,) = EventLog(r, ks).history()
+    stamped = datetime.fromisoformat(event.data["timestamp"].replace("Z", "+00:00")).timestamp() * 1000
+    assert abs(stamped - int(entry_id.split("-")[0])) <= 2
+
+
+def test_cortex_stack_uses_its_own_channels_and_stream(r, ks):
+    p = ks.prefix
+    ks = Keyspace.cortex(prefix=p)
+    sub = r.pubsub()
+    sub.subscribe(p + "cortex:masters:escalation")
+    sub.get_message(timeout=1)
+    EventLog(r, ks).emit("ESCALATION", "security-master", alert=True, severity="critical")
+    assert json.loads(sub.get_message(timeout=2)["data"])["event"] == "ESCALATION"
+    assert r.xlen(p + "cortex:events:system") == 1
+    assert ks.phase_status("larry-01") == p + "phase:larry-01:status"
+    sub.close()
+
+
+def test_names_must_be_printable_ascii():
+    with pytest.raises(ValueError):
+        Keyspace(coordination_channel='bad"\nname\u00e9')

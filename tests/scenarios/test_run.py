@@ -1,0 +1,319 @@
+"""`larry run`: whole plans on this machine, real redis-server and real processes, plus chaos.
+
+Deadlines get a generous allowance ($LARRY_DEADLINE_ALLOWANCE) so a busy machine slows a
+run down without failing it; nothing below asserts how fast anything was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from plan.loader import load_stack
+from runtime import cli
+from runtime.commands.converge import fetch_missing_reports
+from runtime.commands.run import larry_command
+from runtime.coordination.connection import RedisSettings, connect
+from runtime.coordination.events import EventListener, EventLog
+from runtime.coordination.keys import CONVERGENCE_BARRIER, Keyspace
+from runtime.coordination.ledger import Ledger
+from runtime.coordination.tasks import TaskBoard
+from runtime.reporting.results import read_result, results_dir
+from runtime.reporting.schema import ReportError, load_larry_report, report_path
+from runtime.reporting.summary import converge
+from tests.runtime.reporting.test_summary import moto_server, s3  # noqa: F401 - fixtures
+from tests.support.project import ROOT  # noqa: E402
+from tests.support.redis_servers import RedisServer
+
+DEV = load_stack("dev", ROOT)
+RUN_TIMEOUT = 240
+pytestmark = pytest.mark.timeout(2 * RUN_TIMEOUT)
+
+
+def run_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LARRY_")}
+    return env | {"LARRY_DEADLINE_ALLOWANCE": "60"}
+
+
+def start_run(stack: str, run_dir: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([*larry_command(), "run", "--stack", stack, "--project-dir", str(ROOT), "--speed", "600",
+                             "--coordination-dir", str(run_dir), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env())
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=RUN_TIMEOUT)
+    return proc.returncode, out
+
+
+def summary_of(out: str) -> Path:
+    return Path(re.findall(r"^summary: (.+)$", out, re.M)[-1])
+
+
+def sections(summary: Path) -> list[str]:
+    return re.findall(r"^## \d+\. (.+)$", summary.read_text(), re.M)
+
+
+def section(summary: Path, title: str) -> str:
+    text = summary.read_text()
+    start = text.index(f". {title}\n")
+    end = text.find("\n## ", start)
+    return text[start:end if end > 0 else None]
+
+
+class Observed:
+    """A run against the test's own redis-server, whose state outlives the run."""
+
+    def __init__(self, tmp_path: Path):
+        self.server = RedisServer(tmp_path / "redis").start()
+        self.r = self.server.client()
+        self.ks = Keyspace.for_plan(DEV.channels)
+        self.dir = tmp_path / "run"
+        self.listener = EventListener(self.r, self.ks, "$")
+
+    def start(self, *args: str) -> subprocess.Popen:
+        return start_run("dev", self.dir, "--redis-url", self.server.url, *args)
+
+    def wait_for(self, name: str, task: str, proc: subprocess.Popen):
+        while proc.poll() is None:
+            for event in self.listener.poll(500):
+                if event.name == name and event.data.get("task_id") == task:
+                    return event
+        raise AssertionError(f"the run ended before {name} of {task}")
+
+    def kill_9(self, process: str) -> int:
+        pid = int((self.dir / "pids" / f"{process}.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def events(self, name: str) -> list:
+        return [e for e in EventLog(self.r, self.ks).history() if e.name == name]
+
+    def completions(self) -> Counter:
+        return Counter(e.data["task_id"] for e in self.events("task_completed"))
+
+    def report(self, larry: str) -> dict:
+        return load_larry_report(report_path(self.dir / "reports", larry))
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def assert_every_task_completed_once(run: Observed) -> None:
+    ids = [t.id for larry in DEV.larrys for t in larry.tasks]
+    assert run.completions() == Counter(ids), "each task completed exactly once"
+    board = TaskBoard(run.r, run.ks)
+    assert set(board.statuses(ids).values()) == {"completed"}
+    for larry in DEV.larrys:
+        for task in larry.tasks:
+            fence = board.result(task.id)["token"]
+            assert read_result(results_dir(run.dir, larry.id), task.id, fence)["status"] == "completed"
+
+
+# --------------------------------------------------------------------------- the dev stack
+
+@pytest.fixture(scope="module")
+def dev_run(tmp_path_factory):
+    """`larry run --stack dev --speed 600 --hold`: scraped while held, then stopped with Ctrl+C."""
+    run = Observed(tmp_path_factory.mktemp("dev"))
+    proc = run.start("--hold")
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("summary: "):
+            break
+    ports = json.loads((run.dir / "processes.json").read_text())["coordinators"]
+    run.metrics = {larry: urllib.request.urlopen(where["metrics"], timeout=10).read().decode()
+                   for larry, where in ports.items()}
+    run.pids = [int(p.read_text()) for p in (run.dir / "pids").glob("*.pid")]
+    proc.send_signal(signal.SIGINT)
+    code, rest = finish(proc)
+    run.code, run.out = code, "".join(lines) + rest
+    yield run
+    run.stop()
+
+
+def test_dev_run_completes_every_task_exactly_once(dev_run):
+    assert dev_run.code == 0, dev_run.out
+    assert_every_task_completed_once(dev_run)
+    assert dev_run.events("task_failed") == [] and dev_run.events("task_requeued") == []
+
+
+def test_dev_run_phases_completed_and_barrier_passed(dev_run):
+    for larry in DEV.larrys:
+        assert dev_run.r.get(dev_run.ks.phase_status(larry.id)) == "completed"
+        assert dev_run.report(larry.id)["status"] == "completed"
+    assert dev_run.r.smembers(dev_run.ks.barrier_arrived(CONVERGENCE_BARRIER)) == {l.id for l in DEV.larrys}
+    assert dev_run.r.exists(dev_run.ks.barrier_released(CONVERGENCE_BARRIER))
+    released = [e.data["barrier"] for e in dev_run.events("barrier_released")]
+    assert released == [CONVERGENCE_BARRIER, "reports"]
+
+
+def test_dev_summary_has_nine_sections_and_the_ledgers_token_figures(dev_run):
+    summary = summary_of(dev_run.out)
+    assert summary.parent == dev_run.dir / "reports" and len(sections(summary)) == 9
+    assert "**Overall: SUCCESS.**" in summary.read_text()
+    tokens = section(summary, "Token Budget Utilization")
+    total = 0
+    for larry in DEV.larrys:
+        ledger = Ledger(dev_run.r, dev_run.ks, larry.id).snapshot()
+        total += ledger["committed"]
+        assert ledger["reserved"] == 0 and ledger["committed"] > 0
+        row = re.search(rf"^\| {larry.id} \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \|", tokens, re.M)
+        assert [int(g.replace(",", "")) for g in row.groups()] == [ledger["limit"], 0, ledger["committed"]]
+    system = re.search(r"^\| System \| [\d,]+ \| [\d,]+ \| ([\d,]+) \|", tokens, re.M)
+    assert int(system.group(1).replace(",", "")) == total
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels`` (Prometheus text format)."""
+    wanted = {f'{k}="{v}"' for k, v in labels.items()}
+    values = [float(value) for found, value in re.findall(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, re.M)
+              if wanted <= set(found.split(","))]
+    assert values, f"{name} {wanted} not exposed"
+    return sum(values)
+
+
+def test_metrics_endpoint_exposes_the_seed_metrics_with_the_runs_values(dev_run):
+    for larry in DEV.larrys:
+        text = dev_run.metrics[larry.id]
+        ledger = Ledger(dev_run.r, dev_run.ks, larry.id).snapshot()
+        assert metric(text, "larry_phase_progress", larry_id=larry.id) == 100
+        assert metric(text, "larry_tasks_completed", larry_id=larry.id) == len(larry.tasks)
+        assert metric(text, "larry_tokens_used", larry_id=larry.id) == ledger["committed"]
+        assert metric(text, "larry_tokens_limit", larry_id=larry.id) == larry.token_budget
+        assert metric(text, "larry_tasks_failed", larry_id=larry.id) == 0
+        assert metric(text, "larry_barrier_passed", larry_id=larry.id) == 1
+        for node in larry.worker_nodes:
+            on_node = sum(w.node == node for w in larry.workers)
+            assert 0 <= metric(text, "larry_workers_active", larry_id=larry.id, node=node) <= on_node
+
+
+def test_ctrl_c_stops_every_process_of_the_run(dev_run):
+    assert "holding: coordinators and Redis stay up until Ctrl+C" in dev_run.out
+    for pid in dev_run.pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+# --------------------------------------------------------------------------- cortex, private Redis, S3
+
+def test_cortex_run_completes_with_its_private_redis_and_archives_to_s3(tmp_path, s3):  # noqa: F811
+    code, out = finish(start_run("cortex", tmp_path, "--s3-url", "s3://larry-archives/runs/cortex"))
+    assert code == 0, out
+    cortex = load_stack("cortex", ROOT)
+    for larry in cortex.larrys:
+        report = load_larry_report(report_path(tmp_path / "reports", larry.id))
+        assert report["status"] == "completed"
+        assert [t["status"] for t in report["tasks"]] == ["completed"] * len(larry.tasks)
+        assert all(check["passed"] for check in report["validation"])
+    summary = summary_of(out)
+    assert len(sections(summary)) == len(cortex.larrys) + 6
+    [archive] = (tmp_path / "archives").iterdir()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="larry-archives")["Contents"]]
+    assert keys == [f"runs/cortex/{archive.name}"]
+    # The private redis-server: password-protected, and shut down cleanly at the end.
+    assert "requirepass " in (tmp_path / "redis" / "redis.conf").read_text()
+    assert "ready to exit, bye bye" in (tmp_path / "redis" / "redis.log").read_text()
+    assert re.search(r"^\[ *[\d.]+s\] barrier reports released$", out, re.M)
+
+
+# --------------------------------------------------------------------------- chaos
+
+@pytest.fixture
+def observed(tmp_path):
+    run = Observed(tmp_path)
+    yield run
+    run.stop()
+
+
+def test_kill_9_of_a_worker_mid_task_still_completes_the_task_exactly_once(observed):
+    proc = observed.start()
+    # The feature worker's second task: its longest (12.5 plan minutes), claimed once the
+    # start-up rush is over.
+    claim = observed.wait_for("task_claimed", "document-priority-feature", proc)
+    pid = observed.kill_9("worker-feature-worker")
+    code, out = finish(proc)
+    assert code == 0, out
+    assert "worker-feature-worker exited with status -9; restart 1/3" in out
+    assert f"/{pid}-" in claim.data["owner"], "the killed process held the task"
+    assert_every_task_completed_once(observed)
+    report = observed.report("larry-03")
+    task = next(t for t in report["tasks"] if t["id"] == "document-priority-feature")
+    assert (task["status"], task["attempts"]) == ("completed", 2)
+    assert task["fence"] > claim.data["token"]
+    assert report["workers"]["feature-worker"]["restarts"] == 1
+
+
+def test_a_killed_coordinator_is_restarted_and_resumes_from_redis_state(observed):
+    proc = observed.start()
+    observed.wait_for("task_completed", "investigate-pgadmin-root-cause", proc)
+    observed.kill_9("coordinator-larry-01")
+    code, out = finish(proc)
+    assert code == 0, out
+    assert "coordinator-larry-01 exited with status -9; restart 1 in" in out
+    log = (observed.dir / "logs" / "coordinator-larry-01.log").read_text()
+    assert "resuming: phase in_progress" in log
+    assert [e.data["larry"] for e in observed.events("phase_started")].count("larry-01") == 1
+    assert_every_task_completed_once(observed)
+    report = observed.report("larry-01")
+    ledger = Ledger(observed.r, observed.ks, "larry-01").snapshot()
+    assert report["status"] == "completed" and report["tokens"]["committed"] == ledger["committed"]
+    assert report["started_at"] == observed.r.get(observed.ks.phase_started_at("larry-01"))
+
+
+def test_an_overspending_payload_is_stopped_and_reported_as_such(tmp_path):
+    code, out = finish(start_run("dev", tmp_path, "--overspend-task", "write-vulnerability-report"))
+    assert code == 1, out
+    assert "larry-02: write-vulnerability-report FAILED (budget exhausted)" in out
+    assert "worker-scan-worker-01 exited with status 3 and gave up; not restarted" in out
+    log = (tmp_path / "logs" / "worker-scan-worker-01.log").read_text()
+    assert "write-vulnerability-report: stopping the payload (budget exhausted:" in log
+    report = load_larry_report(report_path(tmp_path / "reports", "larry-02"))
+    task = next(t for t in report["tasks"] if t["id"] == "write-vulnerability-report")
+    assert (task["status"], task["detail"], task["attempts"]) == ("failed", "budget exhausted", 1)
+    record = json.loads((tmp_path / "results" / "larry-02" / "write-vulnerability-report.json").read_text())
+    assert record["tokens"] > record["budget"] and record["fence"] == task["fence"]
+    assert report["status"] == "failed"
+    others = [t for t in report["tasks"] if t["id"] != "write-vulnerability-report"]
+    assert {t["status"] for t in others} == {"completed"}
+    summary = summary_of(out).read_text()
+    assert "**Overall: INCOMPLETE.**" in summary and "failed (budget exhausted)" in summary
+
+
+# --------------------------------------------------------------------------- usage errors
+
+@pytest.mark.parametrize("argv,message", [
+    (["--stack", "nope"], "Pulumi.nope.yaml: stack file not found"),
+    (["--stack", "dev", "--overspend-task", "nope"], "--overspend-task: 'nope' is not a task of"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    assert cli.main(["run", "--project-dir", str(ROOT), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_converge_on_a_volume_without_the_reports_reads_them_from_redis(dev_run, tmp_path):
+    """In a cluster each Larry's volume lives in its own namespace; the converge Job sees none
+    of them and takes the copies the coordinators left in Redis."""
+    fetch_missing_reports(dev_run.r, dev_run.ks, DEV, tmp_path)
+    for larry in DEV.larrys:
+        assert load_larry_report(tmp_path / "reports" / f"{larry.id}-final.json") == dev_run.report(larry.id)
+    result = converge(DEV, tmp_path)
+    assert len(sections(result.summary)) == 9
+
+
+def test_a_corrupt_report_in_redis_is_one_error_naming_the_key(redis_server, tmp_path):
+    client = connect(RedisSettings(url=redis_server.url, retry_for=2.0))
+    ks = Keyspace(prefix="corrupt-report:")
+    client.set(ks.phase_report("larry-01"), "{not json")
+    with pytest.raises(ReportError, match=r"redis key corrupt-report:phase:larry-01:report: not valid JSON"):
+        fetch_missing_reports(client, ks, DEV, tmp_path)
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
