@@ -1,4 +1,4 @@
-"""The environment variables of a run, named once: what components/ renders into the pods,
+"""Every ``LARRY_*`` environment variable of a run, named once: what components/ renders into the pods,
 what the runtime's processes read and what a worker hands its payload. Both sides import
 these names, so the rendered and the read cannot drift apart.
 """
@@ -15,6 +15,10 @@ REDIS_SOCKET_TIMEOUT = "LARRY_REDIS_SOCKET_TIMEOUT"
 #: Runtime only: seconds Redis may stay unreachable before a worker degrades to file-based
 #: coordination on the volume (default: the retry window above; ``off`` disables it).
 DEGRADE_AFTER = "LARRY_DEGRADE_AFTER"
+#: Runtime only: the unscaled seconds every deadline gets on top of ``minutes * 60 / speed``.
+DEADLINE_ALLOWANCE = "LARRY_DEADLINE_ALLOWANCE"
+#: Benchmarks only: a directory where each process writes the time it spent in Redis calls.
+CALL_STATS_DIR = "LARRY_CALL_STATS_DIR"
 
 # ---- a process of the run (command-line defaults; the local supervisor sets them for its children)
 LARRY_ID = "LARRY_ID"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runtime.reporting.schema import write_atomic
+from runtime.support.files import write_atomic
 
 
 def results_dir(coordination_dir: str | Path, larry: str) -> Path:

@@ -36,13 +36,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping
+
+from runtime.support.files import write_atomic
 
 SCHEMA_VERSION = 1
 REPORT_STATUSES = ("completed", "failed")
@@ -58,33 +57,6 @@ class ReportError(Exception):
 def report_path(directory: str | Path, larry: str) -> Path:
     """Where ``larry``'s final report lives inside the reports ``directory``."""
     return Path(directory) / f"{larry}-final.json"
-
-
-@contextmanager
-def atomic_file(path: Path) -> Iterator[BinaryIO]:
-    """A binary handle whose content replaces ``path`` (same-directory temp file + rename)
-    when the block ends without an exception; on an exception nothing is left behind.
-
-    Readers see the old file or the new one, never a part.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o644)  # mkstemp's 0600 would hide it from other pods' users
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_file`)."""
-    with atomic_file(path) as handle:
-        handle.write(data.encode() if isinstance(data, str) else data)
 
 
 def write_larry_report(directory: str | Path, report: dict[str, Any]) -> Path:

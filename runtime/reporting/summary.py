@@ -36,11 +36,10 @@ from runtime.reporting.schema import (
     SEVERITIES,
     ReportError,
     aggregate_findings,
-    atomic_file,
     load_larry_report,
     report_path,
-    write_atomic,
 )
+from runtime.support.files import atomic_file, write_atomic
 
 Report = dict[str, Any]
 

@@ -24,12 +24,12 @@ from plan.model import utilisation
 from runtime.reporting.schema import (
     ReportError,
     aggregate_findings,
-    atomic_file,
     load_larry_report,
     report_path,
     write_larry_report,
 )
 from runtime.reporting.summary import ConvergeError, converge
+from runtime.support.files import atomic_file
 from tests.support.project import ROOT  # noqa: E402
 
 T0 = datetime(2026, 11, 21, 6, 0, tzinfo=timezone.utc)
