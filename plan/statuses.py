@@ -19,3 +19,29 @@ class TaskStatus(StrEnum):
 
 #: Statuses a task never leaves.
 TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED})
+
+
+class PhaseStatus(StrEnum):
+    """``phase:{larry}:status``: pending -> in_progress -> completed | failed, never backwards."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class WorkerStatus(StrEnum):
+    """``worker:{id}:status`` (seed: idle | busy | completed), plus what the runtime adds: a
+    worker paused by its coordinator, one that gave up, one whose heartbeat was reaped."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ERROR = "error"
+    DEAD = "dead"
+
+
+#: Worker statuses of a process that is still running.
+RUNNING = frozenset({WorkerStatus.IDLE, WorkerStatus.BUSY, WorkerStatus.PAUSED})
