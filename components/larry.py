@@ -9,29 +9,21 @@ namespace comes from the ``LarryNamespace`` the Larry is given.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.namespace import AUTH_KEY, AUTH_SECRET, COORDINATOR_PORT
 from components.observability import service_monitor
+from components.runtime_pod import COORDINATION_ENV, RuntimePods
 from plan import environment as envvar
 from plan import labels as contract
-from plan.model import Larry, StackConfig, Worker
+from plan.model import Larry as LarryConfig
+from plan.model import Worker
+from plan.pods import COORDINATOR_PORT, PLAN_PATH, WORKER_BACKOFF_LIMIT
 
-#: The runtime image's user (see Dockerfile); fsGroup makes the coordination volume writable.
-RUNTIME_UID = 10001
-PLAN_DIR = "/etc/larry"
-PLAN_PATH = f"{PLAN_DIR}/plan.yaml"
-COORDINATION_DIR = "/coordination"
-RESULTS_DIR = f"{COORDINATION_DIR}/results"
-#: Seed risk 1: Kubernetes restarts a failed worker; its task lease expires and is re-claimed.
-WORKER_BACKOFF_LIMIT = 3
 #: Coordinators run on the k3s servers, which may carry either taint name.
 CONTROL_PLANE_TOLERATIONS = [
     {"key": key, "operator": "Exists", "effect": "NoSchedule"}
@@ -65,59 +57,41 @@ CLUSTER_READ_RULES = [
 
 
 @dataclass(frozen=True)
-class PlanDocument:
-    """The stack's plan as every pod reads it, rendered once per program run."""
-    text: str
-    digest: str
-
-    @classmethod
-    def of(cls, cfg: StackConfig) -> "PlanDocument":
-        text = cfg.plan_document()
-        return cls(text, hashlib.sha256(text.encode()).hexdigest())
+class ClusterReaderArgs:
+    #: The stack's name: it qualifies the name of the cluster-scoped role.
+    stack: str
 
 
 class ClusterReader(pulumi.ComponentResource):
     """The read-only ClusterRole the clusterRead Larrys bind: one per stack, the rules being
     the same for all. Cluster-scoped names must be unique across stacks sharing a cluster."""
 
-    def __init__(self, name: str, stack: str, opts: pulumi.ResourceOptions | None = None):
+    role_name: str
+
+    def __init__(self, name: str, args: ClusterReaderArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("larry:index:ClusterReader", name, None, opts)
-        self.role_name = f"larry:{stack}:cluster-read"
-        k8s.rbac.v1.ClusterRole(name, metadata=kube.metadata(self.role_name, None, kube.labels("larry", stack, "rbac")),
-                                rules=CLUSTER_READ_RULES, opts=kube.opts(self))
+        self.role_name = f"larry:{args.stack}:cluster-read"
+        k8s.rbac.v1.ClusterRole(name, metadata=kube.metadata(
+            self.role_name, None, kube.labels("larry", args.stack, "rbac")), rules=CLUSTER_READ_RULES,
+            opts=kube.opts(self))
         self.register_outputs({"roleName": self.role_name})
 
 
 @dataclass(frozen=True)
 class LarryArgs:
-    cfg: StackConfig
-    larry: Larry
-    plan: PlanDocument
+    larry: LarryConfig
+    #: Image, plan and Redis hub, as every runtime pod of the stack gets them.
+    pods: RuntimePods
+    #: The stack's execution window (minutes), which the worker Jobs carry for the policy pack.
+    execution_window_minutes: int
+    #: IPs of the k3s servers, where the API server listens.
+    api_servers: tuple[str, ...]
+    #: Whether the cluster runs prometheus-operator, for the coordinator's ServiceMonitor.
+    service_monitors: bool
     #: The LarryNamespace this Larry runs in: its namespace, guardrails and password Secret.
     namespace: pulumi.Resource
     #: The stack's read-only ClusterRole; required when the Larry has clusterRead.
     cluster_reader: ClusterReader | None = None
-
-
-def redis_env(cfg: StackConfig) -> list[dict[str, Any]]:
-    """How every Larry process finds and authenticates to the Redis hub.
-
-    The sentinels require the servers' password too, under the name the runtime reads for them.
-    """
-    redis = cfg.redis
-    return kube.env({
-        envvar.REDIS_SENTINELS: f"{redis.sentinel_host}:{redis.sentinel_port}",
-        envvar.REDIS_MASTER_NAME: redis.master_name,
-        envvar.REDIS_URL: f"redis://{redis.host}:{redis.port}/0",
-    }) + [kube.secret_env(name, AUTH_SECRET, AUTH_KEY)
-          for name in (envvar.REDIS_PASSWORD, envvar.REDIS_SENTINEL_PASSWORD)]
-
-
-def plan_volume(config_map: str) -> dict[str, Any]:
-    return {"name": "plan", "configMap": {"name": config_map}}
-
-
-PLAN_MOUNT = {"name": "plan", "mountPath": PLAN_DIR, "readOnly": True}
 
 
 class Larry(pulumi.ComponentResource):
@@ -127,7 +101,7 @@ class Larry(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LarryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("larry:index:Larry", name, None, opts)
-        self._name, self._cfg, self._larry = name, args.cfg, args.larry
+        self._name, self._args, self._larry = name, args, args.larry
         larry = args.larry
         self.namespace = larry.namespace
         self._namespace = args.namespace
@@ -137,15 +111,12 @@ class Larry(pulumi.ComponentResource):
         self._job_opts = pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(delete_before_replace=True))
         self._coordinator = f"{larry.id}-coordinator"
         self._worker_sa = f"{larry.id}-worker"
-        self._volumes = [plan_volume(f"{larry.id}-plan"),
-                         {"name": "coordination", "persistentVolumeClaim": {"claimName": f"{larry.id}-coordination"}}]
-        self._mounts = [PLAN_MOUNT, {"name": "coordination", "mountPath": COORDINATION_DIR}]
-        self._shared_env = redis_env(args.cfg) + kube.env({
-            envvar.COORDINATION_DIR: COORDINATION_DIR, envvar.RESULTS_DIR: RESULTS_DIR})
+        self._plan_map, self._claim = f"{larry.id}-plan", f"{larry.id}-coordination"
+        self._shared_env = args.pods.redis_env() + COORDINATION_ENV
 
-        self._storage(args.plan)
+        self._storage()
         self._rbac(args.cluster_reader)
-        self._coordinator_workload(args.plan)
+        self._coordinator_workload()
         for worker in larry.workers:
             self._worker_job(worker)
         self.worker_jobs = [worker.name for worker in larry.workers]
@@ -156,13 +127,13 @@ class Larry(pulumi.ComponentResource):
         })
 
     # ---- plan and coordination volume
-    def _storage(self, plan: PlanDocument) -> None:
+    def _storage(self) -> None:
         larry, ns = self._larry, self._larry.namespace
         k8s.core.v1.ConfigMap(f"{self._name}-plan", metadata=kube.metadata(
-            f"{larry.id}-plan", ns, self._labels("plan", larry.id)),
-            data={"plan.yaml": plan.text, "larry-id": larry.id}, opts=self._child)
+            self._plan_map, ns, self._labels("plan", larry.id)),
+            data=self._args.pods.plan.config_map_data(larry.id), opts=self._child)
         k8s.core.v1.PersistentVolumeClaim(f"{self._name}-coordination", metadata=kube.metadata(
-            f"{larry.id}-coordination", ns, self._labels("coordination", larry.id)), spec={
+            self._claim, ns, self._labels("coordination", larry.id)), spec={
             "accessModes": ["ReadWriteMany"], "storageClassName": larry.storage_class,
             "resources": {"requests": {"storage": larry.storage}}}, opts=self._child)
 
@@ -195,15 +166,14 @@ class Larry(pulumi.ComponentResource):
 
     def _api_egress(self, apps: list[str]) -> None:
         """The pods holding an API token may reach the API server on the k3s servers, nothing more."""
-        servers = sorted(node.ip for node in self._cfg.nodes.values() if node.role == "master")
         k8s.networking.v1.NetworkPolicy(f"{self._name}-kube-api", metadata=kube.metadata(
             f"{self._larry.id}-kube-api", self._larry.namespace, self._labels("network", self._larry.id)), spec={
             "podSelector": {"matchLabels": {contract.LARRY: self._larry.id},
-                            "matchExpressions": [{"key": "app", "operator": "In", "values": apps}]},
+                            "matchExpressions": [{"key": contract.APP, "operator": "In", "values": apps}]},
             "policyTypes": ["Egress"],
             # 443 is the kubernetes Service (10.43.0.1 on k3s), 6443 the servers it forwards to;
             # CNIs differ in which of the two the policy sees, so both are admitted.
-            "egress": [{"to": [{"ipBlock": {"cidr": f"{ip}/32"}} for ip in servers],
+            "egress": [{"to": [{"ipBlock": {"cidr": f"{ip}/32"}} for ip in self._args.api_servers],
                         "ports": [{"protocol": "TCP", "port": port} for port in (443, 6443)]}]}, opts=self._child)
 
     def _role_ref(self, kind: str, name: str) -> dict[str, str]:
@@ -213,19 +183,18 @@ class Larry(pulumi.ComponentResource):
         return {"kind": "ServiceAccount", "name": account, "namespace": self._larry.namespace}
 
     # ---- coordinator
-    def _coordinator_workload(self, plan: PlanDocument) -> None:
-        larry, cfg, ns = self._larry, self._cfg, self._larry.namespace
+    def _coordinator_workload(self) -> None:
+        larry, pods, ns = self._larry, self._args.pods, self._larry.namespace
         selector = {contract.APP: contract.COORDINATOR_APP, contract.LARRY: larry.id}
         labels = self._labels("coordinator", self._coordinator, **selector, name=contract.COORDINATOR_APP)
-        container = kube.container(
-            "coordinator", cfg.runtime_image, larry.coordinator.as_dict(),
+        container = pods.container(
+            "coordinator", larry.coordinator.as_dict(),
             command=["larry", "coordinator", "--plan", PLAN_PATH, "--larry", larry.id,
                      "--port", str(COORDINATOR_PORT)],
             env=kube.env({envvar.LARRY_ID: larry.id, envvar.TOKEN_BUDGET: larry.token_budget,
                           envvar.DEADLINE_MINUTES: larry.deadline_minutes})
             + self._shared_env + [kube.field_env(envvar.NAMESPACE, "metadata.namespace")],
             ports=[{"name": "http", "containerPort": COORDINATOR_PORT, "protocol": "TCP"}],
-            mounts=self._mounts,
             livenessProbe=kube.http_probe("/healthz", "http", 20),
             readinessProbe=kube.http_probe("/healthz", "http", 10))
         k8s.apps.v1.Deployment(f"{self._name}-coordinator", metadata=kube.metadata(self._coordinator, ns, labels), spec={
@@ -235,20 +204,20 @@ class Larry(pulumi.ComponentResource):
             "selector": {"matchLabels": selector},
             "template": {
                 # The digest rolls the coordinator when the plan changes; Jobs read it at start.
-                "metadata": {"labels": labels, "annotations": {contract.PLAN_DIGEST: plan.digest}},
-                "spec": kube.pod_spec([container], uid=RUNTIME_UID, gid=RUNTIME_UID, volumes=self._volumes,
-                                      service_account=self._coordinator, affinity=kube.node_affinity([larry.node]),
+                "metadata": {"labels": labels, "annotations": {contract.PLAN_DIGEST: pods.plan.digest}},
+                "spec": pods.pod_spec(container, self._plan_map, self._claim, service_account=self._coordinator,
+                                      affinity=kube.node_affinity([larry.node]),
                                       tolerations=CONTROL_PLANE_TOLERATIONS)}}, opts=self._child)
         k8s.core.v1.Service(f"{self._name}-coordinator", metadata=kube.metadata(self._coordinator, ns, labels), spec={
             "type": "ClusterIP", "selector": selector,
             "ports": [{"name": "http", "port": COORDINATOR_PORT, "targetPort": "http", "protocol": "TCP"}]},
             opts=self._child)
-        if cfg.observability.service_monitors:
+        if self._args.service_monitors:
             service_monitor(f"{self._name}-coordinator", self._coordinator, ns, labels, selector, "http", self._child)
 
     # ---- workers
     def _worker_job(self, worker: Worker) -> None:
-        larry, cfg = self._larry, self._cfg
+        larry, pods = self._larry, self._args.pods
         selector = {contract.APP: contract.WORKER_APP, contract.LARRY: larry.id, contract.WORKER: worker.name}
         if worker.master:
             selector[contract.MASTER] = worker.master
@@ -258,7 +227,7 @@ class Larry(pulumi.ComponentResource):
             contract.TOKENS: str(worker.tokens),
             contract.MINUTES: str(worker.minutes),
             contract.PHASE_DEADLINE: str(larry.deadline_minutes),
-            contract.WINDOW: str(cfg.execution_window_minutes),
+            contract.WINDOW: str(self._args.execution_window_minutes),
             **({contract.WORKER_TYPE: worker.type} if worker.type else {}),
             **({contract.MASTER: worker.master} if worker.master else {}),
             **kube.SKIP_AWAIT,
@@ -267,11 +236,11 @@ class Larry(pulumi.ComponentResource):
                         **({envvar.MASTER: worker.master} if worker.master else {}),
                         envvar.TASK_IDS: ",".join(t.id for t in worker.tasks),
                         envvar.TOKEN_BUDGET: worker.tokens, envvar.DEADLINE_MINUTES: worker.minutes})
-        container = kube.container(
-            "worker", cfg.runtime_image, worker.resources.as_dict(),
+        container = pods.container(
+            "worker", worker.resources.as_dict(),
             command=["larry", "worker", "--plan", PLAN_PATH, "--larry", larry.id, "--worker", worker.name],
-            env=env + self._shared_env, mounts=self._mounts)
-        pod = kube.pod_spec([container], uid=RUNTIME_UID, gid=RUNTIME_UID, volumes=self._volumes,
+            env=env + self._shared_env)
+        pod = pods.pod_spec(container, self._plan_map, self._claim,
                             service_account=self._worker_sa if larry.cluster_read else None,
                             restartPolicy="OnFailure", affinity=kube.node_affinity([worker.node]))
         k8s.batch.v1.Job(
@@ -279,6 +248,7 @@ class Larry(pulumi.ComponentResource):
             metadata=kube.metadata(worker.name, larry.namespace, labels, annotations),
             # No ttlSecondsAfterFinished: a Job deleted by its TTL would be re-created, and re-run,
             # by the next `pulumi up`. Finished Jobs go with `larry cleanup` / `pulumi destroy`.
+            # Seed risk 1: Kubernetes restarts a failed worker; its task lease expires and is re-claimed.
             spec={"backoffLimit": WORKER_BACKOFF_LIMIT, "activeDeadlineSeconds": worker.minutes * 60,
                   "template": {"metadata": {"labels": labels}, "spec": pod}},
             opts=self._job_opts)

@@ -16,7 +16,9 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from components.pod_security import NAMESPACE_LABELS
+from plan import labels
 from plan.model import Larry, Redis
+from plan.pods import COORDINATOR_PORT
 from plan.quantities import ResourceList, Resources, parse_memory
 
 #: The Secret, in every namespace that talks to Redis, holding the generated password.
@@ -25,8 +27,6 @@ AUTH_KEY = "password"
 #: Quota headroom over the planned pods: a Job pod replaced after an eviction or node loss
 #: counts against the quota until its predecessor has finished terminating.
 QUOTA_HEADROOM = 0.25
-#: Port the coordinators serve /metrics and /healthz on (the runtime's default).
-COORDINATOR_PORT = 9100
 
 
 def namespace(name: str, resource_name: str, opts: pulumi.ResourceOptions) -> k8s.core.v1.Namespace:
@@ -143,6 +143,6 @@ class LarryNamespace(pulumi.ComponentResource):
         # Coordinators: scraped by Prometheus on their metrics port.
         k8s.networking.v1.NetworkPolicy(f"{name}-allow-scrape", metadata=kube.metadata(
             "allow-metrics-scrape", ns, part_of), spec={
-            "podSelector": {"matchLabels": {"app": "larry-coordinator"}}, "policyTypes": ["Ingress"],
+            "podSelector": {"matchLabels": {labels.APP: labels.COORDINATOR_APP}}, "policyTypes": ["Ingress"],
             "ingress": [{"from": [{"namespaceSelector": kube.namespace_selector([kube.MONITORING_NAMESPACE])}],
                          "ports": [{"protocol": "TCP", "port": COORDINATOR_PORT}]}]}, opts=opts)

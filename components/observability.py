@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from plan.model import StackConfig
+from plan.model import Observability as ObservabilityConfig
 
 MONITORING_API = "monitoring.coreos.com/v1"
 
@@ -31,19 +31,19 @@ def service_monitor(resource_name: str, name: str, namespace: str, labels: Mappi
               "endpoints": [{"port": port, "path": "/metrics", "interval": "15s"}]}, opts=opts)
 
 
-def alert_rules(cfg: StackConfig) -> list[dict[str, Any]]:
+def alert_rules(namespaces: Iterable[str], trigger: float) -> list[dict[str, Any]]:
     """Seed 004 "Alert Rules", written against metrics that exist.
 
     The seed's cortex_* names become the runtime's larry_* gauges, aggregated by larry_id so
     a restarted coordinator's second series cannot double-count. The seed's evictions and
     worker durations are not runtime metrics: kube-state-metrics reports both from the Job
-    and Pod objects, so those rules join its series on namespace and Job name.
+    and Pod objects, so those rules join its series on namespace and Job name. ``trigger`` is
+    the share of a limit at which the ledger draws the emergency reserve (seed risk 4): the
+    warning fires there.
     """
     used = "max by (larry_id) (larry_tokens_used)"
     limit = "max by (larry_id) (larry_tokens_limit)"
-    namespaces = "|".join(cfg.namespaces)
-    # The ledger draws the emergency reserve at this share of a limit (seed risk 4); warn there.
-    trigger = cfg.budget.reserve_trigger
+    namespaces = "|".join(namespaces)
 
     def rule(alert: str, expr: str, severity: str, summary: str, action: str) -> dict[str, Any]:
         return {"alert": alert, "expr": expr, "labels": {"severity": severity},
@@ -74,7 +74,7 @@ def alert_rules(cfg: StackConfig) -> list[dict[str, Any]]:
     ]
 
 
-def dashboard(cfg: StackConfig) -> dict[str, Any]:
+def dashboard(stack: str, window_minutes: int) -> dict[str, Any]:
     """Seed 001 "3-Larry Orchestration Dashboard": its five panels."""
     def panel(pid: int, title: str, kind: str, expr: str, legend: str, x: int, y: int, w: int,
               **extra: Any) -> dict[str, Any]:
@@ -86,8 +86,8 @@ def dashboard(cfg: StackConfig) -> dict[str, Any]:
     percent = {"defaults": {"unit": "percent", "min": 0, "max": 100}, "overrides": []}
     stacked = {"defaults": {"custom": {"stacking": {"mode": "normal"}, "fillOpacity": 40}}, "overrides": []}
     return {
-        "uid": f"larry-{cfg.stack}", "title": f"Larry orchestration ({cfg.stack})", "schemaVersion": 39,
-        "refresh": "10s", "time": {"from": f"now-{cfg.execution_window_minutes}m", "to": "now"},
+        "uid": f"larry-{stack}", "title": f"Larry orchestration ({stack})", "schemaVersion": 39,
+        "refresh": "10s", "time": {"from": f"now-{window_minutes}m", "to": "now"},
         "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
         "panels": [
             panel(1, "Larry progress", "gauge", "max by (larry_id) (larry_phase_progress)", "{{larry_id}}",
@@ -106,7 +106,15 @@ def dashboard(cfg: StackConfig) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ObservabilityArgs:
-    cfg: StackConfig
+    #: Which of the objects to create: they need prometheus-operator and the Grafana sidecar.
+    enabled: ObservabilityConfig
+    stack: str
+    #: The Larry namespaces, whose worker pods the alerts watch.
+    larry_namespaces: tuple[str, ...]
+    #: The stack's execution window (minutes), the dashboard's time range.
+    execution_window_minutes: int
+    #: Share of a Larry's token limit at which the ledger draws the emergency reserve.
+    reserve_trigger: float
     #: Where the stack-wide monitoring objects live: the Redis hub's namespace, the one
     #: namespace every stack has that no single Larry owns.
     namespace: str
@@ -117,18 +125,20 @@ class ObservabilityArgs:
 class Observability(pulumi.ComponentResource):
     def __init__(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("larry:index:Observability", name, None, opts)
-        cfg, child = args.cfg, kube.opts(self, depends_on=[args.depends_on])
-        labels = kube.labels("larry", cfg.stack, "monitoring")
+        child = kube.opts(self, depends_on=[args.depends_on])
+        labels = kube.labels("larry", args.stack, "monitoring")
         created = []
-        if cfg.observability.grafana_dashboard:
+        if args.enabled.grafana_dashboard:
             k8s.core.v1.ConfigMap(f"{name}-dashboard", metadata=kube.metadata(
                 "larry-dashboard", args.namespace, {**labels, "grafana_dashboard": "1"}),
-                data={"larry.json": json.dumps(dashboard(cfg), indent=1)}, opts=child)
+                data={"larry.json": json.dumps(dashboard(args.stack, args.execution_window_minutes), indent=1)},
+                opts=child)
             created.append("dashboard")
-        if cfg.observability.service_monitors:
+        if args.enabled.service_monitors:
             k8s.apiextensions.CustomResource(
                 f"{name}-alerts", api_version=MONITORING_API, kind="PrometheusRule",
                 metadata=kube.metadata("larry-alerts", args.namespace, labels),
-                spec={"groups": [{"name": "larry", "rules": alert_rules(cfg)}]}, opts=child)
+                spec={"groups": [{"name": "larry", "rules": alert_rules(args.larry_namespaces, args.reserve_trigger)}]},
+                opts=child)
             created.append("alerts")
         self.register_outputs({"created": created})

@@ -5,9 +5,10 @@ Primary and replicas in one StatefulSet with append-only persistence, Sentinels 
 Secret, required anti-affinity so no node holds two servers or two sentinels, disruption
 budgets, and network policies admitting only the Larry namespaces and the metrics scraper.
 
-Clients find the primary through Sentinel (LARRY_REDIS_SENTINELS + master name): the
-``serviceName`` Service spans every server, so after a failover only Sentinel knows which one
-accepts writes. Sentinels require the same password as the servers.
+Clients find the primary through Sentinel (sentinel address and master name, as
+``runtime_pod.RuntimePods.redis_env`` renders them): the ``serviceName`` Service spans
+every server, so after a failover only Sentinel knows which one accepts writes. Sentinels
+require the same password as the servers.
 """
 from __future__ import annotations
 

@@ -6,11 +6,12 @@ from typing import Any
 import pulumi
 
 from components import kube
-from components.larry import ClusterReader, Larry, LarryArgs, PlanDocument
+from components.larry import ClusterReader, ClusterReaderArgs, Larry, LarryArgs
 from components.meta_coordinator import MetaCoordinator, MetaCoordinatorArgs
 from components.namespace import LarryNamespace, LarryNamespaceArgs
 from components.observability import Observability, ObservabilityArgs
 from components.redis_ha import RedisHA, RedisHAArgs
+from components.runtime_pod import RuntimePods
 from plan.loader import CONFIG_KEYS, load_config, parse_config_value
 from plan.model import PROJECT, StackConfig
 from plan.model import Larry as LarryConfig
@@ -37,18 +38,29 @@ def budget(larry: LarryConfig) -> dict[str, Any]:
 def build(cfg: StackConfig) -> dict[str, Any]:
     """Create every component of the stack; returns the stack outputs."""
     opts = pulumi.ResourceOptions(providers=[kube.provider(cfg)])
-    plan = PlanDocument.of(cfg)
+    pods = RuntimePods.of(cfg)
     redis = RedisHA("redis", RedisHAArgs(cfg.redis, cfg.namespaces, cfg.observability.service_monitors), opts)
     namespaces = {
         ns: LarryNamespace(ns, LarryNamespaceArgs(
             ns, tuple(larry for larry in cfg.larrys if larry.namespace == ns), cfg.redis, redis.password), opts)
         for ns in cfg.namespaces
     }
-    reader = ClusterReader("cluster-read", cfg.stack, opts) if any(l.cluster_read for l in cfg.larrys) else None
-    larrys = [Larry(larry.id, LarryArgs(cfg, larry, plan, namespaces[larry.namespace], reader), opts)
-              for larry in cfg.larrys]
-    meta = MetaCoordinator("meta-coordinator", MetaCoordinatorArgs(cfg, plan, cfg.redis.namespace, redis), opts)
-    Observability("observability", ObservabilityArgs(cfg, cfg.redis.namespace, redis.namespace), opts)
+    reader = (ClusterReader("cluster-read", ClusterReaderArgs(cfg.stack), opts)
+              if any(larry.cluster_read for larry in cfg.larrys) else None)
+    api_servers = tuple(sorted(node.ip for node in cfg.nodes.values() if node.role == "master"))
+    window = cfg.execution_window_minutes
+    larrys = [Larry(larry.id, LarryArgs(
+        larry=larry, pods=pods, execution_window_minutes=window, api_servers=api_servers,
+        service_monitors=cfg.observability.service_monitors, namespace=namespaces[larry.namespace],
+        cluster_reader=reader), opts) for larry in cfg.larrys]
+    # The stack-wide parts live in the Redis hub's namespace, the one no single Larry owns.
+    meta = MetaCoordinator("meta-coordinator", MetaCoordinatorArgs(
+        budget=cfg.budget.meta, pods=pods, execution_window_minutes=window, namespace=cfg.redis.namespace,
+        depends_on=redis), opts)
+    Observability("observability", ObservabilityArgs(
+        enabled=cfg.observability, stack=cfg.stack, larry_namespaces=cfg.namespaces,
+        execution_window_minutes=window, reserve_trigger=cfg.budget.reserve_trigger,
+        namespace=cfg.redis.namespace, depends_on=redis.namespace), opts)
     return {
         "larrys": {
             larry.id: {

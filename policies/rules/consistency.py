@@ -13,19 +13,7 @@ from typing import Any
 
 from pulumi_policy import ReportViolation
 
-from plan.labels import (
-    APP,
-    COORDINATOR_APP,
-    LARRY,
-    MASTER,
-    MINUTES,
-    PHASE_DEADLINE,
-    TOKENS,
-    WINDOW,
-    WORKER,
-    WORKER_APP,
-    WORKER_TYPE,
-)
+from plan import labels as contract
 from plan.model import Larry, StackConfig, Worker
 from plan.pods import LARRY_ID_KEY, PLAN_KEY
 from policies import kube
@@ -34,8 +22,9 @@ from policies.rule import MANDATORY, stack_rule
 
 
 def _expected_annotations(plan: StackConfig, larry: Larry, worker: Worker) -> dict[str, Any]:
-    return {TOKENS: worker.tokens, MINUTES: worker.minutes, PHASE_DEADLINE: larry.deadline_minutes,
-            WINDOW: plan.execution_window_minutes, WORKER_TYPE: worker.type, MASTER: worker.master}
+    return {contract.TOKENS: worker.tokens, contract.MINUTES: worker.minutes,
+            contract.PHASE_DEADLINE: larry.deadline_minutes, contract.WINDOW: plan.execution_window_minutes,
+            contract.WORKER_TYPE: worker.type, contract.MASTER: worker.master}
 
 
 @stack_rule("plan-matches-resources",
@@ -51,9 +40,9 @@ def plan_matches_resources(resources, plan: StackConfig, report: ReportViolation
             props = resource.props
             if resource.resource_type == kube.CONFIG_MAP and PLAN_KEY in kube.mapping(props.get("data")):
                 plan_maps.add(str(kube.mapping(props.get("data")).get(LARRY_ID_KEY)))
-            elif resource.resource_type in kube.WORKLOAD_TYPES and app(props) == COORDINATOR_APP:
-                coordinators.add(str(kube.labels(props).get(LARRY)))
-            elif resource.resource_type == kube.JOB and app(props) == WORKER_APP:
+            elif resource.resource_type in kube.WORKLOAD_TYPES and app(props) == contract.COORDINATOR_APP:
+                coordinators.add(str(kube.labels(props).get(contract.LARRY)))
+            elif resource.resource_type == kube.JOB and app(props) == contract.WORKER_APP:
                 _check_worker_job(plan, props, subject, report, jobs, resource.urn)
     for larry, worker in plan.workers:
         found = jobs.get((larry.id, worker.name), [])
@@ -62,8 +51,8 @@ def plan_matches_resources(resources, plan: StackConfig, report: ReportViolation
                    f"({', '.join(found) or 'none'})", None)
     for larry in plan.larrys:
         if larry.id not in coordinators:
-            report(f"Larry {larry.id}: no coordinator (a workload labelled {APP}={COORDINATOR_APP}, "
-                   f"{LARRY}={larry.id})", None)
+            report(f"Larry {larry.id}: no coordinator (a workload labelled "
+                   f"{contract.APP}={contract.COORDINATOR_APP}, {contract.LARRY}={larry.id})", None)
         if larry.id not in plan_maps:
             report(f"Larry {larry.id}: no plan ConfigMap with data {LARRY_ID_KEY}={larry.id}", None)
 
@@ -71,10 +60,11 @@ def plan_matches_resources(resources, plan: StackConfig, report: ReportViolation
 def _check_worker_job(plan: StackConfig, props: Mapping[str, Any], subject: str, report: ReportViolation,
                       jobs: dict[tuple[str, str], list[str]], urn: str) -> None:
     labels, notes = kube.labels(props), kube.annotations(props)
-    larry = plan_larry(plan, labels.get(LARRY))
-    worker = next((w for w in larry.workers if w.name == labels.get(WORKER)), None)
+    larry = plan_larry(plan, labels.get(contract.LARRY))
+    worker = next((w for w in larry.workers if w.name == labels.get(contract.WORKER)), None)
     if worker is None:
-        raise CannotEvaluate(f"label {WORKER}={labels.get(WORKER)} names no worker of Larry {larry.id}")
+        raise CannotEvaluate(f"label {contract.WORKER}={labels.get(contract.WORKER)} "
+                             f"names no worker of Larry {larry.id}")
     jobs.setdefault((larry.id, worker.name), []).append(subject)
     for key, want in _expected_annotations(plan, larry, worker).items():
         got = notes.get(key)
@@ -82,8 +72,9 @@ def _check_worker_job(plan: StackConfig, props: Mapping[str, Any], subject: str,
             continue
         if got is None or str(got) != str(want):
             report(f"{subject}: annotation {key} is {got!r}, the plan gives {want!r}", urn)
-    if labels.get(MASTER) != worker.master:
-        report(f"{subject}: label {MASTER} is {labels.get(MASTER)!r}, the plan gives {worker.master!r}", urn)
+    if labels.get(contract.MASTER) != worker.master:
+        report(f"{subject}: label {contract.MASTER} is {labels.get(contract.MASTER)!r}, "
+               f"the plan gives {worker.master!r}", urn)
 
 
 RULES = (plan_matches_resources,)

@@ -1,0 +1,80 @@
+"""What every pod running the larry runtime is given, alike for coordinators, worker Jobs and
+the meta-coordinator: the runtime image and user, the plan mounted read-only, the
+coordination volume, and the address and password of the Redis hub.
+
+Paths, ConfigMap keys and the user come from ``plan.pods`` and variable names from
+``plan.environment``, the names the runtime reads, so what is rendered here and what the
+runtime looks for cannot drift apart. Not guaranteed: that the image runs a runtime of this
+tree; ``runtimeImage`` names whatever image the stack config gives.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from components import kube
+from components.namespace import AUTH_KEY, AUTH_SECRET
+from plan import environment as envvar
+from plan.model import Redis, StackConfig
+from plan.pods import COORDINATION_DIR, LARRY_ID_KEY, PLAN_DIR, PLAN_KEY, RESULTS_DIR, RUNTIME_UID
+
+#: Both volumes, where every runtime process looks for them.
+MOUNTS = ({"name": "plan", "mountPath": PLAN_DIR, "readOnly": True},
+          {"name": "coordination", "mountPath": COORDINATION_DIR})
+COORDINATION_ENV = kube.env({envvar.COORDINATION_DIR: COORDINATION_DIR, envvar.RESULTS_DIR: RESULTS_DIR})
+
+
+@dataclass(frozen=True)
+class PlanDocument:
+    """The stack's plan as every pod reads it, rendered once per program run."""
+    text: str
+    digest: str
+
+    @classmethod
+    def of(cls, cfg: StackConfig) -> PlanDocument:
+        text = cfg.plan_document()
+        return cls(text, hashlib.sha256(text.encode()).hexdigest())
+
+    def config_map_data(self, larry_id: str | None = None) -> dict[str, str]:
+        """A plan ConfigMap's data; a Larry's names the Larry, which the policy pack checks."""
+        return {PLAN_KEY: self.text, **({LARRY_ID_KEY: larry_id} if larry_id is not None else {})}
+
+
+@dataclass(frozen=True)
+class RuntimePods:
+    """What the stack gives every runtime pod: one image, one plan, one Redis hub."""
+
+    image: str
+    plan: PlanDocument
+    redis: Redis
+
+    @classmethod
+    def of(cls, cfg: StackConfig) -> RuntimePods:
+        return cls(cfg.runtime_image, PlanDocument.of(cfg), cfg.redis)
+
+    def redis_env(self) -> list[dict[str, Any]]:
+        """How a runtime process finds and authenticates to the Redis hub.
+
+        The sentinels require the servers' password too, under the name the runtime reads for them.
+        """
+        redis = self.redis
+        return kube.env({
+            envvar.REDIS_SENTINELS: f"{redis.sentinel_host}:{redis.sentinel_port}",
+            envvar.REDIS_MASTER_NAME: redis.master_name,
+            envvar.REDIS_URL: f"redis://{redis.host}:{redis.port}/0",
+        }) + [kube.secret_env(name, AUTH_SECRET, AUTH_KEY)
+              for name in (envvar.REDIS_PASSWORD, envvar.REDIS_SENTINEL_PASSWORD)]
+
+    def container(self, name: str, resources: Mapping[str, Any], command: Sequence[str],
+                  env: Sequence[Mapping[str, Any]], **extra: Any) -> dict[str, Any]:
+        """A runtime container with both volumes mounted."""
+        return kube.container(name, self.image, resources, command=command, env=env, mounts=MOUNTS, **extra)
+
+    @staticmethod
+    def pod_spec(container: Mapping[str, Any], plan_config_map: str, coordination_claim: str,
+                 **extra: Any) -> dict[str, Any]:
+        """A pod of one runtime container, as the runtime's user so the coordination volume is writable."""
+        volumes = [{"name": "plan", "configMap": {"name": plan_config_map}},
+                   {"name": "coordination", "persistentVolumeClaim": {"claimName": coordination_claim}}]
+        return kube.pod_spec([container], uid=RUNTIME_UID, gid=RUNTIME_UID, volumes=volumes, **extra)
