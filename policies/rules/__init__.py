@@ -7,7 +7,9 @@
 * ``consistency``: the Jobs' annotations and the plan ConfigMaps are the same plan
 * ``safety``: Redis password and network fence, container privileges, read-only ClusterRoles, pinned images
 
-Guaranteed: every rule has a unique name; ``policies()`` lists them in the order above.
+Guaranteed: every rule has a unique name; ``policies()`` lists them in the order above. Not
+guaranteed: one report per mistake; a missing plan ConfigMap, say, stops every rule that
+needs the plan, and each says so.
 """
 from __future__ import annotations
 
