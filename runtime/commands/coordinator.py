@@ -8,8 +8,8 @@
    restarted coordinator resumes instead of starting over: the tasks and their
    dependencies, the phase status, the ledger limit (``tokenBudget``), the
    meta-coordinator's emergency reserve pool; then starts the phase (``phase_started``).
-2. Serves /metrics (:class:`runtime.metrics.CoordinatorMetrics`) and /healthz.
-3. Follows the event stream from its first entry (:class:`runtime.history.History`), and
+2. Serves /metrics (:class:`runtime.reporting.metrics.CoordinatorMetrics`) and /healthz.
+3. Follows the event stream from its first entry (:class:`runtime.reporting.history.History`), and
    every heartbeat interval looks after its workers: a worker silent past the grace is
    reaped (``worker_dead``) and its orphaned tasks are put back to ``pending``
    (``task_requeued``). It raises the phase's progress (``progress_update``) as tasks
@@ -17,77 +17,58 @@
 4. Ends the phase: ``completed`` when every task completed; ``failed`` as soon as every
    task has either finished or can never run (a dependency failed for good, its worker
    gave up), or when the phase deadline passes (``deadlineMinutes * 60 / speed`` plus the
-   allowance of :mod:`runtime.timing`, counted from the phase's start in Redis).
+   allowance of :mod:`runtime.support.timing`, counted from the phase's start in Redis).
 5. Arrives at the ``convergence`` barrier and waits for every Larry, runs its Phase 4
-   validation (:mod:`runtime.validation`), writes ``{coordination-dir}/reports/{larry}-final.json``
-   (:mod:`runtime.phase_report`) and arrives at the ``reports`` barrier, which is what
+   validation (:mod:`runtime.reporting.validation`), writes ``{coordination-dir}/reports/{larry}-final.json``
+   (:mod:`runtime.reporting.larry_report`) and arrives at the ``reports`` barrier, which is what
    ``larry converge`` waits for.
 6. Keeps serving /metrics with the final figures until SIGTERM, as a Deployment's pod must
    (exiting would only get it restarted); ``--once`` exits 0 instead.
+
+Guaranteed: every step is idempotent against Redis state, so a coordinator killed at any
+point and restarted ends the phase once, with the same outcome. Not guaranteed: that a
+worker it pauses stops at once (a pause takes effect between tasks), or that a report is
+written when Redis stays away past the client's retry window (the process exits 1 and its
+restart resumes).
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import threading
 import time
-from datetime import datetime
 
 import redis
 
 from plan import environment as envvar
+from plan.exits import ExitCode
 from plan.model import Larry, StackConfig
+from plan.statuses import RUNNING, TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
 from runtime.cli import UsageError, add_process_arguments, interrupt_on_sigterm, larry_of, load_plan, open_redis
 from runtime.coordination.barrier import Barrier, BarrierTimeout
-from runtime.coordination.events import EventListener, lua_script
+from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
 from runtime.coordination.ledger import Ledger, init_reserve_pool
 from runtime.coordination.phases import PhaseTracker
 from runtime.coordination.registry import WorkerRegistry
-from runtime.coordination.tasks import TERMINAL, TaskBoard
+from runtime.coordination.tasks import TaskBoard
 from runtime.reporting.history import History
 from runtime.reporting.larry_report import build_report
 from runtime.reporting.metrics import CoordinatorMetrics, serve
 from runtime.reporting.results import results_dir
 from runtime.reporting.schema import write_larry_report
 from runtime.support import callstats
+from runtime.support.timestamps import parse
 from runtime.support.timing import Timing
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9100
 #: Seconds between metric refreshes while the phase runs (Prometheus scrapes every 15-30 s);
 #: the final figures are set when the phase ends and after the report.
 METRICS_INTERVAL = 5.0
-#: Registry statuses of a worker process that is still there.
-RUNNING = ("idle", "busy", "paused")
-
-_PAUSE = r"""
--- KEYS[1] worker:{id}:paused; ARGV[1] larry, [2] worker, [3] reason
-if not redis.call('SET', KEYS[1], ARGV[3], 'NX') then return 0 end
-emit(false, {event='worker_paused', larry=ARGV[1], worker=ARGV[2], reason=ARGV[3]})
-return 1
-"""
-
-_RESUME = r"""
--- KEYS[1] worker:{id}:paused; ARGV[1] larry, [2] worker
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-emit(false, {event='worker_resumed', larry=ARGV[1], worker=ARGV[2]})
-return 1
-"""
-
-# Only a task still marked in progress whose lease is gone: a live holder keeps its task.
-_REQUEUE = r"""
--- ARGV[1] larry, [2] task, [3] dead worker
-local status_key = STATUS_PREFIX .. ARGV[2]
-if redis.call('GET', status_key) ~= 'in_progress' or redis.call('EXISTS', LOCK_PREFIX .. ARGV[2]) == 1 then
-  return 0
-end
-redis.call('SET', status_key, 'pending')
-emit(false, {event='task_requeued', larry=ARGV[1], task_id=ARGV[2], worker=ARGV[3]})
-return 1
-"""
-
 
 def configure_parser(parser) -> None:
     add_process_arguments(parser)
@@ -113,15 +94,14 @@ def main(args) -> int:
     try:
         coordinator.run()
     except redis.exceptions.RedisError as error:
-        print(f"larry coordinator: {larry.id}: lost Redis ({error}); a restart resumes from Redis state",
-              file=sys.stderr)
-        return 1
+        log.error("larry coordinator: %s: lost Redis (%s); a restart resumes from Redis state", larry.id, error)
+        return ExitCode.FAILED
     if args.once:
-        return 0
+        return ExitCode.OK
     try:
         threading.Event().wait()
     except KeyboardInterrupt:  # SIGTERM: the end of a finished coordinator's life
-        return 0
+        return ExitCode.OK
     finally:
         server.shutdown()
 
@@ -142,15 +122,13 @@ class Coordinator:
         self.history = History(larry, ks)
         self.graph = TaskGraph(cfg)
         self.own = [t.id for t in larry.tasks]
-        self.worker_of = {t.id: w.name for w in larry.workers for t in w.tasks}
-        self._pause, self._resume, self._requeue = (
-            r.register_script(lua_script(ks, body)) for body in (_PAUSE, _RESUME, _REQUEUE))
         self._alive_at = time.monotonic()
         self._converging = False
         self._requeued_seen = 0
         self.report: dict | None = None
 
     def log(self, text: str) -> None:
+        """The coordinator's narrative: its output (stdout), what ``kubectl logs`` and the run's log show."""
         print(f"{self.larry.id}: {text}", flush=True)
 
     def healthy(self) -> bool:
@@ -173,7 +151,7 @@ class Coordinator:
         outcome = self.follow()
         if outcome:
             status, message = outcome
-            (self.phase.complete if status == "completed" else self.phase.fail)(message)
+            (self.phase.complete if status == PhaseStatus.COMPLETED else self.phase.fail)(message)
             self.log(f"phase {status}: {message}")
         self.update_metrics()
         self.converge()
@@ -182,9 +160,11 @@ class Coordinator:
     def follow(self) -> tuple[str, str] | None:
         """Fold the stream, tend the workers, until the phase can end; the (status, message) to
         end it with, or None when it had already ended (a restarted coordinator)."""
-        listener = EventListener(self.r, self.ks, "0-0")
-        while batch := listener.poll(block_ms=None):  # the history first, then act once on its net effect
-            self.history.add(batch)
+        # The history first, then act once on its net effect; then follow from where it ended.
+        events = EventLog(self.r, self.ks)
+        tail = events.tail_id()
+        self.history.add(events.history(until=tail))
+        listener = EventListener(self.r, self.ks, tail)
         phase = self.phase.snapshot()
         if phase["status"] in TERMINAL:  # only this coordinator ends its phase: checked once
             return None
@@ -214,7 +194,7 @@ class Coordinator:
     def _deadline(self, started_at: str) -> float:
         """The phase deadline on this process's monotonic clock, from the start time in Redis."""
         seconds, micros = self.r.time()
-        elapsed = seconds + micros / 1e6 - datetime.fromisoformat(started_at).timestamp()
+        elapsed = seconds + micros / 1e6 - parse(started_at).timestamp()
         return time.monotonic() - elapsed + self.timing.deadline(self.larry.deadline_minutes)
 
     def _statuses(self) -> tuple[dict, dict]:
@@ -231,25 +211,26 @@ class Coordinator:
         if statuses is None or workers is None:
             statuses, workers = self._statuses()
         own = {t: statuses[t] for t in self.own}
-        done = sum(s == "completed" for s in own.values())
+        done = sum(s == TaskStatus.COMPLETED for s in own.values())
         if done == len(own):
-            return "completed", f"all {done} tasks completed"
+            return PhaseStatus.COMPLETED, f"all {done} tasks completed"
         doomed = self.graph.doomed(statuses)
         unfinished = [t for t, s in own.items() if s not in TERMINAL]
         # Never to run: a dependency failed for good, or the worker gave up before claiming it.
         stuck = [t for t in unfinished
-                 if t in doomed or (workers[self.worker_of[t]] == "failed" and own[t] != "in_progress")]
+                 if t in doomed or (workers[self.graph.worker[t]] == WorkerStatus.FAILED
+                                    and own[t] != TaskStatus.IN_PROGRESS)]
         if len(stuck) == len(unfinished):
-            failed = [t for t, s in own.items() if s == "failed"]
-            return "failed", (f"{done}/{len(own)} tasks completed; failed: {', '.join(failed) or 'none'}; "
+            failed = [t for t, s in own.items() if s == TaskStatus.FAILED]
+            return PhaseStatus.FAILED, (f"{done}/{len(own)} tasks completed; failed: {', '.join(failed) or 'none'}; "
                               f"cannot run: {', '.join(stuck) or 'none'}")
         if time.monotonic() >= deadline:
-            return "failed", (f"deadline passed ({self.larry.deadline_minutes} plan minutes at speed "
+            return PhaseStatus.FAILED, (f"deadline passed ({self.larry.deadline_minutes} plan minutes at speed "
                               f"{self.timing.speed:g}) with {done}/{len(own)} tasks completed")
         return None
 
     def _raise_progress(self, statuses: dict, current: int) -> int:
-        done = sum(statuses[t] == "completed" for t in self.own)
+        done = sum(statuses[t] == TaskStatus.COMPLETED for t in self.own)
         percent = 100 * done // len(self.own)
         if percent > current:
             return self.phase.progress(percent, f"{done}/{len(self.own)} tasks completed")
@@ -265,18 +246,17 @@ class Coordinator:
 
     def requeue_orphans(self, workers: dict) -> None:
         """Put the orphaned tasks of workers marked dead back to pending."""
-        for worker in (w for w in self.larry.workers if workers.get(w.name) == "dead"):
+        for worker in (w for w in self.larry.workers if workers.get(w.name) == WorkerStatus.DEAD):
             for task in worker.tasks:
-                if self._requeue(keys=[], args=[self.larry.id, task.id, worker.name]):
+                if self.board.requeue(self.larry.id, task.id, worker.name):
                     self.log(f"re-queued {task.id} of dead worker {worker.name}")
 
     def apply_pauses(self) -> None:
         requests, self.history.pause_requests = self.history.pause_requests, {}
         for worker, reason in requests.items():
-            key = [self.ks.worker_paused(worker)]
-            if reason is not None and self._pause(keys=key, args=[self.larry.id, worker, reason]):
+            if reason is not None and self.registry.pause(self.larry.id, worker, reason):
                 self.log(f"paused {worker}: {reason}")
-            elif reason is None and self._resume(keys=key, args=[self.larry.id, worker]):
+            elif reason is None and self.registry.resume(self.larry.id, worker):
                 self.log(f"resumed {worker}")
 
     # ------------------------------------------------------------------ metrics
@@ -287,8 +267,8 @@ class Coordinator:
         snapshot = self.phase.snapshot()
         ledger = self.ledger.snapshot()
         m.phase_progress.labels(lid).set(snapshot["progress"])
-        m.tasks_completed.labels(lid).set(own.count("completed"))
-        m.tasks_failed.labels(lid).set(own.count("failed"))
+        m.tasks_completed.labels(lid).set(own.count(TaskStatus.COMPLETED))
+        m.tasks_failed.labels(lid).set(own.count(TaskStatus.FAILED))
         m.tokens_used.labels(lid).set(ledger["committed"])
         m.tokens_reserved.labels(lid).set(ledger["reserved"])
         m.tokens_limit.labels(lid).set(ledger["limit"] + ledger["emergency"])

@@ -4,6 +4,11 @@
 
     larry worker --plan /etc/larry/plan.yaml --larry larry-02 --worker scan-worker-01 -- <payload...>
 
+Guaranteed: a task's result is written only under the lease's fence (a worker that lost
+its lease writes nothing), and every token report is charged once. Not guaranteed: that a
+task runs only once (a stopped or cut-off payload is run again by the next holder), and the
+weaker file-mode guarantees listed at the end.
+
 It registers (``worker:{id}:master|node|status``) and heartbeats, waits for its Larry's
 coordinator to start the phase, then claims its own tasks by lease, one at a time, in plan
 order among those whose dependencies have completed. Dependencies held by other workers or
@@ -12,7 +17,7 @@ polling; a wait re-reads state after at most one lease TTL because a lease that 
 emits nothing.
 
 Each task runs the payload (the command after ``--``; the built-in simulated payload when
-none is given) with the environment of :mod:`runtime.protocol`. The task's token budget is
+none is given) with the environment of :mod:`runtime.agent.protocol`. The task's token budget is
 an equal share of what the worker has not spent yet; ``LARRY_TASK_MINUTES`` is the worker's
 minutes divided by its tasks. Every ``@larry`` report with tokens is charged to the
 Larry's ledger at once (one ``Ledger.record``, op id ``{task}:{fence}:{n}``, so a retried
@@ -21,7 +26,7 @@ charge is never counted twice). The payload is stopped (SIGTERM to its process g
 
 * the lease is lost: nothing is written (the fence forbids it) and the task is claimed again;
 * the worker's deadline passes (``minutes * 60 / speed`` plus the allowance of
-  :mod:`runtime.timing`): the task fails with detail ``deadline``;
+  :mod:`runtime.support.timing`): the task fails with detail ``deadline``;
 * its tokens exceed the task's share (never more than the Larry's ledger still holds;
   with nothing left the payload is not started at all), or the ledger answers
   ``overrun``: the task fails with
@@ -39,8 +44,9 @@ coordinator, the worker lets the task in hand finish and claims nothing new unti
 coordinator's ``worker_resumed``. Freezing the payload instead (SIGSTOP) would hold the
 lease and the worker's deadline hostage to an alert of unknown length.
 
-Exit status: 0 when all its tasks completed; 1 when a restart may help (the payload
-crashed, the lease kept slipping, Redis went away), which the Job's backoffLimit turns into
+Exit status (:class:`plan.exits.ExitCode`): 0 when all its tasks completed; 1 when a
+restart may help (the payload crashed, the lease kept slipping, Redis went away), which the
+Job's backoffLimit turns into
 a retry; 3 when nothing a restart does can help (a task failed for good, a dependency
 failed, the deadline passed); 2 for usage errors. A restarted worker skips completed tasks
 and takes over the leases of its own previous incarnation at once: one pod per worker Job,
@@ -48,8 +54,9 @@ so a lease held under this worker's name by another process is a dead predecesso
 
 File mode (seed risk 2): when Redis stays unreachable past the client's retry window
 (``LARRY_REDIS_RETRY_FOR``) plus ``LARRY_DEGRADE_AFTER`` seconds (default 0; ``off``
-disables it, and the worker exits 1 as before), the worker continues its remaining
-tasks on the volume with :class:`runtime.fallback.FileCoordination` under
+disables it, and the worker exits 1 as before; :class:`runtime.coordination.fallback.Degrader`
+probes and decides), the worker continues its remaining
+tasks on the volume with :class:`runtime.coordination.fallback.FileCoordination` under
 ``{coordination-dir}/fallback``: a task is claimed there only when all its
 dependencies are known completed (in Redis before the outage, or in the volume), runs
 the same payload code path, and is completed there and in its results file (with
@@ -75,19 +82,21 @@ with its task still pending in Redis. The guarantees are weaker than Redis's:
 """
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import redis
 
 from plan import environment as envvar
+from plan.exits import ExitCode
 from plan.model import Larry, StackConfig
 from plan.model import Worker as WorkerSpec
+from plan.statuses import TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
 from runtime.agent.payload import PayloadProcess
 from runtime.agent.protocol import ProtocolError, is_protocol_line, merge_findings, parse_line
@@ -100,31 +109,21 @@ from runtime.cli import (
     open_redis,
     positive_number,
 )
-from runtime.coordination.events import EventListener, EventLog, lua_script
-from runtime.coordination.fallback import FileCoordination
+from runtime.coordination.events import EventListener, EventLog
+from runtime.coordination.fallback import Degrader, FileCoordination
 from runtime.coordination.leases import Lease, LeaseManager
 from runtime.coordination.ledger import Ledger
 from runtime.coordination.registry import WorkerRegistry
-from runtime.coordination.tasks import TERMINAL, TaskBoard
+from runtime.coordination.tasks import TaskBoard
 from runtime.reporting.results import read_result, results_dir, write_result
 from runtime.support import callstats
+from runtime.support.timestamps import now
 from runtime.support.timing import Timing
 
-EXIT_OK, EXIT_RETRY, EXIT_GAVE_UP = 0, 1, 3
+log = logging.getLogger(__name__)
+
 #: Lease losses of one task before the worker hands over to a restart.
 MAX_LEASE_LOSSES = 3
-
-# A lease held under this worker's name by another process belongs to a dead predecessor
-# (see the module doc): free it so the acquire that follows gets a new, higher fence.
-_TAKE_OVER = r"""
--- ARGV[1] new owner, [2] task, [3] owner prefix of this worker's incarnations
-local lock = LOCK_PREFIX .. ARGV[2]
-local holder = redis.call('GET', lock)
-if not holder or holder == ARGV[1] or string.sub(holder, 1, #ARGV[3]) ~= ARGV[3] then return 0 end
-redis.call('DEL', lock)
-emit(false, {event='task_takeover', task_id=ARGV[2], previous=holder, owner=ARGV[1]})
-return 1
-"""
 
 
 class GiveUp(Exception):
@@ -161,8 +160,8 @@ def main(args) -> int:
     try:
         return worker.run()
     except redis.exceptions.RedisError as error:
-        print(f"larry worker: {spec.name}: lost Redis ({error}); a restart will resume", file=sys.stderr)
-        return EXIT_RETRY
+        log.error("larry worker: %s: lost Redis (%s); a restart will resume", spec.name, error)
+        return ExitCode.FAILED
 
 
 def degrade_after_from_env(env=None) -> float | None:
@@ -174,10 +173,6 @@ def degrade_after_from_env(env=None) -> float | None:
         return max(0.0, float(raw)) if raw else 0.0
     except ValueError:
         raise UsageError(f"{envvar.DEGRADE_AFTER}={raw!r}: expected seconds or 'off'") from None
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 class Worker:
@@ -197,7 +192,6 @@ class Worker:
         self.events = EventLog(r, ks)
         self.board = TaskBoard(r, ks)
         self.graph = TaskGraph(cfg)
-        self._take_over = r.register_script(lua_script(ks, _TAKE_OVER))
         self.sender = f"{larry.id}/{spec.name}"
         self.own = [t.id for t in spec.tasks]
         self.titles = {t.id: t.title for t in spec.tasks}
@@ -207,23 +201,24 @@ class Worker:
         self.lease_losses: dict[str, int] = {}
         self.waiting: set[str] = set()
         # File mode (see the module doc): the statuses last read from Redis, the volume.
-        self.degrade_after = degrade_after
         self.statuses: dict[str, str | None] = {}
         self.fallback_root = Path(coordination_dir) / "fallback"
         self.files: FileCoordination | None = None
         self.file_mode = False
+        self.degrader = None if degrade_after is None else Degrader(r, degrade_after)
 
     def log(self, text: str) -> None:
+        """The worker's narrative: its output (stdout), what ``kubectl logs`` and the run's log show."""
         print(f"{self.name}: {text}", flush=True)
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> int:
-        self.registry.register(self.name, self.spec.master or self.larry.id, self.spec.node, "idle")
+        self.registry.register(self.name, self.spec.master or self.larry.id, self.spec.node, WorkerStatus.IDLE)
         self.events.emit("worker_started", self.sender, larry=self.larry.id, worker=self.name,
                          node=self.spec.node, pid=os.getpid())
         stop = threading.Event()
         beating = self.registry.beat_forever(self.name, self.timing.heartbeat, stop)
-        code = EXIT_RETRY
+        code = ExitCode.FAILED
         try:
             self._wait_for_phase()
             self._recover()
@@ -240,9 +235,10 @@ class Worker:
         return code
 
     def _sign_off(self, code: int) -> None:
-        status = {EXIT_OK: "completed", EXIT_RETRY: "error"}.get(code, "failed")
+        status = {ExitCode.OK: WorkerStatus.COMPLETED, ExitCode.FAILED: WorkerStatus.ERROR}.get(
+            code, WorkerStatus.FAILED)
         try:
-            if code == EXIT_RETRY:
+            if code == ExitCode.FAILED:
                 # Stay in the heartbeat set: silence past the grace makes the coordinator
                 # declare this worker dead and re-queue what it held.
                 self.registry.heartbeat(self.name, status)
@@ -250,12 +246,12 @@ class Worker:
                 self.registry.deregister(self.name, status)
             self.events.emit("worker_finished", self.sender, larry=self.larry.id, worker=self.name, status=status)
         except Exception as error:  # the exit status matters more than the last status write
-            self.log(f"could not record the final status: {error}")
+            log.warning("%s: could not record the final status: %s", self.name, error)
 
     def _left(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise GiveUp(EXIT_GAVE_UP, f"deadline passed ({self.spec.minutes} plan minutes at speed "
+            raise GiveUp(ExitCode.GAVE_UP, f"deadline passed ({self.spec.minutes} plan minutes at speed "
                                        f"{self.timing.speed:g})")
         return left
 
@@ -268,7 +264,7 @@ class Worker:
 
     def _wait_for_phase(self) -> None:
         # The coordinator defines the tasks and the ledger limit before it starts the phase.
-        while (self.r.get(self.ks.phase_status(self.larry.id)) or "pending") == "pending":
+        while (self.r.get(self.ks.phase_status(self.larry.id)) or PhaseStatus.PENDING) == PhaseStatus.PENDING:
             self._wait(lambda e: e.name == "phase_started" and e.data.get("larry") == self.larry.id)
 
     def _recover(self) -> None:
@@ -282,7 +278,7 @@ class Worker:
         statuses, holders = pipe.execute()
         for task, status, holder in zip(self.own, statuses, holders):
             if holder and holder.startswith(prefix):
-                self._take_over(keys=[], args=[self.leases.owner, task, prefix])
+                self.leases.take_over(task, prefix)
             if status not in TERMINAL:
                 continue
             result = self.board.result(task)
@@ -290,7 +286,7 @@ class Worker:
                 continue
             recorded = read_result(self.results, task, result["token"])
             if not recorded:
-                data = result["data"] if result["outcome"] == "completed" else {"detail": result["data"].get("error")}
+                data = result["data"] if result["outcome"] == TaskStatus.COMPLETED else {"detail": result["data"].get("error")}
                 recorded = self._write_result(task, result["token"], result["outcome"], data)
             self.spent += int(recorded.get("tokens", 0))
 
@@ -305,13 +301,14 @@ class Worker:
             statuses = self.statuses = dict(zip(self.graph.ids, statuses))
             left = [t for t in self.own if statuses.get(t) not in TERMINAL]
             if not left:
-                return EXIT_GAVE_UP if any(statuses.get(t) == "failed" for t in self.own) else EXIT_OK
+                return ExitCode.GAVE_UP if any(statuses.get(t) == TaskStatus.FAILED for t in self.own) \
+                    else ExitCode.OK
             if phase in TERMINAL:
-                raise GiveUp(EXIT_GAVE_UP, f"phase {phase} with {', '.join(left)} unfinished")
+                raise GiveUp(ExitCode.GAVE_UP, f"phase {phase} with {', '.join(left)} unfinished")
             doomed = self.graph.doomed(statuses)
             runnable = [t for t in left if t not in doomed]
             if not runnable:
-                raise GiveUp(EXIT_GAVE_UP, "cannot run " + ", ".join(f"{t} (dependency {doomed[t]} failed)"
+                raise GiveUp(ExitCode.GAVE_UP, "cannot run " + ", ".join(f"{t} (dependency {doomed[t]} failed)"
                                                                      for t in left))
             if paused:
                 self._pause(paused)
@@ -329,7 +326,7 @@ class Worker:
                 if waiting != self.waiting:
                     self.log(f"waiting for {', '.join(sorted(waiting))}")
                     self.waiting = waiting
-                    self.registry.heartbeat(self.name, "idle")
+                    self.registry.heartbeat(self.name, WorkerStatus.IDLE)
                 self._wait(lambda e, w=waiting: e.data.get("task_id") in w or e.data.get("worker") == self.name)
 
     # ------------------------------------------------------------------ file mode
@@ -339,23 +336,11 @@ class Worker:
             try:
                 return self._work()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
-                if self.degrade_after is None or not self.statuses:
+                if self.degrader is None or not self.statuses:
                     raise
                 self.log(f"Redis unreachable ({error})")
-                until = time.monotonic() + self.degrade_after
-                while time.monotonic() < until:
-                    if self._redis_back():
-                        break
-                    time.sleep(0.2)
-                else:
+                if self.degrader.degrade():
                     self._work_on_files()
-
-    def _redis_back(self) -> bool:
-        try:
-            self.r.ping()
-            return True
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            return False
 
     def _work_on_files(self) -> None:
         """Run the claimable own tasks on the volume; return once Redis answers again and
@@ -366,7 +351,7 @@ class Worker:
         self.file_mode = True
         try:
             while True:
-                done = {t for t, s in self.statuses.items() if s == "completed"} | set(self.files.completed())
+                done = {t for t, s in self.statuses.items() if s == TaskStatus.COMPLETED} | set(self.files.completed())
                 left = [t for t in self.own if t not in done and self.statuses.get(t) not in TERMINAL]
                 for task in left:
                     if any(dep not in done for dep in self.graph.deps.get(task, ())):
@@ -377,12 +362,12 @@ class Worker:
                         self._run_task(task, Lease(task, self.leases.owner, token, int(ttl * 1000)), len(left))
                         break
                 else:
-                    if self._redis_back():
+                    if self.degrader.reachable():
                         break
                     if time.monotonic() >= self.deadline:
                         # Not 3: the restarted worker replays the file-mode work in _recover.
-                        raise GiveUp(EXIT_RETRY, "deadline passed in file mode with Redis unreachable")
-                    time.sleep(0.2)
+                        raise GiveUp(ExitCode.FAILED, "deadline passed in file mode with Redis unreachable")
+                    time.sleep(self.degrader.interval)
         finally:
             self.file_mode = False
         self.log("Redis is back; replaying the file-mode work")
@@ -408,7 +393,7 @@ class Worker:
                 continue
             data = {**done["data"], "mode": "file", "file_fence": done["token"]}
             if self.leases.complete(claim.lease, data).ok:
-                self._write_result(task, claim.lease.token, "completed", data)
+                self._write_result(task, claim.lease.token, TaskStatus.COMPLETED, data)
                 self.log(f"{task}: file-mode completion replayed (fence {claim.lease.token})")
         replayed = files.replay_into(self.events)
         if replayed:
@@ -421,18 +406,18 @@ class Worker:
             self.files.release(task, lease.owner, lease.token)
             self.files.append_event("task_stopped", self.sender, larry=self.larry.id, worker=self.name,
                                     task_id=task, reason=why)
-            raise GiveUp(EXIT_GAVE_UP if run.stopped else EXIT_RETRY,
+            raise GiveUp(ExitCode.GAVE_UP if run.stopped else ExitCode.FAILED,
                          f"{task}: {why} in file mode; the task stays pending in Redis")
         status = self.files.complete(task, lease.owner, lease.token, run.data())
         if status != "accepted":
             self.log(f"{task}: file-mode result not accepted ({status})")
             return
-        self._write_result(task, lease.token, "completed", {**run.data(), "mode": "file"})
+        self._write_result(task, lease.token, TaskStatus.COMPLETED, {**run.data(), "mode": "file"})
         self.log(f"{task}: completed in file mode, {run.tokens} tokens")
 
     def _pause(self, reason: str) -> None:
         self.log(f"paused by the coordinator ({reason}); no new task until resumed")
-        self.registry.heartbeat(self.name, "paused")
+        self.registry.heartbeat(self.name, WorkerStatus.PAUSED)
         while self.r.get(self.ks.worker_paused(self.name)):
             self._wait(lambda e: e.name == "worker_resumed" and e.data.get("worker") == self.name)
         self.log("resumed")
@@ -458,7 +443,7 @@ class Worker:
         self.log(f"running {task} (fence {lease.token}, budget {share} tokens"
                  + (", file mode)" if self.file_mode else ")"))
         if not self.file_mode:
-            self.registry.heartbeat(self.name, "busy")
+            self.registry.heartbeat(self.name, WorkerStatus.BUSY)
         self.waiting = set()
         items: queue.Queue = queue.Queue()
         keeper = None if self.file_mode else self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
@@ -490,30 +475,30 @@ class Worker:
             losses = self.lease_losses[task] = self.lease_losses.get(task, 0) + 1
             self.log(f"{task}: lease lost ({lease.lost_reason}); payload stopped, nothing written")
             if losses >= MAX_LEASE_LOSSES:
-                raise GiveUp(EXIT_RETRY, f"{task}: lease lost {losses} times")
+                raise GiveUp(ExitCode.FAILED, f"{task}: lease lost {losses} times")
             return
         if run.stopped:  # budget exhausted | deadline: the worker cannot do better by retrying
             write = self.leases.fail(lease, run.stopped, retry=False)
-            status = "failed"
+            status = TaskStatus.FAILED
         elif code != 0:
             write = self.leases.fail(lease, f"payload exited with status {code}", retry=True)
             if write.ok:
-                raise GiveUp(EXIT_RETRY, f"{task}: payload exited with status {code}; the task is pending again")
+                raise GiveUp(ExitCode.FAILED, f"{task}: payload exited with status {code}; the task is pending again")
             status = None
         else:
             write = self.leases.complete(lease, run.data())
-            status = "completed"
+            status = TaskStatus.COMPLETED
         if not write.ok:
             self.log(f"{task}: result not accepted ({write.status}{': ' + write.detail if write.detail else ''})")
             return
         self._write_result(task, lease.token, status, run.data(detail=run.stopped))
         self.log(f"{task}: {status}" + (f" ({run.stopped})" if run.stopped else "") + f", {run.tokens} tokens")
         if run.stopped == "deadline":
-            raise GiveUp(EXIT_GAVE_UP, "deadline passed")
+            raise GiveUp(ExitCode.GAVE_UP, "deadline passed")
 
     def _write_result(self, task: str, fence: int, status: str, data: dict) -> dict:
         record = {"larry": self.larry.id, "task": task, "worker": self.name, "fence": fence, "status": status,
-                  **data, "written_at": _now()}
+                  **data, "written_at": now()}
         write_result(self.results, task, record)
         return record
 

@@ -12,9 +12,13 @@ arrival can be rolled back; a waiting participant re-asserts its own arrival on
 every wake-up, and ``Durability(replicas=1)`` makes :meth:`Barrier.arrive`
 return only once a replica has it.
 
-The convergence barrier's participants are the Larrys; by convention a Larry
-arrives right after its phase completes (:class:`runtime.progress.PhaseTracker`),
-and re-arrives on restart if its phase is completed.
+The convergence barrier's participants are the Larrys; by convention a Larry's coordinator
+arrives once its phase has ended (:class:`runtime.coordination.phases.PhaseTracker`), and
+re-arrives when it is restarted.
+
+Not guaranteed: that everyone arrives. :meth:`Barrier.wait` gives up after its timeout
+with :class:`BarrierTimeout` naming the missing; a barrier name is used once per run (a
+new run uses fresh keys).
 """
 
 from __future__ import annotations
@@ -94,8 +98,3 @@ class Barrier:
                 next_reassert = time.monotonic() + 1.0
             if not events or any(e.data.get("barrier") == self.name for e in events):
                 missing = self.missing()
-
-    def reset(self) -> None:
-        """Coordinator: reuse the barrier name for a new round."""
-        self.r.delete(self.ks.barrier_arrived(self.name), self.ks.barrier_released(self.name))
-        self._mine.clear()

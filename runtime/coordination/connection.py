@@ -26,6 +26,7 @@ import os
 import random
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
@@ -76,6 +77,18 @@ class DeadlineRetry(Retry):
                     time.sleep(min(self._backoff.compute(failures), left))
         finally:
             _deadline.at = outer
+
+
+@contextmanager
+def single_attempt():
+    """Commands of this thread inside the block are tried once, without the client's retries
+    (a probe whose caller decides what an unreachable Redis means)."""
+    outer = getattr(_deadline, "at", None)
+    _deadline.at = time.monotonic()
+    try:
+        yield
+    finally:
+        _deadline.at = outer
 
 
 class _RediscoveringConnection(SentinelManagedConnection):

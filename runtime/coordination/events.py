@@ -125,6 +125,18 @@ def parse_entry(entry_id: str, fields: dict) -> Event | None:
     return Event(entry_id, fields.get("channel", ""), data)
 
 
+def _parse_entries(entries) -> tuple[list[Event], int]:
+    """The well-formed events of raw stream entries, and how many were malformed (logged)."""
+    events = []
+    for entry_id, fields in entries:
+        event = parse_entry(entry_id, fields)
+        if event is None:
+            log.warning("skipping malformed event %s: %.200r", entry_id, fields)
+        else:
+            events.append(event)
+    return events, len(entries) - len(events)
+
+
 class EventLog:
     """Writes events and reads the stream's history."""
 
@@ -144,10 +156,15 @@ class EventLog:
         last = self.r.xrevrange(self.ks.stream, count=1)
         return last[0][0] if last else "0-0"
 
-    def history(self, after: str = "0-0", count: int = 10_000) -> list[Event]:
-        """Well-formed events after ``after`` (exclusive), oldest first."""
-        entries = self.r.xrange(self.ks.stream, min="(" + after if after != "0-0" else "-", count=count)
-        return [e for e in (parse_entry(i, f) for i, f in entries) if e is not None]
+    def history(self, after: str = "0-0", until: str = "+", *, count: int = 1000) -> list[Event]:
+        """Every well-formed event after ``after`` (exclusive) up to ``until`` (inclusive),
+        oldest first, read ``count`` entries per round trip (a coordinator's catch-up)."""
+        events: list[Event] = []
+        low = "(" + after if after != "0-0" else "-"
+        while entries := self.r.xrange(self.ks.stream, min=low, max=until, count=count):
+            events.extend(_parse_entries(entries)[0])
+            low = "(" + entries[-1][0]
+        return events
 
 
 class EventListener:
@@ -174,14 +191,11 @@ class EventListener:
         reply = self.r.xread({self.ks.stream: self.last_id}, count=self.count, block=block_ms)
         events = []
         for _stream, entries in reply or ():
-            for entry_id, fields in entries:
-                self.last_id = entry_id
-                event = parse_entry(entry_id, fields)
-                if event is None:
-                    self.malformed += 1
-                    log.warning("skipping malformed event %s: %.200r", entry_id, fields)
-                else:
-                    events.append(event)
+            if entries:
+                self.last_id = entries[-1][0]
+                parsed, malformed = _parse_entries(entries)
+                events.extend(parsed)
+                self.malformed += malformed
         return events
 
     def listen(self, stop: threading.Event | None = None, block_ms: int = 1000):

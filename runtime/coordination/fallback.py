@@ -1,10 +1,13 @@
 """File-based coordination on the shared ``/coordination`` volume when Redis stays down (seed risk 2).
 
-:class:`Degrader` watches Redis with a short-timeout probe; once Redis has been
-unreachable for ``degrade_after`` seconds it switches to ``file`` mode, and back
-to ``redis`` as soon as a probe succeeds, first replaying the events written
-meanwhile into the Redis stream (exactly once across processes: the replay
-offset is kept in the volume under the same lock).
+:class:`Degrader` is the one degrade path (the worker's, :mod:`runtime.commands.worker`):
+once the client's own retries have given up, it probes Redis once every ``interval``
+without retries and answers "degrade" when Redis has stayed unreachable for
+``degrade_after`` more seconds, "resume" as soon as a probe succeeds. In file mode the
+caller asks :meth:`Degrader.reachable` between tasks and, once Redis answers, replays its
+file-mode work; :meth:`FileCoordination.replay_into` brings the volume's events into the
+Redis stream exactly once across processes (the replay offset is kept in the volume under
+the same lock).
 
 :class:`FileCoordination` offers the minimum needed to keep working: fenced task
 leases (``leases/{task}.json``, token in ``leases/{task}.fence``), fenced
@@ -20,9 +23,10 @@ Weaker than Redis, by design:
   or NFS with working lock manager; RWX PVCs vary). Without it, two holders
   are possible; fencing tokens then still reject the older holder's completion.
 * The two worlds do not share leases or tokens: a partitioned client that still
-  reaches Redis does not see file-mode leases. File-mode completions reach
-  Redis only as replayed ``task_completed`` events (``"mode": "file"``); the
-  coordinator reconciles task status from :meth:`FileCoordination.completed`.
+  reaches Redis does not see file-mode leases. File-mode completions reach Redis
+  only when the worker that made them replays them through the normal fenced path
+  (and as replayed events with ``"mode": "file"``); nothing else reads
+  :meth:`FileCoordination.completed`.
 * Throughput is a few hundred operations per second, and there is no barrier,
   ledger or progress in file mode: those wait for Redis.
 """
@@ -34,20 +38,15 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import redis
 
-from runtime.coordination.connection import RedisSettings, connect
+from runtime.coordination.connection import single_attempt
 from runtime.coordination.events import EventLog
-from runtime.coordination.keys import Keyspace
-
-
-def utc_now() -> str:
-    """The event timestamp format (ISO 8601 UTC, ms); in file mode from this node's clock."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from runtime.support.files import write_atomic
+from runtime.support.timestamps import now
 
 
 class FileCoordination:
@@ -72,14 +71,6 @@ class FileCoordination:
         except FileNotFoundError:
             return None
 
-    def _write(self, path: Path, value) -> None:
-        tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-        with open(tmp, "w") as f:
-            json.dump(value, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-
     def _paths(self, task_id: str):
         return (self.root / "leases" / f"{task_id}.json", self.root / "leases" / f"{task_id}.fence",
                 self.root / "results" / f"{task_id}.json")
@@ -98,8 +89,8 @@ class FileCoordination:
             else:
                 # as in Redis: counter for order, clock floor for tokens from before a lost fence file
                 token = max((self._read(fence_path) or 0) + 1, time.time_ns() // 1000)
-                self._write(fence_path, token)
-            self._write(lease_path, {"owner": owner, "token": token, "expires": time.time() + ttl_s})
+                write_atomic(fence_path, json.dumps(token))
+            write_atomic(lease_path, json.dumps({"owner": owner, "token": token, "expires": time.time() + ttl_s}))
             self._append({"event": "task_claimed", "task_id": task_id, "owner": owner, "token": token})
             return token
 
@@ -122,7 +113,7 @@ class FileCoordination:
                 return "finished"
             if token < (self._read(fence_path) or 0):
                 return "stale"
-            self._write(result_path, {"token": token, "owner": owner, "data": result, "at": utc_now()})
+            write_atomic(result_path, json.dumps({"token": token, "owner": owner, "data": result, "at": now()}))
             lease_path.unlink(missing_ok=True)
             self._append({"event": "task_completed", "task_id": task_id, "owner": owner, "token": token})
             return "accepted"
@@ -135,7 +126,7 @@ class FileCoordination:
             self._append({**fields, "event": event, "from": sender})
 
     def _append(self, data: dict) -> None:
-        data.setdefault("timestamp", utc_now())
+        data.setdefault("timestamp", now())  # this node's clock
         data["mode"] = "file"
         with open(self.events_path, "a") as f:
             f.write(json.dumps(data) + "\n")
@@ -167,33 +158,33 @@ class FileCoordination:
             for data in events:
                 fields = {k: v for k, v in data.items() if k not in ("event", "from")}
                 log.emit(data["event"], data.get("from") or data.get("owner", "fallback"), **fields)
-            self._write(offset_path, end)
+            write_atomic(offset_path, json.dumps(end))
         return len(events)
 
 
 class Degrader:
-    """Chooses ``redis`` or ``file`` mode; call :meth:`check` periodically (e.g. every few seconds)."""
+    """When to leave Redis for the volume, and whether Redis is back (see the module doc)."""
 
-    def __init__(self, settings: RedisSettings, ks: Keyspace, files: FileCoordination, *,
-                 degrade_after: float = 60.0, probe_timeout: float = 1.0):
-        # A probe that does not retry: the main client's retries are what we are measuring.
-        self.probe = connect(replace(settings, retry_for=0, socket_timeout=probe_timeout,
-                                     connect_timeout=probe_timeout))
-        self.ks, self.files, self.degrade_after = ks, files, degrade_after
-        self.mode = "redis"
-        self.unreachable_since: float | None = None
+    def __init__(self, r: redis.Redis, degrade_after: float, *, interval: float = 0.2,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        self.r, self.degrade_after, self.interval = r, degrade_after, interval
+        self.clock, self.sleep = clock, sleep
 
-    def check(self) -> str:
+    def reachable(self) -> bool:
+        """One PING without the client's retries."""
         try:
-            self.probe.ping()
+            with single_attempt():
+                self.r.ping()
+            return True
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            now = time.monotonic()
-            self.unreachable_since = self.unreachable_since or now
-            if now - self.unreachable_since >= self.degrade_after:
-                self.mode = "file"
-            return self.mode
-        self.unreachable_since = None
-        if self.mode == "file":
-            self.files.replay_into(EventLog(self.probe, self.ks))
-            self.mode = "redis"
-        return self.mode
+            return False
+
+    def degrade(self) -> bool:
+        """Called once the client's retries gave up: True when Redis stays unreachable for
+        ``degrade_after`` seconds more (switch to file mode), False as soon as it answers."""
+        until = self.clock() + self.degrade_after
+        while not self.reachable():
+            if self.clock() >= until:
+                return True
+            self.sleep(self.interval)
+        return False

@@ -26,6 +26,10 @@ to the same bound.
 
 Lua scripts get the same names from :meth:`Keyspace.lua`, which renders them as
 constants prepended to every script, so no template is written twice.
+
+Guaranteed: names are printable ASCII (checked), so they read the same in JSON and Lua.
+Not guaranteed: isolation between deployments sharing a Redis and a prefix; two runs with
+the same prefix share every key.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ Guarantees:
   grant (at least the failover time for a crashed primary). With
   ``Durability(replicas=1)`` no lost token is ever used: acquire returns only
   once a replica holds the grant, so this clock assumption is defence in depth.
+* :meth:`LeaseManager.take_over` frees a lease of a dead predecessor of the same worker
+  (``task_takeover``); the next grant then carries a higher token, so the predecessor's
+  writes, should it be alive after all, are fenced off.
 * Fenced writes (:meth:`LeaseManager.complete`/:meth:`~LeaseManager.fail`)
   succeed iff no higher token has been issued for the task and it is not
   finished. A write whose lease merely expired, with no newer grant, is still
@@ -54,6 +57,7 @@ from typing import Callable
 
 import redis
 
+from plan.statuses import TaskStatus
 from runtime.coordination.connection import Durability, require_text, run_script
 from runtime.coordination.events import lua_script
 from runtime.coordination.keys import Keyspace
@@ -135,6 +139,18 @@ if outcome == 'completed' then
 end
 return {'accepted', emit(outcome == 'failed', {event='task_failed', task_id=task, owner=owner,
                                               retry=(outcome == 'pending')}, token)}
+"""
+
+# The caller vouches that a holder whose name starts with ARGV[3] is dead (one process per
+# worker name: another holder of that name is a predecessor that was killed).
+_TAKE_OVER = r"""
+-- ARGV[1] new owner, [2] task, [3] owner prefix of the dead incarnations
+local lock = LOCK_PREFIX .. ARGV[2]
+local holder = redis.call('GET', lock)
+if not holder or holder == ARGV[1] or string.sub(holder, 1, #ARGV[3]) ~= ARGV[3] then return 0 end
+redis.call('DEL', lock)
+emit(false, {event='task_takeover', task_id=ARGV[2], previous=holder, owner=ARGV[1]})
+return 1
 """
 
 # Redlock's allowance for the server's clock running faster than ours.
@@ -221,11 +237,15 @@ class LeaseManager:
         self._completed_metric = ks.metric(larry, "tasks_completed")
         self._acquire, self._extend, self._release, self._finish = (
             r.register_script(lua_script(ks, body)) for body in (_ACQUIRE, _EXTEND, _RELEASE, _FINISH))
-        self._held: dict[str, Lease] = {}
-        self._held_lock = threading.Lock()
+        self._take_over = r.register_script(lua_script(ks, _TAKE_OVER))
 
     def _run(self, script, *args):
         return run_script(self.r, script, [], args, self.durability)
+
+    def take_over(self, task_id: str, predecessors: str) -> bool:
+        """Free a lease held by a dead earlier incarnation of this owner (its owner name starts
+        with ``predecessors``) so the next acquire gets a new, higher fence; True if one was."""
+        return bool(self._run(self._take_over, self.owner, task_id, predecessors))
 
     def acquire(self, task_id: str, *, into: Lease | None = None) -> Claim:
         """Try to take the task. ``into``: an existing lease to re-assert (updated in place)."""
@@ -233,10 +253,8 @@ class LeaseManager:
         reply = self._run(self._acquire, self.owner, task_id, self.ttl_ms, int(self.alert_on_conflict))
         status = reply[0]
         if status in ("acquired", "held"):
-            lease = into or self._held.get(task_id) or Lease(task_id, self.owner, 0, self.ttl_ms, 0.0)
+            lease = into or Lease(task_id, self.owner, 0, self.ttl_ms, 0.0)
             lease.token, lease.valid_until = int(reply[1]), _valid_until(sent_at, self.ttl_ms)
-            with self._held_lock:
-                self._held[task_id] = lease
             return Claim(status, lease=lease)
         if status == "conflict":
             return Claim(status, holder=reply[1])
@@ -257,38 +275,24 @@ class LeaseManager:
 
         A release retried after a lost reply reports ``expired``: the first run removed the key.
         """
-        self._forget(lease)
         return self._run(self._release, lease.owner, lease.task_id, lease.token)
 
     def complete(self, lease: Lease, result) -> Write:
         """Fenced write of the task's result (JSON-serialisable); marks it completed and frees the lock."""
-        return self._write(lease, "completed", result)
+        return self._write(lease, TaskStatus.COMPLETED, result)
 
     def fail(self, lease: Lease, error: str, *, retry: bool = True) -> Write:
         """Fenced failure: ``retry`` puts the task back to pending, otherwise it is terminally failed."""
-        return self._write(lease, "pending" if retry else "failed", {"error": error})
+        return self._write(lease, TaskStatus.PENDING if retry else TaskStatus.FAILED, {"error": error})
 
     def _write(self, lease: Lease, outcome: str, payload) -> Write:
         reply = self._run(self._finish, lease.owner, lease.task_id, lease.token, outcome, json.dumps(payload),
                           self._completed_metric)
-        if reply[0] in ("accepted", "duplicate"):
-            self._forget(lease)
         return Write(reply[0], reply[1] if len(reply) > 1 else None)
 
     def keep(self, lease: Lease, on_lost: Callable[[Lease, str], None] | None = None, **kwargs) -> "LeaseKeeper":
         """Start renewing ``lease`` in the background (see :class:`LeaseKeeper`)."""
         return LeaseKeeper(self, lease, on_lost, **kwargs).start()
-
-    def reassert(self) -> dict[str, str]:
-        """Re-take every lease this manager holds (after a failover): idempotent; returns task -> claim status."""
-        with self._held_lock:
-            held = list(self._held.values())
-        return {lease.task_id: self.acquire(lease.task_id, into=lease).status for lease in held}
-
-    def _forget(self, lease: Lease) -> None:
-        with self._held_lock:
-            if self._held.get(lease.task_id) is lease:
-                del self._held[lease.task_id]
 
 
 class LeaseKeeper:

@@ -1,17 +1,20 @@
 """Per-Larry phase state: ``phase:{larry}:status|progress|started_at|completed_at``.
 
-Status moves pending -> in_progress -> completed | failed and never backwards
-(except an explicit :meth:`PhaseTracker.reset` by the coordinator); progress
-only grows (Lua max), so late or replayed updates from a slow worker cannot
-make it go down. Each transition and each increase emits its event (seed names:
-``phase_started``, ``progress_update``, ``phase_complete``; ``phase_failed`` on
-the alerts channel) in the same script, so replays emit nothing twice.
+Guarantees: status (:class:`plan.statuses.PhaseStatus`) moves pending -> in_progress ->
+completed | failed and never backwards; progress only grows (Lua max), so late or replayed
+updates cannot make it go down. Each transition and each increase emits its event (seed
+names: ``phase_started``, ``progress_update``, ``phase_complete``; ``phase_failed`` on the
+alerts channel) in the same script, so replays emit nothing twice.
+
+Not guaranteed: who may end a phase. Any caller can complete or fail it; by convention only
+the Larry's coordinator does. A phase is never started over: a new run uses fresh keys.
 """
 
 from __future__ import annotations
 
 import redis
 
+from plan.statuses import PhaseStatus
 from runtime.coordination.connection import Durability, require_text, run_script
 from runtime.coordination.events import lua_script
 from runtime.coordination.keys import Keyspace
@@ -70,7 +73,7 @@ class PhaseTracker:
 
     def init(self) -> bool:
         """Coordinator: mark the phase pending unless it already has a status. True if it was new."""
-        return bool(self.r.set(self.ks.phase_status(self.larry), "pending", nx=True))
+        return bool(self.r.set(self.ks.phase_status(self.larry), PhaseStatus.PENDING, nx=True))
 
     def start(self) -> str:
         """``started``, or the current status if it was not pending (``in_progress`` on a replay)."""
@@ -87,27 +90,20 @@ class PhaseTracker:
 
     def complete(self, message: str = "") -> str:
         """``completed``, ``already``, or the status that forbids it (``pending``, ``failed``)."""
-        return self._finish_as("completed", message)
+        return self._finish_as(PhaseStatus.COMPLETED, message)
 
     def fail(self, message: str) -> str:
-        return self._finish_as("failed", message)
+        return self._finish_as(PhaseStatus.FAILED, message)
 
     def _finish_as(self, outcome: str, message: str) -> str:
         ks = self.ks
         return self._run(self._finish, [ks.phase_status(self.larry), ks.phase_completed_at(self.larry),
                                         ks.phase_progress(self.larry)], [outcome, message])
 
-    def reset(self) -> None:
-        """Coordinator: start the phase over (a re-run)."""
-        ks = self.ks
-        self.r.delete(ks.phase_started_at(self.larry), ks.phase_completed_at(self.larry),
-                      ks.phase_progress(self.larry))
-        self.r.set(ks.phase_status(self.larry), "pending")
-
     def snapshot(self) -> dict:
         ks = self.ks
         status, progress, started, completed = self.r.mget(
             ks.phase_status(self.larry), ks.phase_progress(self.larry),
             ks.phase_started_at(self.larry), ks.phase_completed_at(self.larry))
-        return {"larry": self.larry, "status": status or "pending", "progress": int(progress or 0),
+        return {"larry": self.larry, "status": status or PhaseStatus.PENDING, "progress": int(progress or 0),
                 "started_at": started, "completed_at": completed}

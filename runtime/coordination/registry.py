@@ -1,24 +1,35 @@
-"""Worker registration and heartbeats: ``worker:{id}:master|node|status`` (seed) plus the
-sorted set ``worker:heartbeats`` (worker -> last beat, in the primary's clock).
+"""Worker registration, heartbeats and pauses: ``worker:{id}:master|node|status`` (seed), the
+sorted set ``worker:heartbeats`` (worker -> last beat, in the primary's clock) and
+``worker:{id}:paused`` (set by the worker's coordinator).
 
-Liveness uses only the Redis primary's clock (TIME inside the scripts), so
-workers' clock skew cannot make a live worker look dead. A worker is dead when
-it has not beaten for ``grace_ms``. :meth:`WorkerRegistry.reap` marks it
-``dead``, forgets its heartbeat and raises a ``worker_dead`` alert exactly once;
-its task leases need no action: they expire by TTL and the tasks become
-claimable again. After a failover a rolled-back beat is simply re-written by
-the next one; a grace of several heartbeat intervals absorbs the gap.
+Guarantees: liveness uses only the Redis primary's clock (TIME inside the scripts), so
+workers' clock skew cannot make a live worker look dead. A worker is dead when it has not
+beaten for ``grace_ms``. :meth:`WorkerRegistry.reap` marks it ``dead``, forgets its
+heartbeat and raises a ``worker_dead`` alert exactly once; its task leases need no action:
+they expire by TTL (the coordinator then re-queues what it held,
+:meth:`runtime.coordination.tasks.TaskBoard.requeue`). :meth:`~WorkerRegistry.pause` and
+:meth:`~WorkerRegistry.resume` change the flag and emit ``worker_paused`` /
+``worker_resumed`` in one script, each exactly once per change.
+
+Not guaranteed: a heartbeat is best effort (missed beats are what the grace is for); after
+a failover a rolled-back beat is simply re-written by the next one, and a grace of several
+heartbeat intervals absorbs the gap. A pause is advisory: the worker honours it between
+tasks, never inside one.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import redis
 
-from runtime.coordination.connection import require_text, run_script
+from plan.statuses import WorkerStatus
+from runtime.coordination.connection import Durability, require_text, run_script
 from runtime.coordination.events import lua_script
 from runtime.coordination.keys import Keyspace
+
+log = logging.getLogger(__name__)
 
 _BEAT = r"""
 -- KEYS[1] heartbeats, [2] status; ARGV[1] worker, [2] status or ''
@@ -43,21 +54,36 @@ emit(true, {event='worker_dead', worker=ARGV[2]})
 return 1
 """
 
+_PAUSE = r"""
+-- KEYS[1] worker:{id}:paused; ARGV[1] larry, [2] worker, [3] reason
+if not redis.call('SET', KEYS[1], ARGV[3], 'NX') then return 0 end
+emit(false, {event='worker_paused', larry=ARGV[1], worker=ARGV[2], reason=ARGV[3]})
+return 1
+"""
+
+_RESUME = r"""
+-- KEYS[1] worker:{id}:paused; ARGV[1] larry, [2] worker
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+emit(false, {event='worker_resumed', larry=ARGV[1], worker=ARGV[2]})
+return 1
+"""
+
 
 class WorkerRegistry:
-    def __init__(self, r: redis.Redis, ks: Keyspace, *, grace_ms: int = 15_000):
+    def __init__(self, r: redis.Redis, ks: Keyspace, *, grace_ms: int = 15_000,
+                 durability: Durability = Durability()):
         require_text(r)
-        self.r, self.ks, self.grace_ms = r, ks, grace_ms
-        self._beat, self._dead, self._reap = (
-            r.register_script(lua_script(ks, body)) for body in (_BEAT, _DEAD, _REAP))
+        self.r, self.ks, self.grace_ms, self.durability = r, ks, grace_ms, durability
+        self._beat, self._dead, self._reap, self._pause, self._resume = (
+            r.register_script(lua_script(ks, body)) for body in (_BEAT, _DEAD, _REAP, _PAUSE, _RESUME))
 
-    def register(self, worker_id: str, master: str, node: str, status: str = "idle") -> None:
+    def register(self, worker_id: str, master: str, node: str, status: str = WorkerStatus.IDLE) -> None:
         ks = self.ks
         self.r.mset({ks.worker_master(worker_id): master, ks.worker_node(worker_id): node})
         self.heartbeat(worker_id, status)
 
     def heartbeat(self, worker_id: str, status: str | None = None) -> None:
-        """Beat, optionally setting status (seed: idle | busy | completed)."""
+        """Beat, optionally setting status (a :class:`plan.statuses.WorkerStatus`)."""
         self._beat(keys=[self.ks.worker_heartbeats, self.ks.worker_status(worker_id)], args=[worker_id, status or ""])
 
     def dead(self) -> list[str]:
@@ -66,7 +92,17 @@ class WorkerRegistry:
     def reap(self, worker_id: str) -> bool:
         """Mark a dead worker (re-checked atomically); True if this call did it."""
         return bool(run_script(self.r, self._reap, [self.ks.worker_heartbeats, self.ks.worker_status(worker_id)],
-                               ["registry", worker_id, self.grace_ms]))
+                               ["registry", worker_id, self.grace_ms], self.durability))
+
+    def pause(self, larry: str, worker_id: str, reason: str) -> bool:
+        """Coordinator: ask the worker to claim nothing new; True if it was not paused yet."""
+        return bool(run_script(self.r, self._pause, [self.ks.worker_paused(worker_id)],
+                               [larry, worker_id, reason], self.durability))
+
+    def resume(self, larry: str, worker_id: str) -> bool:
+        """Coordinator: lift the pause; True if the worker was paused."""
+        return bool(run_script(self.r, self._resume, [self.ks.worker_paused(worker_id)],
+                               [larry, worker_id], self.durability))
 
     def workers(self) -> dict[str, dict]:
         """Every worker with a heartbeat: master, node, status, last beat (ms, primary clock)."""
@@ -78,7 +114,7 @@ class WorkerRegistry:
         return {w: {"master": m, "node": n, "status": s, "last_beat_ms": int(score)}
                 for (w, score), (m, n, s) in zip(beats, pipe.execute())}
 
-    def deregister(self, worker_id: str, status: str = "completed") -> None:
+    def deregister(self, worker_id: str, status: str = WorkerStatus.COMPLETED) -> None:
         self.r.zrem(self.ks.worker_heartbeats, worker_id)
         self.r.set(self.ks.worker_status(worker_id), status)
 
@@ -89,8 +125,8 @@ class WorkerRegistry:
             while not stop.wait(interval):
                 try:
                     self.heartbeat(worker_id)
-                except redis.exceptions.RedisError:
-                    pass  # missed beats are what the grace period is for
+                except redis.exceptions.RedisError as error:
+                    log.debug("heartbeat of %s missed: %s", worker_id, error)  # what the grace is for
 
         thread = threading.Thread(target=loop, daemon=True, name=f"heartbeat-{worker_id}")
         thread.start()

@@ -1,30 +1,50 @@
 """Task definitions and their observable state: the seed's dependency graph (risk 5).
 
-A Larry's tasks are the set ``phase:{larry}:tasks``; a task's ``dependsOn`` is
-the set ``task:deps:{id}``. The authoritative dependency check is inside the
-lease acquire script (:mod:`runtime.leases`); :meth:`TaskBoard.claimable` is only
-a cheap pre-filter for workers choosing what to try next.
+A Larry's tasks are the set ``phase:{larry}:tasks``; a task's ``dependsOn`` is the set
+``task:deps:{id}``; its status (:class:`plan.statuses.TaskStatus`) is ``task:status:{id}``.
+
+Guarantees: :meth:`TaskBoard.define` is one MULTI/EXEC and idempotent (an existing task keeps
+its status); a cyclic graph is refused before anything is written. :meth:`TaskBoard.requeue`
+is one Lua script that puts a task back to ``pending`` only while it is still
+``in_progress`` with no lease, so a live holder never loses its task, and emits
+``task_requeued`` exactly once.
+
+Not guaranteed: the authoritative "may this task run now" check is not here but in the
+lease acquire script (:mod:`runtime.coordination.leases`), which checks status, holder and
+dependencies atomically; :meth:`TaskBoard.statuses` is a snapshot that may be stale at once.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from graphlib import CycleError, TopologicalSorter
 from typing import Iterable, Mapping
 
 import redis
 
-from runtime.coordination.connection import require_text
+from plan.statuses import TaskStatus
+from runtime.coordination.connection import Durability, require_text, run_script
+from runtime.coordination.events import lua_script
 from runtime.coordination.keys import Keyspace
 
-TERMINAL = ("completed", "failed")
+# Only a task still marked in progress whose lease is gone: a live holder keeps its task.
+_REQUEUE = r"""
+-- ARGV[1] larry, [2] task, [3] worker that held it
+local status_key = STATUS_PREFIX .. ARGV[2]
+if redis.call('GET', status_key) ~= 'in_progress' or redis.call('EXISTS', LOCK_PREFIX .. ARGV[2]) == 1 then
+  return 0
+end
+redis.call('SET', status_key, 'pending')
+emit(false, {event='task_requeued', larry=ARGV[1], task_id=ARGV[2], worker=ARGV[3]})
+return 1
+"""
 
 
 class TaskBoard:
-    def __init__(self, r: redis.Redis, ks: Keyspace):
+    def __init__(self, r: redis.Redis, ks: Keyspace, durability: Durability = Durability()):
         require_text(r)
-        self.r, self.ks = r, ks
+        self.r, self.ks, self.durability = r, ks, durability
+        self._requeue = r.register_script(lua_script(ks, _REQUEUE))
 
     def define(self, larry: str, graph: Mapping[str, Iterable[str]]) -> list[str]:
         """Register ``{task: dependsOn}`` for a Larry; returns the tasks in dependency order.
@@ -43,12 +63,9 @@ class TaskBoard:
             pipe.delete(self.ks.task_deps(task))
             if graph[task]:
                 pipe.sadd(self.ks.task_deps(task), *graph[task])
-            pipe.set(self.ks.task_status(task), "pending", nx=True)
+            pipe.set(self.ks.task_status(task), TaskStatus.PENDING, nx=True)
         pipe.execute()
         return order
-
-    def tasks(self, larry: str) -> list[str]:
-        return sorted(self.r.smembers(self.ks.phase_tasks(larry)))
 
     def statuses(self, task_ids: Iterable[str]) -> dict[str, str | None]:
         task_ids = list(task_ids)
@@ -56,32 +73,10 @@ class TaskBoard:
             return {}
         return dict(zip(task_ids, self.r.mget([self.ks.task_status(t) for t in task_ids])))
 
-    def counts(self, larry: str) -> Counter:
-        """How many of a Larry's tasks are in each status (for progress and dashboards)."""
-        return Counter(self.statuses(self.tasks(larry)).values())
-
-    def _scan(self, larry: str) -> list[tuple[str, str | None, bool, set]]:
-        """(task, status, locked, dependsOn) for each of a Larry's tasks, in one round trip."""
-        tasks = self.tasks(larry)
-        pipe = self.r.pipeline(transaction=False)
-        for task in tasks:
-            pipe.get(self.ks.task_status(task))
-            pipe.exists(self.ks.task_lock(task))
-            pipe.smembers(self.ks.task_deps(task))
-        replies = pipe.execute()
-        return [(task, replies[3 * i], bool(replies[3 * i + 1]), replies[3 * i + 2]) for i, task in enumerate(tasks)]
-
-    def claimable(self, larry: str) -> list[str]:
-        """Unfinished, unlocked tasks whose dependencies are all completed (a snapshot)."""
-        candidates = {t: deps for t, status, locked, deps in self._scan(larry) if status not in TERMINAL and not locked}
-        dep_status = self.statuses({d for deps in candidates.values() for d in deps})
-        return [t for t, deps in candidates.items() if all(dep_status[d] == "completed" for d in deps)]
-
-    def orphaned(self, larry: str) -> list[str]:
-        """Tasks still ``in_progress`` whose lease is gone: their holder died or was cut
-        off. Nothing needs re-queueing (they are claimable as they are); this is for
-        the coordinator's and dashboard's view."""
-        return [t for t, status, locked, _ in self._scan(larry) if status == "in_progress" and not locked]
+    def requeue(self, larry: str, task_id: str, worker: str) -> bool:
+        """Coordinator: put a dead ``worker``'s orphaned task (in progress, no lease) back to
+        pending; True if this call did it."""
+        return bool(run_script(self.r, self._requeue, [], [larry, task_id, worker], self.durability))
 
     def result(self, task_id: str) -> dict | None:
         """The accepted fenced write: token, owner, outcome, data (decoded JSON), at."""

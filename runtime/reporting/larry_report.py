@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from plan.model import Larry, StackConfig
+from plan.statuses import TERMINAL
 from plan.taskgraph import TaskGraph
-from runtime.coordination.tasks import TERMINAL
 from runtime.reporting.history import History
 from runtime.reporting.results import read_result
 from runtime.reporting.schema import SCHEMA_VERSION, SEVERITIES, aggregate_findings

@@ -42,6 +42,7 @@ from rich.text import Text
 
 from plan import environment as envvar
 from plan.model import Larry, StackConfig
+from plan.statuses import TERMINAL
 from runtime.agent.protocol import merge_findings
 from runtime.cli import (
     UsageError,
@@ -57,7 +58,6 @@ from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER, Keys
 from runtime.coordination.ledger import Ledger
 from runtime.coordination.phases import PhaseTracker
 from runtime.coordination.registry import WorkerRegistry
-from runtime.coordination.tasks import TERMINAL
 
 #: How long an operator's command keeps retrying an unreachable Redis before saying so.
 OPERATOR_RETRY_SECONDS = 3.0

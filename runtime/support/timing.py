@@ -9,13 +9,17 @@ do not speed up with it and get floors instead:
   what keeps a 2.5 s phase from failing because Python took a second to import;
 * liveness: a lease TTL or heartbeat grace of 50 ms would expire under ordinary scheduling
   jitter, so they scale down only to a floor of a few seconds.
+
+Not guaranteed: that a process keeps these times; they are targets for its loops, and the
+lease fencing (not the clock) is what keeps a late holder's writes out.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-ALLOWANCE_ENV = "LARRY_DEADLINE_ALLOWANCE"
+from plan import environment as envvar
+
 DEFAULT_ALLOWANCE = 10.0
 
 
@@ -27,7 +31,7 @@ class Timing:
     @classmethod
     def from_env(cls, speed: float, env=None) -> "Timing":
         env = os.environ if env is None else env
-        return cls(speed, float(env.get(ALLOWANCE_ENV) or DEFAULT_ALLOWANCE))
+        return cls(speed, float(env.get(envvar.DEADLINE_ALLOWANCE) or DEFAULT_ALLOWANCE))
 
     def scaled(self, minutes: float) -> float:
         """The plan's ``minutes`` in seconds at this speed."""

@@ -27,7 +27,7 @@ def names(rig, event):
 def test_a_restarted_coordinator_resumes_from_redis_state(rig):
     first = rig.start_phase("security")
     ledger = rig.ledger("security")
-    assert ledger.reserve("op-1", 500).ok and ledger.commit("op-1", 500).ok
+    assert ledger.record("op-1", 500).ok
     worker = LeaseManager(rig.r, rig.ks, "security", worker="scan-worker-01")
     assert worker.complete(worker.acquire("scan-cortex-namespace").lease, {"tokens": 500}).ok
     init_reserve_pool(rig.r, rig.ks, 10, overwrite=True)  # as if 24,990 had been drawn

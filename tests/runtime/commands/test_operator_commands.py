@@ -50,8 +50,7 @@ def build_run(r, ks: Keyspace, cfg=DEV) -> dict:
     def finish(larry: str, worker: str, task: str, findings: dict, tokens: int) -> None:
         lease = LeaseManager(r, ks, larry, worker=worker).acquire(task).lease
         ledger = Ledger(r, ks, larry)
-        ledger.reserve(f"op-{task}", tokens)
-        ledger.commit(f"op-{task}", tokens)
+        ledger.record(f"op-{task}", tokens)
         assert LeaseManager(r, ks, larry, worker=worker).complete(lease, {"findings": findings, "tokens": tokens})
 
     finish("larry-02", "scan-worker-01", "scan-core-namespaces", {"cves": {"critical": 2, "high": 3, "medium": 1}}, 5000)
@@ -142,7 +141,7 @@ def test_preflight_passes_for_a_consistent_ledger(r, ks, settings, capsys):
     assert "no Sentinel configured" in out and "no run ledger in Redis yet" in out
     assert "plan allocates 478,000 of 478,000" in out
     build_run(r, ks)
-    Ledger(r, ks, "larry-03").reserve("big", 205_000)  # crosses 90 %: draws the reserve pool
+    Ledger(r, ks, "larry-03").record("big", 205_000)  # crosses 90 %: draws the reserve pool
     assert r.get(ks.tokens("larry-03", "emergency")) == "25000"
     assert larry(["preflight", *run_args(settings, ks)]) == 0
     assert "✔ ledger matches plan ok limits equal the plan's; reserve pool 0 + drawn 25,000" in output(capsys)

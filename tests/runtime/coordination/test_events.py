@@ -190,3 +190,13 @@ def test_cortex_stack_uses_its_own_channels_and_stream(r, ks):
 def test_names_must_be_printable_ascii():
     with pytest.raises(ValueError):
         Keyspace(coordination_channel='bad"\nname\u00e9')
+
+
+def test_history_reads_every_page_up_to_its_end_and_skips_malformed_entries(r, ks):
+    log = EventLog(r, ks)
+    ids = [log.emit("progress_update", "larry-01", progress=n) for n in range(7)]
+    r.xadd(ks.stream, {"channel": ks.coordination, "data": "not json"})
+    later = log.emit("progress_update", "larry-01", progress=99)
+    everything = log.history(count=2)  # four round trips, one of them all but malformed
+    assert [e.id for e in everything] == ids + [later]
+    assert [e.data["progress"] for e in log.history(after=ids[1], until=ids[4], count=2)] == [2, 3, 4]

@@ -4,7 +4,7 @@ import multiprocessing
 import time
 from collections import Counter
 
-from runtime.coordination.connection import RedisSettings
+from runtime.coordination.connection import RedisSettings, connect
 from runtime.coordination.events import EventLog
 from runtime.coordination.fallback import Degrader, FileCoordination
 from tests.support.redis_servers import RedisServer
@@ -50,16 +50,28 @@ def test_file_leases_across_processes_each_task_once(tmp_path):
     assert Counter(e["event"] for e in events)["task_completed"] == 60
 
 
+class FakeClock:
+    def __init__(self):
+        self.now, self.slept = 0.0, 0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += 1
+
+
 def test_degrades_after_configured_outage_and_replays_on_return(tmp_path, ks):
     server = RedisServer(tmp_path / "redis").start()
     files = FileCoordination(tmp_path / "coordination")
-    d = Degrader(RedisSettings(url=server.url), ks, files, degrade_after=0.3, probe_timeout=0.2)
-    assert d.check() == "redis"
+    clock = FakeClock()
+    d = Degrader(connect(RedisSettings(url=server.url, retry_for=30)), degrade_after=0.3,
+                 clock=lambda: clock.now, sleep=clock.sleep)
+    assert d.reachable() and d.degrade() is False and clock.slept == 0
     port = server.port
     server.kill()
-    assert d.check() == "redis", "a short blip must not switch modes"
-    time.sleep(0.35)
-    assert d.check() == "file"
+    started = time.monotonic()
+    assert not d.reachable(), "a probe must not wait out the client's 30 s of retries"
+    assert d.degrade() is True and clock.now >= 0.3 and clock.slept >= 2, "degraded before the outage lasted"
+    assert time.monotonic() - started < 10
     token = files.acquire("t", "w1", ttl_s=30)
     files.complete("t", "w1", token, {"ok": True})
     files.append_event("progress_update", "larry-01", progress=40)
@@ -68,9 +80,11 @@ def test_degrades_after_configured_outage_and_replays_on_return(tmp_path, ks):
     back.port = port
     back.start()
     try:
-        assert d.check() == "redis"
+        assert d.reachable() and d.degrade() is False
+        assert files.replay_into(EventLog(back.client(), ks)) == 3
         names = [e.name for e in EventLog(back.client(), ks).history()]
         assert names == ["task_claimed", "task_completed", "progress_update"]
-        assert d.check() == "redis" and len(EventLog(back.client(), ks).history()) == 3, "replayed twice"
+        assert files.replay_into(EventLog(back.client(), ks)) == 0
+        assert len(EventLog(back.client(), ks).history()) == 3, "replayed twice"
     finally:
         back.stop()

@@ -43,3 +43,14 @@ def test_reap_rechecks_a_worker_that_came_back(r, ks):
     assert reg.dead() == ["flaky"]
     reg.heartbeat("flaky")
     assert reg.reap("flaky") is False and reg.dead() == []
+
+
+def test_pause_and_resume_change_the_flag_and_emit_once_each(r, ks):
+    reg = WorkerRegistry(r, ks)
+    assert reg.pause("larry-02", "scan-worker-01", "CVE-2025-1") is True
+    assert reg.pause("larry-02", "scan-worker-01", "CVE-2025-2") is False, "already paused: the first reason stays"
+    assert r.get(ks.worker_paused("scan-worker-01")) == "CVE-2025-1"
+    assert reg.resume("larry-02", "scan-worker-01") is True and reg.resume("larry-02", "scan-worker-01") is False
+    assert r.get(ks.worker_paused("scan-worker-01")) is None
+    events = [(e.name, e.data.get("reason")) for e in EventLog(r, ks).history()]
+    assert events == [("worker_paused", "CVE-2025-1"), ("worker_resumed", None)]
