@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-ALLOWANCE_ENV = "LARRY_DEADLINE_ALLOWANCE"
+from plan import environment as envvar
+
 DEFAULT_ALLOWANCE = 10.0
 
 
@@ -27,7 +28,7 @@ class Timing:
     @classmethod
     def from_env(cls, speed: float, env=None) -> "Timing":
         env = os.environ if env is None else env
-        return cls(speed, float(env.get(ALLOWANCE_ENV) or DEFAULT_ALLOWANCE))
+        return cls(speed, float(env.get(envvar.DEADLINE_ALLOWANCE) or DEFAULT_ALLOWANCE))
 
     def scaled(self, minutes: float) -> float:
         """The plan's ``minutes`` in seconds at this speed."""
