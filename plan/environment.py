@@ -28,6 +28,8 @@ PROJECT_DIR = "LARRY_PROJECT_DIR"
 COORDINATION_DIR = "LARRY_COORDINATION_DIR"
 KEY_PREFIX = "LARRY_KEY_PREFIX"
 SPEED = "LARRY_SPEED"
+#: The level every process of a run logs at (runtime.support.logs): DEBUG, INFO, WARNING, ERROR.
+LOG_LEVEL = "LARRY_LOG_LEVEL"
 ARCHIVE_S3_URL = "LARRY_ARCHIVE_S3_URL"
 
 # ---- rendered into the pods for the payloads (the runtime itself does not read them)

@@ -3,33 +3,64 @@
 Every subcommand reads the same plan: the stack config document the components render into
 the Larry's ConfigMap (``--plan /etc/larry/plan.yaml``) or a stack file of the project
 (``--stack dev``). A user mistake (bad plan, unknown Larry, unreachable Redis where it is
-required) ends with one line on stderr and exit status 2, never a traceback.
+required) ends with one line on stderr and exit status 2, never a traceback. Logging is
+configured here, once per process (:mod:`runtime.support.logs`).
+
+Redis credentials: a password goes in ``$LARRY_REDIS_PASSWORD`` (and
+``$LARRY_REDIS_SENTINEL_PASSWORD`` for Sentinel), never on a command line, where ``ps``
+shows it to every user of the machine. A password inside ``--redis-url`` is accepted, never
+printed (every message masks it) and handed to child processes through the environment only.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from pathlib import Path
 
 from plan import environment as envvar
+from plan.exits import ExitCode
 from plan.loader import ConfigError, load_plan_document, load_stack
 from plan.model import StackConfig
+from runtime.support import logs
 
-#: subcommand -> (module, function, help); modules are imported only when used, so the
+#: subcommand -> (module, help); each module has ``configure_parser(parser)``, ``main(args)``
+#: and may have ``EXAMPLES`` (the help's epilog). Modules are imported only when used, so the
 #: worker container does not pay for rich or boto3.
 COMMANDS = {
-    "worker": ("runtime.commands.worker", "main", "run one worker: claim its tasks by lease and run the payload"),
-    "coordinator": ("runtime.commands.coordinator", "main", "run one Larry's coordinator"),
-    "converge": ("runtime.commands.converge", "main", "aggregate the Larry reports into the summary and archive the run"),
-    "run": ("runtime.commands.run", "main", "run a stack's whole plan on this machine"),
-    "simulate": ("runtime.commands.simulate", "main", "the built-in simulated payload (used after `larry worker ... --`)"),
-    "dashboard": ("runtime.commands.dashboard", "main", "live terminal dashboard"),
-    "status": ("runtime.reporting.run_view", "status", "phase, task and ledger state of a run"),
-    "preflight": ("runtime.reporting.run_view", "preflight", "check Redis, sentinel quorum and the plan's budgets"),
-    "cleanup": ("runtime.reporting.run_view", "cleanup", "remove a finished run's keys from Redis (after archiving)"),
+    "worker": ("runtime.commands.worker", "run one worker: claim its tasks by lease and run the payload"),
+    "coordinator": ("runtime.commands.coordinator", "run one Larry's coordinator"),
+    "converge": ("runtime.commands.converge", "aggregate the Larry reports into the summary and archive the run"),
+    "run": ("runtime.commands.run", "run a stack's whole plan on this machine"),
+    "simulate": ("runtime.commands.simulate", "the built-in simulated payload (used after `larry worker ... --`)"),
+    "dashboard": ("runtime.commands.dashboard", "live terminal dashboard"),
+    "status": ("runtime.commands.status", "phase, task and ledger state of a run"),
+    "preflight": ("runtime.commands.preflight", "check Redis, sentinel quorum and the plan's budgets"),
+    "cleanup": ("runtime.commands.cleanup", "remove a finished run's keys from Redis (after archiving)"),
 }
+
+#: The help's epilog of commands whose module has no EXAMPLES of its own (the worker's and
+#: coordinator's modules belong to the pods).
+EPILOGS = {
+    "worker": """\
+The payload (the agent) is every argument after `--`; without one the worker runs the
+built-in `larry simulate`. The payload's protocol: runtime/agent/protocol.py.
+
+examples:
+  larry worker --plan /etc/larry/plan.yaml --larry larry-02 --worker scan-worker-01 -- my-agent --model m
+  larry worker --stack dev --larry larry-01 --worker cleanup-worker --speed 60 -- larry simulate
+""",
+    "coordinator": """\
+examples:
+  larry coordinator --plan /etc/larry/plan.yaml --larry larry-02
+  larry coordinator --stack dev --larry larry-01 --speed 60 --port 9100
+""",
+}
+
+#: How long an operator's command keeps retrying an unreachable Redis before saying so.
+OPERATOR_RETRY_SECONDS = 3.0
 
 
 class UsageError(Exception):
@@ -119,6 +150,30 @@ def add_process_arguments(parser: argparse.ArgumentParser, coordination_dir: boo
         add_coordination_dir(parser)
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The plan, Redis and key prefix: what every operator command reading a run needs."""
+    add_plan_arguments(parser)
+    add_redis_arguments(parser)
+    add_key_prefix(parser)
+
+
+def impatient_env(retry_for: float) -> dict[str, str]:
+    """The environment with Redis retries cut to ``retry_for`` s: an operator wants an answer,
+    not the runtime's 30 s ride through a failover."""
+    try:
+        current = float(os.environ.get(envvar.REDIS_RETRY_FOR) or retry_for)
+    except ValueError:
+        current = retry_for
+    return {**os.environ, envvar.REDIS_RETRY_FOR: str(min(current, retry_for))}
+
+
+def open_run(args: argparse.Namespace, retry_for: float = OPERATOR_RETRY_SECONDS):
+    """(plan, a client that has answered a PING (else UsageError), Keyspace) for an operator's command."""
+    cfg = load_plan(args)
+    client, ks = open_redis(args, cfg, impatient_env(retry_for))
+    return cfg, client, ks
+
+
 def interrupt_on_sigterm() -> None:
     """Treat SIGTERM (pod deletion, the local supervisor stopping a process) like Ctrl+C, so
     the process's ``finally`` blocks stop payloads and release leases on the way out."""
@@ -146,17 +201,19 @@ def load_plan(args: argparse.Namespace) -> StackConfig:
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     """All subcommands; only ``selected``'s module is imported to add its own options."""
     parser = argparse.ArgumentParser(prog="larry", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_const", const="DEBUG", dest="log_level",
+                        help="log everything (same as --log-level DEBUG)")
+    parser.add_argument("--log-level", metavar="LEVEL", choices=logs.LEVELS, type=str.upper,
+                        help=f"{', '.join(logs.LEVELS)} (default ${envvar.LOG_LEVEL} or {logs.DEFAULT_LEVEL})")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module, function, text) in COMMANDS.items():
-        sub = commands.add_parser(name, help=text, description=text)
-        sub.set_defaults(_target=(module, function))
+    for name, (module, text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=text, description=text, epilog=EPILOGS.get(name),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.set_defaults(_module=module)
         if name == selected:
-            # A module serving one subcommand has configure_parser; one serving several has
-            # configure_<function> for each.
             loaded = importlib.import_module(module)
-            configure = getattr(loaded, f"configure_{function}", None) or getattr(loaded, "configure_parser", None)
-            if configure:
-                configure(sub)
+            loaded.configure_parser(sub)
+            sub.epilog = getattr(loaded, "EXAMPLES", None) or sub.epilog
     return parser
 
 
@@ -167,17 +224,22 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         split = argv.index("--")
         argv, payload = argv[:split], argv[split + 1:]
-    selected = next((arg for arg in argv if not arg.startswith("-")), None)
-    args = build_parser(selected).parse_args(argv)
-    args.payload = payload
-    module, function = args._target
+    selected = next((arg for arg in argv if not arg.startswith("-") and arg in COMMANDS), None)
     try:
-        return int(getattr(importlib.import_module(module), function)(args) or 0)
+        level = logs.level_from(None)
+    except ValueError as exc:
+        level = logs.DEFAULT_LEVEL
+        logging.getLogger(__name__).warning("%s; logging at %s", exc, level)
+    args = build_parser(selected).parse_args(argv)
+    logs.configure(args.log_level or level)
+    args.payload = payload
+    try:
+        return int(importlib.import_module(args._module).main(args) or 0)
     except (UsageError, ConfigError) as exc:
         print(f"larry {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,0 +1,11 @@
+"""The boundary between a worker and the payload it runs (the agent, untrusted).
+
+=============  =================================================================
+``protocol``   the ``@larry {...}`` line protocol and the payload's environment: what a
+               payload may report, validated before anything is charged
+``payload``    one payload process per task: started, read, stopped with its process
+               group
+``simulated``  the built-in simulated payload (``larry simulate``) that plays the
+               seeds' workers without an AI agent
+=============  =================================================================
+"""

@@ -14,6 +14,7 @@ to the same queue, so it waits on one thing.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import queue
 import signal
@@ -22,6 +23,8 @@ import sys
 import threading
 from pathlib import Path
 from typing import Mapping, Sequence
+
+log = logging.getLogger(__name__)
 
 #: How often a protocol file is read for new lines while the payload runs.
 FILE_POLL_SECONDS = 0.2
@@ -57,8 +60,7 @@ class PayloadProcess:
                 text=True, bufsize=1, errors="replace", start_new_session=True, preexec_fn=die_with_parent)
         except OSError as exc:
             # A payload that cannot start is reported like one that failed at once.
-            print(f"{self.label}cannot start payload {self.command[0]!r}: {exc.strerror or exc}",
-                  file=sys.stderr, flush=True)
+            log.error("%scannot start payload %r: %s", self.label, self.command[0], exc.strerror or exc)
             self.events.put(("exit", 127))
             return self
         tail = threading.Thread(target=self._tail_file, daemon=True, name="payload-file")

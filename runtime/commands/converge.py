@@ -1,4 +1,4 @@
-"""`larry converge`: the meta-coordinator's Phase 4 (see :func:`runtime.converge.converge`).
+"""`larry converge`: the meta-coordinator's Phase 4 (see :func:`runtime.reporting.summary.converge`).
 
 ::
 
@@ -8,7 +8,7 @@ With Redis configured (``--redis-url`` or the environment) it first waits, on th
 stream, until every Larry has passed the ``convergence`` barrier and then arrived at the
 ``reports`` barrier, which each coordinator does once its final report is on disk; the wait
 is bounded by the plan's execution window (scaled by ``--speed``, plus the allowance of
-:mod:`runtime.timing`). ``--no-wait`` skips it for reports already written. It prints the
+:mod:`runtime.support.timing`). ``--no-wait`` skips it for reports already written. It prints the
 summary's path. A missing or corrupt report, or a failed upload, is one line and exit
 status 2; a barrier that times out names the Larrys missing and exits 1.
 """

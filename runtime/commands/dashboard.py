@@ -6,7 +6,7 @@ findings); ACTIVE TASKS (tasks in progress and who holds them, orphaned ones fla
 RECENT EVENTS (newest first); a footer.
 
 Event-driven: the dashboard reads the whole state once, then follows the event stream with
-:class:`runtime.events.EventListener` (``XREAD BLOCK``) and re-reads only what an event
+:class:`runtime.coordination.events.EventListener` (``XREAD BLOCK``) and re-reads only what an event
 names: the Larry of a ``larry``/``task_id``/``worker`` field, the barriers on
 ``barrier_*``, the reserve pool on ``token_reserve_deployed``; at most every
 :data:`MIN_READ_INTERVAL` s however fast events come. Heartbeats emit no events, so the
@@ -42,26 +42,22 @@ from rich.table import Table
 from rich.text import Text
 
 from plan.model import StackConfig
+from plan.statuses import TaskStatus
 from plan.taskgraph import TaskGraph
-from runtime.cli import UsageError, interrupt_on_sigterm
+from runtime.cli import UsageError, add_run_arguments, interrupt_on_sigterm, open_run
 from runtime.coordination.events import Event, EventListener, parse_entry
 from runtime.coordination.keys import Keyspace
+from runtime.reporting.run_text import barrier_text, findings_items, status_text, tokens_text
 from runtime.reporting.run_view import (
-    add_run_arguments,
-    barrier_text,
     count_active,
     describe,
-    findings_items,
     larry_of_worker,
-    open_run,
-    parse_time,
     read_barriers,
     read_larry,
     read_pool,
     read_workers,
-    status_text,
-    tokens_text,
 )
+from runtime.support.timestamps import parse_optional
 
 #: Fewest seconds between two reads of the same state, however fast events arrive.
 MIN_READ_INTERVAL = 0.25
@@ -209,10 +205,10 @@ class Dashboard:
     def elapsed(self) -> float | None:
         """Seconds since the first phase started; frozen at the last end once all have ended."""
         states = list(self.larrys.values())
-        starts = [t for t in (parse_time(s["started_at"]) for s in states) if t]
+        starts = [t for t in (parse_optional(s["started_at"]) for s in states) if t]
         if not starts:
             return None
-        ends = [parse_time(s["completed_at"]) for s in states]
+        ends = [parse_optional(s["completed_at"]) for s in states]
         if len(states) == len(self.ids) and all(ends):
             return (max(ends) - min(starts)).total_seconds()
         return self.redis_now() - min(starts).timestamp()
@@ -247,7 +243,7 @@ def duration(seconds: float) -> str:
 
 
 def local_time(stamp: str | None, fallback_ms: int = 0) -> str:
-    moment = parse_time(stamp) or datetime.fromtimestamp(fallback_ms / 1000, timezone.utc)
+    moment = parse_optional(stamp) or datetime.fromtimestamp(fallback_ms / 1000, timezone.utc)
     return moment.astimezone().strftime("%H:%M:%S")
 
 
@@ -310,8 +306,9 @@ def larry_table(dash: Dashboard, width: int = 200) -> Table:
             table.add_row(name, Text("unknown", style="dim"))
             continue
         tasks = state["tasks"]
-        task_text = f"{tasks['completed']}/{tasks['total']} done\n" + " · ".join(
-            f"{tasks[k]} {label}" for k, label in (("in_progress", "running"), ("failed", "failed")) if tasks[k])
+        task_text = f"{tasks[TaskStatus.COMPLETED]}/{tasks['total']} done\n" + " · ".join(
+            f"{tasks[k]} {label}" for k, label in ((TaskStatus.IN_PROGRESS, "running"), (TaskStatus.FAILED, "failed"))
+            if tasks[k])
         active = state.get("workers_active", 0)
         workers = Text(f"\n{active} worker{'' if active == 1 else 's'}", style="dim")
         cells = [name, status_text(state["status"]).append_text(workers),
@@ -346,7 +343,7 @@ def task_rows(dash: Dashboard) -> list[tuple[str, str, str, Text]]:
         for task in dash.larrys.get(larry, {}).get("active_tasks", []):
             holder = Text("orphaned: holder gone, claimable again", style="bold red") if task["orphaned"] \
                 else Text(short_owner(task["owner"]).partition("/")[2])
-            rows.append((larry, task["task"], "in_progress", holder))
+            rows.append((larry, task["task"], TaskStatus.IN_PROGRESS, holder))
     shown_ids = {row[1] for row in rows}
     for event in dash.events:
         task = str(event.data.get("task_id"))

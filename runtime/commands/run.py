@@ -34,6 +34,7 @@ holds the private Redis's URL and password for them).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import subprocess
@@ -46,16 +47,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from plan import environment as envvar
+from plan.exits import ExitCode
 from plan.model import StackConfig
+from plan.pods import WORKER_BACKOFF_LIMIT
+from plan.statuses import PhaseStatus, TaskStatus
 from runtime.agent.payload import die_with_parent
 from runtime.cli import UsageError, add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
 from runtime.reporting.progress import ProgressPrinter
 from runtime.reporting.schema import ReportError, load_larry_report, report_path
+from runtime.support import timestamps
+from runtime.support.files import write_atomic
 from runtime.support.local_redis import LocalRedis, free_port
 from runtime.support.timing import Timing
 
-WORKER_BACKOFF_LIMIT = 3
-EXIT_GAVE_UP = 3
 #: Kubelet's crash-loop backoff: 10 s, doubling, at most 5 min (scaled by the speed here).
 BACKOFF_START, BACKOFF_CAP = 10.0, 300.0
 STOP_GRACE = 10.0
@@ -136,12 +140,13 @@ class Supervisor:
         else:
             env[envvar.REDIS_URL] = self.args.redis_url
         env.update({envvar.COORDINATION_DIR: str(self.run_dir), envvar.KEY_PREFIX: self.args.key_prefix,
-                    envvar.SPEED: f"{self.args.speed:g}", "PYTHONUNBUFFERED": "1"})
+                    envvar.SPEED: f"{self.args.speed:g}", "PYTHONUNBUFFERED": "1",
+                    envvar.LOG_LEVEL: logging.getLevelName(logging.getLogger().getEffectiveLevel())})
         return env
 
     def _children(self) -> dict[str, Child]:
         plan = self.run_dir / "plan.yaml"
-        plan.write_text(self.cfg.plan_document())
+        write_atomic(plan, self.cfg.plan_document())
         larry, speed = larry_command(), f"{self.args.speed:g}"
         common = ["--plan", str(plan), "--coordination-dir", str(self.run_dir), "--speed", speed]
         self.ports = {each.id: free_port() for each in self.cfg.larrys}
@@ -155,7 +160,7 @@ class Supervisor:
                                                                     "--", *payload], "worker"))
         converge = larry + ["converge", *common] + (["--s3-url", self.args.s3_url] if self.args.s3_url else [])
         children.append(Child("converge", converge, "converge"))
-        (self.run_dir / "processes.json").write_text(json.dumps({
+        write_atomic(self.run_dir / "processes.json", json.dumps({
             "redis": (self.local.url if self.local else self.args.redis_url),
             "coordinators": {lid: {"metrics": f"http://127.0.0.1:{port}/metrics"} for lid, port in self.ports.items()},
         }, indent=2) + "\n")
@@ -167,13 +172,13 @@ class Supervisor:
         logs.mkdir(exist_ok=True)
         pids.mkdir(exist_ok=True)
         with open(logs / f"{child.name}.log", "a") as log:
-            log.write(f"--- start {child.restarts + 1} at {datetime.now(timezone.utc).isoformat()}\n")
+            log.write(f"--- start {child.restarts + 1} at {timestamps.now()}\n")
             log.flush()
             # Own session: the terminal's Ctrl+C reaches only this supervisor, which stops
             # the children in order.
             child.proc = subprocess.Popen(child.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           env=self.env, start_new_session=True, preexec_fn=die_with_parent)
-        (pids / f"{child.name}.pid").write_text(f"{child.proc.pid}\n")
+        write_atomic(pids / f"{child.name}.pid", f"{child.proc.pid}\n")
         proc = child.proc
         threading.Thread(target=lambda: self.exits.put((child, proc, proc.wait())), daemon=True,
                          name=f"wait-{child.name}").start()
@@ -198,7 +203,8 @@ class Supervisor:
         child.exit_codes.append(code)
         # A Deployment restarts its pod whatever the exit status; a Job stops on success and,
         # here, on the statuses that say a retry cannot help.
-        final = {"worker": code in (0, EXIT_GAVE_UP), "converge": code in (0, 2)}.get(child.kind, False)
+        final = {"worker": code in (ExitCode.OK, ExitCode.GAVE_UP),
+                 "converge": code in (ExitCode.OK, ExitCode.USAGE)}.get(child.kind, False)
         if final or (child.kind != "coordinator" and child.restarts >= WORKER_BACKOFF_LIMIT):
             child.done = True
             if code:
@@ -267,11 +273,11 @@ class Supervisor:
                 print(f"summary: {summary}", flush=True)
                 threading.Event().wait()
             except KeyboardInterrupt:
-                return 0 if ok else 1
+                return ExitCode.OK if ok else ExitCode.FAILED
         self.say("plan completed" if ok else "plan FAILED (see the summary and logs/)")
         if summary:
             print(f"summary: {summary}", flush=True)
-        return 0 if ok else 1
+        return ExitCode.OK if ok else ExitCode.FAILED
 
     def _plan_succeeded(self) -> bool:
         """Every phase completed, every task completed, every validation check passed."""
@@ -282,8 +288,8 @@ class Supervisor:
                 self.say(str(error))
                 return False
             failed = [c["check"] for c in report["validation"] if not c["passed"]]
-            unfinished = [t["id"] for t in report["tasks"] if t["status"] != "completed"]
-            if report["status"] != "completed" or failed or unfinished:
+            unfinished = [t["id"] for t in report["tasks"] if t["status"] != TaskStatus.COMPLETED]
+            if report["status"] != PhaseStatus.COMPLETED or failed or unfinished:
                 self.say(f"{larry.id}: phase {report['status']}; tasks not completed: {', '.join(unfinished) or 'none'}; "
                          f"failed checks: {', '.join(failed) or 'none'}")
                 return False

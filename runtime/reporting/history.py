@@ -31,7 +31,6 @@ class History:
         self.workers = [w.name for w in larry.workers]
         self.attempts: dict[str, int] = {}
         self.claimed_at: dict[str, dict[int, str]] = {}
-        self.completions: dict[str, int] = {}
         self.starts: dict[str, int] = {}
         self.requeued: list[str] = []
         self.alerts: list[dict] = []
@@ -62,8 +61,6 @@ class History:
         if name == "task_claimed":
             self.attempts[task] = self.attempts.get(task, 0) + 1
             self.claimed_at.setdefault(task, {})[int(data.get("token", 0))] = data.get("timestamp")
-        elif name == "task_completed":
-            self.completions[task] = self.completions.get(task, 0) + 1
         elif name == "task_requeued":
             self.requeued.append(task)
         elif name == "task_conflict":

@@ -1,25 +1,25 @@
 """The coordinator's final report of its Larry, assembled from Redis and the results volume
-into the schema of :mod:`runtime.report`.
+into the schema of :mod:`runtime.reporting.schema`.
 
 Sources: the plan (tasks, workers, dependencies), the task statuses and fenced results
 (``task:result:{id}``), the result files the workers wrote with the same fence (tokens and
 findings of failed tasks, whose Redis result holds only the reason), the ledger, the
 registry's worker statuses, the phase's timestamps, and the folded event stream
-(:class:`runtime.history.History`: attempts, claim times, restarts, re-queues, alerts).
+(:class:`runtime.reporting.history.History`: attempts, claim times, restarts, re-queues, alerts).
 """
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from plan.model import Larry, StackConfig
-from plan.statuses import TERMINAL
+from plan.statuses import TERMINAL, PhaseStatus, TaskStatus
 from plan.taskgraph import TaskGraph
 from runtime.reporting.history import History
 from runtime.reporting.results import read_result
 from runtime.reporting.schema import SCHEMA_VERSION, SEVERITIES, aggregate_findings
 from runtime.reporting.validation import validate
+from runtime.support.timestamps import parse
 
 
 def _count(value: Any) -> int:
@@ -41,7 +41,7 @@ def normalise_findings(raw: Any) -> dict:
 
 
 def _seconds_between(start: str, end: str) -> float:
-    return max(0.0, (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+    return max(0.0, (parse(end) - parse(start)).total_seconds())
 
 
 def build_report(cfg: StackConfig, larry: Larry, *, phase: dict, statuses: dict, results: dict,
@@ -57,7 +57,7 @@ def build_report(cfg: StackConfig, larry: Larry, *, phase: dict, statuses: dict,
                                history, results_dir))
     report = {
         "schema": SCHEMA_VERSION, "stack": cfg.stack, "larry": larry.id, "phase": larry.phase,
-        "status": "completed" if phase["status"] == "completed" else "failed",
+        "status": PhaseStatus.COMPLETED if phase["status"] == PhaseStatus.COMPLETED else PhaseStatus.FAILED,
         "planned_seconds": planned_seconds, "speed": speed,
         "started_at": phase["started_at"], "completed_at": phase["completed_at"],
         "duration_seconds": _seconds_between(phase["started_at"], phase["completed_at"]),
@@ -82,7 +82,7 @@ def _task(task, worker: str, status: str | None, result: dict | None, doomed: di
     recorded = read_result(results_dir, task.id, fence)
     entry = {
         "id": task.id, "title": task.title, "worker": worker,
-        "status": status if status in TERMINAL else "pending",
+        "status": status if status in TERMINAL else TaskStatus.PENDING,
         "fence": fence,
         "tokens": _count(data.get("tokens", recorded.get("tokens", 0))),
         "attempts": history.attempts.get(task.id, 0),
@@ -91,9 +91,9 @@ def _task(task, worker: str, status: str | None, result: dict | None, doomed: di
         "completed_at": result["at"] if fence else None,
         "findings": normalise_findings(data.get("findings", recorded.get("findings"))),
     }
-    if status == "failed":
+    if status == TaskStatus.FAILED:
         entry["detail"] = str(data.get("error") or recorded.get("detail") or "failed")
-    elif status != "completed":
+    elif status != TaskStatus.COMPLETED:
         entry["detail"] = (f"not run: dependency {doomed[task.id]} failed" if task.id in doomed
-                           else f"{status or 'pending'} when the phase ended")
+                           else f"{status or TaskStatus.PENDING} when the phase ended")
     return entry

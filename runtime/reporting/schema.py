@@ -25,7 +25,8 @@ Schema version 1::
 
 ``tokens.committed`` is everything the Larry committed, including what it drew from the
 emergency reserve (``emergency_drawn`` says how much of it that was). Timestamps are
-ISO 8601 with a time zone (``+00:00`` or ``Z``). Unknown fields are rejected so a typo
+ISO 8601 with a time zone; written in :mod:`runtime.support.timestamps`' form
+(``2026-11-30T14:13:55.123Z``), read by its parser. Unknown fields are rejected so a typo
 cannot silently drop data.
 
 Every problem becomes one :class:`ReportError` line naming the file and what was
@@ -37,15 +38,17 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from plan.statuses import PhaseStatus, TaskStatus
+from runtime.support import timestamps
 from runtime.support.files import write_atomic
 
 SCHEMA_VERSION = 1
-REPORT_STATUSES = ("completed", "failed")
-TASK_STATUSES = ("completed", "failed", "pending")
+#: A report's phase ended one way or the other; its tasks ended or never ran.
+REPORT_STATUSES = (PhaseStatus.COMPLETED, PhaseStatus.FAILED)
+TASK_STATUSES = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.PENDING)
 SEVERITIES = ("critical", "high", "medium", "low")
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
@@ -234,13 +237,14 @@ def _is_timestamp(value: Any) -> bool:
     if not isinstance(value, str):
         return False
     try:
-        return datetime.fromisoformat(value).tzinfo is not None
+        timestamps.parse(value)
     except ValueError:
         return False
+    return True
 
 
 def _one_of(values: tuple[str, ...]) -> _Check:
-    return _Check(" or ".join(map(repr, values)), lambda v: v in values)
+    return _Check(" or ".join(repr(str(v)) for v in values), lambda v: v in values)
 
 
 _COUNT = _Check("a non-negative integer", lambda v: _is_int(v) and v >= 0)

@@ -2,7 +2,7 @@
 
 :func:`converge` is the meta-coordinator's last step, run after the all-Larry barrier:
 
-1. load every Larry's ``reports/{larry}-final.json`` (:mod:`runtime.report`) and check it
+1. load every Larry's ``reports/{larry}-final.json`` (:mod:`runtime.reporting.schema`) and check it
    against the plan: the right Larry, stack and phase, every plan task reported once with
    the plan's worker and dependencies. Any problem is a :class:`ReportError` naming the
    file, raised before anything is written, so there is never a summary with a silently
@@ -11,7 +11,7 @@
    executive summary, phase timelines, one section per Larry, cross-phase dependencies,
    token budget utilisation, lessons learned and next steps. Every statement is derived
    from the reports and the plan; token figures are the reports' ledger figures and the
-   budget arithmetic is :mod:`components.config`'s;
+   budget arithmetic is :mod:`plan.model`'s;
 3. archive the run as ``archives/{N}-larry-execution-{YYYYmmdd-HHMMSS}.tar.gz`` (UTC):
    ``reports/*.json``, the summary, ``results/**`` and the plan as ``plan.yaml``;
 4. upload the archive to ``s3://bucket/prefix`` when asked (boto3; endpoint and
@@ -32,6 +32,7 @@ from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 from plan.model import Larry, StackConfig, utilisation
+from plan.statuses import PhaseStatus, TaskStatus
 from runtime.reporting.schema import (
     SEVERITIES,
     ReportError,
@@ -40,6 +41,7 @@ from runtime.reporting.schema import (
     report_path,
 )
 from runtime.support.files import atomic_file, write_atomic
+from runtime.support.timestamps import format_time, parse
 
 Report = dict[str, Any]
 
@@ -186,7 +188,7 @@ def render_summary(cfg: StackConfig, reports: list[Report], *, generated_at: dat
         ("Next Steps", _next_steps(run, archive)),
     ]
     lines = [f"# {len(reports)}-Larry Execution Summary: stack `{cfg.stack}`", "",
-             f"Generated {generated_at.astimezone(timezone.utc).isoformat(timespec='seconds')} "
+             f"Generated {format_time(generated_at)} "
              f"from {len(reports)} per-Larry final reports and the plan `{cfg.source}`.", ""]
     for number, (title, body) in enumerate(sections, 1):
         lines += [f"## {number}. {title}", "", *body, ""]
@@ -199,8 +201,8 @@ class _Run:
     def __init__(self, cfg: StackConfig, reports: list[Report]):
         self.cfg = cfg
         self.reports = reports
-        self.start = min(_time(r["started_at"]) for r in reports)
-        self.end = max(_time(r["completed_at"]) for r in reports)
+        self.start = min(parse(r["started_at"]) for r in reports)
+        self.end = max(parse(r["completed_at"]) for r in reports)
         self.tasks = {t["id"]: (r["larry"], t) for r in reports for t in r["tasks"]}
         speeds = {r["speed"] for r in reports}
         self.speed = speeds.pop() if len(speeds) == 1 else None
@@ -208,7 +210,7 @@ class _Run:
         self.system_utilisation = utilisation(self.committed, cfg.budget.system_tokens)
 
     def offset(self, stamp: str | None) -> str:
-        return "—" if stamp is None else f"T+{(_time(stamp) - self.start).total_seconds():.1f} s"
+        return "—" if stamp is None else f"T+{(parse(stamp) - self.start).total_seconds():.1f} s"
 
     @property
     def window_seconds(self) -> float | None:
@@ -229,11 +231,7 @@ class _Run:
     def order_violations(self) -> list[tuple[dict, dict]]:
         return [(task, dep) for _, task, _, dep, _ in self.dependencies()
                 if dep["completed_at"] and task["started_at"]
-                and _time(task["started_at"]) < _time(dep["completed_at"])]
-
-
-def _time(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp)
+                and parse(task["started_at"]) < parse(dep["completed_at"])]
 
 
 def _pct(share: float) -> str:
@@ -266,18 +264,18 @@ def _task_findings(findings: dict) -> str:
 
 def _counts(report: Report) -> tuple[int, int, int, int]:
     """(tasks completed, tasks, checks passed, checks)."""
-    return (sum(t["status"] == "completed" for t in report["tasks"]), len(report["tasks"]),
+    return (sum(t["status"] == TaskStatus.COMPLETED for t in report["tasks"]), len(report["tasks"]),
             sum(v["passed"] for v in report["validation"]), len(report["validation"]))
 
 
 def _executive_summary(run: _Run) -> list[str]:
     reports, budget = run.reports, run.cfg.budget
-    done = [r for r in reports if r["status"] == "completed"]
+    done = [r for r in reports if r["status"] == PhaseStatus.COMPLETED]
     tasks_done, tasks, checks_ok, checks = (sum(c) for c in zip(*map(_counts, reports)))
     span = (run.end - run.start).total_seconds()
     window = run.window_seconds
     findings_total = aggregate_findings(r["findings"] for r in reports)
-    success = all(r["status"] == "completed" for r in reports) and tasks_done == tasks and checks_ok == checks
+    success = all(r["status"] == PhaseStatus.COMPLETED for r in reports) and tasks_done == tasks and checks_ok == checks
     lines = [f"**Overall: {'SUCCESS' if success else 'INCOMPLETE'}.** {len(done)} of {len(reports)} phases "
              f"completed, {tasks_done} of {tasks} plan tasks completed, {checks_ok} of {checks} final "
              f"validation checks passed, {run.committed:,} tokens committed "
@@ -313,8 +311,8 @@ def _timelines(run: _Run) -> list[str]:
           f"{r['duration_seconds'] * r['speed'] / 60:.1f} of {run.cfg.larry(r['larry']).deadline_minutes} min")
          for r in run.reports))
     span = (run.end - run.start).total_seconds()
-    lines += ["", f"T+0 is the first phase start, {run.start.isoformat()}; the last phase completed at "
-                  f"{run.end.isoformat()} (T+{span:.1f} s)."]
+    lines += ["", f"T+0 is the first phase start, {format_time(run.start)}; the last phase completed at "
+                  f"{format_time(run.end)} (T+{span:.1f} s)."]
     if run.window_seconds is not None:
         lines.append(f"Planned execution window: {run.cfg.execution_window_minutes} min = "
                      f"{run.window_seconds:.1f} s at speed ×{run.speed:g}; actual {span:.1f} s "
@@ -355,11 +353,11 @@ def _dependencies(run: _Run) -> list[str]:
         return ["No task depends on a task of another worker or Larry."]
     rows = []
     for larry, task, dep_larry, dep, scope in edges:
-        resolved = run.offset(dep["completed_at"]) if dep["status"] == "completed" else \
+        resolved = run.offset(dep["completed_at"]) if dep["status"] == TaskStatus.COMPLETED else \
             f"unresolved (dependency {dep['status']})"
         order = "—"
         if dep["completed_at"] and task["started_at"]:
-            order = "ok" if _time(task["started_at"]) >= _time(dep["completed_at"]) else \
+            order = "ok" if parse(task["started_at"]) >= parse(dep["completed_at"]) else \
                 "**VIOLATED** (started before its dependency completed)"
         rows.append((f"{task['id']} ({larry}/{task['worker']})", f"{dep['id']} ({dep_larry}/{dep['worker']})",
                      scope, resolved, run.offset(task["started_at"]), order))
@@ -441,13 +439,13 @@ def _next_steps(run: _Run, archive: ConvergeResult) -> list[str]:
     steps = []
     for r in run.reports:
         larry = r["larry"]
-        if r["status"] != "completed":
+        if r["status"] != PhaseStatus.COMPLETED:
             steps.append(f"{larry}: the phase {r['phase']!r} ended {r['status']}; investigate before re-running it.")
         for v in r["validation"]:
             if not v["passed"]:
                 steps.append(f"{larry}: resolve the failed check \"{v['check']}\" ({v['detail']}) and re-validate.")
         for t in r["tasks"]:
-            if t["status"] != "completed":
+            if t["status"] != TaskStatus.COMPLETED:
                 steps.append(f"{larry}: task {t['id']} ({t['worker']}) is {t['status']}"
                              + (f" ({t['detail']})" if t.get("detail") else "") + "; re-run it.")
         critical = [(t["id"], t["findings"]["cves"]["critical"]) for t in r["tasks"] if t["findings"]["cves"]["critical"]]

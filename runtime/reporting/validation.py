@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 from plan.model import utilisation
+from plan.statuses import TaskStatus
 
 Check = dict
 Criterion = Callable[[dict], Check]
@@ -37,7 +38,7 @@ def workers_done(word: str, text: str) -> Criterion:
     """Every task of the Larry's workers whose name contains ``word`` completed."""
     def check(report: dict) -> Check:
         tasks = [t for t in report["tasks"] if word in t["worker"]]
-        done = [t for t in tasks if t["status"] == "completed"]
+        done = [t for t in tasks if t["status"] == TaskStatus.COMPLETED]
         workers = sorted({t["worker"] for t in tasks})
         return _check(text, bool(tasks) and len(done) == len(tasks),
                       f"{len(done)}/{len(tasks)} tasks of {', '.join(workers) or f'no *{word}* worker'} completed")
@@ -69,7 +70,7 @@ SEED_CRITERIA: dict[str, list[Criterion]] = {
 def validate(report: dict) -> list[Check]:
     """The checks for the report's Larry (``validation`` itself is not read)."""
     tasks = report["tasks"]
-    done = sum(t["status"] == "completed" for t in tasks)
+    done = sum(t["status"] == TaskStatus.COMPLETED for t in tasks)
     tokens = report["tokens"]
     allowed = tokens["limit"] + tokens["emergency_drawn"]
     checks = [

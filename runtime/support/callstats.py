@@ -20,7 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-ENV = "LARRY_CALL_STATS_DIR"
+from plan import environment as envvar
+from runtime.support.files import write_atomic
 
 
 class _Totals:
@@ -56,7 +57,7 @@ def _blocking(args) -> bool:
 
 def install(name: str, env=None) -> bool:
     """Time this process's Redis calls if ``$LARRY_CALL_STATS_DIR`` is set; True if it is."""
-    directory = (os.environ if env is None else env).get(ENV)
+    directory = (os.environ if env is None else env).get(envvar.CALL_STATS_DIR)
     if not directory:
         return False
     import redis
@@ -82,9 +83,7 @@ def install(name: str, env=None) -> bool:
     redis.Redis.execute_command, Pipeline.execute = timed_command, timed_execute
 
     def write() -> None:
-        path = Path(directory) / f"{name}-{os.getpid()}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({
+        write_atomic(Path(directory) / f"{name}-{os.getpid()}.json", json.dumps({
             "process": name, "wall_seconds": time.monotonic() - started, "calls": totals.calls,
             "call_seconds": totals.seconds, "main_thread_calls": totals.main_calls,
             "main_thread_seconds": totals.main_seconds, "blocking_calls": totals.blocking_calls,

@@ -15,6 +15,7 @@ import redis
 from plan import environment as envvar
 from runtime.agent.payload import die_with_parent
 from runtime.cli import UsageError
+from runtime.support.files import write_atomic
 
 
 def free_port() -> int:
@@ -52,8 +53,7 @@ class LocalRedis:
     def _try_start(self, binary: str, timeout: float) -> bool:
         self.port = free_port()
         conf = self.dir / "redis.conf"
-        conf.touch(mode=0o600)  # it holds the password
-        conf.write_text("\n".join([
+        write_atomic(conf, mode=0o600, data="\n".join([
             f"port {self.port}", "bind 127.0.0.1", f"requirepass {self.password}", f"dir {self.dir}",
             f"logfile {self.dir / 'redis.log'}", 'save ""', "appendonly no"]) + "\n")
         self.proc = subprocess.Popen([binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -63,8 +63,8 @@ class LocalRedis:
         while time.monotonic() < until and self.proc.poll() is None:
             try:
                 if client.ping():
-                    self.env_file.touch(mode=0o600)
-                    self.env_file.write_text(f"{envvar.REDIS_URL}={self.url}\n{envvar.REDIS_PASSWORD}={self.password}\n")
+                    write_atomic(self.env_file, f"{envvar.REDIS_URL}={self.url}\n"
+                                                f"{envvar.REDIS_PASSWORD}={self.password}\n", mode=0o600)
                     return True
             except redis.exceptions.RedisError:
                 time.sleep(0.05)

@@ -34,3 +34,13 @@ def parse(text: str) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"timestamp without a time zone: {text!r}")
     return moment
+
+
+def parse_optional(text: str | None) -> datetime | None:
+    """:func:`parse` for a field that may be unset or unreadable (a display): None then."""
+    if not text:
+        return None
+    try:
+        return parse(text)
+    except ValueError:
+        return None

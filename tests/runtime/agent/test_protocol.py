@@ -3,6 +3,7 @@ import io
 
 import pytest
 
+from runtime.agent import simulated
 from runtime.agent.protocol import (
     PayloadReport,
     ProtocolError,
@@ -11,7 +12,6 @@ from runtime.agent.protocol import (
     merge_findings,
     parse_line,
 )
-from runtime.commands import simulate
 
 
 def test_round_trip():
@@ -51,7 +51,7 @@ def _simulate(**env_overrides):
     out = io.StringIO()
     slept = []
     overspend = env.pop("overspend", False)
-    simulate.run(env, speed=600, overspend=overspend, out=out, sleep=slept.append)
+    simulated.run(env, speed=600, overspend=overspend, out=out, sleep=slept.append)
     reports = [parse_line(line) for line in out.getvalue().splitlines()]
     return reports, slept
 
@@ -63,7 +63,7 @@ def test_simulated_scan_worker_spends_within_budget_and_finds_cves():
     assert reports[-2].progress == 100
     assert set(reports[-1].findings["cves"]) == {"critical", "high", "medium", "low"}
     # 5 planned minutes at speed 600 and half busy: 0.25 s in all.
-    assert sum(slept) == pytest.approx(5 * 60 * simulate.BUSY_SHARE / 600)
+    assert sum(slept) == pytest.approx(5 * 60 * simulated.BUSY_SHARE / 600)
 
 
 def test_simulation_is_reproducible_per_task():

@@ -22,7 +22,7 @@ from runtime.coordination.events import EventLog
 from runtime.coordination.keys import Keyspace
 from runtime.coordination.phases import PhaseTracker
 from runtime.coordination.registry import WorkerRegistry
-from tests.runtime.commands.test_operator_commands import DEV, PROGRESS, ROOT, build_run, finish_run, run_args
+from tests.runtime.commands.run_state import DEV, PROGRESS, ROOT, build_run, finish_run, run_args
 
 
 def frame(dash: Dashboard, width: int = 140, height: int = 48) -> str:

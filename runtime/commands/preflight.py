@@ -1,0 +1,146 @@
+"""`larry preflight`: a checklist before a run, or of a run under way.
+
+Redis reachable and writable (a primary), Sentinel quorum (``SENTINEL CKQUORUM``) when
+Sentinel is configured, the plan's budget arithmetic (:mod:`plan.model`), and, once a run's
+ledger exists, its limits equal to the plan's and the reserve pool plus what the Larrys drew
+from it equal to the plan's emergency reserve. Exit status 1 when a check failed, 0
+otherwise. Read-only: it changes nothing in Redis.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import redis
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from plan.exits import ExitCode
+from plan.model import StackConfig
+from runtime.cli import OPERATOR_RETRY_SECONDS, UsageError, add_run_arguments, impatient_env, load_plan, open_redis
+from runtime.coordination.connection import RedisSettings
+from runtime.coordination.keys import Keyspace
+from runtime.coordination.ledger import Ledger
+from runtime.reporting.run_view import describe, read_pool
+
+EXAMPLES = """\
+examples:
+  larry preflight --stack dev
+  LARRY_REDIS_SENTINELS=redis-sentinel:26379 larry preflight --plan /etc/larry/plan.yaml
+"""
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    outcome: str  # "ok" | "failed" | "skipped"
+    detail: str
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = load_plan(args)
+    checks = [Check("plan", "ok", f"{cfg.source}: {len(cfg.larrys)} Larrys, {len(cfg.workers)} workers, "
+                                  f"{sum(len(larry.tasks) for larry in cfg.larrys)} tasks")]
+    try:
+        r, ks = open_redis(args, cfg, impatient_env(OPERATOR_RETRY_SECONDS))
+    except UsageError as exc:
+        checks.append(Check("Redis reachable", "failed", str(exc)))
+        r = ks = None
+    else:
+        checks.append(check_redis(r))
+    checks.append(check_sentinel_quorum(RedisSettings.from_env()))
+    checks += check_plan_budgets(cfg)
+    if checks[1].outcome == "ok":
+        checks.append(check_ledger(r, ks, cfg))
+    else:
+        checks.append(Check("ledger matches plan", "skipped", "Redis unreachable"))
+    print_checklist(checks)
+    return ExitCode.FAILED if any(check.outcome == "failed" for check in checks) else ExitCode.OK
+
+
+def check_redis(r: redis.Redis) -> Check:
+    """A primary (a replica would refuse every write of the run)."""
+    name = "Redis reachable"
+    try:
+        version = r.info("server")["redis_version"]
+        role = r.info("replication")["role"]
+    except redis.exceptions.RedisError as exc:
+        return Check(name, "failed", f"{describe(r)}: {exc}")
+    if role != "master":
+        return Check(name, "failed", f"{describe(r)} is a {role}, not a primary: writes would fail")
+    return Check(name, "ok", f"{describe(r)}: redis {version}, primary")
+
+
+def check_sentinel_quorum(settings: RedisSettings) -> Check:
+    """SENTINEL CKQUORUM on the first sentinel that answers (it counts the usable sentinels itself)."""
+    name = "Sentinel quorum"
+    if not settings.sentinels:
+        return Check(name, "skipped", "no Sentinel configured (LARRY_REDIS_SENTINELS unset)")
+    errors = []
+    for host, port in settings.sentinels:
+        client = redis.Redis(host, port, password=settings.sentinel_password, decode_responses=True,
+                             socket_timeout=settings.connect_timeout, socket_connect_timeout=settings.connect_timeout)
+        try:
+            reply = client.execute_command("SENTINEL", "CKQUORUM", settings.master_name)
+        except redis.exceptions.ResponseError as exc:  # NOQUORUM ... / unknown master
+            return Check(name, "failed", f"sentinel {host}:{port}: {exc}")
+        except redis.exceptions.RedisError as exc:
+            errors.append(f"{host}:{port} {exc}")
+            continue
+        finally:
+            client.close()
+        return Check(name, "ok", f"sentinel {host}:{port}: {reply}")
+    return Check(name, "failed", "no sentinel answered: " + "; ".join(errors))
+
+
+def check_plan_budgets(cfg: StackConfig) -> list[Check]:
+    """The plan's own arithmetic (plan.model): each Larry within its budget, all within the system's."""
+    over = [f"{larry.id} allocates {larry.allocated_tokens:,} > tokenBudget {larry.token_budget:,}"
+            for larry in cfg.larrys if larry.allocated_tokens > larry.token_budget]
+    fits = ", ".join(f"{larry.id} {larry.allocated_tokens:,}/{larry.token_budget:,}" for larry in cfg.larrys)
+    checks = [Check("Larry budgets", "failed" if over else "ok", "; ".join(over) or fits)]
+    used, allowed = cfg.allocated_tokens, cfg.budget.system_tokens
+    checks.append(Check("system budget", "failed" if used > allowed else "ok",
+                        f"plan allocates {used:,} of {allowed:,} (Larrys {cfg.larry_tokens:,} + meta-coordinator "
+                        f"{cfg.budget.meta.total_tokens:,})"))
+    return checks
+
+
+def check_ledger(r: redis.Redis, ks: Keyspace, cfg: StackConfig) -> Check:
+    """Once a run initialised its ledger: limits equal each Larry's tokenBudget, and the reserve
+    pool plus what the Larrys drew from it equals the plan's emergency reserve."""
+    name = "ledger matches plan"
+    snapshots = {larry.id: Ledger(r, ks, larry.id).snapshot() for larry in cfg.larrys}
+    exists = {larry_id: bool(r.exists(ks.tokens(larry_id, "limit"))) for larry_id in snapshots}
+    if not any(exists.values()):
+        return Check(name, "skipped", "no run ledger in Redis yet")
+    problems = [f"{larry.id}: no ledger limit" if not exists[larry.id] else
+                f"{larry.id}: ledger limit {snapshots[larry.id]['limit']:,} != plan {larry.token_budget:,}"
+                for larry in cfg.larrys
+                if not exists[larry.id] or snapshots[larry.id]["limit"] != larry.token_budget]
+    pool = read_pool(r, ks, cfg)
+    drawn = sum(snapshot["emergency"] for snapshot in snapshots.values())
+    if pool["left"] is None:
+        problems.append("reserve pool not initialised")
+    elif pool["left"] + drawn != pool["plan"]:
+        problems.append(f"reserve pool {pool['left']:,} + drawn {drawn:,} != plan {pool['plan']:,}")
+    if problems:
+        return Check(name, "failed", "; ".join(problems))
+    return Check(name, "ok", f"limits equal the plan's; reserve pool {pool['left']:,} + drawn {drawn:,}")
+
+
+_MARKS = {"ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim")}
+
+
+def print_checklist(checks: list[Check]) -> None:
+    table = Table(show_header=False, box=None, padding=(0, 1))
+    for check in checks:
+        mark, style = _MARKS[check.outcome]
+        table.add_row(Text(mark, style=style), Text(check.name, style="bold"), Text(check.outcome, style=style),
+                      check.detail)
+    Console().print(table)

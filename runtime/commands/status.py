@@ -1,0 +1,103 @@
+"""`larry status`: a run's state, read from Redis beside the plan.
+
+Per Larry: phase status, progress, started/completed, task counts, ledger snapshot,
+findings and tasks in progress; the meta-coordinator's reserve pool; the workers with the
+age of their last heartbeat (the primary's clock); every barrier's arrivals
+(:func:`runtime.reporting.run_view.read_run`). ``--json`` prints that state as one document;
+otherwise as tables. Read-only: it changes nothing in Redis.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import timezone
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from runtime.cli import add_run_arguments, open_run
+from runtime.reporting.run_text import barrier_text, findings_text, status_text
+from runtime.reporting.run_view import read_run
+from runtime.support.timestamps import parse_optional
+
+EXAMPLES = """\
+examples:
+  larry status --stack dev
+  larry status --plan /etc/larry/plan.yaml --key-prefix run7: --json | jq '.larrys[].tasks'
+"""
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the state as one JSON document")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg, r, ks = open_run(args)
+    state = read_run(r, ks, cfg)
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return 0
+    console = Console()
+    console.print(Text(f"Stack {state['stack']} · Redis time {state['time']}", style="bold"))
+    for table in (_phases_table(state), _findings_table(state), _ledger_table(state), _workers_table(state)):
+        console.print()
+        console.print(table)
+    console.print()
+    for barrier in state["barriers"]:
+        console.print(Text.assemble("Barrier ", (barrier["name"], "bold"), ": ", barrier_text(barrier)))
+    return 0
+
+
+def _table(title: str, left: tuple[str, ...], right: tuple[str, ...] = ()) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
+                  padding=(0, 0, 0, 1), pad_edge=False)
+    for column in left + right:
+        table.add_column(column, justify="right" if column in right else "left")
+    return table
+
+
+def _phases_table(state: dict) -> Table:
+    table = _table("Phases (times UTC)", ("Larry", "Status"),
+                   ("Progress", "Started", "Completed", "Done", "Running", "Failed"))
+    for larry in state["larrys"]:
+        tasks = larry["tasks"]
+        table.add_row(larry["larry"], status_text(larry["status"]), f"{larry['progress']}%",
+                      _clock(larry["started_at"]), _clock(larry["completed_at"]),
+                      f"{tasks['completed']}/{tasks['total']}", str(tasks["in_progress"]), str(tasks["failed"]))
+    return table
+
+
+def _clock(stamp: str | None) -> str:
+    moment = parse_optional(stamp)
+    return moment.astimezone(timezone.utc).strftime("%H:%M:%S") if moment else "-"
+
+
+def _findings_table(state: dict) -> Table:
+    table = _table("Findings", ("Larry", "Phase", "Findings"))
+    for larry in state["larrys"]:
+        table.add_row(larry["larry"], larry["phase"], findings_text(larry["findings"]) or "-")
+    return table
+
+
+def _ledger_table(state: dict) -> Table:
+    pool = state["reserve_pool"]
+    left = "not initialised" if pool["left"] is None else f"{pool['left']:,}"
+    table = _table(f"Token ledger · reserve pool {left} of {pool['plan']:,}", ("Larry",),
+                   ("Limit", "Reserved", "Committed", "Emergency drawn", "Available"))
+    for larry in state["larrys"]:
+        ledger = larry["ledger"]
+        table.add_row(larry["larry"], *(f"{ledger[k]:,}" for k in
+                                        ("limit", "reserved", "committed", "emergency", "available")))
+    return table
+
+
+def _workers_table(state: dict) -> Table:
+    table = _table(f"Workers ({len(state['workers'])} heartbeating)", ("Worker", "Larry", "Node", "Status"),
+                   ("Heartbeat age",))
+    for worker in state["workers"]:
+        age = Text(f"{worker['heartbeat_age_s']:.1f}s", style="" if worker["alive"] else "bold red")
+        table.add_row(worker["worker"], worker["larry"] or "?", worker["node"] or "?", worker["status"] or "?", age)
+    return table

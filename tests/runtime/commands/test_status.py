@@ -1,0 +1,77 @@
+"""`larry status` against a real redis-server, on a run built by :mod:`run_state`."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runtime.cli import main as larry
+from runtime.coordination.barrier import Barrier
+from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
+from runtime.coordination.registry import WorkerRegistry
+from tests.runtime.commands.run_state import DEV, PROGRESS, ROOT, build_run, run_args
+
+
+def test_status_json_reports_phases_tasks_ledger_workers_and_barrier(r, ks, settings, capsys):
+    built = build_run(r, ks)
+    Barrier(r, ks, CONVERGENCE_BARRIER, ["larry-01", "larry-02", "larry-03"]).arrive("larry-02")
+    assert larry(["status", *run_args(settings, ks, "--json")]) == 0
+    state = json.loads(capsys.readouterr().out)
+    by_id = {s["larry"]: s for s in state["larrys"]}
+    assert [s["larry"] for s in state["larrys"]] == ["larry-01", "larry-02", "larry-03"]
+    for larry_id, (percent, _message) in PROGRESS.items():
+        s = by_id[larry_id]
+        assert s["status"] == "in_progress" and s["progress"] == percent
+        assert s["started_at"].endswith("Z") and s["completed_at"] is None
+        assert s["ledger"]["committed"] == built["committed"][larry_id]
+        assert s["ledger"]["limit"] == DEV.larry(larry_id).token_budget
+        assert [t["task"] for t in s["active_tasks"]] == [built["held"][larry_id][1]]
+        assert s["active_tasks"][0]["owner"].startswith(f"{larry_id}/{built['held'][larry_id][0]}/")
+        assert s["workers_active"] == len(DEV.larry(larry_id).workers)
+    assert by_id["larry-02"]["tasks"] == {"total": 12, "pending": 9, "in_progress": 1, "completed": 2, "failed": 0}
+    assert by_id["larry-02"]["findings"] == {"cves": {"critical": 3, "high": 4, "medium": 5}}
+    assert by_id["larry-03"]["findings"] == {"assets_discovered": 87, "prs_created": 2, "coverage_delta": 8.0}
+    assert state["reserve_pool"] == {"left": 25_000, "plan": 25_000}
+    workers = {w["worker"]: w for w in state["workers"]}
+    assert len(workers) == 16 and workers["audit-worker"]["larry"] == "larry-02"
+    assert workers["audit-worker"]["status"] == "busy" and workers["audit-worker"]["node"] == "k3s-worker02"
+    assert all(0 <= w["heartbeat_age_s"] < 5 for w in workers.values())
+    assert state["barriers"] == [
+        {"name": CONVERGENCE_BARRIER, "arrived": ["larry-02"], "missing": ["larry-01", "larry-03"], "released_at": None},
+        {"name": REPORTS_BARRIER, "arrived": [], "missing": ["larry-01", "larry-02", "larry-03"], "released_at": None}]
+
+
+def test_status_heartbeat_age_grows_and_a_silent_worker_is_not_active(r, ks, settings, capsys):
+    WorkerRegistry(r, ks).register("cleanup-worker", "larry-01", "k3s-worker01", "busy")
+    # a heartbeat 20 s in the past (the primary's clock): beyond the registry's grace
+    r.zadd(ks.worker_heartbeats, {"cleanup-worker": int(r.time()[0]) * 1000 - 20_000})
+    assert larry(["status", *run_args(settings, ks, "--json")]) == 0
+    state = json.loads(capsys.readouterr().out)
+    (worker,) = state["workers"]
+    assert 19.5 < worker["heartbeat_age_s"] < 25 and worker["alive"] is False
+    assert state["larrys"][0]["workers_active"] == 0
+
+
+def test_status_table_names_every_larry_and_figure(r, ks, settings, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")
+    build_run(r, ks)
+    assert larry(["status", *run_args(settings, ks)]) == 0
+    out = capsys.readouterr().out
+    for text in ("larry-01", "larry-02", "larry-03", "60%", "45%", "35%", "Critical: 3", "Assets: 87",
+                 "Coverage: +8.0%", "audit-worker", "reserve pool 25,000 of 25,000",
+                 "Barrier convergence: 0/3 arrived, waiting for larry-01, larry-02, larry-03"):
+        assert text in out, text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["status", "--stack", "dev", "--project-dir", str(ROOT), "--redis-url", "nope://x"], "Redis URL must specify"),
+    (["status", "--project-dir", str(ROOT)], "no plan: pass --plan FILE"),
+    (["status", "--stack", "dev", "--project-dir", str(ROOT), "--redis-url", "redis://127.0.0.1:1/0",
+      "--key-prefix", "é"], "key and channel names must be printable ASCII"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, monkeypatch):
+    monkeypatch.delenv("LARRY_PLAN", raising=False)
+    monkeypatch.setenv("LARRY_REDIS_RETRY_FOR", "0.3")
+    assert larry(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
