@@ -24,6 +24,10 @@ DEFAULT_REDIS_EXPORTER_IMAGE = "oliver006/redis_exporter:v1.62.0"
 DEFAULT_RESERVE_TRIGGER = 0.9
 #: Seed 001 "System-Wide": token budget utilisation < 95 %.
 DEFAULT_UTILISATION_TARGET = 0.95
+#: The most tokens any one budget, allocation or report may name: a thousand times the
+#: largest fleet's budget, and small enough that sums of them stay exact in Lua's doubles
+#: (2**53) and in Redis's 64-bit integers.
+MAX_TOKENS = 10**12
 
 @dataclass(frozen=True)
 class Node:

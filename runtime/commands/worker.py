@@ -521,7 +521,7 @@ class _TaskRun:
 
     def __init__(self, worker: Worker, task: str, lease: Lease, share: int):
         self.worker, self.task, self.lease, self.share = worker, task, lease, share
-        self.tokens = self.reports = self.malformed = 0
+        self.tokens = self.reports = self.malformed = self.unbooked = 0
         self.findings: dict = {}
         self.message: str | None = None
         self.stopped: str | None = None
@@ -565,6 +565,12 @@ class _TaskRun:
             return
         merge_findings(self.findings, report.findings)
         self.message = report.message or self.message
+        if report.tokens and self.stopped:
+            # Lines a stopped payload had queued (or prints while it dies) are not booked: the
+            # ledger holds what was reported up to the stop, so a payload flooding reports
+            # cannot drain the reserve after it has been told to stop.
+            self.unbooked += report.tokens
+            return
         if report.tokens:  # spent is spent, whatever happened to the lease
             self.reports += 1
             self.tokens += report.tokens
@@ -576,5 +582,6 @@ class _TaskRun:
 
     def data(self, detail: str | None = None) -> dict:
         data = {"tokens": self.tokens, "findings": self.findings, "budget": self.share, "exit_code": self.exit_code,
-                "malformed_lines": self.malformed, "message": self.message, "detail": detail}
+                "malformed_lines": self.malformed, "message": self.message, "detail": detail,
+                "unbooked_tokens": self.unbooked or None}
         return {k: v for k, v in data.items() if v is not None}

@@ -8,7 +8,11 @@ after a lost reply never charges twice: a replay returns the recorded outcome wi
 Guarantees (whatever the concurrency, since each script is atomic):
 
 * Spent is spent: a record is always booked; going past limit + emergency answers
-  ``overrun`` (with a ``token_overrun`` alert) so the caller stops the spender.
+  ``overrun`` so the caller stops the spender, with one ``token_overrun`` alert when use
+  crosses the limit (not one per record past it).
+* Validate, then write: the amount (a whole number up to :data:`plan.model.MAX_TOKENS`),
+  the script's other arguments and every ledger key are checked before the first write, so
+  a refused record leaves nothing half-written (no reserve moved without its booking).
 * When use (reserved + committed) reaches ``threshold`` (90 %) of the effective
   limit, up to ``draw`` tokens move from the meta-coordinator's pool
   ``tokens:{meta}:pool`` to this Larry's ``emergency`` in the same script, with a
@@ -30,34 +34,70 @@ from dataclasses import dataclass
 
 import redis
 
+from plan.model import MAX_TOKENS
 from runtime.coordination.connection import Durability, require_text, run_script
 from runtime.coordination.events import lua_script
 from runtime.coordination.keys import Keyspace
 
 _RECORD = r"""
 -- KEYS[1] limit, [2] reserved, [3] committed, [4] emergency, [5] ops, [6] pool
--- ARGV[1] larry, [2] op id, [3] amount, [4] threshold (per mille), [5] draw size
-local function num(key) return tonumber(redis.call('GET', key) or '0') end
-if not redis.call('GET', KEYS[1]) then return {'no_limit', '0'} end
-local function effective() return num(KEYS[1]) + num(KEYS[4]) end
-local function maybe_draw(used)
-  if used * 1000 < effective() * tonumber(ARGV[4]) then return end
-  local take = math.min(tonumber(ARGV[5]), num(KEYS[6]))
-  if take <= 0 then return end
-  redis.call('DECRBY', KEYS[6], take)
-  redis.call('INCRBY', KEYS[4], take)
-  emit(true, {event='token_reserve_deployed', larry=ARGV[1], amount=take, used=used,
-              limit=effective(), pool_left=num(KEYS[6])})
+-- ARGV[1] larry, [2] op id, [3] amount, [4] threshold (per mille), [5] draw size, [6] largest amount
+-- Everything is read and checked before the first write: Lua does not roll back, so a script
+-- that stopped half-way (an overflow, a key holding garbage) would leave the reserve moved.
+local MAX = tonumber(ARGV[6])
+local function whole(text, what)
+  if type(text) ~= 'string' or not string.match(text, '^%d+$') or #text > 16 or tonumber(text) > MAX then
+    return nil, what .. ' is not a whole number of tokens from 0 to ' .. ARGV[6] .. ': ' .. tostring(text)
+  end
+  return tonumber(text)
 end
+local function stored(key)
+  local value = redis.call('GET', key)
+  if not value then return 0 end
+  local n = tonumber(value)
+  if not n or n ~= math.floor(n) or n < -MAX * 1000 or n > MAX * 1000 then
+    return nil, key .. ' holds ' .. value .. ', expected a whole number'
+  end
+  return n
+end
+if not redis.call('GET', KEYS[1]) then return {'no_limit', '0'} end
+local amount, bad = whole(ARGV[3], 'the amount')
+if not amount then return {'invalid', bad} end
+local threshold, draw
+threshold, bad = whole(ARGV[4], 'the threshold')
+if not threshold or threshold > 1000 then return {'invalid', bad or 'the threshold is over 1000 per mille'} end
+draw, bad = whole(ARGV[5], 'the draw size')
+if not draw then return {'invalid', bad} end
+local v = {}
+for i, key in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]}) do
+  v[i], bad = stored(key)
+  if not v[i] then return {'invalid', bad} end
+end
+local limit, reserved, committed, emergency, pool = v[1], v[2], v[3], v[4], v[5]
 local prev = redis.call('HGET', KEYS[5], ARGV[2])
 if prev then return {'replay', prev} end
-local used = num(KEYS[2]) + num(KEYS[3]) + tonumber(ARGV[3])
-maybe_draw(used)
-redis.call('INCRBY', KEYS[3], ARGV[3])
+local before = reserved + committed
+local used = before + amount
+if used * 1000 >= (limit + emergency) * threshold then
+  local take = math.min(draw, math.max(pool, 0))
+  if take > 0 then
+    redis.call('DECRBY', KEYS[6], take)
+    redis.call('INCRBY', KEYS[4], take)
+    emergency, pool = emergency + take, pool - take
+    emit(true, {event='token_reserve_deployed', larry=ARGV[1], amount=take, used=used,
+                limit=limit + emergency, pool_left=pool})
+  end
+end
+redis.call('INCRBY', KEYS[3], amount)
 redis.call('HSET', KEYS[5], ARGV[2], 'committed:' .. ARGV[3])
-if used > effective() then
-  emit(true, {event='token_overrun', larry=ARGV[1], used=used, limit=effective()})
-  return {'overrun', tostring(effective() - used)}
+local effective = limit + emergency
+if used > effective then
+  -- One alert when use crosses the limit, not one per report past it: a payload flooding
+  -- reports must not flood the stream.
+  if before <= effective then
+    emit(true, {event='token_overrun', larry=ARGV[1], used=used, limit=effective})
+  end
+  return {'overrun', string.format('%d', effective - used)}
 end
 return {'committed', ARGV[3]}
 """
@@ -101,12 +141,18 @@ class Ledger:
         return int(self.r.get(self._key("limit")))
 
     def record(self, op_id: str, spent: int) -> LedgerOp:
-        """Book tokens already spent: ``committed``, or ``overrun`` once past the limit."""
-        if spent < 0:
-            raise ValueError("token amounts are non-negative")
+        """Book tokens already spent: ``committed``, or ``overrun`` once past the limit.
+
+        ValueError, with nothing written, for an amount that is not a whole number from 0 to
+        :data:`plan.model.MAX_TOKENS`, or when a ledger key in Redis holds something else than
+        a number (the script checks every argument and key before its first write)."""
+        if isinstance(spent, bool) or not isinstance(spent, int) or not 0 <= spent <= MAX_TOKENS:
+            raise ValueError(f"token amounts are whole numbers from 0 to {MAX_TOKENS:,}, got {spent!r}")
         keys = [self._key(f) for f in ("limit", "reserved", "committed", "emergency", "ops")] + [self.ks.token_pool]
-        args = [self.larry, op_id, int(spent), self.threshold_permille, self.draw]
+        args = [self.larry, op_id, spent, self.threshold_permille, self.draw, MAX_TOKENS]
         status, detail = run_script(self.r, self._record, keys, args, self.durability)
+        if status == "invalid":
+            raise ValueError(f"ledger of {self.larry}: {detail}")
         if status == "replay":
             state, _, recorded = detail.partition(":")
             return LedgerOp(state, int(recorded), replay=True)

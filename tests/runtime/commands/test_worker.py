@@ -345,3 +345,32 @@ def test_unreachable_redis_is_one_line_and_exit_2(monkeypatch, capsys):
                      "--worker", "scan-worker-01", "--redis-url", url, "--", "true"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"larry worker: cannot reach Redis at {url} (") and len(err.strip().splitlines()) == 1
+
+
+#: Floods one-token reports far past its budget, as fast as it can print them.
+FLOOD = payload("""
+    import sys
+    line = '@larry {"tokens": 1}\\n'
+    for _ in range(20_000):
+        sys.stdout.write(line)
+    sys.stdout.flush()
+""")
+
+
+def test_a_flooding_payload_is_booked_only_up_to_its_stop_with_one_overrun_alert(rig):
+    rig.start_phase("security")
+    ledger = rig.ledger("security")
+    limit = ledger.snapshot()["limit"]
+    init_reserve_pool(rig.r, rig.ks, 0, overwrite=True)
+    assert rig.worker("security", "scan-worker-03", FLOOD) == 3
+    (worker,) = [w for w in CORTEX.larry("security").workers if w.name == "scan-worker-03"]
+    task = worker.tasks[0].id
+    record = rig.result_file("security", task)
+    assert record["status"] == "failed" and record["detail"] == "budget exhausted"
+    # The report that crossed the task's share is booked, none after it: the ledger holds
+    # exactly what the result says was charged, far below what was printed.
+    assert record["tokens"] == record["budget"] + 1
+    assert ledger.snapshot()["committed"] == record["tokens"] <= limit + 1
+    assert record["unbooked_tokens"] > 0, "the flood went on after the stop (nothing to prove otherwise)"
+    assert len(rig.events("token_overrun")) <= 1
+    assert len(EventLog(rig.r, rig.ks).history(count=100_000)) < 100, "the payload flooded the event stream"

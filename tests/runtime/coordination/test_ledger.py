@@ -75,3 +75,59 @@ def test_concurrent_processes_charge_once_and_never_overdraw_the_pool(r, ks, red
         total_emergency += snap["emergency"]
     assert Ledger(r, ks, "larry-01").snapshot()["pool"] == pool - total_emergency >= 0
     assert total_emergency > 0, "the load never reached the 90 % threshold: the test proves nothing"
+
+
+def test_one_overrun_alert_when_use_crosses_the_limit_not_one_per_record(r, ks):
+    ledger = Ledger(r, ks, "larry-01", draw=0)
+    ledger.set_limit(10)
+    assert ledger.record("a", 10).ok
+    for n in range(50):
+        assert ledger.record(f"past-{n}", 1).status == "overrun"
+    assert ledger.snapshot()["committed"] == 60
+    assert [e.data["used"] for e in EventLog(r, ks).history() if e.name == "token_overrun"] == [11]
+
+
+def untouched(r, ks, larry):
+    """The ledger keys and the pool as they are in Redis, to compare before and after."""
+    return r.mget([ks.tokens(larry, f) for f in ("limit", "reserved", "committed", "emergency")] + [ks.token_pool])
+
+
+def test_an_amount_out_of_range_is_refused_before_anything_is_written(r, ks):
+    init_reserve_pool(r, ks, 25_000)
+    ledger = Ledger(r, ks, "larry-01", draw=25_000)
+    ledger.set_limit(1000)
+    assert ledger.record("a", 850).ok  # at 85 %: the next booking past 900 would draw the reserve
+    before = untouched(r, ks, "larry-01")
+    for amount in (10**30, 9223372036854775807, -1, 1.5, True, "7"):
+        try:
+            ledger.record(f"bad-{amount}", amount)
+        except ValueError as error:
+            assert "whole numbers from 0 to 1,000,000,000,000" in str(error)
+        else:
+            raise AssertionError(f"{amount!r} was booked")
+    assert untouched(r, ks, "larry-01") == before
+
+
+def test_the_script_checks_its_arguments_and_keys_before_its_first_write(r, ks):
+    # What the Python side would never send still cannot move the reserve: Lua does not roll
+    # back, so the script validates everything before DECRBY.
+    init_reserve_pool(r, ks, 25_000)
+    ledger = Ledger(r, ks, "larry-01", draw=25_000)
+    ledger.set_limit(1000)
+    assert ledger.record("a", 850).ok
+    keys = [ks.tokens("larry-01", f) for f in ("limit", "reserved", "committed", "emergency", "ops")] + [ks.token_pool]
+    before = untouched(r, ks, "larry-01")
+    for amount in ("1" + "0" * 30, "9223372036854775807", "-5", "1e3", "abc", ""):
+        status, detail = ledger._record(keys=keys, args=["larry-01", f"raw-{amount}", amount, 900, 25_000, 10**12])
+        assert status == "invalid" and "the amount is not a whole number" in detail, (amount, status, detail)
+    r.set(ks.tokens("larry-01", "committed"), "garbage")
+    with_garbage = untouched(r, ks, "larry-01")
+    try:
+        ledger.record("after-garbage", 10)
+    except ValueError as error:
+        assert "holds garbage, expected a whole number" in str(error)
+    else:
+        raise AssertionError("a corrupt ledger key was booked against")
+    assert untouched(r, ks, "larry-01") == with_garbage
+    assert before[-1] == with_garbage[-1] == "25000", "the reserve pool was never touched"
+    assert r.hlen(ks.tokens("larry-01", "ops")) == 1
