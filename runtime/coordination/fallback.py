@@ -176,6 +176,8 @@ class Degrader:
             with single_attempt():
                 self.r.ping()
             return True
+        except redis.exceptions.AuthenticationError:
+            raise  # answering, but not to us: no volume can help with that
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             return False
 
