@@ -345,3 +345,29 @@ def test_unreachable_redis_is_one_line_and_exit_2(monkeypatch, capsys):
                      "--worker", "scan-worker-01", "--redis-url", url, "--", "true"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"larry worker: cannot reach Redis at {url} (") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("auth,message", [
+    (":wrong-pass@", "the password was refused ("),
+    ("", "a password is required and none was given (set LARRY_REDIS_PASSWORD or put it in the URL)"),
+])
+def test_a_refused_or_missing_password_is_one_line_at_once(monkeypatch, capsys, tmp_path, auth, message):
+    from tests.support.redis_servers import RedisServer
+
+    monkeypatch.setenv("LARRY_REDIS_RETRY_FOR", "30")
+    monkeypatch.delenv("LARRY_REDIS_SENTINELS", raising=False)
+    monkeypatch.delenv("LARRY_REDIS_PASSWORD", raising=False)
+    monkeypatch.delenv("REDIS_PASSWORD", raising=False)
+    server = RedisServer(tmp_path, password="s3cret").start()
+    try:
+        url = f"redis://{auth}127.0.0.1:{server.port}/0"
+        started = time.monotonic()
+        assert cli.main(["worker", "--stack", "cortex", "--project-dir", str(ROOT), "--larry", "security",
+                         "--worker", "scan-worker-01", "--redis-url", url, "--", "true"]) == 2
+        assert time.monotonic() - started < 10, "a password cannot get right by waiting"
+    finally:
+        server.stop()
+    err = capsys.readouterr().err
+    masked = url.replace("wrong-pass", "***")
+    assert err.startswith(f"larry worker: Redis at {masked}: {message}") and len(err.strip().splitlines()) == 1
+    assert "wrong-pass" not in err and "HELLO" not in err
