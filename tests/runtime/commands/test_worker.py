@@ -371,3 +371,19 @@ def test_a_refused_or_missing_password_is_one_line_at_once(monkeypatch, capsys, 
     masked = url.replace("wrong-pass", "***")
     assert err.startswith(f"larry worker: Redis at {masked}: {message}") and len(err.strip().splitlines()) == 1
     assert "wrong-pass" not in err and "HELLO" not in err
+
+
+def test_a_phase_starting_later_than_the_socket_timeout_is_waited_for(rig, monkeypatch):
+    """At speed 1 a worker waits on the stream in reads of up to 30 s; a 0.5 s socket timeout
+    and a retry window of 1 s make any read that outlasts the timeout fatal here."""
+    monkeypatch.setenv("LARRY_REDIS_SOCKET_TIMEOUT", "0.5")
+    monkeypatch.setenv("LARRY_REDIS_RETRY_FOR", "1")
+
+    def start_late():
+        wait_for(lambda: rig.r.get(rig.ks.worker_status("scan-worker-01")), "the worker to register")
+        time.sleep(2)  # the scenario: the phase starts well after the socket timeout
+        rig.start_phase("security")
+
+    starter = in_thread(start_late)
+    assert rig.worker("security", "scan-worker-01", payload("pass"), speed=1) == 0
+    join_ok(starter)
