@@ -126,7 +126,7 @@ def test_a_primary_without_its_synced_replica_is_waited_for(tmp_path, caplog):
     replica = RedisServer(tmp_path, "replica", replica_of=primary.port)
     client = connect(RedisSettings(url=primary.url, retry_for=30))
     script = client.register_script("return redis.call('INCR', KEYS[1])")
-    timer = threading.Timer(1.5, replica.start)
+    timer = threading.Timer(3, replica.start)  # past ANNOUNCE_AFTER plus one backoff cap
     timer.start()
     try:
         with caplog.at_level(logging.WARNING, "runtime.coordination.connection"):
@@ -147,7 +147,7 @@ def test_a_sentinel_without_a_primary_yet_is_waited_for(tmp_path, caplog):
     def monitor():
         sentinel.client().execute_command("SENTINEL", "MONITOR", "larry", "127.0.0.1", primary.port, 1)
 
-    timer = threading.Timer(1.5, monitor)
+    timer = threading.Timer(3, monitor)  # past ANNOUNCE_AFTER plus one backoff cap
     timer.start()
     try:
         client = connect(RedisSettings(sentinels=(("127.0.0.1", sentinel.port),), master_name="larry", retry_for=30))
