@@ -114,7 +114,7 @@ def open_redis(args: argparse.Namespace, cfg: StackConfig, env=None):
     UsageError."""
     import redis
 
-    from runtime.coordination.connection import RedisSettings, connect
+    from runtime.coordination.connection import AuthenticationFailed, RedisSettings, connect, mask_url
     from runtime.coordination.keys import Keyspace
 
     env = {**(os.environ if env is None else env), **({envvar.REDIS_URL: args.redis_url} if args.redis_url else {})}
@@ -125,8 +125,10 @@ def open_redis(args: argparse.Namespace, cfg: StackConfig, env=None):
         client.ping()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    except AuthenticationFailed as exc:
+        raise UsageError(f"{settings.target}: {exc}") from None
     except redis.exceptions.RedisError as exc:
-        target = settings.url if not settings.sentinels else f"Sentinel master {settings.master_name!r}"
+        target = mask_url(settings.url) if not settings.sentinels else f"Sentinel master {settings.master_name!r}"
         raise UsageError(f"cannot reach Redis at {target} ({exc})") from None
     return client, ks
 
