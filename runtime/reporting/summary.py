@@ -33,8 +33,8 @@ from urllib.parse import urlsplit
 
 from plan.model import Larry, StackConfig, utilisation
 from plan.statuses import PhaseStatus, TaskStatus
+from runtime.agent.protocol import SEVERITIES
 from runtime.reporting.schema import (
-    SEVERITIES,
     ReportError,
     aggregate_findings,
     load_larry_report,

@@ -22,7 +22,8 @@ from runtime.coordination.events import EventLog
 from runtime.coordination.keys import Keyspace
 from runtime.coordination.phases import PhaseTracker
 from runtime.coordination.registry import WorkerRegistry
-from tests.runtime.commands.run_state import DEV, PROGRESS, ROOT, build_run, finish_run, run_args
+from tests.runtime.commands.run_state import DEV, PROGRESS, ROOT, build_run, finish_run, finish_task, run_args
+from tests.runtime.commands.test_status import ODD_FINDINGS
 
 
 def frame(dash: Dashboard, width: int = 140, height: int = 48) -> str:
@@ -202,3 +203,11 @@ def _read(fd: int, timeout: float) -> bytes:
         data += chunk
         timeout = 0.05
     return data
+
+
+def test_findings_of_an_unexpected_shape_do_not_crash_the_frame(r, ks):
+    build_run(r, ks)
+    finish_task(r, ks, "larry-02", "scan-worker-02", "check-outdated-dependencies", ODD_FINDINGS, 10)
+    dash = Dashboard(DEV, ks, r, events=5)
+    dash.connect()
+    assert "Critical: 3" in line_of(frame(dash, height=70), "● LARRY-02")
