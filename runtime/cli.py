@@ -25,6 +25,7 @@ from plan.exits import ExitCode
 from plan.loader import ConfigError, load_plan_document, load_stack
 from plan.model import StackConfig
 from runtime.support import logs
+from runtime.support.credentials import take_password
 
 #: subcommand -> (module, help); each module has ``configure_parser(parser)``, ``main(args)``
 #: and may have ``EXAMPLES`` (the help's epilog). Modules are imported only when used, so the
@@ -78,7 +79,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_redis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", default=os.environ.get(envvar.REDIS_URL),
-                        help="redis://host:port/db (default $LARRY_REDIS_URL; Sentinel via $LARRY_REDIS_SENTINELS)")
+                        help="redis://host:port/db (default $LARRY_REDIS_URL; Sentinel via $LARRY_REDIS_SENTINELS); "
+                             "the password goes in $LARRY_REDIS_PASSWORD, not on the command line")
 
 
 def add_coordination_dir(parser: argparse.ArgumentParser) -> None:
@@ -116,18 +118,20 @@ def open_redis(args: argparse.Namespace, cfg: StackConfig, env=None):
 
     from runtime.coordination.connection import RedisSettings, connect
     from runtime.coordination.keys import Keyspace
+    from runtime.support.credentials import mask, mask_url
 
     env = {**(os.environ if env is None else env), **({envvar.REDIS_URL: args.redis_url} if args.redis_url else {})}
     settings = RedisSettings.from_env(env)
+    secrets = (settings.password, settings.sentinel_password)
     try:
         ks = Keyspace.for_plan(cfg.channels, getattr(args, "key_prefix", "") or "")
         client = connect(settings)
         client.ping()
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(mask(str(exc), secrets)) from None
     except redis.exceptions.RedisError as exc:
-        target = settings.url if not settings.sentinels else f"Sentinel master {settings.master_name!r}"
-        raise UsageError(f"cannot reach Redis at {target} ({exc})") from None
+        target = mask_url(settings.url) if not settings.sentinels else f"Sentinel master {settings.master_name!r}"
+        raise UsageError(mask(f"cannot reach Redis at {target} ({exc})", secrets)) from None
     return client, ks
 
 
@@ -232,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(__name__).warning("%s; logging at %s", exc, level)
     args = build_parser(selected).parse_args(argv)
     logs.configure(args.log_level or level)
+    if getattr(args, "redis_url", None):
+        args.redis_url = take_password(args.redis_url)
     args.payload = payload
     try:
         return int(importlib.import_module(args._module).main(args) or 0)
