@@ -202,17 +202,23 @@ def load_plan(args: argparse.Namespace) -> StackConfig:
     return load_plan_document(text, str(args.plan))
 
 
+def add_log_arguments(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("-v", "--verbose", action="store_const", const="DEBUG", dest="log_level", default=default,
+                        help="log everything (same as --log-level DEBUG)")
+    parser.add_argument("--log-level", metavar="LEVEL", choices=logs.LEVELS, type=str.upper, default=default,
+                        help=f"{', '.join(logs.LEVELS)} (default ${envvar.LOG_LEVEL} or {logs.DEFAULT_LEVEL})")
+
+
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     """All subcommands; only ``selected``'s module is imported to add its own options."""
     parser = argparse.ArgumentParser(prog="larry", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_const", const="DEBUG", dest="log_level",
-                        help="log everything (same as --log-level DEBUG)")
-    parser.add_argument("--log-level", metavar="LEVEL", choices=logs.LEVELS, type=str.upper,
-                        help=f"{', '.join(logs.LEVELS)} (default ${envvar.LOG_LEVEL} or {logs.DEFAULT_LEVEL})")
+    add_log_arguments(parser, None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, text) in COMMANDS.items():
         sub = commands.add_parser(name, help=text, description=text, epilog=EPILOGS.get(name),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+        # also after the command (`larry run -v`); SUPPRESS keeps a level given before it
+        add_log_arguments(sub, argparse.SUPPRESS)
         sub.set_defaults(_module=module)
         if name == selected:
             loaded = importlib.import_module(module)
