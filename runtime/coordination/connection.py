@@ -10,7 +10,7 @@ Guarantees and limits:
   :class:`AuthenticationFailed` says which at once.
 * A wait that lasts past a second is logged once, naming what is awaited, and so are the
   end of the wait (Redis answers again) and giving up; URLs in messages never show a
-  password (:func:`mask_url`).
+  password (:func:`runtime.support.credentials.mask_url`).
   With Sentinel the client asks the sentinels for the current primary on every
   reconnect, and a demoted primary's READONLY error makes redis-py drop the
   connection, so commands land on the new primary after a failover.
@@ -37,7 +37,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -45,6 +45,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from plan import environment as envvar
+from runtime.support.credentials import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,6 @@ class NotReplicated(redis.exceptions.RedisError):
 
 class AuthenticationFailed(redis.exceptions.AuthenticationError):
     """Redis refused the credentials, or wants some and got none: waiting cannot help."""
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and files)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def _transient(error: Exception) -> bool:

@@ -135,7 +135,8 @@ def test_validation_derives_the_seed_criteria_from_the_report():
                               {"scan-worker-01": "completed", "remediation-worker": "failed"}))
     assert [(c["check"], c["passed"], c["detail"]) for c in checks] == [
         ("All plan tasks completed", False, "1/2 completed"),
-        ("Token use within the Larry's budget", False, "1,200 of 1,100 tokens committed (109.1%)"),
+        ("Token use within the Larry's budget", False,
+         "1,200 of 1,000 tokens committed (120.0%); 100 drawn from the emergency reserve"),
         ("Complete security scan (all namespaces)", True, "1/1 tasks of scan-worker-01 completed"),
         ("3+ automated fix PRs created", False, "prs_created = 2 (at least 3 wanted)"),
         ("Compliance audit trail created", False, "0/1 tasks of remediation-worker completed"),
