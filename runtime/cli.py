@@ -25,6 +25,7 @@ from plan.exits import ExitCode
 from plan.loader import ConfigError, load_plan_document, load_stack
 from plan.model import StackConfig
 from runtime.support import logs
+from runtime.support.credentials import take_password
 
 #: subcommand -> (module, help); each module has ``configure_parser(parser)``, ``main(args)``
 #: and may have ``EXAMPLES`` (the help's epilog). Modules are imported only when used, so the
@@ -78,7 +79,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_redis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", default=os.environ.get(envvar.REDIS_URL),
-                        help="redis://host:port/db (default $LARRY_REDIS_URL; Sentinel via $LARRY_REDIS_SENTINELS)")
+                        help="redis://host:port/db (default $LARRY_REDIS_URL; Sentinel via $LARRY_REDIS_SENTINELS); "
+                             "the password goes in $LARRY_REDIS_PASSWORD, not on the command line")
 
 
 def add_coordination_dir(parser: argparse.ArgumentParser) -> None:
@@ -114,20 +116,24 @@ def open_redis(args: argparse.Namespace, cfg: StackConfig, env=None):
     UsageError."""
     import redis
 
-    from runtime.coordination.connection import RedisSettings, connect
+    from runtime.coordination.connection import AuthenticationFailed, RedisSettings, connect
     from runtime.coordination.keys import Keyspace
+    from runtime.support.credentials import mask, mask_url
 
     env = {**(os.environ if env is None else env), **({envvar.REDIS_URL: args.redis_url} if args.redis_url else {})}
     settings = RedisSettings.from_env(env)
+    secrets = (settings.password, settings.sentinel_password)
     try:
         ks = Keyspace.for_plan(cfg.channels, getattr(args, "key_prefix", "") or "")
         client = connect(settings)
         client.ping()
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(mask(str(exc), secrets)) from None
+    except AuthenticationFailed as exc:
+        raise UsageError(mask(f"{settings.target}: {exc}", secrets)) from None
     except redis.exceptions.RedisError as exc:
-        target = settings.url if not settings.sentinels else f"Sentinel master {settings.master_name!r}"
-        raise UsageError(f"cannot reach Redis at {target} ({exc})") from None
+        target = mask_url(settings.url) if not settings.sentinels else f"Sentinel master {settings.master_name!r}"
+        raise UsageError(mask(f"cannot reach Redis at {target} ({exc})", secrets)) from None
     return client, ks
 
 
@@ -198,17 +204,23 @@ def load_plan(args: argparse.Namespace) -> StackConfig:
     return load_plan_document(text, str(args.plan))
 
 
+def add_log_arguments(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("-v", "--verbose", action="store_const", const="DEBUG", dest="log_level", default=default,
+                        help="log everything (same as --log-level DEBUG)")
+    parser.add_argument("--log-level", metavar="LEVEL", choices=logs.LEVELS, type=str.upper, default=default,
+                        help=f"{', '.join(logs.LEVELS)} (default ${envvar.LOG_LEVEL} or {logs.DEFAULT_LEVEL})")
+
+
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     """All subcommands; only ``selected``'s module is imported to add its own options."""
     parser = argparse.ArgumentParser(prog="larry", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_const", const="DEBUG", dest="log_level",
-                        help="log everything (same as --log-level DEBUG)")
-    parser.add_argument("--log-level", metavar="LEVEL", choices=logs.LEVELS, type=str.upper,
-                        help=f"{', '.join(logs.LEVELS)} (default ${envvar.LOG_LEVEL} or {logs.DEFAULT_LEVEL})")
+    add_log_arguments(parser, None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, text) in COMMANDS.items():
         sub = commands.add_parser(name, help=text, description=text, epilog=EPILOGS.get(name),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+        # also after the command (`larry run -v`); SUPPRESS keeps a level given before it
+        add_log_arguments(sub, argparse.SUPPRESS)
         sub.set_defaults(_module=module)
         if name == selected:
             loaded = importlib.import_module(module)
@@ -232,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(__name__).warning("%s; logging at %s", exc, level)
     args = build_parser(selected).parse_args(argv)
     logs.configure(args.log_level or level)
+    if getattr(args, "redis_url", None):
+        args.redis_url = take_password(args.redis_url)
     args.payload = payload
     try:
         return int(importlib.import_module(args._module).main(args) or 0)

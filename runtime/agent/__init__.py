@@ -3,8 +3,8 @@
 =============  =================================================================
 ``protocol``   the ``@larry {...}`` line protocol and the payload's environment: what a
                payload may report, validated before anything is charged
-``payload``    one payload process per task: started, read, stopped with its process
-               group
+``payload``    one payload process per task, run by a keeper (a child subreaper):
+               started, read, and stopped with everything it started
 ``simulated``  the built-in simulated payload (``larry simulate``) that plays the
                seeds' workers without an AI agent
 =============  =================================================================

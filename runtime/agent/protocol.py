@@ -16,27 +16,47 @@ The worker starts the payload once per task with this environment:
 The payload reports by printing lines ``@larry <json object>`` on stdout (or appending them
 to ``LARRY_PROTOCOL_FILE``). Every other line is ordinary log output. Fields, all optional:
 
-``tokens``    int >= 0, tokens used *since the previous report* (the worker charges the ledger)
-``findings``  object merged into the task's findings, e.g. ``{"cves": {"critical": 1}}``
+``tokens``    integer, 0 to :data:`MAX_TOKENS` (10**12), tokens used *since the previous
+              report* (the worker charges the ledger)
+``findings``  an object of the fields below, merged into the task's findings (counts are summed)
 ``progress``  0-100, the task's progress
 ``message``   a short status text
+
+Findings (every field optional; no other field is accepted)::
+
+    {"cves": {"critical": N, "high": N, "medium": N, "low": N},   # CVEs found, by severity
+     "prs_created": N,                                            # pull requests opened
+     "assets_discovered": N,                                      # assets catalogued
+     "coverage_delta": X}                                         # test coverage change, points
+
+where ``N`` is an integer 0 to :data:`MAX_COUNT` and ``X`` a number -100 to 100.
 
 Example::
 
     @larry {"tokens": 1200, "progress": 40, "message": "scanned 3 of 7 namespaces"}
     @larry {"findings": {"cves": {"critical": 1, "high": 2}, "prs_created": 1}}
 
-A malformed protocol line is counted and skipped; it never stops the worker. The worker stops
-the payload (SIGTERM, then SIGKILL) when its lease is lost, the deadline passes or the
-reported tokens exceed the budget.
+A malformed protocol line (not JSON, a field of the wrong type or out of its bounds, an
+unknown finding) is rejected as a whole: counted and skipped, nothing of it charged or
+merged; it never stops the worker. The worker stops the payload (SIGTERM, then SIGKILL) when
+its lease is lost, the deadline passes or the reported tokens exceed the budget.
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 PREFIX = "@larry "
+#: The most tokens one report may carry: more than any model call spends, far below what
+#: would overflow the ledger's arithmetic.
+MAX_TOKENS = 10**12
+#: The largest count a finding may carry.
+MAX_COUNT = 10**9
+SEVERITIES = ("critical", "high", "medium", "low")
+COUNTS = ("prs_created", "assets_discovered")
+COVERAGE = "coverage_delta"
 
 
 @dataclass(frozen=True)
@@ -55,28 +75,82 @@ def is_protocol_line(line: str) -> bool:
     return line.startswith(PREFIX)
 
 
+def _is_int(value: Any, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= high
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def parse_line(line: str) -> PayloadReport:
     """Parse one ``@larry {...}`` line; raises ProtocolError saying what is wrong."""
     try:
         data = json.loads(line[len(PREFIX):])
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"not JSON after {PREFIX.strip()!r}: {exc.msg}") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError(f"not JSON after {PREFIX.strip()!r}: {getattr(exc, 'msg', exc)}") from None
     if not isinstance(data, dict):
         raise ProtocolError("expected a JSON object")
     tokens = data.get("tokens", 0)
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
-        raise ProtocolError(f"'tokens' must be a non-negative integer, got {tokens!r}")
-    findings = data.get("findings", {})
-    if not isinstance(findings, dict):
-        raise ProtocolError("'findings' must be an object")
+    if not _is_int(tokens, MAX_TOKENS):
+        raise ProtocolError(f"'tokens' must be a non-negative integer of at most {MAX_TOKENS:,}, "
+                            f"got {_short(tokens)}")
+    findings = validate_findings(data.get("findings", {}))
     progress = data.get("progress")
-    if progress is not None and (isinstance(progress, bool) or not isinstance(progress, (int, float))
-                                 or not 0 <= progress <= 100):
-        raise ProtocolError(f"'progress' must be a number 0-100, got {progress!r}")
+    if progress is not None and not (_is_number(progress) and 0 <= progress <= 100):
+        raise ProtocolError(f"'progress' must be a number 0-100, got {_short(progress)}")
     message = data.get("message")
     if message is not None and not isinstance(message, str):
         raise ProtocolError("'message' must be a string")
     return PayloadReport(tokens, findings, None if progress is None else int(progress), message)
+
+
+def validate_findings(findings: Any) -> dict[str, Any]:
+    """``findings`` if it has the documented shape; ProtocolError naming the first problem."""
+    if not isinstance(findings, dict):
+        raise ProtocolError("'findings' must be an object")
+    for key, value in findings.items():
+        where = f"'findings.{key}'"
+        if key == "cves":
+            if not isinstance(value, dict):
+                raise ProtocolError(f"{where} must be an object of counts by severity, got {_short(value)}")
+            for severity, count in value.items():
+                if severity not in SEVERITIES:
+                    raise ProtocolError(f"{where}: unknown severity {severity!r} (expected {', '.join(SEVERITIES)})")
+                if not _is_int(count, MAX_COUNT):
+                    raise ProtocolError(f"'findings.cves.{severity}' must be an integer 0-{MAX_COUNT:,}, "
+                                        f"got {_short(count)}")
+        elif key in COUNTS:
+            if not _is_int(value, MAX_COUNT):
+                raise ProtocolError(f"{where} must be an integer 0-{MAX_COUNT:,}, got {_short(value)}")
+        elif key == COVERAGE:
+            if not (_is_number(value) and -100 <= value <= 100):
+                raise ProtocolError(f"{where} must be a number -100 to 100, got {_short(value)}")
+        else:
+            raise ProtocolError(f"unknown finding {key!r} (expected cves, {', '.join(COUNTS)}, {COVERAGE})")
+    return findings
+
+
+def normalise_findings(raw: Any) -> dict[str, Any]:
+    """Findings in the full shape, zeros for what is missing: what readers show and reports
+    hold. Anything not of the documented shape counts as nothing, so a reader never fails
+    on findings written by another version."""
+    raw = raw if isinstance(raw, dict) else {}
+    cves = raw.get("cves") if isinstance(raw.get("cves"), dict) else {}
+    delta = raw.get(COVERAGE)
+    return {"cves": {s: count_of(cves.get(s)) for s in SEVERITIES},
+            **{key: count_of(raw.get(key)) for key in COUNTS},
+            COVERAGE: float(delta) if _is_number(delta) else 0.0}
+
+
+def count_of(value: Any) -> int:
+    """``value`` as a non-negative count; 0 for anything that is not one."""
+    return int(value) if _is_number(value) and value >= 0 else 0
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def format_line(report: PayloadReport) -> str:

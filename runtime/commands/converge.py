@@ -34,6 +34,15 @@ def configure_parser(parser) -> None:
     parser.add_argument("--s3-url", default=os.environ.get(envvar.ARCHIVE_S3_URL),
                         help="also upload the archive to s3://bucket/prefix (default $LARRY_ARCHIVE_S3_URL)")
     parser.add_argument("--no-wait", action="store_true", help="do not wait at the barriers (reports already written)")
+    parser.add_argument("--private-redis", action="store_true",
+                        help="the run's Redis goes away with it (larry run's own server): no cleanup advice")
+
+
+EXAMPLES = """\
+examples:
+  larry converge --plan /etc/larry/plan.yaml --coordination-dir /coordination --s3-url s3://bucket/runs
+  larry converge --stack dev --coordination-dir .larry-runs/dev-20261130-141355-a1b2c3 --no-wait
+"""
 
 
 def fetch_missing_reports(r, ks, cfg, coordination_dir) -> None:
@@ -61,10 +70,11 @@ def main(args) -> int:
     callstats.install("converge")
     interrupt_on_sigterm()
     r = ks = None
+    timing = Timing.from_env(args.speed)
     if not args.no_wait and (args.redis_url or os.environ.get(envvar.REDIS_SENTINELS)):
         r, ks = open_redis(args, cfg)
         larrys = [larry.id for larry in cfg.larrys]
-        until = time.monotonic() + Timing.from_env(args.speed).deadline(cfg.execution_window_minutes)
+        until = time.monotonic() + timing.deadline(cfg.execution_window_minutes)
         try:
             for name in (CONVERGENCE_BARRIER, REPORTS_BARRIER):
                 Barrier(r, ks, name, larrys).wait(max(0.001, until - time.monotonic()))
@@ -74,7 +84,8 @@ def main(args) -> int:
     try:
         if r is not None:
             fetch_missing_reports(r, ks, cfg, args.coordination_dir)
-        result = converge(cfg, args.coordination_dir, s3_url=args.s3_url)
+        result = converge(cfg, args.coordination_dir, s3_url=args.s3_url, allowance=timing.allowance,
+                          private_redis=args.private_redis)
     except ERRORS as error:
         print(f"larry converge: {error}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """``larry dashboard``: seed 000's "Monitoring Dashboard Layout" as a live terminal UI (rich).
 
-Regions, top to bottom: the title with current and elapsed time, the Redis connection and
+Regions, top to bottom: the title with current and elapsed time against the window the run
+has (the plan's execution window at ``--speed``, plus the allowance), the Redis connection and
 the barrier; LARRY STATUS (per Larry: status, progress bar, tasks, active workers, tokens,
 findings); ACTIVE TASKS (tasks in progress and who holds them, orphaned ones flagged);
 RECENT EVENTS (newest first); a footer.
@@ -44,7 +45,7 @@ from rich.text import Text
 from plan.model import StackConfig
 from plan.statuses import TaskStatus
 from plan.taskgraph import TaskGraph
-from runtime.cli import UsageError, add_run_arguments, interrupt_on_sigterm, open_run
+from runtime.cli import UsageError, add_run_arguments, add_speed_argument, interrupt_on_sigterm, open_run
 from runtime.coordination.events import Event, EventListener, parse_entry
 from runtime.coordination.keys import Keyspace
 from runtime.reporting.run_text import barrier_text, findings_items, status_text, tokens_text
@@ -58,6 +59,7 @@ from runtime.reporting.run_view import (
     read_workers,
 )
 from runtime.support.timestamps import parse_optional
+from runtime.support.timing import Timing
 
 #: Fewest seconds between two reads of the same state, however fast events arrive.
 MIN_READ_INTERVAL = 0.25
@@ -73,8 +75,16 @@ LARRY_COLORS = ("magenta", "red", "green", "cyan", "yellow", "blue", "bright_mag
 ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
+EXAMPLES = """\
+examples:
+  larry dashboard --stack dev --speed 60
+  (set -a; . .larry-runs/<run>/redis/env; larry dashboard --stack dev)   # a held `larry run`
+"""
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
+    add_speed_argument(parser)
     parser.add_argument("--events", type=int, default=10, metavar="N", help="recent events kept (default 10)")
     parser.add_argument("--once", action="store_true", help="print one frame and exit (also when not on a terminal)")
 
@@ -92,8 +102,9 @@ class Dashboard:
     """The dashboard's state and the event loop step; rendering is :func:`layout`."""
 
     def __init__(self, cfg: StackConfig, ks: Keyspace, r: redis.Redis, *, events: int = 10, redis_at: str = "",
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, timing: Timing | None = None):
         self.cfg, self.ks, self.r, self.redis_at, self.clock = cfg, ks, r, redis_at, clock
+        self.timing = timing or Timing()
         self.ids = [larry.id for larry in cfg.larrys]
         self.larrys: dict[str, dict] = {}
         self.workers: list[dict] = []
@@ -202,6 +213,11 @@ class Dashboard:
     def redis_now(self) -> float:
         return self.clock() + self.redis_offset
 
+    def window(self) -> float:
+        """Seconds the run has: the plan's execution window at the run's speed, plus the
+        allowance every deadline gets (:mod:`runtime.support.timing`)."""
+        return self.timing.deadline(self.cfg.execution_window_minutes)
+
     def elapsed(self) -> float | None:
         """Seconds since the first phase started; frozen at the last end once all have ended."""
         states = list(self.larrys.values())
@@ -263,7 +279,8 @@ def header(dash: Dashboard) -> Panel:
         ("Stack ", "dim"), (dash.cfg.stack, "bold"),
         ("   Current Time: ", "dim"), now.strftime("%Y-%m-%d %H:%M:%S"),
         ("   Elapsed Time: ", "dim"),
-        f"{duration(elapsed) if elapsed is not None else 'not started'} / {dash.cfg.execution_window_minutes}m")
+        f"{duration(elapsed) if elapsed is not None else 'not started'} / {duration(dash.window())}",
+        ("" if dash.timing.speed == 1 else f" ({dash.cfg.execution_window_minutes}m at ×{dash.timing.speed:g})", "dim"))
     return Panel(Text("\n").join([line, connection_line(dash)]), box=box.DOUBLE, title_align="center",
                  title=Text(f"{len(dash.ids)}-LARRY DISTRIBUTED ORCHESTRATION DASHBOARD", style="bold"))
 
@@ -453,7 +470,7 @@ def main(args: argparse.Namespace) -> int:
     if args.events < 1:
         raise UsageError(f"--events must be at least 1, got {args.events}")
     cfg, r, ks = open_run(args, RETRY_SECONDS)
-    dash = Dashboard(cfg, ks, r, events=args.events, redis_at=describe(r))
+    dash = Dashboard(cfg, ks, r, events=args.events, redis_at=describe(r), timing=Timing.from_env(args.speed))
     console = Console()
     if args.once or not console.is_terminal:
         try:

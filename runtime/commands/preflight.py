@@ -23,6 +23,7 @@ from runtime.coordination.connection import RedisSettings
 from runtime.coordination.keys import Keyspace
 from runtime.coordination.ledger import Ledger
 from runtime.reporting.run_view import describe, read_pool
+from runtime.reporting.validation import larrys_over_budget, system_allocation
 
 EXAMPLES = """\
 examples:
@@ -100,14 +101,11 @@ def check_sentinel_quorum(settings: RedisSettings) -> Check:
 
 def check_plan_budgets(cfg: StackConfig) -> list[Check]:
     """The plan's own arithmetic (plan.model): each Larry within its budget, all within the system's."""
-    over = [f"{larry.id} allocates {larry.allocated_tokens:,} > tokenBudget {larry.token_budget:,}"
-            for larry in cfg.larrys if larry.allocated_tokens > larry.token_budget]
+    over = larrys_over_budget(cfg)
     fits = ", ".join(f"{larry.id} {larry.allocated_tokens:,}/{larry.token_budget:,}" for larry in cfg.larrys)
     checks = [Check("Larry budgets", "failed" if over else "ok", "; ".join(over) or fits)]
-    used, allowed = cfg.allocated_tokens, cfg.budget.system_tokens
-    checks.append(Check("system budget", "failed" if used > allowed else "ok",
-                        f"plan allocates {used:,} of {allowed:,} (Larrys {cfg.larry_tokens:,} + meta-coordinator "
-                        f"{cfg.budget.meta.total_tokens:,})"))
+    checks.append(Check("system budget", "failed" if cfg.allocated_tokens > cfg.budget.system_tokens else "ok",
+                        system_allocation(cfg)))
     return checks
 
 

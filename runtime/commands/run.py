@@ -18,12 +18,21 @@ entrypoints the pods use:
   summary and the archive.
 
 It prints the run's progress from the event stream, then the summary's path, and exits 0
-when every phase, task and validation check succeeded, 1 otherwise (2 for usage errors, 130
-when interrupted). Ctrl+C (or SIGTERM) stops every process it started and the private Redis.
+when the summary's verdict is SUCCESS (every phase, task and validation check, and every
+success metric), 1 otherwise (2 for usage errors, 130 when interrupted). Ctrl+C (or SIGTERM)
+stops every process it started and the private Redis.
+
+Before it writes anything it refuses (one line, exit 2) a plan the policy pack would block
+for its token budgets (:func:`runtime.reporting.validation.budget_problems`) unless
+``--allow-over-budget``, and a Redis and key prefix another `larry run` is using: the run
+holds :mod:`runtime.support.run_lock` until it ends. Each run gets a directory of its own
+(``.larry-runs/<stack>-<UTC time>-<random>``, created exclusively).
 
 With ``--redis-url``, keys a previous run left there are that run's state, which the
 processes resume (a finished run just reports again): use ``--key-prefix``, or ``larry
-cleanup`` after archiving, for a fresh run.
+cleanup`` after archiving, for a fresh run. A password in the URL is moved to
+``$LARRY_REDIS_PASSWORD`` (:mod:`runtime.support.credentials`): the processes get it from
+the environment only, and it is masked in every message and in ``processes.json``.
 
 Under ``{coordination-dir}``: ``logs/{process}.log``, ``pids/{process}.pid`` (the current
 pid, e.g. for chaos tests), ``processes.json`` (metrics ports), and what the processes write
@@ -37,6 +46,7 @@ import json
 import logging
 import os
 import queue
+import secrets
 import subprocess
 import sys
 import threading
@@ -54,10 +64,14 @@ from plan.statuses import PhaseStatus, TaskStatus
 from runtime.agent.payload import die_with_parent
 from runtime.cli import UsageError, add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
 from runtime.reporting.progress import ProgressPrinter
-from runtime.reporting.schema import ReportError, load_larry_report, report_path
+from runtime.reporting.schema import ReportError
+from runtime.reporting.summary import load_reports, verdict
+from runtime.reporting.validation import budget_problems
 from runtime.support import timestamps
+from runtime.support.credentials import mask_url
 from runtime.support.files import write_atomic
 from runtime.support.local_redis import LocalRedis, free_port
+from runtime.support.run_lock import RunLock, RunLocked, holder_name
 from runtime.support.timing import Timing
 
 #: Kubelet's crash-loop backoff: 10 s, doubling, at most 5 min (scaled by the speed here).
@@ -75,6 +89,17 @@ def configure_parser(parser) -> None:
                         help="make the simulated payload of this task spend 150 %% of its budget")
     parser.add_argument("--hold", action="store_true",
                         help="keep coordinators and Redis running after the summary, until Ctrl+C")
+    parser.add_argument("--allow-over-budget", action="store_true",
+                        help="run a plan the policy pack would block for its token budgets")
+
+
+EXAMPLES = """\
+examples:
+  larry run --stack dev --speed 60
+  larry run --stack dev --speed 600 --hold          # then: larry dashboard, larry status
+  LARRY_REDIS_PASSWORD=... larry run --stack dev --redis-url redis://redis:6379/0 --key-prefix run7:
+  larry run --stack cortex --speed 600 --allow-over-budget --s3-url s3://bucket/runs
+"""
 
 
 @dataclass
@@ -108,16 +133,45 @@ def main(args) -> int:
     cfg = load_plan(args)
     if args.overspend_task and args.overspend_task not in {t.id for larry in cfg.larrys for t in larry.tasks}:
         raise UsageError(f"--overspend-task: {args.overspend_task!r} is not a task of {cfg.source}")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    run_dir = (args.coordination_dir or args.project_dir / ".larry-runs" / f"{cfg.stack}-{stamp}").resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    problems = budget_problems(cfg)
+    if problems and not args.allow_over_budget:
+        raise UsageError(f"{cfg.source}: the policy pack would block this plan ({'; '.join(problems)}); "
+                         "pass --allow-over-budget to run it anyway")
+    run_dir = new_run_dir(args, cfg)
     interrupt_on_sigterm()
-    local = None if args.redis_url else LocalRedis(run_dir / "redis").start()
+    lock = local = None
     try:
+        if args.redis_url:  # a shared Redis: refuse before anything is written
+            lock = take_run_lock(args, cfg, os.environ, run_dir)
+        run_dir.mkdir(parents=True, exist_ok=args.coordination_dir is not None)
+        if lock is None:
+            local = LocalRedis(run_dir / "redis").start()
+            lock = take_run_lock(args, cfg, local.environment(), run_dir)
         return Supervisor(cfg, args, run_dir, local).run()
     finally:
+        if lock is not None:
+            lock.release()
         if local is not None:
             local.stop()
+
+
+def new_run_dir(args, cfg: StackConfig) -> Path:
+    """--coordination-dir, or a new ``.larry-runs/<stack>-<UTC time>-<random>`` (not created yet)."""
+    if args.coordination_dir:
+        return Path(args.coordination_dir).resolve()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return (args.project_dir / ".larry-runs" / f"{cfg.stack}-{stamp}-{secrets.token_hex(3)}").resolve()
+
+
+def take_run_lock(args, cfg: StackConfig, env, run_dir: Path) -> RunLock:
+    """The run's lock on its Redis and key prefix; UsageError naming the holder if another run has it."""
+    r, ks = open_redis(Namespace(redis_url=args.redis_url, key_prefix=args.key_prefix), cfg, env=env)
+    try:
+        return RunLock(r, ks.run_lock, holder_name(run_dir)).acquire()
+    except RunLocked as locked:
+        where = mask_url(args.redis_url) or "the run's Redis"
+        raise UsageError(f"refusing: {locked} at {where}, key prefix {args.key_prefix!r}; use another "
+                         "--key-prefix or wait for it to end") from None
 
 
 class Supervisor:
@@ -134,14 +188,15 @@ class Supervisor:
         print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
     def _environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != envvar.REDIS_SENTINELS}
-        if self.local is not None:
-            env.update({envvar.REDIS_URL: self.local.url, envvar.REDIS_PASSWORD: self.local.password})
-        else:
-            env[envvar.REDIS_URL] = self.args.redis_url
-        env.update({envvar.COORDINATION_DIR: str(self.run_dir), envvar.KEY_PREFIX: self.args.key_prefix,
-                    envvar.SPEED: f"{self.args.speed:g}", "PYTHONUNBUFFERED": "1",
+        run = {envvar.KEY_PREFIX: self.args.key_prefix, envvar.SPEED: f"{self.args.speed:g}",
+               envvar.DEADLINE_ALLOWANCE: f"{self.timing.allowance:g}"}
+        env = self.local.environment(run) if self.local is not None else {**os.environ, **run,
+                                                                          envvar.REDIS_URL: self.args.redis_url}
+        env.pop(envvar.REDIS_SENTINELS, None)
+        env.update({envvar.COORDINATION_DIR: str(self.run_dir), "PYTHONUNBUFFERED": "1",
                     envvar.LOG_LEVEL: logging.getLevelName(logging.getLogger().getEffectiveLevel())})
+        if self.local is not None:
+            self.local.write_env(run)  # for `larry dashboard` and `larry status` beside a held run
         return env
 
     def _children(self) -> dict[str, Child]:
@@ -158,10 +213,11 @@ class Supervisor:
             children.append(Child(f"worker-{worker.name}", larry + ["worker", *common, "--larry", each.id,
                                                                     "--worker", worker.name, "--kill-grace", "2",
                                                                     "--", *payload], "worker"))
-        converge = larry + ["converge", *common] + (["--s3-url", self.args.s3_url] if self.args.s3_url else [])
+        converge = larry + ["converge", *common] + (["--s3-url", self.args.s3_url] if self.args.s3_url else []) \
+            + (["--private-redis"] if self.local is not None else [])
         children.append(Child("converge", converge, "converge"))
         write_atomic(self.run_dir / "processes.json", json.dumps({
-            "redis": (self.local.url if self.local else self.args.redis_url),
+            "redis": (self.local.url if self.local else mask_url(self.args.redis_url)),
             "coordinators": {lid: {"metrics": f"http://127.0.0.1:{port}/metrics"} for lid, port in self.ports.items()},
         }, indent=2) + "\n")
         return {child.name: child for child in children}
@@ -280,17 +336,20 @@ class Supervisor:
         return ExitCode.OK if ok else ExitCode.FAILED
 
     def _plan_succeeded(self) -> bool:
-        """Every phase completed, every task completed, every validation check passed."""
-        for larry in self.cfg.larrys:
-            try:
-                report = load_larry_report(report_path(self.run_dir / "reports", larry.id))
-            except ReportError as error:
-                self.say(str(error))
-                return False
+        """The summary's verdict: every success metric met (phases, tasks, validation checks,
+        the execution window, the token utilisation target)."""
+        try:
+            reports = load_reports(self.cfg, self.run_dir / "reports")
+        except ReportError as error:
+            self.say(str(error))
+            return False
+        unmet = verdict(self.cfg, reports, self.timing.allowance)
+        for report in reports:
             failed = [c["check"] for c in report["validation"] if not c["passed"]]
             unfinished = [t["id"] for t in report["tasks"] if t["status"] != TaskStatus.COMPLETED]
             if report["status"] != PhaseStatus.COMPLETED or failed or unfinished:
-                self.say(f"{larry.id}: phase {report['status']}; tasks not completed: {', '.join(unfinished) or 'none'}; "
-                         f"failed checks: {', '.join(failed) or 'none'}")
-                return False
-        return True
+                self.say(f"{report['larry']}: phase {report['status']}; tasks not completed: "
+                         f"{', '.join(unfinished) or 'none'}; failed checks: {', '.join(failed) or 'none'}")
+        if unmet:
+            self.say(f"success metrics not met: {'; '.join(unmet)}")
+        return not unmet

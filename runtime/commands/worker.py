@@ -109,6 +109,7 @@ from runtime.cli import (
     open_redis,
     positive_number,
 )
+from runtime.coordination.connection import AuthenticationFailed
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.fallback import Degrader, FileCoordination
 from runtime.coordination.leases import Lease, LeaseManager
@@ -336,7 +337,7 @@ class Worker:
             try:
                 return self._work()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
-                if self.degrader is None or not self.statuses:
+                if self.degrader is None or not self.statuses or isinstance(error, AuthenticationFailed):
                     raise
                 self.log(f"Redis unreachable ({error})")
                 if self.degrader.degrade():

@@ -2,9 +2,15 @@
 
 Guarantees and limits:
 
-* Every command is retried on connection errors and timeouts with exponential
-  backoff plus jitter until ``retry_for`` seconds have passed (default 30 s,
-  longer than a Sentinel failover: down-after-milliseconds + election).
+* Every command is retried on what waiting can cure (connection errors, timeouts, a
+  Sentinel that names no primary yet, ``NOREPLICAS`` from a primary whose replicas have
+  not synced under ``min-replicas-to-write``) with exponential backoff plus jitter until
+  ``retry_for`` seconds have passed (default 30 s, longer than a Sentinel failover:
+  down-after-milliseconds + election). A refused or missing password is not retried:
+  :class:`AuthenticationFailed` says which at once.
+* A wait that lasts past a second is logged once, naming what is awaited, and so are the
+  end of the wait (Redis answers again) and giving up; URLs in messages never show a
+  password (:func:`runtime.support.credentials.mask_url`).
   With Sentinel the client asks the sentinels for the current primary on every
   reconnect, and a demoted primary's READONLY error makes redis-py drop the
   connection, so commands land on the new primary after a failover.
@@ -22,12 +28,16 @@ Guarantees and limits:
 
 from __future__ import annotations
 
+import logging
 import os
 import random
+import re
+import socket
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -35,60 +45,113 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from plan import environment as envvar
+from runtime.support.credentials import mask_url
+
+log = logging.getLogger(__name__)
+
+#: A wait on Redis shorter than this is not worth a log line (a reconnect, a blip).
+ANNOUNCE_AFTER = 1.0
 
 
 class NotReplicated(redis.exceptions.RedisError):
     """A write was not confirmed by the required number of replicas in time."""
 
 
-_deadline = threading.local()
+class AuthenticationFailed(redis.exceptions.AuthenticationError):
+    """Redis refused the credentials, or wants some and got none: waiting cannot help."""
+
+
+def _transient(error: Exception) -> bool:
+    """Whether waiting can cure ``error``."""
+    if isinstance(error, (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)):
+        return False
+    if isinstance(error, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, socket.timeout)):
+        return True
+    # Refused before the script's first write (the check precedes every write), so nothing
+    # ran; in a pipeline redis-py puts the command in front of the server's text.
+    return isinstance(error, redis.exceptions.ResponseError) and re.search(r"\bNOREPLICAS\b", str(error)) is not None
+
+
+def _awaited(error: Exception) -> str:
+    if isinstance(error, redis.exceptions.ResponseError):
+        return f"a replica to sync ({error})"
+    return str(error) or type(error).__name__
+
+
+# One wait per thread: redis-py nests retries (command -> connect), and the outermost
+# call's deadline and announcement are shared by the nested ones, so the total stays
+# ``retry_for`` instead of multiplying and a wait is logged once.
+_wait = threading.local()
 
 
 class DeadlineRetry(Retry):
-    """redis-py Retry bounded by elapsed time instead of a count.
+    """redis-py Retry bounded by elapsed time instead of a count, logging long waits."""
 
-    redis-py nests retries (command -> connect); the outermost call's deadline
-    is shared by the nested ones through a thread-local so the total stays
-    ``retry_for`` instead of multiplying.
-    """
-
-    def __init__(self, retry_for: float, base: float = 0.05, cap: float = 2.0):
+    def __init__(self, retry_for: float, base: float = 0.05, cap: float = 2.0, *,
+                 target: str = "Redis", password_given: bool = True):
         super().__init__(ExponentialWithJitterBackoff(cap=cap, base=base), retries=-1)
-        self.retry_for = retry_for
+        self.retry_for, self.target, self.password_given = retry_for, target, password_given
 
     def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):
-        outer = getattr(_deadline, "at", None)
-        deadline = outer if outer is not None else time.monotonic() + self.retry_for
-        _deadline.at = deadline
+        owner = getattr(_wait, "deadline", None) is None
+        if owner:
+            _wait.since = time.monotonic()
+            _wait.deadline, _wait.announced = _wait.since + self.retry_for, False
         self._backoff.reset()
         failures = 0
         try:
             while True:
                 try:
-                    return do()
-                except self._supported_errors as error:
-                    if is_retryable and not is_retryable(error):
-                        raise
+                    result = do()
+                except Exception as error:
+                    if not _transient(error) or (is_retryable and not is_retryable(error)):
+                        raise self._refused(error) if isinstance(error, redis.exceptions.AuthenticationError) \
+                            else error
                     failures += 1
                     fail(error, failures) if with_failure_count else fail(error)
-                    left = deadline - time.monotonic()
+                    now = time.monotonic()
+                    left = _wait.deadline - now
                     if left <= 0:
+                        if owner and _wait.announced:
+                            log.error("gave up waiting for %s after %.0f s: %s", self.target, now - _wait.since,
+                                      _awaited(error))
                         raise
+                    if not _wait.announced and now - _wait.since >= ANNOUNCE_AFTER:
+                        _wait.announced = True
+                        log.warning("waiting for %s: %s (retrying for up to %.0f s more)", self.target,
+                                    _awaited(error), left)
                     time.sleep(min(self._backoff.compute(failures), left))
+                else:
+                    if owner and _wait.announced:
+                        log.warning("%s answers again after %.1f s", self.target, time.monotonic() - _wait.since)
+                    return result
         finally:
-            _deadline.at = outer
+            if owner:
+                _wait.deadline = None
+
+    def _refused(self, error: Exception) -> Exception:
+        if isinstance(error, AuthenticationFailed):
+            return error
+        # The server's text for a missing password ("HELLO must be called with the client
+        # already authenticated ...") names a protocol detail, not the cause.
+        failed = AuthenticationFailed(f"the password was refused ({error})" if self.password_given else
+                                      "a password is required and none was given (set LARRY_REDIS_PASSWORD "
+                                      "or put it in the URL)")
+        failed.__cause__ = error
+        return failed
 
 
 @contextmanager
 def single_attempt():
     """Commands of this thread inside the block are tried once, without the client's retries
     (a probe whose caller decides what an unreachable Redis means)."""
-    outer = getattr(_deadline, "at", None)
-    _deadline.at = time.monotonic()
+    saved = getattr(_wait, "deadline", None), getattr(_wait, "since", None), getattr(_wait, "announced", False)
+    _wait.since = _wait.deadline = time.monotonic()
+    _wait.announced = True  # a probe announces nothing
     try:
         yield
     finally:
-        _deadline.at = outer
+        _wait.deadline, _wait.since, _wait.announced = saved
 
 
 class _RediscoveringConnection(SentinelManagedConnection):
@@ -126,6 +189,17 @@ class RedisSettings:
     backoff_base: float = 0.05
     backoff_cap: float = 2.0
 
+    @property
+    def target(self) -> str:
+        """Where Redis is, for messages: the URL without its password, or the Sentinel master."""
+        if self.sentinels:
+            return f"Sentinel master {self.master_name!r} (via {', '.join(f'{h}:{p}' for h, p in self.sentinels)})"
+        return f"Redis at {mask_url(self.url or '')}"
+
+    @property
+    def password_given(self) -> bool:
+        return bool(self.password or (self.url and urlsplit(self.url).password))
+
     @classmethod
     def from_env(cls, env=None) -> "RedisSettings":
         """LARRY_REDIS_URL, or LARRY_REDIS_SENTINELS="h:p,h:p" + LARRY_REDIS_MASTER_NAME;
@@ -158,7 +232,8 @@ def connect(settings: RedisSettings) -> redis.Redis:
         db=settings.db,
         socket_timeout=settings.socket_timeout,
         socket_connect_timeout=settings.connect_timeout,
-        retry=DeadlineRetry(settings.retry_for, settings.backoff_base, settings.backoff_cap),
+        retry=DeadlineRetry(settings.retry_for, settings.backoff_base, settings.backoff_cap,
+                            target=settings.target, password_given=settings.password_given),
         decode_responses=True,
     )
     if settings.sentinels:

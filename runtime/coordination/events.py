@@ -24,6 +24,8 @@ Guarantees:
 * Timestamps are the Redis primary's clock (ISO 8601 UTC, milliseconds).
 * Malformed stream entries (no data, bad JSON, no ``event`` name) are counted
   in ``malformed`` and skipped.
+* A listener's wait never outlasts the client's socket timeout in one read
+  (:meth:`EventListener.poll`), so a quiet stream is never mistaken for a lost Redis.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 import redis
@@ -179,6 +182,8 @@ class EventListener:
     def __init__(self, r: redis.Redis, ks: Keyspace, start: str = "$", *, count: int = 500):
         require_text(r)
         self.r, self.ks, self.count = r, ks, count
+        socket_timeout = r.connection_pool.connection_kwargs.get("socket_timeout")
+        self._max_block_ms = max(1, int(socket_timeout * 500)) if socket_timeout else 2**31
         self.last_id = EventLog(r, ks).tail_id() if start == "$" else start
         self.malformed = 0
         self.gaps = 0
@@ -187,7 +192,21 @@ class EventListener:
             self._check_gap()  # resuming from a persisted position
 
     def poll(self, block_ms: int | None = 1000) -> list[Event]:
-        """Events after ``last_id``; waits up to ``block_ms`` for the first (None: don't wait)."""
+        """Events after ``last_id``; waits up to ``block_ms`` for the first (None: don't wait).
+
+        A long wait is a series of XREADs each blocking at most half the client's socket
+        timeout: a read blocked longer than that would come back as a timeout, be taken
+        for a lost connection and retried until the client gives up on a healthy Redis."""
+        if block_ms is None:
+            return self._read(None)
+        until = time.monotonic() + block_ms / 1000
+        while True:
+            left_ms = int((until - time.monotonic()) * 1000)
+            events = self._read(max(1, min(left_ms, self._max_block_ms)))  # BLOCK 0 would wait forever
+            if events or left_ms <= self._max_block_ms:
+                return events
+
+    def _read(self, block_ms: int | None) -> list[Event]:
         reply = self.r.xread({self.ks.stream: self.last_id}, count=self.count, block=block_ms)
         events = []
         for _stream, entries in reply or ():
@@ -204,6 +223,8 @@ class EventListener:
         while not stop.is_set():
             try:
                 events = self.poll(block_ms)
+            except redis.exceptions.AuthenticationError:
+                raise  # waiting cannot help
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
                 self.disconnects += 1
                 log.warning("event stream unreachable (%s); will resume after %s", error, self.last_id)

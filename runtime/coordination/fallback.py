@@ -2,8 +2,9 @@
 
 :class:`Degrader` is the one degrade path (the worker's, :mod:`runtime.commands.worker`):
 once the client's own retries have given up, it probes Redis once every ``interval``
-without retries and answers "degrade" when Redis has stayed unreachable for
-``degrade_after`` more seconds, "resume" as soon as a probe succeeds. In file mode the
+without retries, and :meth:`Degrader.degrade` answers True (switch to file mode) when
+Redis has stayed unreachable for ``degrade_after`` more seconds, False as soon as a probe
+succeeds. An authentication error is not an outage and is raised. In file mode the
 caller asks :meth:`Degrader.reachable` between tasks and, once Redis answers, replays its
 file-mode work; :meth:`FileCoordination.replay_into` brings the volume's events into the
 Redis stream exactly once across processes (the replay offset is kept in the volume under
@@ -176,6 +177,8 @@ class Degrader:
             with single_attempt():
                 self.r.ping()
             return True
+        except redis.exceptions.AuthenticationError:
+            raise  # answering, but not to us: no volume can help with that
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             return False
 

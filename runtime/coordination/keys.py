@@ -185,6 +185,12 @@ class Keyspace:
     def barrier_released(self, name: str) -> str:
         return self._k("barrier", name, "released")
 
+    # -- the run ----------------------------------------------------------------
+    @property
+    def run_lock(self) -> str:
+        """Held by the one `larry run` using this Redis and prefix (runtime.support.run_lock)."""
+        return self._k("run", "lock")
+
     # -- SCAN MATCH patterns (operators' tools; never KEYS) ----------------------
     #: the key families above: every key a run leaves, except the event stream
     RUN_FAMILIES = ("phase", "task", "worker", "metrics", "tokens", "barrier")

@@ -10,34 +10,16 @@ registry's worker statuses, the phase's timestamps, and the folded event stream
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from plan.model import Larry, StackConfig
 from plan.statuses import TERMINAL, PhaseStatus, TaskStatus
 from plan.taskgraph import TaskGraph
+from runtime.agent.protocol import count_of, normalise_findings
 from runtime.reporting.history import History
 from runtime.reporting.results import read_result
-from runtime.reporting.schema import SCHEMA_VERSION, SEVERITIES, aggregate_findings
+from runtime.reporting.schema import SCHEMA_VERSION, aggregate_findings
 from runtime.reporting.validation import validate
 from runtime.support.timestamps import parse
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
-        return 0
-    return int(value)
-
-
-def normalise_findings(raw: Any) -> dict:
-    """A payload's free-form findings in the report's shape: known fields, zeros for the rest."""
-    raw = raw if isinstance(raw, dict) else {}
-    cves = raw.get("cves") if isinstance(raw.get("cves"), dict) else {}
-    delta = raw.get("coverage_delta")
-    ok_delta = isinstance(delta, (int, float)) and not isinstance(delta, bool) and abs(delta) != float("inf")
-    return {"cves": {s: _count(cves.get(s)) for s in SEVERITIES},
-            "prs_created": _count(raw.get("prs_created")),
-            "assets_discovered": _count(raw.get("assets_discovered")),
-            "coverage_delta": float(delta) if ok_delta and delta == delta else 0.0}
 
 
 def _seconds_between(start: str, end: str) -> float:
@@ -84,7 +66,7 @@ def _task(task, worker: str, status: str | None, result: dict | None, doomed: di
         "id": task.id, "title": task.title, "worker": worker,
         "status": status if status in TERMINAL else TaskStatus.PENDING,
         "fence": fence,
-        "tokens": _count(data.get("tokens", recorded.get("tokens", 0))),
+        "tokens": count_of(data.get("tokens", recorded.get("tokens", 0))),
         "attempts": history.attempts.get(task.id, 0),
         "depends_on": list(task.depends_on),
         "started_at": history.claim_time(task.id, fence) if fence else None,

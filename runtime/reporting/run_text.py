@@ -12,18 +12,22 @@ from typing import Callable
 from rich.text import Text
 
 from plan.statuses import TaskStatus
+from runtime.agent.protocol import COUNTS, COVERAGE, normalise_findings
 
 STATUS_STYLES = {TaskStatus.PENDING: "dim", TaskStatus.IN_PROGRESS: "yellow", TaskStatus.COMPLETED: "green",
                  TaskStatus.FAILED: "bold red"}
 
 
+LABELS = {"assets_discovered": "Assets", "prs_created": "PRs"}
+
+
 def findings_items(findings: dict) -> list[str]:
     """The seed's metrics: ``Critical: 3``, ``High: 4`` ..., ``Assets: 87``, ``PRs: 2``, ``Coverage: +8.0%``."""
-    items = [f"{severity.capitalize()}: {n}" for severity, n in (findings.get("cves") or {}).items() if n]
-    items += [f"{label}: {findings[key]}" for key, label in (("assets_discovered", "Assets"), ("prs_created", "PRs"))
-              if findings.get(key)]
-    if findings.get("coverage_delta"):
-        items.append(f"Coverage: {findings['coverage_delta']:+.1f}%")
+    found = normalise_findings(findings)
+    items = [f"{severity.capitalize()}: {n}" for severity, n in found["cves"].items() if n]
+    items += [f"{LABELS[key]}: {found[key]}" for key in sorted(COUNTS) if found[key]]
+    if found[COVERAGE]:
+        items.append(f"Coverage: {found[COVERAGE]:+.1f}%")
     return items
 
 

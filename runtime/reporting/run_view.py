@@ -9,7 +9,8 @@ re-reads only what an event touched.
 
 Findings are read from the tasks' fenced results (``task:result:{id}``): the ``findings``
 object of each result's data (the worker's protocol reports), summed with
-:func:`runtime.agent.protocol.merge_findings`. Reads are not one transaction: a state
+:func:`runtime.agent.protocol.merge_findings`; a result whose findings are not of the
+protocol's shape counts as nothing found. Reads are not one transaction: a state
 changing while it is read may show parts from either side of the change.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ import redis
 
 from plan.model import Larry, StackConfig
 from plan.statuses import TaskStatus, WorkerStatus
-from runtime.agent.protocol import merge_findings
+from runtime.agent.protocol import ProtocolError, merge_findings, validate_findings
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER, Keyspace
 from runtime.coordination.ledger import Ledger
 from runtime.coordination.phases import PhaseTracker
@@ -80,9 +81,10 @@ def read_larry(r: redis.Redis, ks: Keyspace, larry: Larry) -> dict:
         for task, status, holder in zip(ids, statuses, holders) if status == TaskStatus.IN_PROGRESS]
     findings: dict = {}
     for raw in results:
-        data = _json_object(raw)
-        if isinstance(data.get("findings"), dict):
-            merge_findings(findings, data["findings"])
+        try:
+            merge_findings(findings, validate_findings(_json_object(raw).get("findings", {})))
+        except ProtocolError:
+            pass  # written by something that did not speak the protocol: shows as nothing found
     state["findings"] = findings
     ledger = Ledger(r, ks, larry.id).snapshot()
     ledger.pop("pool")

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from plan.statuses import PhaseStatus, TaskStatus
+from runtime.agent.protocol import SEVERITIES
 from runtime.support import timestamps
 from runtime.support.files import write_atomic
 
@@ -49,7 +50,6 @@ SCHEMA_VERSION = 1
 #: A report's phase ended one way or the other; its tasks ended or never ran.
 REPORT_STATUSES = (PhaseStatus.COMPLETED, PhaseStatus.FAILED)
 TASK_STATUSES = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.PENDING)
-SEVERITIES = ("critical", "high", "medium", "low")
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 

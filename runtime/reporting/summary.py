@@ -12,7 +12,7 @@
    token budget utilisation, lessons learned and next steps. Every statement is derived
    from the reports and the plan; token figures are the reports' ledger figures and the
    budget arithmetic is :mod:`plan.model`'s;
-3. archive the run as ``archives/{N}-larry-execution-{YYYYmmdd-HHMMSS}.tar.gz`` (UTC):
+3. archive the run as ``archives/{N}-larry-execution-{YYYYmmdd-HHMMSS}-{random}.tar.gz`` (UTC):
    ``reports/*.json``, the summary, ``results/**`` and the plan as ``plan.yaml``;
 4. upload the archive to ``s3://bucket/prefix`` when asked (boto3; endpoint and
    credentials from the standard AWS environment and config chain);
@@ -28,18 +28,20 @@ import tarfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from secrets import token_hex
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 from plan.model import Larry, StackConfig, utilisation
 from plan.statuses import PhaseStatus, TaskStatus
+from runtime.agent.protocol import SEVERITIES
 from runtime.reporting.schema import (
-    SEVERITIES,
     ReportError,
     aggregate_findings,
     load_larry_report,
     report_path,
 )
+from runtime.reporting.validation import budget_problems
 from runtime.support.files import atomic_file, write_atomic
 from runtime.support.timestamps import format_time, parse
 
@@ -71,12 +73,17 @@ def summary_name(cfg: StackConfig) -> str:
 
 
 def archive_name(cfg: StackConfig, now: datetime) -> str:
-    return f"{len(cfg.larrys)}-larry-execution-{now.astimezone(timezone.utc):%Y%m%d-%H%M%S}.tar.gz"
+    """``{N}-larry-execution-{UTC time}-{random}.tar.gz``: two runs converging in the same
+    second (or on one S3 prefix) never overwrite each other's archive."""
+    return f"{len(cfg.larrys)}-larry-execution-{now.astimezone(timezone.utc):%Y%m%d-%H%M%S}-{token_hex(3)}.tar.gz"
 
 
 def converge(cfg: StackConfig, coordination_dir: str | Path, *, s3_url: str | None = None,
-             now: datetime | None = None) -> ConvergeResult:
-    """Aggregate, summarise, archive (and upload) the run under ``coordination_dir``."""
+             now: datetime | None = None, allowance: float = 0.0, private_redis: bool = False) -> ConvergeResult:
+    """Aggregate, summarise, archive (and upload) the run under ``coordination_dir``.
+    ``allowance``: the unscaled seconds every deadline of the run got (its execution window
+    is the plan's scaled plus this); ``private_redis``: the run's Redis goes away with it,
+    so there are no keys to clean up."""
     now = now or datetime.now(timezone.utc)
     root = Path(coordination_dir)
     bucket, prefix = parse_s3_url(s3_url) if s3_url else (None, None)
@@ -85,7 +92,8 @@ def converge(cfg: StackConfig, coordination_dir: str | Path, *, s3_url: str | No
     archive = root / "archives" / archive_name(cfg, now)
     key = "/".join(p for p in (prefix, archive.name) if p) if bucket else None
     result = ConvergeResult(summary, archive, bucket, key)
-    text = render_summary(cfg, reports, generated_at=now, archive=result)
+    text = render_summary(cfg, reports, generated_at=now, archive=result, allowance=allowance,
+                          private_redis=private_redis)
     write_archive(archive, root, {f"reports/{summary.name}": text, "plan.yaml": cfg.plan_document()}, now)
     if bucket:
         upload(archive, bucket, key)
@@ -175,9 +183,9 @@ def upload(archive: Path, bucket: str, key: str) -> None:
 # --------------------------------------------------------------------------- summary
 
 def render_summary(cfg: StackConfig, reports: list[Report], *, generated_at: datetime,
-                   archive: ConvergeResult) -> str:
+                   archive: ConvergeResult, allowance: float = 0.0, private_redis: bool = False) -> str:
     """The markdown summary: seed 001's nine sections (N + 6 for N Larrys), numbered."""
-    run = _Run(cfg, reports)
+    run = _Run(cfg, reports, allowance)
     sections = [
         ("Executive Summary", _executive_summary(run)),
         ("Phase Timelines (actual vs. planned)", _timelines(run)),
@@ -185,7 +193,7 @@ def render_summary(cfg: StackConfig, reports: list[Report], *, generated_at: dat
         ("Cross-Phase Dependencies Resolved", _dependencies(run)),
         ("Token Budget Utilization", _tokens(run)),
         ("Lessons Learned", _lessons(run)),
-        ("Next Steps", _next_steps(run, archive)),
+        ("Next Steps", _next_steps(run, archive, private_redis)),
     ]
     lines = [f"# {len(reports)}-Larry Execution Summary: stack `{cfg.stack}`", "",
              f"Generated {format_time(generated_at)} "
@@ -198,9 +206,8 @@ def render_summary(cfg: StackConfig, reports: list[Report], *, generated_at: dat
 class _Run:
     """The reports plus what several sections derive from them."""
 
-    def __init__(self, cfg: StackConfig, reports: list[Report]):
-        self.cfg = cfg
-        self.reports = reports
+    def __init__(self, cfg: StackConfig, reports: list[Report], allowance: float = 0.0):
+        self.cfg, self.reports, self.allowance = cfg, reports, allowance
         self.start = min(parse(r["started_at"]) for r in reports)
         self.end = max(parse(r["completed_at"]) for r in reports)
         self.tasks = {t["id"]: (r["larry"], t) for r in reports for t in r["tasks"]}
@@ -214,7 +221,19 @@ class _Run:
 
     @property
     def window_seconds(self) -> float | None:
-        return self.cfg.execution_window_minutes * 60 / self.speed if self.speed else None
+        """The window the run had: the plan's, scaled by the speed, plus the allowance."""
+        return self.cfg.execution_window_minutes * 60 / self.speed + self.allowance if self.speed else None
+
+    def window_text(self) -> str:
+        if self.window_seconds is None:
+            return "the reports' speed factors differ, so no common window"
+        allowance = f" + {self.allowance:g} s start-up allowance" if self.allowance else ""
+        return (f"{self.cfg.execution_window_minutes} min plan window at speed ×{self.speed:g}{allowance} "
+                f"= {self.window_seconds:.1f} s")
+
+    @property
+    def span(self) -> float:
+        return (self.end - self.start).total_seconds()
 
     def dependencies(self) -> list[tuple[str, dict, str, dict, str]]:
         """(larry, task, dependency's larry, dependency, scope) for dependencies across workers.
@@ -268,14 +287,35 @@ def _counts(report: Report) -> tuple[int, int, int, int]:
             sum(v["passed"] for v in report["validation"]), len(report["validation"]))
 
 
+def success_metrics(run: _Run) -> list[tuple[str, str, bool | None]]:
+    """Seed 001's "Success Metrics", system-wide: (metric, result, met; None when unknown)."""
+    reports, budget = run.reports, run.cfg.budget
+    done = sum(r["status"] == PhaseStatus.COMPLETED for r in reports)
+    tasks_done, tasks, checks_ok, checks = (sum(c) for c in zip(*map(_counts, reports)))
+    window = run.window_seconds
+    return [
+        (f"All {len(reports)} Larrys complete", f"{done}/{len(reports)} completed", done == len(reports)),
+        ("Within the execution window", f"{run.span:.1f} s ({run.window_text()})",
+         None if window is None else run.span <= window),
+        ("Every plan task completed, each reported once", f"{tasks_done}/{tasks}", tasks_done == tasks),
+        ("Final validation passed", f"{checks_ok}/{checks} checks", checks_ok == checks),
+        (f"Token budget utilisation < {budget.utilisation_target:.0%}", _pct(run.system_utilisation),
+         run.system_utilisation < budget.utilisation_target),
+    ]
+
+
+def verdict(cfg: StackConfig, reports: list[Report], allowance: float = 0.0) -> list[str]:
+    """The success metrics the run did not meet (or cannot show it met): empty means SUCCESS."""
+    return [metric for metric, _, met in success_metrics(_Run(cfg, reports, allowance)) if met is not True]
+
+
 def _executive_summary(run: _Run) -> list[str]:
     reports, budget = run.reports, run.cfg.budget
     done = [r for r in reports if r["status"] == PhaseStatus.COMPLETED]
     tasks_done, tasks, checks_ok, checks = (sum(c) for c in zip(*map(_counts, reports)))
-    span = (run.end - run.start).total_seconds()
-    window = run.window_seconds
     findings_total = aggregate_findings(r["findings"] for r in reports)
-    success = all(r["status"] == PhaseStatus.COMPLETED for r in reports) and tasks_done == tasks and checks_ok == checks
+    metrics = success_metrics(run)
+    success = all(met is True for _, _, met in metrics)
     lines = [f"**Overall: {'SUCCESS' if success else 'INCOMPLETE'}.** {len(done)} of {len(reports)} phases "
              f"completed, {tasks_done} of {tasks} plan tasks completed, {checks_ok} of {checks} final "
              f"validation checks passed, {run.committed:,} tokens committed "
@@ -283,20 +323,13 @@ def _executive_summary(run: _Run) -> list[str]:
     lines += _table(["Larry", "Phase", "Status", "Tasks", "Validation", "Tokens committed"], (
         (r["larry"], r["phase"], r["status"], f"{c[0]}/{c[1]}", f"{c[2]}/{c[3]} passed",
          f"{r['tokens']['committed']:,}") for r, c in ((r, _counts(r)) for r in reports)))
-    within = "—" if window is None else ("yes" if span <= window else "no")
-    window_text = (f"{run.cfg.execution_window_minutes} min plan window = {window:.1f} s at speed ×{run.speed:g}"
-                   if window is not None else "the reports' speed factors differ, so no common window")
+    problems = budget_problems(run.cfg)
+    if problems:
+        lines += [f"**Warning:** the plan is over its token budgets, and the policy pack would block it: "
+                  f"{'; '.join(problems)}.", ""]
     lines += ["", "Success metrics (seed 001 \"Success Metrics\", system-wide):", ""]
     lines += _table(["Metric", "Result", "Met"], [
-        (f"All {len(reports)} Larrys complete", f"{len(done)}/{len(reports)} completed",
-         "yes" if len(done) == len(reports) else "no"),
-        ("Within the execution window", f"{span:.1f} s ({window_text})", within),
-        ("Every plan task completed, each reported once", f"{tasks_done}/{tasks}",
-         "yes" if tasks_done == tasks else "no"),
-        ("Final validation passed", f"{checks_ok}/{checks} checks", "yes" if checks_ok == checks else "no"),
-        (f"Token budget utilisation < {budget.utilisation_target:.0%}", _pct(run.system_utilisation),
-         "yes" if run.system_utilisation < budget.utilisation_target else "no"),
-    ])
+        (metric, result, {True: "yes", False: "no", None: "—"}[met]) for metric, result, met in metrics])
     lines += ["", f"Findings across all phases: {_findings_text(findings_total)}."]
     return lines
 
@@ -310,12 +343,11 @@ def _timelines(run: _Run) -> list[str]:
           _pct(r["duration_seconds"] / r["planned_seconds"]),
           f"{r['duration_seconds'] * r['speed'] / 60:.1f} of {run.cfg.larry(r['larry']).deadline_minutes} min")
          for r in run.reports))
-    span = (run.end - run.start).total_seconds()
+    span = run.span
     lines += ["", f"T+0 is the first phase start, {format_time(run.start)}; the last phase completed at "
                   f"{format_time(run.end)} (T+{span:.1f} s)."]
     if run.window_seconds is not None:
-        lines.append(f"Planned execution window: {run.cfg.execution_window_minutes} min = "
-                     f"{run.window_seconds:.1f} s at speed ×{run.speed:g}; actual {span:.1f} s "
+        lines.append(f"Execution window: {run.window_text()}; actual {span:.1f} s "
                      f"({_pct(span / run.window_seconds)}).")
     return lines
 
@@ -435,7 +467,7 @@ def _lessons(run: _Run) -> list[str]:
     return [f"- {text}" for text in lessons]
 
 
-def _next_steps(run: _Run, archive: ConvergeResult) -> list[str]:
+def _next_steps(run: _Run, archive: ConvergeResult, private_redis: bool) -> list[str]:
     steps = []
     for r in run.reports:
         larry = r["larry"]
@@ -456,9 +488,15 @@ def _next_steps(run: _Run, archive: ConvergeResult) -> list[str]:
         steps.append("Investigate the dependency-order violations listed in Cross-Phase Dependencies.")
     if run.system_utilisation >= run.cfg.budget.utilisation_target:
         steps.append("Re-plan the token budgets: the system utilisation target was missed.")
+    if run.span > (run.window_seconds or float("inf")):
+        steps.append("Find what made the run overrun its execution window (Phase Timelines) before re-running it.")
     if not steps:
         steps.append("No failed phases, failed validation checks, unfinished tasks or critical CVEs remain.")
     where = f"`archives/{archive.archive.name}`" + (f" and `{archive.s3_uri}`" if archive.s3_uri else "")
-    steps.append(f"The run is archived to {where}; after checking it, run `larry cleanup` to remove the run's "
-                 "phase:*, task:lock:* and worker:* keys (seed 001 \"Post-Execution Cleanup\").")
+    if private_redis:
+        steps.append(f"The run is archived to {where}; its private Redis went away with it, so no keys are "
+                     "left to clean up.")
+    else:
+        steps.append(f"The run is archived to {where}; after checking it, run `larry cleanup` to remove the run's "
+                     "phase:*, task:lock:* and worker:* keys (seed 001 \"Post-Execution Cleanup\").")
     return [f"- {text}" for text in steps]

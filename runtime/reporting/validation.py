@@ -8,12 +8,15 @@ Larrys). Criteria the data cannot decide (PgAdmin restarts, p95 latency, PRs mer
 left out rather than passed on faith.
 
 A check is ``{"check": text, "passed": bool, "detail": text}`` (the report schema's).
+
+:func:`budget_problems` validates the plan itself before a run: what the policy pack's
+mandatory token rules would block it for.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from plan.model import utilisation
+from plan.model import StackConfig, utilisation
 from plan.statuses import TaskStatus
 
 Check = dict
@@ -72,11 +75,42 @@ def validate(report: dict) -> list[Check]:
     tasks = report["tasks"]
     done = sum(t["status"] == TaskStatus.COMPLETED for t in tasks)
     tokens = report["tokens"]
-    allowed = tokens["limit"] + tokens["emergency_drawn"]
+    # The Larry's budget is its tokenBudget (the ledger's limit): what it drew from the
+    # emergency reserve kept the run going, it did not enlarge the budget.
+    drawn = f"; {tokens['emergency_drawn']:,} drawn from the emergency reserve" if tokens["emergency_drawn"] else ""
     checks = [
         _check("All plan tasks completed", done == len(tasks), f"{done}/{len(tasks)} completed"),
-        _check("Token use within the Larry's budget", tokens["committed"] <= allowed,
-               f"{tokens['committed']:,} of {allowed:,} tokens committed "
-               f"({utilisation(tokens['committed'], allowed):.1%})"),
+        _check("Token use within the Larry's budget", tokens["committed"] <= tokens["limit"],
+               f"{tokens['committed']:,} of {tokens['limit']:,} tokens committed "
+               f"({utilisation(tokens['committed'], tokens['limit']):.1%}){drawn}"),
     ]
     return checks + [criterion(report) for criterion in SEED_CRITERIA.get(report["larry"], ())]
+
+
+# --------------------------------------------------------------------------- the plan's budgets
+
+def larrys_over_budget(cfg: StackConfig) -> list[str]:
+    return [f"{larry.id} allocates {larry.allocated_tokens:,} > tokenBudget {larry.token_budget:,}"
+            for larry in cfg.larrys if larry.allocated_tokens > larry.token_budget]
+
+
+def system_allocation(cfg: StackConfig) -> str:
+    return (f"plan allocates {cfg.allocated_tokens:,} of {cfg.budget.system_tokens:,} (Larrys {cfg.larry_tokens:,} "
+            f"+ meta-coordinator {cfg.budget.meta.total_tokens:,})")
+
+
+def budget_problems(cfg: StackConfig) -> list[str]:
+    """What the policy pack's mandatory token rules would block the plan for (plan.model's
+    arithmetic): a Larry over its tokenBudget, the plan over the system budget, a worker over
+    its master's pool or its type's cap."""
+    problems = larrys_over_budget(cfg)
+    if cfg.allocated_tokens > cfg.budget.system_tokens:
+        problems.append(f"{system_allocation(cfg)}: over the system budget")
+    for larry, worker in cfg.workers:
+        if worker.master is not None and worker.tokens > larry.master(worker.master).worker_pool_tokens:
+            problems.append(f"worker {worker.name} needs {worker.tokens:,} > master {worker.master}'s pool "
+                            f"{larry.master(worker.master).worker_pool_tokens:,}")
+        if worker.type is not None and worker.tokens > cfg.worker_types[worker.type].tokens:
+            problems.append(f"worker {worker.name} needs {worker.tokens:,} > its type {worker.type}'s cap "
+                            f"{cfg.worker_types[worker.type].tokens:,}")
+    return problems

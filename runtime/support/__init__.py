@@ -5,6 +5,8 @@
 ``timestamps``   the one written timestamp form (UTC, ms, ``Z``) and its parser
 ``files``        the one atomic file writer
 ``logs``         logging of every process, configured once by the CLI
+``credentials``  Redis passwords: masked in messages and files, passed by environment
+``run_lock``     one `larry run` per Redis and key prefix: an expiring, renewed lock
 ``local_redis``  the private redis-server of `larry run`
 ``callstats``    time spent in Redis calls, for the benchmarks
 ===============  =============================================================

@@ -2,6 +2,7 @@
 password, nothing persisted, gone with the run."""
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import signal
@@ -40,6 +41,16 @@ class LocalRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """This process's environment pointed at this server (the password in its variable only)."""
+        return {**os.environ, envvar.REDIS_URL: self.url, envvar.REDIS_PASSWORD: self.password, **(extra or {})}
+
+    def write_env(self, extra: dict[str, str] | None = None) -> None:
+        """The env file: this server's URL and password, plus ``extra`` (the run's speed and key
+        prefix, say), so other commands see the run as its processes do. Readable by its owner only."""
+        lines = {envvar.REDIS_URL: self.url, envvar.REDIS_PASSWORD: self.password, **(extra or {})}
+        write_atomic(self.env_file, "".join(f"{name}={value}\n" for name, value in lines.items()), mode=0o600)
+
     def start(self, timeout: float = 15.0) -> "LocalRedis":
         binary = shutil.which("redis-server")
         if binary is None:
@@ -63,8 +74,7 @@ class LocalRedis:
         while time.monotonic() < until and self.proc.poll() is None:
             try:
                 if client.ping():
-                    write_atomic(self.env_file, f"{envvar.REDIS_URL}={self.url}\n"
-                                                f"{envvar.REDIS_PASSWORD}={self.password}\n", mode=0o600)
+                    self.write_env()
                     return True
             except redis.exceptions.RedisError:
                 time.sleep(0.05)

@@ -206,7 +206,7 @@ def test_ctrl_c_stops_every_process_of_the_run(dev_run):
 # --------------------------------------------------------------------------- cortex, private Redis, S3
 
 def test_cortex_run_completes_with_its_private_redis_and_archives_to_s3(tmp_path, s3):  # noqa: F811
-    code, out = finish(start_run("cortex", tmp_path, "--s3-url", "s3://larry-archives/runs/cortex"))
+    code, out = finish(start_run("cortex", tmp_path, "--allow-over-budget", "--s3-url", "s3://larry-archives/runs/cortex"))
     assert code == 0, out
     cortex = load_stack("cortex", ROOT)
     for larry in cortex.larrys:

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
+import subprocess
 import sys
 import time
 
 import pytest
 
-from runtime.agent.payload import PayloadProcess
+from runtime.agent.payload import LEFTOVER_GRACE, PayloadProcess
+from tests.support.project import ROOT
 
 WAIT = 20.0
 
@@ -87,3 +90,94 @@ def test_stop_kills_a_payload_that_ignores_sigterm_after_the_grace(tmp_path):
     payload.stop(grace=0.3)
     assert items_until_exit(events)[-1] == ("exit", -9)
     assert time.monotonic() - began < 5
+
+
+# ---- nothing the payload started outlives it (issue 11 item 4)
+
+def wait_dead(pid: int, what: str, timeout: float = WAIT) -> None:
+    until = time.monotonic() + timeout
+    while alive(pid):
+        assert time.monotonic() < until, f"{what} (pid {pid}) still alive {timeout} s after the payload ended"
+        time.sleep(0.02)
+
+
+def wait_own_session(pid: int) -> None:
+    """Until ``pid`` leads a session of its own (setsid done): it has left the payload's group."""
+    until = time.monotonic() + WAIT
+    while True:
+        with open(f"/proc/{pid}/stat") as stat:
+            if int(stat.read().rsplit(")", 1)[1].split()[3]) == pid:
+                return
+        assert time.monotonic() < until, f"pid {pid} never called setsid"
+        time.sleep(0.01)
+
+
+def first_line(events: queue.Queue) -> str:
+    kind, value = events.get(timeout=WAIT)
+    assert kind == "line", (kind, value)
+    return value
+
+
+def test_a_child_holding_stdout_does_not_hang_the_reader_and_is_stopped(tmp_path):
+    # `sleep 300 &` inherits stdout: before, the worker waited for EOF until the sleep ended
+    _, events = start(["sh", "-c", "sleep 300 & echo $!"], tmp_path)
+    child = int(first_line(events))
+    began = time.monotonic()
+    assert items_until_exit(events, timeout=10) == [("exit", 0)]
+    assert time.monotonic() - began < 5
+    wait_dead(child, "the background child holding stdout")
+
+
+def test_children_do_not_outlive_a_payload_that_exits_normally(tmp_path):
+    _, events = start(["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"], tmp_path)
+    child = int(first_line(events))
+    assert items_until_exit(events) == [("exit", 0)]
+    wait_dead(child, "the payload's orphan", timeout=LEFTOVER_GRACE + 5)
+
+
+ESCAPE = "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!; sleep 300"
+
+
+def test_stop_reaches_a_descendant_in_a_session_of_its_own(tmp_path):
+    # setsid leaves the payload's process group and session: killpg alone never reached it
+    payload, events = start(["sh", "-c", ESCAPE], tmp_path)
+    escaped = int(first_line(events))
+    wait_own_session(escaped)
+    payload.stop(grace=2)
+    assert items_until_exit(events)[-1] == ("exit", -15)
+    wait_dead(escaped, "the descendant in its own session")
+
+
+def test_a_double_forked_daemon_is_stopped_when_the_payload_exits(tmp_path):
+    daemon = "import os, time; os.fork() and os._exit(0); os.setsid(); print(os.getpid(), flush=True); time.sleep(300)"
+    _, events = start([sys.executable, "-c", daemon], tmp_path)
+    pid = int(first_line(events))
+    assert items_until_exit(events) == [("exit", 0)]
+    wait_dead(pid, "the daemon")
+
+
+WORKER = f"""
+import os, queue, sys
+from pathlib import Path
+from runtime.agent.payload import LEFTOVER_GRACE, PayloadProcess
+from tests.support.project import ROOT
+events = queue.Queue()
+PayloadProcess(["sh", "-c", {ESCAPE!r}], dict(os.environ), Path(sys.argv[1]), events).start()
+print(events.get(timeout=20)[1], flush=True)
+events.get()
+"""
+
+
+def test_everything_the_payload_started_dies_with_a_worker_killed_with_sigkill(tmp_path):
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / "p.log")], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        escaped = int(worker.stdout.readline())
+        wait_own_session(escaped)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(WAIT)
+        wait_dead(escaped, "the payload's descendant in its own session")
+    finally:
+        worker.kill()
+        worker.wait()
+        worker.stdout.close()

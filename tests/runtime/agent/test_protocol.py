@@ -1,15 +1,18 @@
 """The payload line protocol and the simulated payload that speaks it."""
 import io
+import re
 
 import pytest
 
 from runtime.agent import simulated
 from runtime.agent.protocol import (
+    MAX_TOKENS,
     PayloadReport,
     ProtocolError,
     format_line,
     is_protocol_line,
     merge_findings,
+    normalise_findings,
     parse_line,
 )
 
@@ -82,3 +85,35 @@ def test_overspending_payload_reports_more_than_its_budget():
 def test_findings_follow_the_kind_of_worker(worker, finding):
     reports, _ = _simulate(LARRY_WORKER_ID=worker)
     assert finding in reports[-1].findings
+
+
+@pytest.mark.parametrize("line, reason", [
+    ('@larry {"findings": {"cves": 5}}', "'findings.cves' must be an object of counts by severity, got 5"),
+    ('@larry {"findings": {"cves": {"critical": -1}}}', "'findings.cves.critical' must be an integer 0-"),
+    ('@larry {"findings": {"cves": {"urgent": 1}}}', "unknown severity 'urgent'"),
+    ('@larry {"findings": {"prs_created": "2"}}', "'findings.prs_created' must be an integer"),
+    ('@larry {"findings": {"coverage_delta": 1000}}', "'findings.coverage_delta' must be a number -100 to 100"),
+    ('@larry {"findings": {"secrets": ["aws"]}}', "unknown finding 'secrets'"),
+    ('@larry {"tokens": 1e30}', "'tokens' must be a non-negative integer of at most 1,000,000,000,000, got 1e+30"),
+    ('@larry {"tokens": 9223372036854775807}', "'tokens' must be a non-negative integer of at most"),
+    ('@larry {"tokens": 1000000000001}', "'tokens' must be a non-negative integer of at most"),
+    ('@larry {"tokens": 1.5}', "'tokens' must be a non-negative integer"),
+    ('@larry {"tokens": true}', "'tokens' must be a non-negative integer"),
+    ('@larry {"progress": NaN}', "'progress' must be a number 0-100"),
+])
+def test_findings_and_tokens_outside_the_documented_schema_are_malformed(line, reason):
+    with pytest.raises(ProtocolError, match=re.escape(reason)):
+        parse_line(line)
+
+
+def test_the_documented_bounds_are_accepted():
+    report = parse_line('@larry {"tokens": 1000000000000, "findings": {"cves": {"low": 0}, "coverage_delta": -100}}')
+    assert report.tokens == MAX_TOKENS and report.findings == {"cves": {"low": 0}, "coverage_delta": -100}
+
+
+def test_normalised_findings_have_the_full_shape_whatever_was_stored():
+    empty = {"cves": {"critical": 0, "high": 0, "medium": 0, "low": 0}, "prs_created": 0, "assets_discovered": 0,
+             "coverage_delta": 0.0}
+    assert normalise_findings({"cves": 5, "prs_created": "x", "coverage_delta": float("nan")}) == empty
+    assert normalise_findings(None) == empty
+    assert normalise_findings({"cves": {"high": 2}, "assets_discovered": 3})["cves"]["high"] == 2

@@ -35,17 +35,13 @@ def build_run(r, ks: Keyspace, cfg=DEV) -> dict:
         for worker in plan.workers:
             registry.register(worker.name, plan.id, worker.node)
 
-    def finish(larry: str, worker: str, task: str, findings: dict, tokens: int) -> None:
-        lease = LeaseManager(r, ks, larry, worker=worker).acquire(task).lease
-        ledger = Ledger(r, ks, larry)
-        ledger.record(f"op-{task}", tokens)
-        assert LeaseManager(r, ks, larry, worker=worker).complete(lease, {"findings": findings, "tokens": tokens})
-
-    finish("larry-02", "scan-worker-01", "scan-core-namespaces", {"cves": {"critical": 2, "high": 3, "medium": 1}}, 5000)
-    finish("larry-02", "scan-worker-02", "scan-platform-namespaces", {"cves": {"critical": 1, "high": 1, "medium": 4}}, 4000)
-    finish("larry-03", "catalog-worker-01", "scan-k8s-deployments", {"assets_discovered": 87}, 6000)
-    finish("larry-03", "feature-worker", "implement-priority-feature", {"prs_created": 2}, 9000)
-    finish("larry-03", "test-coverage-worker", "analyze-coverage-gaps", {"coverage_delta": 8.0}, 7000)
+    for larry, worker, task, findings, tokens in (
+            ("larry-02", "scan-worker-01", "scan-core-namespaces", {"cves": {"critical": 2, "high": 3, "medium": 1}}, 5000),
+            ("larry-02", "scan-worker-02", "scan-platform-namespaces", {"cves": {"critical": 1, "high": 1, "medium": 4}}, 4000),
+            ("larry-03", "catalog-worker-01", "scan-k8s-deployments", {"assets_discovered": 87}, 6000),
+            ("larry-03", "feature-worker", "implement-priority-feature", {"prs_created": 2}, 9000),
+            ("larry-03", "test-coverage-worker", "analyze-coverage-gaps", {"coverage_delta": 8.0}, 7000)):
+        finish_task(r, ks, larry, worker, task, findings, tokens)
     held = {"larry-01": ("cleanup-worker", "fix-pgadmin-crashloop"),
             "larry-02": ("audit-worker", "audit-dependencies"),
             "larry-03": ("catalog-worker-02", "discover-helm-releases")}
@@ -53,6 +49,14 @@ def build_run(r, ks: Keyspace, cfg=DEV) -> dict:
         assert LeaseManager(r, ks, larry_id, worker=worker).acquire(task)
         registry.heartbeat(worker, "busy")
     return {"held": held, "committed": {"larry-01": 0, "larry-02": 9000, "larry-03": 22000}}
+
+
+def finish_task(r, ks: Keyspace, larry: str, worker: str, task: str, findings, tokens: int) -> None:
+    """``worker`` claims and completes ``task``, its result holding ``findings``, ``tokens`` committed."""
+    lease = LeaseManager(r, ks, larry, worker=worker).acquire(task).lease
+    ledger = Ledger(r, ks, larry)
+    ledger.record(f"op-{task}", tokens)
+    assert LeaseManager(r, ks, larry, worker=worker).complete(lease, {"findings": findings, "tokens": tokens})
 
 
 def finish_run(r, ks: Keyspace, cfg=DEV) -> None:

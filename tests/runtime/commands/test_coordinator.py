@@ -3,13 +3,23 @@ phase, dead workers, pause requests, the final report and its validation. The wh
 coordinator process, in runs with real workers, is exercised by test_run.py."""
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
+import uuid
 from dataclasses import replace
 
+import pytest
+import yaml
+
+from plan.loader import load_stack
 from runtime import cli
 from runtime.commands.coordinator import Coordinator
+from runtime.commands.run import larry_command
 from runtime.coordination.events import EventListener, EventLog
+from runtime.coordination.keys import Keyspace
 from runtime.coordination.leases import LeaseManager
 from runtime.coordination.ledger import init_reserve_pool
 from runtime.coordination.registry import WorkerRegistry
@@ -125,7 +135,8 @@ def test_validation_derives_the_seed_criteria_from_the_report():
                               {"scan-worker-01": "completed", "remediation-worker": "failed"}))
     assert [(c["check"], c["passed"], c["detail"]) for c in checks] == [
         ("All plan tasks completed", False, "1/2 completed"),
-        ("Token use within the Larry's budget", False, "1,200 of 1,100 tokens committed (109.1%)"),
+        ("Token use within the Larry's budget", False,
+         "1,200 of 1,000 tokens committed (120.0%); 100 drawn from the emergency reserve"),
         ("Complete security scan (all namespaces)", True, "1/1 tasks of scan-worker-01 completed"),
         ("3+ automated fix PRs created", False, "prs_created = 2 (at least 3 wanted)"),
         ("Compliance audit trail created", False, "0/1 tasks of remediation-worker completed"),
@@ -149,3 +160,77 @@ def test_usage_errors_are_one_line_and_exit_2(rig, capsys):
     assert lines[0].startswith("larry coordinator: ") and "no Larry 'nowhere'" in lines[0]
     assert lines[1].startswith(f"larry coordinator: cannot serve /metrics on 127.0.0.1:{port} (")
     assert len(lines) == 2
+
+
+# --------------------------------------------------------------------------- real time
+
+#: Every task takes seconds, except ``slow``, which ``after`` (another worker's) waits on.
+SLOW_SECONDS = 58
+REAL_TIME_PAYLOAD = f"""
+import os, time
+time.sleep({{"slow": {SLOW_SECONDS}}}.get(os.environ["LARRY_TASK_ID"], 2))
+print('@larry {{"tokens": 10, "message": "done"}}', flush=True)
+"""
+
+
+def real_time_plan(path):
+    """The dev stack's first Larry with two workers: ``waiting-worker``'s ``after`` waits on
+    ``slow-worker``'s ``slow`` for about ``SLOW_SECONDS``."""
+    doc = yaml.safe_load(load_stack("dev", ROOT).plan_document())
+    larry = doc["config"]["larry:larrys"][0]
+    worker = {k: larry["workers"][0][k] for k in ("node", "tokens", "minutes", "resources")}
+    larry["workers"] = [
+        {**worker, "name": "slow-worker", "tasks": [{"id": "slow", "title": "A task of about a minute"}]},
+        {**worker, "name": "waiting-worker", "tasks": [{"id": "quick", "title": "A task of seconds"},
+                                                       {"id": "after", "title": "Waits on slow",
+                                                        "dependsOn": ["slow"]}]},
+    ]
+    doc["config"]["larry:larrys"] = [larry]
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.timeout(400)
+def test_every_process_runs_at_speed_1_for_over_a_minute_without_a_restart(redis_server, r, tmp_path):
+    """No blocking read outlasts the client's 5 s socket timeout: the coordinator's follow loop
+    (5 s waits) and sign-off wait (10 s), and a worker waiting on a dependency (30 s waits)."""
+    prefix = f"rt{uuid.uuid4().hex[:10]}:"
+    common = ["--plan", str(real_time_plan(tmp_path / "plan.yaml")), "--larry", "larry-01",
+              "--redis-url", redis_server.url, "--key-prefix", prefix, "--coordination-dir", str(tmp_path),
+              "--speed", "1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LARRY_")}  # defaults: a cluster's
+    commands = {"coordinator": ["coordinator", *common, "--port", "0", "--host", "127.0.0.1", "--once"]}
+    for worker in ("slow-worker", "waiting-worker"):
+        commands[worker] = ["worker", *common, "--worker", worker, "--", sys.executable, "-c", REAL_TIME_PAYLOAD]
+    started = time.monotonic()
+    procs = {name: subprocess.Popen([*larry_command(), *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, env=env) for name, argv in commands.items()}
+    out = {}
+    try:
+        for name, proc in procs.items():
+            try:
+                out[name] = proc.communicate(timeout=300)[0]
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"{name} still running after 300 s")
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    elapsed = time.monotonic() - started
+    codes = {name: proc.returncode for name, proc in procs.items()}
+    assert codes == dict.fromkeys(procs, 0), out
+    for name, text in out.items():
+        for sign in ("lost Redis", "Redis unreachable", "degrading", "waiting for Redis", "Timeout"):
+            assert sign not in text, f"{name}: {sign!r} in its output:\n{text}"
+    assert not (tmp_path / "fallback").exists(), "a worker switched to file mode"
+    assert elapsed > 60, f"the run took {elapsed:.0f} s: not the minute it was meant to last"
+
+    ks = Keyspace.for_plan(load_stack("dev", ROOT).channels, prefix)
+    events = EventLog(r, ks).history()
+    started_events = [e.data["worker"] for e in events if e.name == "worker_started"]
+    assert sorted(started_events) == ["slow-worker", "waiting-worker"], "a worker was started twice"
+    stamp = {(e.name, e.data.get("task_id")): int(e.id.split("-")[0]) / 1000 for e in events}
+    waited = stamp["task_claimed", "after"] - stamp["task_completed", "quick"]
+    assert waited > 40, f"waiting-worker waited only {waited:.0f} s on its dependency"
+    assert r.get(ks.phase_status("larry-01")) == "completed"

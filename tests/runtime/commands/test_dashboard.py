@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import signal
 import struct
 import subprocess
@@ -22,7 +23,9 @@ from runtime.coordination.events import EventLog
 from runtime.coordination.keys import Keyspace
 from runtime.coordination.phases import PhaseTracker
 from runtime.coordination.registry import WorkerRegistry
-from tests.runtime.commands.run_state import DEV, PROGRESS, ROOT, build_run, finish_run, run_args
+from runtime.support.timing import Timing
+from tests.runtime.commands.run_state import DEV, PROGRESS, ROOT, build_run, finish_run, finish_task, run_args
+from tests.runtime.commands.test_status import ODD_FINDINGS
 
 
 def frame(dash: Dashboard, width: int = 140, height: int = 48) -> str:
@@ -202,3 +205,19 @@ def _read(fd: int, timeout: float) -> bytes:
         data += chunk
         timeout = 0.05
     return data
+
+
+def test_findings_of_an_unexpected_shape_do_not_crash_the_frame(r, ks):
+    build_run(r, ks)
+    finish_task(r, ks, "larry-02", "scan-worker-02", "check-outdated-dependencies", ODD_FINDINGS, 10)
+    dash = Dashboard(DEV, ks, r, events=5)
+    dash.connect()
+    assert "Critical: 3" in line_of(frame(dash, height=70), "● LARRY-02")
+
+
+def test_the_elapsed_time_is_shown_against_the_window_the_run_has(r, ks):
+    build_run(r, ks)
+    dash = Dashboard(DEV, ks, r, events=5, timing=Timing(60, allowance=10))
+    dash.connect()
+    # 40 plan minutes at x60 plus the 10 s allowance: 50 s, not "40m"
+    assert re.search(r"Elapsed Time: 0m 0\ds / 0m 50s \(40m at ×60\)", frame(dash))

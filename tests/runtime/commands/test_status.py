@@ -9,7 +9,7 @@ from runtime.cli import main as larry
 from runtime.coordination.barrier import Barrier
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
 from runtime.coordination.registry import WorkerRegistry
-from tests.runtime.commands.run_state import DEV, PROGRESS, ROOT, build_run, run_args
+from tests.runtime.commands.run_state import DEV, PROGRESS, ROOT, build_run, finish_task, run_args
 
 
 def test_status_json_reports_phases_tasks_ledger_workers_and_barrier(r, ks, settings, capsys):
@@ -75,3 +75,18 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, monkeypatch):
     assert larry(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+#: Findings of a shape the protocol refuses, as an older or foreign writer may have left them.
+ODD_FINDINGS = {"cves": 5, "prs_created": "many"}
+
+
+def test_findings_of_an_unexpected_shape_neither_crash_status_nor_count(r, ks, settings, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")
+    build_run(r, ks)
+    finish_task(r, ks, "larry-02", "scan-worker-02", "check-outdated-dependencies", ODD_FINDINGS, 10)
+    assert larry(["status", *run_args(settings, ks)]) == 0
+    assert "Critical: 3" in capsys.readouterr().out
+    assert larry(["status", *run_args(settings, ks, "--json")]) == 0
+    by_id = {s["larry"]: s for s in json.loads(capsys.readouterr().out)["larrys"]}
+    assert by_id["larry-02"]["findings"] == {"cves": {"critical": 3, "high": 4, "medium": 5}}

@@ -374,3 +374,44 @@ def test_a_flooding_payload_is_booked_only_up_to_its_stop_with_one_overrun_alert
     assert record["unbooked_tokens"] > 0, "the flood went on after the stop (nothing to prove otherwise)"
     assert len(rig.events("token_overrun")) <= 1
     assert len(EventLog(rig.r, rig.ks).history(count=100_000)) < 100, "the payload flooded the event stream"
+
+@pytest.mark.parametrize("auth,message", [
+    (":wrong-pass@", "the password was refused ("),
+    ("", "a password is required and none was given (set LARRY_REDIS_PASSWORD or put it in the URL)"),
+])
+def test_a_refused_or_missing_password_is_one_line_at_once(monkeypatch, capsys, tmp_path, auth, message):
+    from tests.support.redis_servers import RedisServer
+
+    monkeypatch.setenv("LARRY_REDIS_RETRY_FOR", "30")
+    monkeypatch.delenv("LARRY_REDIS_SENTINELS", raising=False)
+    monkeypatch.delenv("LARRY_REDIS_PASSWORD", raising=False)
+    monkeypatch.delenv("REDIS_PASSWORD", raising=False)
+    server = RedisServer(tmp_path, password="s3cret").start()
+    try:
+        url = f"redis://{auth}127.0.0.1:{server.port}/0"
+        started = time.monotonic()
+        assert cli.main(["worker", "--stack", "cortex", "--project-dir", str(ROOT), "--larry", "security",
+                         "--worker", "scan-worker-01", "--redis-url", url, "--", "true"]) == 2
+        assert time.monotonic() - started < 10, "a password cannot get right by waiting"
+    finally:
+        server.stop()
+    err = capsys.readouterr().err
+    masked = url.replace("wrong-pass", "***")
+    assert err.startswith(f"larry worker: Redis at {masked}: {message}") and len(err.strip().splitlines()) == 1
+    assert "wrong-pass" not in err and "HELLO" not in err
+
+
+def test_a_phase_starting_later_than_the_socket_timeout_is_waited_for(rig, monkeypatch):
+    """At speed 1 a worker waits on the stream in reads of up to 30 s; a 0.5 s socket timeout
+    and a retry window of 1 s make any read that outlasts the timeout fatal here."""
+    monkeypatch.setenv("LARRY_REDIS_SOCKET_TIMEOUT", "0.5")
+    monkeypatch.setenv("LARRY_REDIS_RETRY_FOR", "1")
+
+    def start_late():
+        wait_for(lambda: rig.r.get(rig.ks.worker_status("scan-worker-01")), "the worker to register")
+        time.sleep(2)  # the scenario: the phase starts well after the socket timeout
+        rig.start_phase("security")
+
+    starter = in_thread(start_late)
+    assert rig.worker("security", "scan-worker-01", payload("pass"), speed=1) == 0
+    join_ok(starter)

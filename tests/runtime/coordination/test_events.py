@@ -2,11 +2,12 @@
 
 import json
 import threading
+import time
 
 import pytest
 import redis
 
-from runtime.coordination.connection import connect
+from runtime.coordination.connection import RedisSettings, connect
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import Keyspace
 from runtime.coordination.phases import PhaseTracker
@@ -200,3 +201,17 @@ def test_history_reads_every_page_up_to_its_end_and_skips_malformed_entries(r, k
     everything = log.history(count=2)  # four round trips, one of them all but malformed
     assert [e.id for e in everything] == ids + [later]
     assert [e.data["progress"] for e in log.history(after=ids[1], until=ids[4], count=2)] == [2, 3, 4]
+
+
+def test_a_wait_longer_than_the_socket_timeout_is_not_a_lost_connection(ks, redis_server):
+    # No retries: a read that outlasted the socket timeout would raise at once.
+    client = connect(RedisSettings(url=redis_server.url, socket_timeout=0.4, retry_for=0))
+    listener = EventListener(client, ks, "$")
+    started = time.monotonic()
+    assert listener.poll(block_ms=1200) == []
+    assert 1.1 < time.monotonic() - started < 3, "the wait is the caller's, in slices"
+    timer = threading.Timer(0.9, lambda: EventLog(client, ks).emit("progress_update", "larry-01", progress=1))
+    timer.start()
+    (event,) = listener.poll(block_ms=5000)
+    timer.join()
+    assert event.data["progress"] == 1 and time.monotonic() - started < 5

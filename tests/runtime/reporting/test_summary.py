@@ -28,7 +28,7 @@ from runtime.reporting.schema import (
     report_path,
     write_larry_report,
 )
-from runtime.reporting.summary import ConvergeError, converge
+from runtime.reporting.summary import ConvergeError, converge, load_reports, verdict
 from runtime.support.files import atomic_file
 from tests.support.project import ROOT  # noqa: E402
 
@@ -109,6 +109,11 @@ def sections(summary: str) -> list[tuple[int, str, str]]:
     return [(int(parts[i]), parts[i + 1], parts[i + 2]) for i in range(1, len(parts), 3)]
 
 
+def archive_pattern(larrys: int) -> str:
+    """The archive's name for a run converged at NOW: its UTC time and a random part."""
+    return rf"{larrys}-larry-execution-20261121-060507-[0-9a-f]{{6}}\.tar\.gz"
+
+
 def section(summary: str, title: str) -> str:
     return next(body for _, t, body in sections(summary) if t == title)
 
@@ -169,7 +174,7 @@ def test_cortex_summary_has_one_section_per_larry(tmp_path):
     write_all(tmp_path, make_reports(cortex))
     result = converge(cortex, tmp_path, now=NOW)
     assert result.summary.name == "6-LARRY-EXECUTION-SUMMARY.md"
-    assert result.archive.name == "6-larry-execution-20261121-060507.tar.gz"
+    assert re.fullmatch(archive_pattern(6), result.archive.name)
     titles = [t for _, t, _ in sections(result.summary.read_text())]
     assert titles[2:8] == [f"{larry.id} {larry.phase} Results" for larry in cortex.larrys]
     assert len(titles) == len(cortex.larrys) + 6 and titles[-1] == "Next Steps"
@@ -240,11 +245,12 @@ def test_cross_phase_dependencies_list_crossings_with_their_resolution(run_dir, 
 
 def test_clean_run_lessons_and_next_steps_say_so(run_dir, dev):
     coordination, _ = run_dir
-    summary = converge(dev, coordination, now=NOW).summary.read_text()
+    result = converge(dev, coordination, now=NOW)
+    summary = result.summary.read_text()
     lessons, steps = section(summary, "Lessons Learned"), section(summary, "Next Steps")
     assert "record no worker restarts, re-queued or retried tasks, alerts" in lessons
     assert "No failed phases, failed validation checks, unfinished tasks or critical CVEs remain." in steps
-    assert "archives/3-larry-execution-20261121-060507.tar.gz" in steps and "larry cleanup" in steps
+    assert f"archives/{result.archive.name}" in steps and "larry cleanup" in steps
 
 
 def test_lessons_and_next_steps_are_derived_from_the_reports(tmp_path, dev):
@@ -298,7 +304,7 @@ def test_a_dependent_started_too_early_is_reported(tmp_path, dev):
 def test_archive_holds_reports_summary_results_and_plan(run_dir, dev):
     coordination, _ = run_dir
     result = converge(dev, coordination, now=NOW)
-    assert result.archive == coordination / "archives" / "3-larry-execution-20261121-060507.tar.gz"
+    assert result.archive.parent == coordination / "archives" and re.fullmatch(archive_pattern(3), result.archive.name)
     with tarfile.open(result.archive) as tar:
         names = sorted(tar.getnames())
         summary = tar.extractfile("reports/3-LARRY-EXECUTION-SUMMARY.md").read()
@@ -452,7 +458,7 @@ def s3(moto_server, monkeypatch, tmp_path):
 def test_archive_is_uploaded_to_s3(run_dir, dev, s3):
     coordination, _ = run_dir
     result = converge(dev, coordination, s3_url="s3://larry-archives/runs/dev/", now=NOW)
-    assert result.s3_key == "runs/dev/3-larry-execution-20261121-060507.tar.gz"
+    assert result.s3_key == f"runs/dev/{result.archive.name}"
     assert result.s3_uri == f"s3://larry-archives/{result.s3_key}"
     body = s3.get_object(Bucket="larry-archives", Key=result.s3_key)["Body"].read()
     assert body == result.archive.read_bytes()
@@ -465,9 +471,10 @@ def test_failed_upload_keeps_the_archive_and_writes_no_summary(run_dir, dev, s3)
     with pytest.raises(ConvergeError) as error:
         converge(dev, coordination, s3_url="s3://no-such-bucket/runs", now=NOW)
     message = str(error.value)
-    assert message.startswith("s3://no-such-bucket/runs/3-larry-execution-20261121-060507.tar.gz: upload failed (")
+    [archive] = (coordination / "archives").iterdir()
+    assert re.fullmatch(archive_pattern(3), archive.name)
+    assert message.startswith(f"s3://no-such-bucket/runs/{archive.name}: upload failed (")
     assert "NoSuchBucket" in message and "\n" not in message
-    assert (coordination / "archives" / "3-larry-execution-20261121-060507.tar.gz").exists()
     assert not (coordination / "reports" / "3-LARRY-EXECUTION-SUMMARY.md").exists()
 
 
@@ -477,3 +484,58 @@ def test_a_bad_s3_url_fails_before_anything_is_written(run_dir, dev, url):
     with pytest.raises(ConvergeError, match=re.escape(f"{url}: expected an S3 URL of the form s3://bucket/prefix")):
         converge(dev, coordination, s3_url=url, now=NOW)
     assert leftovers(coordination) == []
+
+
+# --------------------------------------------------------------------------- the verdict (issue 11 item 14)
+
+def late(reports: dict[str, dict], seconds: float) -> dict[str, dict]:
+    """The reports with the last phase ending ``seconds`` later."""
+    last = reports["larry-03"]
+    last["completed_at"] = (datetime.fromisoformat(last["completed_at"]) + timedelta(seconds=seconds)).isoformat()
+    finalise(last)
+    return reports
+
+
+def test_a_run_over_its_execution_window_is_not_a_success(tmp_path, dev):
+    write_all(tmp_path, late(make_reports(dev), 10))  # the window is 40 min at x600 = 4 s
+    summary = converge(dev, tmp_path, now=NOW).summary.read_text()
+    metrics = table_rows(section(summary, "Executive Summary"))
+    assert metrics["Within the execution window"][2] == "no"
+    assert "**Overall: INCOMPLETE.**" in summary
+    assert "overrun its execution window" in section(summary, "Next Steps")
+    assert verdict(dev, load_reports(dev, tmp_path / "reports")) == ["Within the execution window"]
+
+
+def test_the_window_is_the_one_the_run_had_allowance_included(tmp_path, dev):
+    write_all(tmp_path, late(make_reports(dev), 10))
+    summary = converge(dev, tmp_path, now=NOW, allowance=60).summary.read_text()
+    row = table_rows(section(summary, "Executive Summary"))["Within the execution window"]
+    assert row[2] == "yes" and "40 min plan window at speed ×600 + 60 s start-up allowance = 64.0 s" in row[1]
+    assert "**Overall: SUCCESS.**" in summary
+    assert verdict(dev, load_reports(dev, tmp_path / "reports"), allowance=60) == []
+
+
+def test_no_cleanup_advice_once_the_private_redis_is_gone(run_dir, dev):
+    coordination, _ = run_dir
+    steps = section(converge(dev, coordination, now=NOW, private_redis=True).summary.read_text(), "Next Steps")
+    assert "larry cleanup" not in steps and "no keys are left to clean up" in steps
+
+
+def test_an_over_budget_plan_is_said_so_in_the_summary(tmp_path):
+    cortex = load_stack("cortex", ROOT)
+    write_all(tmp_path, make_reports(cortex))
+    summary = converge(cortex, tmp_path, now=NOW).summary.read_text()
+    assert ("**Warning:** the plan is over its token budgets, and the policy pack would block it: plan allocates "
+            "365,000 of 295,000") in section(summary, "Executive Summary")
+    dev = load_stack("dev", ROOT)
+    (tmp_path / "reports" / "6-LARRY-EXECUTION-SUMMARY.md").unlink()
+    for path in (tmp_path / "reports").glob("*.json"):
+        path.unlink()
+    write_all(tmp_path, make_reports(dev))
+    assert "**Warning:**" not in converge(dev, tmp_path, now=NOW).summary.read_text()
+
+
+def test_two_convergences_in_the_same_second_keep_both_archives(run_dir, dev):
+    coordination, _ = run_dir
+    first, second = converge(dev, coordination, now=NOW), converge(dev, coordination, now=NOW)
+    assert first.archive != second.archive and first.archive.exists() and second.archive.exists()

@@ -38,3 +38,5 @@ def test_the_cli_takes_verbose_and_log_level():
     assert build_parser().parse_args(["-v", "status"]).log_level == "DEBUG"
     assert build_parser().parse_args(["--log-level", "warning", "status"]).log_level == "WARNING"
     assert build_parser().parse_args(["status"]).log_level is None
+    assert build_parser().parse_args(["status", "-v"]).log_level == "DEBUG"
+    assert build_parser().parse_args(["--log-level", "error", "status"]).log_level == "ERROR"

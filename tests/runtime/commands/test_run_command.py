@@ -1,0 +1,101 @@
+"""`larry run` refusing before it writes anything: an over-budget plan, a Redis and prefix
+another run holds; unique run directories; the Redis password kept out of messages, files,
+command lines. (Whole runs are tests/scenarios/test_run.py.)"""
+from __future__ import annotations
+
+import json
+import re
+from argparse import Namespace
+
+import pytest
+
+from plan.loader import load_stack
+from runtime import cli
+from runtime.commands.run import Supervisor, new_run_dir
+from runtime.coordination.connection import RedisSettings, connect
+from runtime.coordination.keys import Keyspace
+from runtime.support.credentials import take_password
+from runtime.support.run_lock import RunLock
+from tests.support.project import ROOT
+from tests.support.redis_servers import RedisServer, free_port
+
+PASSWORD = "pw-5d1e9a7c"
+DEV = load_stack("dev", ROOT)
+
+
+@pytest.fixture
+def locked_server(tmp_path):
+    server = RedisServer(tmp_path / "redis", password=PASSWORD).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    # what `larry` sets in its own environment must not leak into other tests
+    for name in ("LARRY_REDIS_PASSWORD", "LARRY_REDIS_URL"):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("LARRY_REDIS_RETRY_FOR", "0.5")
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_an_over_budget_plan_is_refused_before_anything_is_written(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert cli.main(["run", "--stack", "cortex", "--project-dir", str(ROOT), "--coordination-dir", str(run_dir)]) == 2
+    err = one_line(capsys)
+    assert "the policy pack would block this plan (plan allocates 365,000 of 295,000" in err
+    assert "pass --allow-over-budget to run it anyway" in err
+    assert not run_dir.exists()
+
+
+def test_a_second_run_on_the_same_redis_and_prefix_is_refused_naming_the_first(locked_server, tmp_path, capsys,
+                                                                              clean_env):
+    ks = Keyspace(prefix="shared:")
+    r = connect(RedisSettings(url=locked_server.url, password=PASSWORD, retry_for=2))
+    first = RunLock(r, ks.run_lock, "host a, pid 1, run directory /runs/first").acquire()
+    run_dir = tmp_path / "second"
+    try:
+        url = f"redis://:{PASSWORD}@127.0.0.1:{locked_server.port}/0"
+        assert cli.main(["run", "--stack", "dev", "--project-dir", str(ROOT), "--redis-url", url,
+                         "--key-prefix", ks.prefix, "--coordination-dir", str(run_dir)]) == 2
+    finally:
+        first.release()
+        r.close()
+    err = one_line(capsys)
+    assert "refusing: another larry run is using this Redis and key prefix (host a, pid 1, run directory " \
+           "/runs/first)" in err
+    assert f"at redis://127.0.0.1:{locked_server.port}/0, key prefix 'shared:'" in err
+    assert PASSWORD not in err and not run_dir.exists()
+
+
+@pytest.mark.parametrize("url", [f"redis://:{PASSWORD}@127.0.0.1:{{port}}/0",  # unreachable
+                                 f"redis://:wrong-{PASSWORD}@127.0.0.1:{{server}}/0"])  # refused
+def test_status_never_prints_the_password(url, locked_server, capsys, clean_env):
+    url = url.format(port=free_port(), server=locked_server.port)
+    assert cli.main(["status", "--stack", "dev", "--project-dir", str(ROOT), "--redis-url", url]) == 2
+    err = one_line(capsys)
+    assert "cannot reach Redis at redis://127.0.0.1:" in err and PASSWORD not in err
+
+
+def test_the_password_reaches_the_run_s_processes_by_environment_only(tmp_path, clean_env):
+    args = cli.build_parser("run").parse_args(
+        ["run", "--stack", "dev", "--project-dir", str(ROOT), "--redis-url", f"redis://:{PASSWORD}@db:6379/0"])
+    args.redis_url = take_password(args.redis_url)  # what cli.main does with every --redis-url
+    supervisor = Supervisor(DEV, args, tmp_path, None)
+    processes = (tmp_path / "processes.json").read_text()
+    assert json.loads(processes)["redis"] == "redis://db:6379/0" and PASSWORD not in processes
+    assert all(PASSWORD not in " ".join(child.argv) for child in supervisor.children.values())
+    assert supervisor.env["LARRY_REDIS_URL"] == "redis://db:6379/0"
+    assert supervisor.env["LARRY_REDIS_PASSWORD"] == PASSWORD
+
+
+def test_run_directories_are_unique_even_within_one_second():
+    args = Namespace(coordination_dir=None, project_dir=ROOT)
+    first, second = new_run_dir(args, DEV), new_run_dir(args, DEV)
+    assert first != second and first.parent == second.parent == (ROOT / ".larry-runs").resolve()
+    assert re.fullmatch(r"dev-\d{8}-\d{6}-[0-9a-f]{6}", first.name)
