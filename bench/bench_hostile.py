@@ -38,7 +38,7 @@ Printed per run, clean beside hostile (every count must be 0, or the expected fi
 Exit status: 0 whatever the counts (it is a benchmark); 1 when the harness itself failed
 (a run could not be started, a chaos step never found its target).
 
-Usage: python bench/bench_hostile.py [--speed 60] [--run-timeout 150] [--second-run-seconds 20]
+Usage: python bench/bench_hostile.py [--speed 60] [--run-timeout 150] [--second-run-seconds 20] [--work-dir D]
 Target (issue 11): every count 0; wall time of the hostile run within a small factor of the clean one.
 """
 from __future__ import annotations
@@ -134,7 +134,7 @@ each = budget * 6 // 10 // steps
 for step in range(1, steps + 1):
     time.sleep(seconds / steps)
     report('@larry {"tokens": %d, "progress": %d}\n' % (each, 100 * step // steps), each=each)
-report('@larry {"findings": {"checked": 1}}\n')
+report('@larry {"findings": {"assets_discovered": 1}}\n')
 note(done=time.time())
 '''
 
@@ -272,7 +272,6 @@ class Run:
     marker: str = field(default_factory=lambda: uuid.uuid4().hex)
     wall: float = 0.0
     exit_code: int | None = None
-    chaos: list[str] = field(default_factory=list)
     harness_errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     second: dict = field(default_factory=dict)
@@ -287,9 +286,7 @@ class Run:
         self.started = time.monotonic()
 
     def say(self, text: str) -> None:
-        line = f"[{time.monotonic() - self.started:6.1f}s] {text}"
-        self.chaos.append(line)
-        print(f"  {self.name}: {line}", flush=True)
+        print(f"  {self.name}: [{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
     def larry_args(self, run_dir: Path) -> list[str]:
         return ["run", "--stack", STACK, "--project-dir", str(self.tmp), "--redis-url", self.redis.url,
@@ -442,8 +439,13 @@ class Run:
             "overrun_alerts": self.watch.names["token_overrun"],
             "leftovers": len(self.leftovers), "readers": self.readers_crashing(),
             "disturbance": self.second.get("payloads_started", 0) + self.second.get("summaries", 0),
-            "restarts": restarts, "verdicts": verdicts,
+            "restarts": restarts, "verdicts": verdicts, "attempts": self.attempts(),
         }
+
+    def attempts(self) -> tuple[int, int]:
+        """(payload runs, runs that reached their end): the work the runtime may repeat."""
+        runs = [read_truth(path) for path in self.truth.glob("*.jsonl")]
+        return len(runs), sum(any("done" in rec for rec in records) for records in runs)
 
     def readers_crashing(self) -> list[str]:
         """The operator's readers of the run's state that fail on it, with their last line."""
@@ -545,6 +547,8 @@ def print_table(clean: dict, hostile: dict, clean_run: Run, hostile_run: Run) ->
     for kind in ("worker", "coordinator"):
         print(f"{kind + ' restarts by the supervisor':<46}{clean['restarts'][kind]:>10}{hostile['restarts'][kind]:>10}"
               "  (info)")
+    attempts = [f"{m['attempts'][0]} ({m['attempts'][1]})" for m in (clean, hostile)]
+    print(f"{'payload runs (of them ran to their end)':<46}{attempts[0]:>10}{attempts[1]:>10}  (info: work may repeat)")
     print(f"{'token_overrun alerts':<46}{clean['overrun_alerts']:>10}{hostile['overrun_alerts']:>10}  (info)")
 
     for label, m, run in (("clean", clean, clean_run), ("hostile", hostile, hostile_run)):
