@@ -2,15 +2,16 @@
 
 One generated plan (2 Larrys, 8 workers, 24 tasks of a few seconds at ``--speed`` 60) is run
 twice with `larry run` against a loopback redis-server whose data survives a restart
-(append-only file, fsync on every write):
+(an append-only file it flushes when it shuts down):
 
 * clean: every payload well-behaved;
 * hostile, mixing in one run: a payload flooding ``@larry {"tokens": 1}`` past its budget;
   huge and malformed reports (10**30, 2**63-1, negative, non-integer, a string, findings of
   the wrong shape); a payload whose children (one in its process group, one in a session of
   its own) keep its stdout open after it exits; kill -9 of a worker holding a lease; SIGSTOP
-  of a worker holding a lease, SIGCONT after twice the lease TTL; kill -9 of redis-server and
-  a restart on the same port; a concurrent second `larry run` on the same Redis and key prefix.
+  of a worker holding a lease, SIGCONT after twice the lease TTL; redis-server shut down and,
+  2 s later, started again on the same port with its data; a concurrent second `larry run` on
+  the same Redis and key prefix.
 
 `larry run` takes no payload command, so each run is `larry run` in a child interpreter
 whose ``payload_command`` is replaced by this file's payload (PAYLOAD, picked by the task
@@ -175,15 +176,21 @@ def stack_document() -> dict:
 
 
 class DurableRedis(RedisServer):
-    """The test-suite's redis-server with an append-only file fsynced on every write, so a
-    kill -9 and a restart on the same port keep every acknowledged write."""
+    """The test-suite's redis-server with an append-only file, restarted on the same port
+    keeping every acknowledged write: SIGTERM makes it flush and fsync the file before it
+    exits. (``appendfsync always`` would survive a kill -9 too, but at about 5 ms per write on
+    this kind of disk it slows every booking of the run and would be measured as the runtime's.)"""
 
     def config(self) -> list[str]:
         return [line for line in super().config() if not line.startswith("appendonly")] + [
-            "appendonly yes", "appendfsync always"]
+            "appendonly yes", "appendfsync everysec"]
 
     def restart(self, down: float) -> None:
-        self.kill()
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"redis-server did not shut down within 30 s; log:\n{self.log_tail()}") from None
         time.sleep(down)
         self.start(timeout=30)
 
@@ -382,7 +389,7 @@ class Run:
 
     def restart_redis(self, stop: threading.Event) -> None:
         if self.holding("f2", 1, stop):
-            self.say(f"kill -9 redis-server (port {self.redis.port})")
+            self.say(f"redis-server (port {self.redis.port}) shut down for a restart")
             self.redis.restart(down=2.0)
             self.say(f"redis-server restarted on port {self.redis.port} (append-only file kept)")
 
