@@ -21,7 +21,9 @@ is a plain `larry run` (its payload is `larry simulate`).
 Printed per run, clean beside hostile (every count must be 0, or the expected figure, for PASS):
 
 * tasks done exactly once / more than once (``task_completed`` and final ``task_failed``
-  events per task on the stream) / lost (never completed nor failed, read from Redis);
+  events per task on the stream) / lost (never completed nor failed, read from Redis), and
+  finished tasks whose result file does not carry the accepted finish (fence, status, the
+  tokens the ledger booked for that lease);
 * tokens booked beyond what was reported before each stop: per lease (op ids
   ``{task}:{fence}:{n}`` in the ledger's ops hash), booked minus what the payload itself
   logged before printing, counted up to and including the report that crossed its budget
@@ -70,6 +72,7 @@ from runtime.commands.run import larry_command  # noqa: E402
 from runtime.coordination.connection import RedisSettings, connect  # noqa: E402
 from runtime.coordination.events import EventListener  # noqa: E402
 from runtime.coordination.keys import Keyspace  # noqa: E402
+from runtime.reporting.results import read_result, results_dir  # noqa: E402
 from runtime.support.timing import Timing  # noqa: E402
 from tests.support.redis_servers import RedisServer  # noqa: E402
 
@@ -243,7 +246,8 @@ class StreamWatch(threading.Thread):
         self.listener = EventListener(connect(RedisSettings(url=url)), ks, "0-0")
         self.stop = threading.Event()
         self.read = 0
-        self.terminal: dict[str, list[str]] = defaultdict(list)  # task -> completed/failed, in order
+        # task -> (completed | failed, fence) of each accepted finish, in order
+        self.terminal: dict[str, list[tuple[str, int]]] = defaultdict(list)
         self.names: Counter = Counter()
 
     def take(self, event) -> None:
@@ -251,9 +255,9 @@ class StreamWatch(threading.Thread):
         self.names[event.name] += 1
         task = event.data.get("task_id")
         if event.name == "task_completed":
-            self.terminal[task].append(TaskStatus.COMPLETED)
+            self.terminal[task].append((TaskStatus.COMPLETED, event.data.get("token")))
         elif event.name == "task_failed" and not event.data.get("retry"):
-            self.terminal[task].append(TaskStatus.FAILED)
+            self.terminal[task].append((TaskStatus.FAILED, event.data.get("token")))
 
     def run(self) -> None:
         for event in self.listener.listen(self.stop, block_ms=500):
@@ -423,12 +427,13 @@ class Run:
         tasks = [t.id for larry in cfg.larrys for t in larry.tasks]
         statuses = dict(zip(tasks, r.mget([self.ks.task_status(t) for t in tasks])))
         terminal = self.watch.terminal
-        completed_once = [t for t in tasks if terminal.get(t) == [TaskStatus.COMPLETED]]
+        completed_once = [t for t in tasks if [s for s, _ in terminal.get(t, ())] == [TaskStatus.COMPLETED]]
         more = [t for t in tasks if len(terminal.get(t, ())) > 1]
         lost = [t for t in tasks if statuses[t] not in (TaskStatus.COMPLETED, TaskStatus.FAILED)]
         failed = [t for t in tasks if statuses[t] == TaskStatus.FAILED]
         expected_failures = EXPECTED_FAILURES if self.hostile else set()
-        beyond, beyond_detail = self.tokens_beyond(r, cfg)
+        booked = self.booked(r, cfg)
+        beyond, beyond_detail = self.tokens_beyond(r, cfg, booked)
         info = r.xinfo_stream(self.ks.stream)
         added = int(info.get("entries-added", info.get("entries_added", 0)))
         logged_gaps = sum(len(re.findall("may have been trimmed", p.read_text(errors="replace")))
@@ -441,6 +446,7 @@ class Run:
             "done_once": completed_once, "more": more, "lost": lost,
             "unexpected_failures": [t for t in failed if t not in expected_failures],
             "failed": failed, "beyond": beyond, "beyond_detail": beyond_detail,
+            "results": self.results_disagreeing(cfg, booked),
             "gaps": self.watch.listener.gaps, "unread": max(0, added - self.watch.read - self.watch.listener.malformed),
             "logged_gaps": logged_gaps, "trimmed": max(0, added - int(info.get("length", 0))),
             "overrun_alerts": self.watch.names["token_overrun"],
@@ -467,7 +473,18 @@ class Run:
                 crashed.append(f"larry {' '.join(reader)} (exit {done.returncode}): {last[:200]}")
         return crashed
 
-    def tokens_beyond(self, r, cfg) -> tuple[int, list[str]]:
+    def booked(self, r, cfg) -> dict[str, dict[tuple[str, str], int]]:
+        """Larry -> (task, fence) -> tokens its ledger booked for that lease (op ids
+        ``{task}:{fence}:{n}``, ``file:`` before them for file-mode charges)."""
+        booked: dict[str, dict[tuple[str, str], int]] = {}
+        for larry in cfg.larrys:
+            leases = booked[larry.id] = defaultdict(int)
+            for op_id, value in r.hgetall(self.ks.tokens(larry.id, "ops")).items():
+                task, fence, _n = op_id.removeprefix("file:").rsplit(":", 2)
+                leases[(task, fence)] += int(value.partition(":")[2])
+        return booked
+
+    def tokens_beyond(self, r, cfg, booked) -> tuple[int, list[str]]:
         """Tokens booked per lease beyond what its payloads logged up to their budget crossing,
         plus committed tokens that no op explains; and the leases concerned."""
         allowed: dict[tuple[str, str], int] = defaultdict(int)
@@ -476,22 +493,36 @@ class Run:
             allowed[(task, fence)] += reported_until_stop(read_truth(path))
         beyond, detail = 0, []
         for larry in cfg.larrys:
-            booked: dict[tuple[str, str], int] = defaultdict(int)
-            for op_id, value in r.hgetall(self.ks.tokens(larry.id, "ops")).items():
-                task, fence, _n = op_id.removeprefix("file:").rsplit(":", 2)
-                booked[(task, fence)] += int(value.partition(":")[2])
-            for key, amount in sorted(booked.items()):
+            for key, amount in sorted(booked[larry.id].items()):
                 over = amount - allowed.get(key, 0)
                 if over > 0:
                     beyond += over
                     detail.append(f"{key[0]} (fence {key[1]}): booked {amount:,}, reported {allowed.get(key, 0):,}"
                                   + ("" if key in allowed else " (no payload of this run held that lease)"))
             committed = int(r.get(self.ks.tokens(larry.id, "committed")) or 0)
-            unexplained = committed - sum(booked.values())
+            unexplained = committed - sum(booked[larry.id].values())
             if unexplained > 0:
                 beyond += unexplained
                 detail.append(f"{larry.id}: {unexplained:,} committed tokens no op explains")
         return beyond, detail
+
+    def results_disagreeing(self, cfg, booked) -> list[str]:
+        """Finished tasks whose result file does not carry the accepted finish: its fence, its
+        status, and the tokens the ledger booked for that lease."""
+        problems = []
+        for larry in cfg.larrys:
+            for task in larry.tasks:
+                if not self.watch.terminal.get(task.id):
+                    continue  # never finished: counted as lost
+                status, fence = self.watch.terminal[task.id][-1]
+                record = read_result(results_dir(self.run_dir, larry.id), task.id, fence)
+                tokens = booked[larry.id].get((task.id, str(fence)), 0)
+                if not record:
+                    problems.append(f"{task.id}: no result file with the accepted fence {fence}")
+                elif record.get("status") != status or record.get("tokens", 0) != tokens:
+                    problems.append(f"{task.id}: result file says {record.get('status')}, {record.get('tokens', 0):,} "
+                                    f"tokens; Redis accepted {status}, the ledger booked {tokens:,}")
+        return problems
 
 
 def read_truth(path: Path) -> list[dict]:
@@ -532,6 +563,8 @@ def print_table(clean: dict, hostile: dict, clean_run: Run, hostile_run: Run) ->
         ("tasks lost (never completed nor failed)", len(clean["lost"]), len(hostile["lost"]), not hostile["lost"]),
         ("tasks failed that should complete", len(clean["unexpected_failures"]), len(hostile["unexpected_failures"]),
          not hostile["unexpected_failures"]),
+        ("result files disagreeing with Redis", len(clean["results"]), len(hostile["results"]),
+         not hostile["results"]),
         ("tokens booked beyond reported-until-stop", f"{clean['beyond']:,}", f"{hostile['beyond']:,}",
          not hostile["beyond"]),
         ("events lost: listener gaps", clean["gaps"], hostile["gaps"], not hostile["gaps"]),
@@ -566,6 +599,7 @@ def print_table(clean: dict, hostile: dict, clean_run: Run, hostile_run: Run) ->
             notes.append("done more than once: " + ", ".join(m["more"]))
         if m["lost"]:
             notes.append("lost: " + ", ".join(m["lost"]))
+        notes.extend(m["results"])
         notes.extend(m["beyond_detail"])
         notes.extend(m["readers"])
         for note in notes:
