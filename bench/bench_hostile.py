@@ -415,7 +415,8 @@ class Run:
         output = (self.dir / "second-run.log").read_text().strip().splitlines()
         started = [p for p in (run_dir / "results").glob("*/*") if p.is_dir()] if (run_dir / "results").is_dir() else []
         summaries = list((run_dir / "reports").glob("*SUMMARY*")) if (run_dir / "reports").is_dir() else []
-        self.second = {"exit": code, "first_line": output[0] if output else "(no output)",
+        said = next((line for line in output if line.startswith("larry run")), output[-1] if output else "(no output)")
+        self.second = {"exit": code, "said": said,
                        "payloads_started": len(started), "summaries": len(summaries)}
         self.say("second run " + (f"exited with status {code}" if code is not None else
                                   f"still running after {seconds:g} s: stopped"))
@@ -606,7 +607,7 @@ def print_table(clean: dict, hostile: dict, clean_run: Run, hostile_run: Run) ->
             print(f"  {label}: {note}")
     if hostile_run.second:
         s = hostile_run.second
-        print(f"  second run: exit {s['exit']}, first line: {s['first_line'][:160]}")
+        print(f"  second run: exit {s['exit']}: {s['said'][:240]}")
 
 
 def main() -> int:
