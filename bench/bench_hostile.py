@@ -99,8 +99,8 @@ READERS = (["status", "--json"], ["status"], ["dashboard", "--once"])
 EXPECTED_FAILURES = {"flood-1"}
 
 # The payload: `python -c PAYLOAD`. Every report is logged to $HOSTILE_BENCH_TRUTH *before*
-# it is printed, so the log bounds what the worker can have read. Its work takes
-# WORK_SHARE of the task's planned time.
+# it is printed, so the log bounds what the worker can have read. A well-behaved run takes
+# 30 % of the task's planned time and reports 60 % of its budget in six steps.
 PAYLOAD = r'''
 import json, os, subprocess, sys, time
 env = os.environ
