@@ -1,13 +1,13 @@
 """File-based fallback: leases and events on a shared directory; switching away from and back to Redis."""
 
 import multiprocessing
-import time
 from collections import Counter
 
 from runtime.coordination.connection import RedisSettings
 from runtime.coordination.events import EventLog
 from runtime.coordination.fallback import Degrader, FileCoordination
 from tests.support.redis_servers import RedisServer
+from tests.support.waiting import wait_for
 
 
 def test_file_leases_exclusive_expire_and_fence(tmp_path):
@@ -15,8 +15,7 @@ def test_file_leases_exclusive_expire_and_fence(tmp_path):
     token = files.acquire("t", "a", ttl_s=0.2)
     assert token and files.acquire("t", "b", ttl_s=10) is None
     assert files.acquire("t", "a", ttl_s=0.2) == token, "re-acquire by the owner is idempotent"
-    time.sleep(0.3)
-    newer = files.acquire("t", "b", ttl_s=10)
+    newer = wait_for(lambda: files.acquire("t", "b", ttl_s=10), "a's 0.2 s file lease to expire", timeout=10)
     assert newer > token
     assert files.release("t", "a", token) == "stolen"
     assert files.complete("t", "a", token, {"late": True}) == "stale"
@@ -44,6 +43,7 @@ def test_file_leases_across_processes_each_task_once(tmp_path):
         p.start()
     for p in procs:
         p.join(60)
+    assert [p.exitcode for p in procs] == [0] * 6, "a claiming process failed or hung"
     done = Counter(t for n in range(6) for t in (tmp_path / f"{n}.txt").read_text().split())
     assert len(done) == 60 and set(done.values()) == {1}
     events, _ = FileCoordination(tmp_path / "c").events()
@@ -58,8 +58,7 @@ def test_degrades_after_configured_outage_and_replays_on_return(tmp_path, ks):
     port = server.port
     server.kill()
     assert d.check() == "redis", "a short blip must not switch modes"
-    time.sleep(0.35)
-    assert d.check() == "file"
+    wait_for(lambda: d.check() == "file", "the switch to files once the outage outlasts 0.3 s", timeout=10)
     token = files.acquire("t", "w1", ttl_s=30)
     files.complete("t", "w1", token, {"ok": True})
     files.append_event("progress_update", "larry-01", progress=40)
