@@ -11,6 +11,7 @@ import queue
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -45,10 +46,17 @@ def run_env() -> dict:
     return env | {"LARRY_DEADLINE_ALLOWANCE": "60"}
 
 
+#: Runs `larry run` with SIGINT at its default, so the Ctrl+C the tests send reaches it even when
+#: the suite runs with SIGINT ignored (as a background job of a non-interactive shell, whose
+#: children inherit the ignored disposition through exec).
+DEFAULT_SIGINT = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                                        "os.execv(sys.argv[1], sys.argv[1:])"]
+
+
 def start_run(stack: str, run_dir: Path, *args: str) -> subprocess.Popen:
     # its own process group: a run that has to be killed takes its coordinators and workers along
-    return subprocess.Popen([*larry_command(), "run", "--stack", stack, "--project-dir", str(ROOT), "--speed", "600",
-                             "--coordination-dir", str(run_dir), *args],
+    return subprocess.Popen([*DEFAULT_SIGINT, *larry_command(), "run", "--stack", stack, "--project-dir", str(ROOT),
+                             "--speed", "600", "--coordination-dir", str(run_dir), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(),
                             start_new_session=True)
 
@@ -181,17 +189,19 @@ def assert_every_task_completed_once(run: Observed) -> None:
 def dev_run(tmp_path_factory):
     """`larry run --stack dev --speed 600 --hold`: scraped while held, then stopped with Ctrl+C."""
     run = Observed(tmp_path_factory.mktemp("dev"))
-    proc = run.start("--hold")
-    output = RunOutput(proc)
-    output.until("summary: ")
-    ports = json.loads((run.dir / "processes.json").read_text())["coordinators"]
-    run.metrics = {larry: urllib.request.urlopen(where["metrics"], timeout=10).read().decode()
-                   for larry, where in ports.items()}
-    run.pids = [int(p.read_text()) for p in (run.dir / "pids").glob("*.pid")]
-    proc.send_signal(signal.SIGINT)
-    run.code, run.out = output.finish()
-    yield run
-    run.stop()
+    try:
+        proc = run.start("--hold")
+        output = RunOutput(proc)
+        output.until("summary: ")
+        ports = json.loads((run.dir / "processes.json").read_text())["coordinators"]
+        run.metrics = {larry: urllib.request.urlopen(where["metrics"], timeout=10).read().decode()
+                       for larry, where in ports.items()}
+        run.pids = [int(p.read_text()) for p in (run.dir / "pids").glob("*.pid")]
+        proc.send_signal(signal.SIGINT)
+        run.code, run.out = output.finish()
+        yield run
+    finally:
+        run.stop()  # also when the set-up failed: no run or redis-server outlives the module
 
 
 def test_dev_run_completes_every_task_exactly_once(dev_run):
