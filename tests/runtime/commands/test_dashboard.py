@@ -179,7 +179,8 @@ def test_ctrl_c_leaves_the_terminal_clean_and_exits_0(r, ks, settings, sig):
     try:
         deadline = time.monotonic() + 15
         while b"LARRY-03" not in seen:
-            assert time.monotonic() < deadline, f"no frame drawn: {seen[-500:]!r}"
+            assert proc.poll() is None, f"the dashboard exited with {proc.returncode}: {seen[-500:]!r}"
+            assert time.monotonic() < deadline, f"no frame drawn in 15 s: {seen[-500:]!r}"
             seen += _read(master, 0.2)
         proc.send_signal(sig)
         assert proc.wait(timeout=10) == 0
@@ -193,9 +194,11 @@ def test_ctrl_c_leaves_the_terminal_clean_and_exits_0(r, ks, settings, sig):
 
 
 def _read(fd: int, timeout: float) -> bytes:
+    """What the terminal has to read within about ``timeout`` (bounded even while the screen redraws)."""
     import select
     data = b""
-    while select.select([fd], [], [], timeout)[0]:
+    until = time.monotonic() + timeout + 1.0
+    while time.monotonic() < until and select.select([fd], [], [], timeout)[0]:
         try:
             chunk = os.read(fd, 65536)
         except OSError:  # EIO: the child closed the terminal

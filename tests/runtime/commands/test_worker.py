@@ -28,6 +28,7 @@ from runtime.coordination.tasks import TaskBoard
 from runtime.reporting.results import read_result, results_dir
 from runtime.support.timing import Timing
 from tests.support.project import ROOT  # noqa: E402
+from tests.support.waiting import wait_for
 
 CORTEX = load_stack("cortex", ROOT)
 
@@ -126,16 +127,6 @@ def join_ok(thread: threading.Thread) -> None:
     assert not thread.is_alive(), "helper thread hung"
     if thread.errors:
         raise thread.errors[0]
-
-
-def wait_for(predicate, what: str, timeout: float = 20.0):
-    until = time.monotonic() + timeout
-    while time.monotonic() < until:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # --------------------------------------------------------------------------- protocol, budget, results
@@ -276,7 +267,9 @@ def test_dependencies_of_other_workers_are_waited_for_on_the_event_stream(rig):
 
     def finish_dependencies():
         wait_for(lambda: any(e.name == "task_completed" for e in listener.poll(200)), "the worker's own first task")
-        time.sleep(0.3)
+        # idle: it is now blocked on the stream, so only the completions below can wake it early
+        wait_for(lambda: rig.r.get(rig.ks.worker_status("scan-worker-03")) == "idle",
+                 "the worker to wait for its dependencies")
         for dep in ("scan-cortex-namespace", "scan-catalog-system-namespace"):
             assert others.complete(others.acquire(dep).lease, {"tokens": 1}).ok
 
