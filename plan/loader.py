@@ -39,6 +39,7 @@ from plan.model import (
     WorkerType,
 )
 from plan.quantities import ResourceList, Resources, parse_cpu, parse_memory
+from plan.taskgraph import TaskGraph
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label
 _TASK_ID = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -390,7 +391,7 @@ def _check_references(r: _Reader, cfg: StackConfig) -> None:
                     if dep not in task_owner:
                         r.fail(f"larry:larrys[{i}].workers[{j}].tasks[{k}].dependsOn",
                                f"{dep!r} is not a task id of this stack")
-    cycle = _find_cycle({t.id: t.depends_on for larry in cfg.larrys for t in larry.tasks})
+    cycle = TaskGraph(cfg).cycle()
     if cycle:
         r.fail(task_owner[cycle[0]].removesuffix(".id") + ".dependsOn",
                "dependency cycle " + " -> ".join(cycle))
@@ -404,33 +405,6 @@ def _check_node(r: _Reader, cfg: StackConfig, node: str, path: str, role: str) -
         r.fail(path, f"{node!r} is a {cfg.nodes[node].role} node, expected a {role} node")
         return False
     return True
-
-
-def _find_cycle(graph: Mapping[str, tuple[str, ...]]) -> list[str] | None:
-    """One dependency cycle as a path (first node repeated at the end), or None."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for dep in graph.get(node, ()):
-            if state.get(dep) == 1:
-                return path[path.index(dep):] + [dep]
-            if dep in graph and state.get(dep) is None:
-                found = visit(dep)
-                if found:
-                    return found
-        state[node] = 2
-        path.pop()
-        return None
-
-    for start in graph:
-        if state.get(start) is None:
-            found = visit(start)
-            if found:
-                return found
-    return None
 
 
 def load_config(values: Mapping[str, Any], stack: str, source: str | None = None) -> StackConfig:
