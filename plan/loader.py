@@ -5,24 +5,27 @@ Structure and references are checked before any resource is created. Every mista
 one line naming the source, the key path and what was expected, e.g.
 ``Pulumi.dev.yaml: larry:larrys[2].workers[4].node: 'k3s-worker09' is not declared in
 larry:nodes``; all mistakes of a stack are reported together in one :class:`ConfigError`.
+
+Each section is declared once, as a table of fields (config key, dataclass field, kind,
+default) — ``_STACK`` and the records it nests — and one generic reader walks the tables:
+a record is built only when every field is usable, a list or named mapping keeps its
+usable items, and every problem found on the way is reported. Cross-references (nodes,
+masters, unique names, dependency targets and cycles) are checked once the structure is
+sound. What is not checked here: budgets adding up (the policy pack's job).
 """
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
+from collections import ChainMap
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
 from plan.model import (
-    DEFAULT_REDIS_EXPORTER_IMAGE,
-    DEFAULT_REDIS_IMAGE,
-    DEFAULT_RESERVE_TRIGGER,
-    DEFAULT_RUNTIME_IMAGE,
     DEFAULT_STORAGE_CLASS,
-    DEFAULT_UTILISATION_TARGET,
     PROJECT,
     Budget,
     Channels,
@@ -41,8 +44,8 @@ from plan.model import (
 from plan.quantities import ResourceList, Resources, parse_cpu, parse_memory
 from plan.taskgraph import TaskGraph
 
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label
-_TASK_ID = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label
+_TASK_ID_TEXT = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 
 class ConfigError(Exception):
@@ -53,15 +56,13 @@ class ConfigError(Exception):
         super().__init__("\n".join(problems))
 
 
-#: The stack config keys this project reads, without the ``larry:`` prefix.
-CONFIG_KEYS = (
-    "executionWindowMinutes", "budget", "nodes", "redis", "larrys", "workerTypes",
-    "channels", "observability", "cluster", "runtimeImage", "storageClass",
-)
+_REQUIRED = object()  # a field's default: the key must be given
+_OMIT = object()  # a field's default: leave it to the dataclass's own default
+_INVALID = object()  # what a reader returns once it has reported why the value is unusable
 
 
 class _Reader:
-    """Walks raw config with key paths, collecting every problem instead of stopping."""
+    """Collects every problem as ``<key path>: <what was expected>`` instead of stopping."""
 
     def __init__(self) -> None:
         self.problems: list[str] = []
@@ -69,43 +70,9 @@ class _Reader:
     def fail(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
 
-    def mapping(self, value: Any, path: str) -> Mapping[str, Any] | None:
-        if isinstance(value, Mapping):
-            return value
-        self.fail(path, f"expected a mapping, got {_describe(value)}")
-        return None
 
-    def get(self, parent: Mapping[str, Any], key: str, path: str, kind: str,
-            default: Any = ..., allowed: Iterable[str] = ()) -> Any:
-        """Read ``parent[key]`` as ``kind``; ``...`` default means required."""
-        full = f"{path}.{key}" if path else key
-        if key not in parent or parent[key] is None:
-            if default is ...:
-                self.fail(full, f"required key is missing (expected {_KIND_TEXT[kind]})")
-            return None if default is ... else default
-        value = parent[key]
-        checked = _CHECKS[kind](value)
-        if checked is None:
-            self.fail(full, f"expected {_KIND_TEXT[kind]}, got {_describe(value)}")
-            return None
-        allowed = tuple(allowed)
-        if allowed and checked not in allowed:
-            self.fail(full, f"{checked!r} is not one of {', '.join(allowed)}")
-            return None
-        return checked
-
-    def quantity(self, parent: Mapping[str, Any], key: str, path: str, parse: Callable[[str], int],
-                 what: str, default: Any = ...) -> str | None:
-        text = self.get(parent, key, path, "quantity", default)
-        if text is None:
-            return None
-        try:
-            if parse(text) <= 0:
-                raise ValueError(text)
-        except ValueError:
-            self.fail(f"{path}.{key}", f"{text!r} is not a valid {what} quantity (expected e.g. {_EXAMPLE[what]})")
-            return None
-        return text
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
 
 
 def _describe(value: Any) -> str:
@@ -122,234 +89,339 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _positive_int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        return None
-    return value
+#: The config keys read so far, innermost first: for defaults and references that depend
+#: on another key (a worker's type, the stack's storage class).
+Scope = Mapping[str, Any]
 
 
-def _share(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        return None
-    return float(value)
+class _Kind:
+    """How one config value is read: its type is checked first (else "expected <text>, got
+    <what it is>"), then ``refine`` checks the rest and converts it. Both return the value
+    or, once the problem is reported, _INVALID."""
+
+    text: str  # what is expected, e.g. "a positive integer"
+
+    def accepts(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def read(self, r: _Reader, value: Any, path: str, scope: Scope, **given: Any) -> Any:
+        if not self.accepts(value):
+            r.fail(path, f"expected {self.text}, got {_describe(value)}")
+            return _INVALID
+        return self.refine(r, value, path, scope, **given)
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        return value
 
 
-_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "positive": _positive_int,
-    "port": lambda v: v if _positive_int(v) and v < 65536 else None,
-    "string": lambda v: v if isinstance(v, str) and v.strip() else None,
-    "name": lambda v: v if isinstance(v, str) and _NAME.match(v) and len(v) <= 63 else None,
-    "task_id": lambda v: v if isinstance(v, str) and _TASK_ID.match(v) else None,
-    "bool": lambda v: v if isinstance(v, bool) else None,
-    "list": lambda v: v if isinstance(v, list) else None,
-    "mapping": lambda v: v if isinstance(v, Mapping) else None,
-    "quantity": lambda v: str(v) if isinstance(v, (str, int)) and not isinstance(v, bool) else None,
-    "share": _share,
-}
-_KIND_TEXT = {
-    "positive": "a positive integer",
-    "port": "a port number (1-65535)",
-    "string": "a non-empty string",
-    "name": "a lowercase DNS label (a-z, 0-9, '-', at most 63 characters)",
-    "task_id": "a task id (letters, digits, '-', '_', '.')",
-    "bool": "true or false",
-    "list": "a list",
-    "mapping": "a mapping",
-    "quantity": "a Kubernetes quantity string",
-    "share": "a number in (0, 1]",
-}
-_EXAMPLE = {"cpu": '"500m" or "2"', "memory": '"512Mi" or "4Gi"'}
+@dataclass(frozen=True)
+class _Scalar(_Kind):
+    text: str
+    test: Callable[[Any], bool]  # the type and range it must have
+
+    def accepts(self, value: Any) -> bool:
+        return self.test(value)
 
 
-def _resources(r: _Reader, raw: Any, path: str) -> Resources | None:
-    data = r.mapping(raw, path)
-    if data is None:
-        return None
-    lists = {}
-    for part in ("requests", "limits"):
-        sub = r.get(data, part, path, "mapping")
-        if sub is None:
-            continue
-        cpu = r.quantity(sub, "cpu", f"{path}.{part}", parse_cpu, "cpu")
-        memory = r.quantity(sub, "memory", f"{path}.{part}", parse_memory, "memory")
-        if cpu and memory:
-            lists[part] = ResourceList(cpu, memory)
-    if len(lists) != 2:
-        return None
-    return Resources(lists["requests"], lists["limits"])
+@dataclass(frozen=True)
+class _Choice(_Scalar):
+    choices: tuple[str, ...] = ()
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        if value in self.choices:
+            return value
+        r.fail(path, f"{value!r} is not one of {', '.join(self.choices)}")
+        return _INVALID
 
 
-def _budget(r: _Reader, raw: Any) -> Budget | None:
-    data = r.mapping(raw, "larry:budget")
-    if data is None:
-        return None
-    system = r.get(data, "systemTokens", "larry:budget", "positive")
-    meta_raw = r.get(data, "metaCoordinator", "larry:budget", "mapping")
-    meta = None
-    if meta_raw is not None:
-        path = "larry:budget.metaCoordinator"
-        orchestration = r.get(meta_raw, "orchestrationTokens", path, "positive")
-        reserve = r.get(meta_raw, "emergencyReserveTokens", path, "positive")
-        pool = r.get(meta_raw, "workerPoolTokens", path, "positive", 0)
-        if orchestration and reserve and pool is not None:
-            meta = MetaCoordinator(orchestration, reserve, pool)
-    trigger = r.get(data, "reserveTrigger", "larry:budget", "share", DEFAULT_RESERVE_TRIGGER)
-    target = r.get(data, "utilisationTarget", "larry:budget", "share", DEFAULT_UTILISATION_TARGET)
-    if system and meta:
-        return Budget(system, meta, trigger, target)
-    return None
+@dataclass(frozen=True)
+class _Quantity(_Scalar):
+    what: str = ""  # "cpu" | "memory"
+    parse: Callable[[str], int] = parse_cpu
+    example: str = ""
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        text = str(value)
+        try:
+            if self.parse(text) <= 0:
+                raise ValueError(text)
+        except ValueError:
+            r.fail(path, f"{text!r} is not a valid {self.what} quantity (expected e.g. {self.example})")
+            return _INVALID
+        return text
 
 
-def _nodes(r: _Reader, raw: Any) -> dict[str, Node]:
-    data = r.mapping(raw, "larry:nodes")
-    nodes: dict[str, Node] = {}
-    for name, spec in (data or {}).items():
-        path = f"larry:nodes.{name}"
-        if not _CHECKS["name"](name):
-            r.fail(path, f"node name {name!r} is not {_KIND_TEXT['name']}")
-            continue
-        spec = r.mapping(spec, path)
-        if spec is None:
-            continue
-        role = r.get(spec, "role", path, "string", allowed=("master", "worker"))
-        ip = r.get(spec, "ip", path, "string")
-        cpu = r.quantity(spec, "cpu", path, parse_cpu, "cpu")
-        memory = r.quantity(spec, "memory", path, parse_memory, "memory")
-        if role and ip and cpu and memory:
-            nodes[name] = Node(name, role, ip, cpu, memory)
-    if data is not None and not data:
-        r.fail("larry:nodes", "expected at least one node")
-    return nodes
+@dataclass(frozen=True)
+class _Declared(_Scalar):
+    """A name that must be a key of an earlier top-level mapping (e.g. a worker type)."""
+
+    among: str = ""  # the config key of that mapping
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        if value in _mapping_or_empty(scope.get(self.among)):
+            return value
+        r.fail(path, f"{value!r} is not declared in {self.among}")
+        return _INVALID
 
 
-def _redis(r: _Reader, raw: Any) -> Redis | None:
-    data = r.mapping(raw, "larry:redis")
-    if data is None:
-        return None
-    p = "larry:redis"
-    values = dict(
-        namespace=r.get(data, "namespace", p, "name"),
-        service_name=r.get(data, "serviceName", p, "name"),
-        port=r.get(data, "port", p, "port"),
-        replicas=r.get(data, "replicas", p, "positive"),
-        sentinels=r.get(data, "sentinels", p, "positive"),
-        master_name=r.get(data, "masterName", p, "name", "larry"),
-        sentinel_port=r.get(data, "sentinelPort", p, "port", 26379),
-        quorum=r.get(data, "quorum", p, "positive", 2),
-        down_after_ms=r.get(data, "downAfterMilliseconds", p, "positive", 5000),
-        failover_timeout_ms=r.get(data, "failoverTimeoutMilliseconds", p, "positive", 60000),
-        storage=r.quantity(data, "storage", p, parse_memory, "memory", "2Gi"),
-        image=r.get(data, "image", p, "string", DEFAULT_REDIS_IMAGE),
-        exporter=r.get(data, "exporter", p, "bool", True),
-        exporter_image=r.get(data, "exporterImage", p, "string", DEFAULT_REDIS_EXPORTER_IMAGE),
-    )
-    if "resources" in data:
-        values["resources"] = _resources(r, data["resources"], f"{p}.resources")
-    if any(v is None for v in values.values()):
-        return None
-    redis = Redis(**values)
+def _mapping_or_empty(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class _From:
+    """A default computed from the scope; returns _REQUIRED when it cannot be."""
+
+    compute: Callable[[Scope], Any]
+
+
+@dataclass(frozen=True)
+class _Field:
+    key: str  # as written in the config (camelCase)
+    kind: _Kind
+    default: Any = _REQUIRED  # a value, _REQUIRED, _OMIT or _From
+    attr: str = ""  # the dataclass field it fills: by default the key in snake_case
+
+    def __post_init__(self) -> None:
+        if not self.attr:
+            snake = re.sub(r"(?<!^)(?=[A-Z])", "_", self.key.removeprefix(f"{PROJECT}:")).lower()
+            object.__setattr__(self, "attr", snake)
+
+
+@dataclass(frozen=True)
+class _Record(_Kind):
+    """A mapping of known keys that builds one dataclass; unusable when any field is."""
+
+    build: Callable[..., Any]
+    fields: tuple[_Field, ...]
+    text: str = "a mapping"
+    #: Unknown keys are reported (expected one of the fields).
+    closed: bool = False
+    #: Checks between fields once the object is built: (reader, object, path).
+    check: Callable[[_Reader, Any, str], None] | None = None
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, Mapping)
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope, **given: Any) -> Any:
+        if self.closed:
+            keys = [f.key for f in self.fields]
+            for unknown in [k for k in value if k not in keys]:
+                r.fail(_join(path, unknown), f"unknown key (expected one of {', '.join(keys)})")
+        local: dict[str, Any] = {}
+        scope = ChainMap(local, scope)
+        values = dict(given)
+        for f in self.fields:
+            raw, fpath = value.get(f.key), _join(path, f.key)
+            if raw is not None:
+                result = f.kind.read(r, raw, fpath, scope)
+            else:
+                result = f.default.compute(scope) if isinstance(f.default, _From) else f.default
+                if result is _OMIT:
+                    continue
+                if result is _REQUIRED:
+                    r.fail(fpath, f"required key is missing (expected {f.kind.text})")
+                    result = _INVALID
+            local[f.key] = values[f.attr] = result
+        if any(v is _INVALID for v in values.values()):
+            return _INVALID
+        built = self.build(**values)
+        if self.check:
+            self.check(r, built, path)
+        return built
+
+
+@dataclass(frozen=True)
+class _List(_Kind):
+    """A list of one kind; its usable items (problems with the others are reported)."""
+
+    item: _Kind
+    at_least_one: str | None = None  # the problem when empty, if empty is one
+    text: str = "a list"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, list)
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        if not value and self.at_least_one:
+            r.fail(path, self.at_least_one)
+        return self.items(r, value, path, scope)
+
+    def items(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        items = (self.item.read(r, item, f"{path}[{k}]", scope) for k, item in enumerate(value))
+        return tuple(item for item in items if item is not _INVALID)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Named(_List):
+    """A mapping of name -> record; each record is built with that name as its ``name``."""
+
+    what: str  # "node"
+    name: _Scalar
+    text: str = "a mapping"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, Mapping)
+
+    def items(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        items = {}
+        for name, spec in value.items():
+            if not self.name.accepts(name):
+                r.fail(_join(path, name), f"{self.what} name {name!r} is not {self.name.text}")
+                continue
+            item = self.item.read(r, spec, _join(path, name), scope, name=name)
+            if item is not _INVALID:
+                items[name] = item
+        return items
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _non_empty_string(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _share(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+
+
+# ---- the tables: every section of a stack's config, field by field
+
+_POSITIVE = _Scalar("a positive integer", _positive_int)
+_PORT = _Scalar("a port number (1-65535)", lambda v: _positive_int(v) and v < 65536)
+_STRING = _Scalar("a non-empty string", _non_empty_string)
+_NAME = _Scalar("a lowercase DNS label (a-z, 0-9, '-', at most 63 characters)",
+                lambda v: isinstance(v, str) and bool(_LABEL.match(v)) and len(v) <= 63)
+_TASK_ID = _Scalar("a task id (letters, digits, '-', '_', '.')",
+                   lambda v: isinstance(v, str) and bool(_TASK_ID_TEXT.match(v)))
+_BOOL = _Scalar("true or false", lambda v: isinstance(v, bool))
+_SHARE = _Scalar("a number in (0, 1]", _share)
+_QUANTITY = "a Kubernetes quantity string"
+_CPU = _Quantity(_QUANTITY, lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
+                 "cpu", parse_cpu, '"500m" or "2"')
+_MEMORY = replace(_CPU, what="memory", parse=parse_memory, example='"512Mi" or "4Gi"')
+_ROLE = _Choice("a non-empty string", _non_empty_string, ("master", "worker"))
+_WORKER_TYPE = _Declared("a non-empty string", _non_empty_string, "larry:workerTypes")
+
+_RESOURCE_LIST = _Record(ResourceList, (_Field("cpu", _CPU), _Field("memory", _MEMORY)))
+_RESOURCES = _Record(Resources, (_Field("requests", _RESOURCE_LIST), _Field("limits", _RESOURCE_LIST)),
+                     text="a mapping of requests and limits")
+
+
+def _quorum_within_sentinels(r: _Reader, redis: Redis, path: str) -> None:
     if redis.quorum > redis.sentinels:
-        r.fail(f"{p}.quorum", f"{redis.quorum} exceeds the {redis.sentinels} sentinels")
-    return redis
+        r.fail(f"{path}.quorum", f"{redis.quorum} exceeds the {redis.sentinels} sentinels")
 
 
-def _worker_types(r: _Reader, raw: Any) -> dict[str, WorkerType]:
-    if raw is None:
-        return {}
-    data = r.mapping(raw, "larry:workerTypes")
-    types = {}
-    for name, spec in (data or {}).items():
-        path = f"larry:workerTypes.{name}"
-        spec = r.mapping(spec, path)
-        if spec is None:
-            continue
-        tokens = r.get(spec, "tokens", path, "positive")
-        minutes = r.get(spec, "minutes", path, "positive")
-        if tokens and minutes:
-            types[name] = WorkerType(name, tokens, minutes)
-    return types
+def _from_worker_type(attr: str) -> _From:
+    """A declared worker type supplies the defaults for tokens and minutes (seed 004)."""
+    def compute(scope: Scope) -> Any:
+        worker_type = _mapping_or_empty(scope.get("larry:workerTypes")).get(scope.get("type"))
+        return getattr(worker_type, attr) if worker_type else _REQUIRED
+    return _From(compute)
 
 
-def _tasks(r: _Reader, raw: Any, path: str) -> tuple[Task, ...]:
-    tasks = []
-    for k, item in enumerate(raw or ()):
-        tpath = f"{path}[{k}]"
-        item = r.mapping(item, tpath)
-        if item is None:
-            continue
-        task_id = r.get(item, "id", tpath, "task_id")
-        title = r.get(item, "title", tpath, "string")
-        deps = r.get(item, "dependsOn", tpath, "list", [])
-        bad = [d for d in deps or () if not _CHECKS["task_id"](d)]
-        for dep in bad:
-            r.fail(f"{tpath}.dependsOn", f"{dep!r} is not {_KIND_TEXT['task_id']}")
-        if task_id and title and not bad:
-            tasks.append(Task(task_id, title, tuple(deps or ())))
-    return tuple(tasks)
+_TASK = _Record(Task, (
+    _Field("id", _TASK_ID),
+    _Field("title", _STRING),
+    _Field("dependsOn", _List(_TASK_ID), _OMIT),
+))
+_WORKER = _Record(Worker, (
+    _Field("name", _NAME),
+    _Field("node", _NAME),
+    _Field("type", _WORKER_TYPE, None),
+    _Field("tokens", _POSITIVE, _from_worker_type("tokens")),
+    _Field("minutes", _POSITIVE, _from_worker_type("minutes")),
+    _Field("resources", _RESOURCES),
+    _Field("master", _NAME, None),
+    _Field("tasks", _List(_TASK, "expected at least one task")),
+))
+_MASTER = _Record(Master, (
+    _Field("name", _NAME),
+    _Field("personalTokens", _POSITIVE),
+    _Field("workerPoolTokens", _POSITIVE),
+))
+_LARRY = _Record(Larry, (
+    _Field("id", _NAME),
+    _Field("phase", _STRING),
+    _Field("namespace", _NAME),
+    _Field("node", _NAME),
+    _Field("workerNodes", _List(_NAME)),
+    _Field("deadlineMinutes", _POSITIVE),
+    _Field("tokenBudget", _POSITIVE),
+    _Field("storage", _MEMORY),
+    _Field("storageClass", _NAME, _From(lambda scope: scope["larry:storageClass"])),
+    _Field("clusterRead", _BOOL, False),
+    _Field("coordinator", _RESOURCES),
+    _Field("masters", _List(_MASTER)),
+    _Field("workers", _List(_WORKER)),
+))
+_BUDGET = _Record(Budget, (
+    _Field("systemTokens", _POSITIVE),
+    _Field("metaCoordinator", attr="meta", kind=_Record(MetaCoordinator, (
+        _Field("orchestrationTokens", _POSITIVE),
+        _Field("emergencyReserveTokens", _POSITIVE),
+        _Field("workerPoolTokens", _POSITIVE, _OMIT),
+    ))),
+    _Field("reserveTrigger", _SHARE, _OMIT),
+    _Field("utilisationTarget", _SHARE, _OMIT),
+))
+_NODE = _Record(Node, (
+    _Field("role", _ROLE),
+    _Field("ip", _STRING),
+    _Field("cpu", _CPU),
+    _Field("memory", _MEMORY),
+))
+_REDIS = _Record(Redis, (
+    _Field("namespace", _NAME),
+    _Field("serviceName", _NAME),
+    _Field("port", _PORT),
+    _Field("replicas", _POSITIVE),
+    _Field("sentinels", _POSITIVE),
+    _Field("masterName", _NAME, _OMIT),
+    _Field("sentinelPort", _PORT, _OMIT),
+    _Field("quorum", _POSITIVE, _OMIT),
+    _Field("downAfterMilliseconds", _POSITIVE, _OMIT, "down_after_ms"),
+    _Field("failoverTimeoutMilliseconds", _POSITIVE, _OMIT, "failover_timeout_ms"),
+    _Field("storage", _MEMORY, _OMIT),
+    _Field("image", _STRING, _OMIT),
+    _Field("exporter", _BOOL, _OMIT),
+    _Field("exporterImage", _STRING, _OMIT),
+    _Field("resources", _RESOURCES, _OMIT),
+), check=_quorum_within_sentinels)
 
 
-def _worker(r: _Reader, raw: Any, path: str, types: Mapping[str, WorkerType]) -> Worker | None:
-    data = r.mapping(raw, path)
-    if data is None:
-        return None
-    name = r.get(data, "name", path, "name")
-    node = r.get(data, "node", path, "name")
-    type_name = r.get(data, "type", path, "string", None)
-    worker_type = None
-    if type_name is not None:
-        worker_type = types.get(type_name)
-        if worker_type is None:
-            r.fail(f"{path}.type", f"{type_name!r} is not declared in larry:workerTypes")
-    # A declared worker type supplies the defaults for tokens and minutes (seed 004).
-    tokens = r.get(data, "tokens", path, "positive", worker_type.tokens if worker_type else ...)
-    minutes = r.get(data, "minutes", path, "positive", worker_type.minutes if worker_type else ...)
-    resources = _resources(r, data.get("resources"), f"{path}.resources") if "resources" in data else None
-    if "resources" not in data:
-        r.fail(f"{path}.resources", "required key is missing (expected requests and limits)")
-    master = r.get(data, "master", path, "name", None)
-    tasks_raw = r.get(data, "tasks", path, "list")
-    if tasks_raw is not None and not tasks_raw:
-        r.fail(f"{path}.tasks", "expected at least one task")
-    tasks = _tasks(r, tasks_raw, f"{path}.tasks")
-    if None in (name, node, tokens, minutes, resources, tasks_raw) or (type_name and not worker_type):
-        return None
-    return Worker(name, node, tokens, minutes, resources, tasks, master, type_name)
+def _flat(cls: type, **kinds: _Kind) -> _Record:
+    """A flat section whose keys are all optional (the dataclass has every default)."""
+    return _Record(cls, tuple(_Field(key, kind, _OMIT) for key, kind in kinds.items()), closed=True)
 
 
-def _larry(r: _Reader, raw: Any, path: str, types: Mapping[str, WorkerType], storage_class: str) -> Larry | None:
-    data = r.mapping(raw, path)
-    if data is None:
-        return None
-    values = dict(
-        id=r.get(data, "id", path, "name"),
-        phase=r.get(data, "phase", path, "string"),
-        namespace=r.get(data, "namespace", path, "name"),
-        node=r.get(data, "node", path, "name"),
-        worker_nodes=r.get(data, "workerNodes", path, "list"),
-        deadline_minutes=r.get(data, "deadlineMinutes", path, "positive"),
-        token_budget=r.get(data, "tokenBudget", path, "positive"),
-        storage=r.quantity(data, "storage", path, parse_memory, "memory"),
-        storage_class=r.get(data, "storageClass", path, "name", storage_class),
-        cluster_read=r.get(data, "clusterRead", path, "bool", False),
-        coordinator=_resources(r, data.get("coordinator"), f"{path}.coordinator"),
-    )
-    masters = []
-    for k, item in enumerate(r.get(data, "masters", path, "list") or ()):
-        mpath = f"{path}.masters[{k}]"
-        item = r.mapping(item, mpath)
-        if item is None:
-            continue
-        name = r.get(item, "name", mpath, "name")
-        personal = r.get(item, "personalTokens", mpath, "positive")
-        pool = r.get(item, "workerPoolTokens", mpath, "positive")
-        if name and personal and pool:
-            masters.append(Master(name, personal, pool))
-    workers_raw = r.get(data, "workers", path, "list")
-    workers = [_worker(r, w, f"{path}.workers[{k}]", types) for k, w in enumerate(workers_raw or ())]
-    if any(v is None for v in values.values()) or None in workers or workers_raw is None:
-        return None
-    values["worker_nodes"] = tuple(values["worker_nodes"])
-    return Larry(masters=tuple(masters), workers=tuple(workers), **values)
+_CHANNELS = _flat(Channels, coordination=_STRING, alerts=_STRING, events=_STRING)
+_OBSERVABILITY = _flat(Observability, serviceMonitors=_BOOL, grafanaDashboard=_BOOL)
+_CLUSTER = _flat(Cluster, kubeconfig=_STRING, context=_STRING, renderDirectory=_STRING)
+#: The stack: the fields of StackConfig read from config. Order matters where a default or
+#: a reference reads an earlier key (larrys read storageClass and workerTypes).
+_STACK = _Record(lambda storage_class, **fields: fields, (
+    _Field("larry:executionWindowMinutes", _POSITIVE),
+    _Field("larry:storageClass", _NAME, DEFAULT_STORAGE_CLASS),
+    _Field("larry:budget", _BUDGET),
+    _Field("larry:nodes", _Named(_NODE, "expected at least one node", what="node", name=_NAME)),
+    _Field("larry:redis", _REDIS),
+    _Field("larry:workerTypes", _Named(_Record(WorkerType, (
+        _Field("tokens", _POSITIVE),
+        _Field("minutes", _POSITIVE),
+    )), what="worker type", name=_STRING), _OMIT),
+    _Field("larry:larrys", _List(_LARRY, "expected at least one Larry")),
+    _Field("larry:channels", _CHANNELS, _OMIT),
+    _Field("larry:observability", _OBSERVABILITY, _OMIT),
+    _Field("larry:cluster", _CLUSTER, _OMIT),
+    _Field("larry:runtimeImage", _STRING, _OMIT),
+))
+
+#: The stack config keys this project reads, without the ``larry:`` prefix.
+CONFIG_KEYS = tuple(f.key.removeprefix(f"{PROJECT}:") for f in _STACK.fields)
 
 
 def _check_references(r: _Reader, cfg: StackConfig) -> None:
@@ -413,53 +485,15 @@ def load_config(values: Mapping[str, Any], stack: str, source: str | None = None
     Raises ConfigError listing every problem, each prefixed with the stack's source.
     """
     source = source or f"Pulumi.{stack}.yaml"
-    raw = {key.removeprefix(f"{PROJECT}:"): value for key, value in values.items()}
+    raw = {key if ":" in key else f"{PROJECT}:{key}": value for key, value in values.items()}
     r = _Reader()
-    window = r.get(raw, "executionWindowMinutes", "", "positive")
-    storage_class = r.get(raw, "storageClass", "", "name", DEFAULT_STORAGE_CLASS)
-    budget = _budget(r, raw["budget"]) if raw.get("budget") is not None else r.get(raw, "budget", "", "mapping")
-    nodes = _nodes(r, raw["nodes"]) if raw.get("nodes") is not None else r.get(raw, "nodes", "", "mapping")
-    redis = _redis(r, raw["redis"]) if raw.get("redis") is not None else r.get(raw, "redis", "", "mapping")
-    types = _worker_types(r, raw.get("workerTypes"))
-    larrys_raw = r.get(raw, "larrys", "", "list")
-    if larrys_raw is not None and not larrys_raw:
-        r.fail("larrys", "expected at least one Larry")
-    larrys = [_larry(r, item, f"larry:larrys[{i}]", types, storage_class or DEFAULT_STORAGE_CLASS)
-              for i, item in enumerate(larrys_raw or ())]
-    channels = _section(r, raw, "channels", Channels, {"coordination": "string", "alerts": "string", "events": "string"})
-    observability = _section(r, raw, "observability", Observability,
-                             {"serviceMonitors": "bool", "grafanaDashboard": "bool"})
-    cluster = _section(r, raw, "cluster", Cluster,
-                       {"kubeconfig": "string", "context": "string", "renderDirectory": "string"})
-    image = r.get(raw, "runtimeImage", "", "string", DEFAULT_RUNTIME_IMAGE)
-    # Problems so far carry paths without the prefix at the top level: add it uniformly.
-    r.problems = [p if p.startswith("larry:") else f"larry:{p}" for p in r.problems]
+    fields = _STACK.read(r, raw, "", {})
     if not r.problems:
-        cfg = StackConfig(stack, source, window, budget, nodes, redis, tuple(larrys), types,
-                          channels, observability, cluster, image,
-                          {f"{PROJECT}:{k}": v for k, v in raw.items()})
+        cfg = StackConfig(stack, source, values=raw, **fields)
         _check_references(r, cfg)
         if not r.problems:
             return cfg
     raise ConfigError([f"{source}: {p}" for p in r.problems])
-
-
-def _section(r: _Reader, raw: Mapping[str, Any], key: str, cls: type, kinds: Mapping[str, str]) -> Any:
-    """An optional flat section whose camelCase keys map onto a dataclass's fields."""
-    data = raw.get(key)
-    if data is None:
-        return cls()
-    data = r.mapping(data, f"larry:{key}")
-    if data is None:
-        return cls()
-    for unknown in set(data) - set(kinds):
-        r.fail(f"larry:{key}.{unknown}", f"unknown key (expected one of {', '.join(kinds)})")
-    values = {_snake(k): r.get(data, k, f"larry:{key}", kind, None) for k, kind in kinds.items()}
-    return cls(**{k: v for k, v in values.items() if v is not None})
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def load_stack_file(path: str | Path, stack: str | None = None) -> StackConfig:
