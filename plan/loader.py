@@ -15,8 +15,10 @@ sound. What is not checked here: budgets adding up (the policy pack's job).
 """
 from __future__ import annotations
 
+import difflib
 import json
 import re
+import sys
 from collections import ChainMap
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +28,11 @@ import yaml
 
 from plan.model import (
     DEFAULT_STORAGE_CLASS,
+    MAX_COUNT,
+    MAX_MILLISECONDS,
+    MAX_MINUTES,
+    MAX_QUANTITY,
+    MAX_TOKENS,
     PROJECT,
     Budget,
     Channels,
@@ -72,16 +79,32 @@ class _Reader:
 
 
 def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
+    # A key that would not print as itself on one line (a newline, a lone surrogate) is quoted.
+    name = _short(key if isinstance(key, str) and key.isprintable() else repr(key))
+    return f"{path}.{name}" if path else name
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """Text as a message quotes it: hostile values must not make a line of megabytes."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _quoted(value: Any) -> str:
+    return _short(repr(value))
 
 
 def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"boolean {value}"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        try:
+            return f"number {_short(str(value))}"
+        except ValueError:  # too long for Python to print
+            return f"a number of more than {sys.get_int_max_str_digits()} digits"
+    if isinstance(value, float):
         return f"number {value}"
     if isinstance(value, str):
-        return f"string {value!r}"
+        return f"string {_quoted(value)}"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list):
@@ -130,7 +153,18 @@ class _Choice(_Scalar):
     def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
         if value in self.choices:
             return value
-        r.fail(path, f"{value!r} is not one of {', '.join(self.choices)}")
+        r.fail(path, f"{_quoted(value)} is not one of {', '.join(self.choices)}")
+        return _INVALID
+
+
+@dataclass(frozen=True)
+class _Bounded(_Scalar):
+    most: int = 0
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        if value <= self.most:
+            return value
+        r.fail(path, f"expected {self.text} of at most {self.most:,}, got {_describe(value)}")
         return _INVALID
 
 
@@ -139,14 +173,19 @@ class _Quantity(_Scalar):
     what: str = ""  # "cpu" | "memory"
     parse: Callable[[str], int] = parse_cpu
     example: str = ""
+    unit: str = ""  # what parse counts
 
     def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
         text = str(value)
         try:
-            if self.parse(text) <= 0:
+            amount = self.parse(text)
+            if amount <= 0:
                 raise ValueError(text)
         except ValueError:
-            r.fail(path, f"{text!r} is not a valid {self.what} quantity (expected e.g. {self.example})")
+            r.fail(path, f"{_quoted(text)} is not a valid {self.what} quantity (expected e.g. {self.example})")
+            return _INVALID
+        if amount > MAX_QUANTITY:
+            r.fail(path, f"{_quoted(text)} is too large a {self.what} quantity (more than 2^63-1 {self.unit})")
             return _INVALID
         return text
 
@@ -160,7 +199,7 @@ class _Declared(_Scalar):
     def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
         if value in _mapping_or_empty(scope.get(self.among)):
             return value
-        r.fail(path, f"{value!r} is not declared in {self.among}")
+        r.fail(path, f"{_quoted(value)} is not declared in {self.among}")
         return _INVALID
 
 
@@ -195,8 +234,6 @@ class _Record(_Kind):
     build: Callable[..., Any]
     fields: tuple[_Field, ...]
     text: str = "a mapping"
-    #: Unknown keys are reported (expected one of the fields).
-    closed: bool = False
     #: Checks between fields once the object is built: (reader, object, path).
     check: Callable[[_Reader, Any, str], None] | None = None
 
@@ -204,10 +241,9 @@ class _Record(_Kind):
         return isinstance(value, Mapping)
 
     def refine(self, r: _Reader, value: Any, path: str, scope: Scope, **given: Any) -> Any:
-        if self.closed:
-            keys = [f.key for f in self.fields]
-            for unknown in [k for k in value if k not in keys]:
-                r.fail(_join(path, unknown), f"unknown key (expected one of {', '.join(keys)})")
+        keys = [f.key for f in self.fields]
+        for unknown in [k for k in value if k not in keys]:
+            r.fail(_join(path, unknown), _unknown_key(unknown, keys))
         local: dict[str, Any] = {}
         scope = ChainMap(local, scope)
         values = dict(given)
@@ -229,6 +265,14 @@ class _Record(_Kind):
         if self.check:
             self.check(r, built, path)
         return built
+
+
+def _unknown_key(key: Any, known: list[str]) -> str:
+    """A typo (``dependOn``) must not silently drop what it meant: suggest the closest key."""
+    close = difflib.get_close_matches(str(key), known, n=1)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    return f"unknown key (expected one of {', '.join(known)})"
 
 
 @dataclass(frozen=True)
@@ -267,7 +311,7 @@ class _Named(_List):
         items = {}
         for name, spec in value.items():
             if not self.name.accepts(name):
-                r.fail(_join(path, name), f"{self.what} name {name!r} is not {self.name.text}")
+                r.fail(_join(path, name), f"{self.what} name {_quoted(name)} is not {self.name.text}")
                 continue
             item = self.item.read(r, spec, _join(path, name), scope, name=name)
             if item is not _INVALID:
@@ -289,7 +333,10 @@ def _share(value: Any) -> bool:
 
 # ---- the tables: every section of a stack's config, field by field
 
-_POSITIVE = _Scalar("a positive integer", _positive_int)
+_TOKENS = _Bounded("a positive integer", _positive_int, MAX_TOKENS)
+_MINUTES = replace(_TOKENS, most=MAX_MINUTES)
+_COUNT = replace(_TOKENS, most=MAX_COUNT)
+_MILLISECONDS = replace(_TOKENS, most=MAX_MILLISECONDS)
 _PORT = _Scalar("a port number (1-65535)", lambda v: _positive_int(v) and v < 65536)
 _STRING = _Scalar("a non-empty string", _non_empty_string)
 _NAME = _Scalar("a lowercase DNS label (a-z, 0-9, '-', at most 63 characters)",
@@ -300,8 +347,8 @@ _BOOL = _Scalar("true or false", lambda v: isinstance(v, bool))
 _SHARE = _Scalar("a number in (0, 1]", _share)
 _QUANTITY = "a Kubernetes quantity string"
 _CPU = _Quantity(_QUANTITY, lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
-                 "cpu", parse_cpu, '"500m" or "2"')
-_MEMORY = replace(_CPU, what="memory", parse=parse_memory, example='"512Mi" or "4Gi"')
+                 "cpu", parse_cpu, '"500m" or "2"', "millicores")
+_MEMORY = replace(_CPU, what="memory", parse=parse_memory, example='"512Mi" or "4Gi"', unit="bytes")
 _ROLE = _Choice("a non-empty string", _non_empty_string, ("master", "worker"))
 _WORKER_TYPE = _Declared("a non-empty string", _non_empty_string, "larry:workerTypes")
 
@@ -332,16 +379,16 @@ _WORKER = _Record(Worker, (
     _Field("name", _NAME),
     _Field("node", _NAME),
     _Field("type", _WORKER_TYPE, None),
-    _Field("tokens", _POSITIVE, _from_worker_type("tokens")),
-    _Field("minutes", _POSITIVE, _from_worker_type("minutes")),
+    _Field("tokens", _TOKENS, _from_worker_type("tokens")),
+    _Field("minutes", _MINUTES, _from_worker_type("minutes")),
     _Field("resources", _RESOURCES),
     _Field("master", _NAME, None),
     _Field("tasks", _List(_TASK, "expected at least one task")),
 ))
 _MASTER = _Record(Master, (
     _Field("name", _NAME),
-    _Field("personalTokens", _POSITIVE),
-    _Field("workerPoolTokens", _POSITIVE),
+    _Field("personalTokens", _TOKENS),
+    _Field("workerPoolTokens", _TOKENS),
 ))
 _LARRY = _Record(Larry, (
     _Field("id", _NAME),
@@ -349,21 +396,21 @@ _LARRY = _Record(Larry, (
     _Field("namespace", _NAME),
     _Field("node", _NAME),
     _Field("workerNodes", _List(_NAME)),
-    _Field("deadlineMinutes", _POSITIVE),
-    _Field("tokenBudget", _POSITIVE),
+    _Field("deadlineMinutes", _MINUTES),
+    _Field("tokenBudget", _TOKENS),
     _Field("storage", _MEMORY),
     _Field("storageClass", _NAME, _From(lambda scope: scope["larry:storageClass"])),
     _Field("clusterRead", _BOOL, False),
     _Field("coordinator", _RESOURCES),
     _Field("masters", _List(_MASTER)),
-    _Field("workers", _List(_WORKER)),
+    _Field("workers", _List(_WORKER, "expected at least one worker")),
 ))
 _BUDGET = _Record(Budget, (
-    _Field("systemTokens", _POSITIVE),
+    _Field("systemTokens", _TOKENS),
     _Field("metaCoordinator", attr="meta", kind=_Record(MetaCoordinator, (
-        _Field("orchestrationTokens", _POSITIVE),
-        _Field("emergencyReserveTokens", _POSITIVE),
-        _Field("workerPoolTokens", _POSITIVE, _OMIT),
+        _Field("orchestrationTokens", _TOKENS),
+        _Field("emergencyReserveTokens", _TOKENS),
+        _Field("workerPoolTokens", _TOKENS, _OMIT),
     ))),
     _Field("reserveTrigger", _SHARE, _OMIT),
     _Field("utilisationTarget", _SHARE, _OMIT),
@@ -378,13 +425,13 @@ _REDIS = _Record(Redis, (
     _Field("namespace", _NAME),
     _Field("serviceName", _NAME),
     _Field("port", _PORT),
-    _Field("replicas", _POSITIVE),
-    _Field("sentinels", _POSITIVE),
+    _Field("replicas", _COUNT),
+    _Field("sentinels", _COUNT),
     _Field("masterName", _NAME, _OMIT),
     _Field("sentinelPort", _PORT, _OMIT),
-    _Field("quorum", _POSITIVE, _OMIT),
-    _Field("downAfterMilliseconds", _POSITIVE, _OMIT, "down_after_ms"),
-    _Field("failoverTimeoutMilliseconds", _POSITIVE, _OMIT, "failover_timeout_ms"),
+    _Field("quorum", _COUNT, _OMIT),
+    _Field("downAfterMilliseconds", _MILLISECONDS, _OMIT, "down_after_ms"),
+    _Field("failoverTimeoutMilliseconds", _MILLISECONDS, _OMIT, "failover_timeout_ms"),
     _Field("storage", _MEMORY, _OMIT),
     _Field("image", _STRING, _OMIT),
     _Field("exporter", _BOOL, _OMIT),
@@ -395,7 +442,7 @@ _REDIS = _Record(Redis, (
 
 def _flat(cls: type, **kinds: _Kind) -> _Record:
     """A flat section whose keys are all optional (the dataclass has every default)."""
-    return _Record(cls, tuple(_Field(key, kind, _OMIT) for key, kind in kinds.items()), closed=True)
+    return _Record(cls, tuple(_Field(key, kind, _OMIT) for key, kind in kinds.items()))
 
 
 _CHANNELS = _flat(Channels, coordination=_STRING, alerts=_STRING, events=_STRING)
@@ -404,14 +451,14 @@ _CLUSTER = _flat(Cluster, kubeconfig=_STRING, context=_STRING, renderDirectory=_
 #: The stack: the fields of StackConfig read from config. Order matters where a default or
 #: a reference reads an earlier key (larrys read storageClass and workerTypes).
 _STACK = _Record(lambda storage_class, **fields: fields, (
-    _Field("larry:executionWindowMinutes", _POSITIVE),
+    _Field("larry:executionWindowMinutes", _MINUTES),
     _Field("larry:storageClass", _NAME, DEFAULT_STORAGE_CLASS),
     _Field("larry:budget", _BUDGET),
     _Field("larry:nodes", _Named(_NODE, "expected at least one node", what="node", name=_NAME)),
     _Field("larry:redis", _REDIS),
     _Field("larry:workerTypes", _Named(_Record(WorkerType, (
-        _Field("tokens", _POSITIVE),
-        _Field("minutes", _POSITIVE),
+        _Field("tokens", _TOKENS),
+        _Field("minutes", _MINUTES),
     )), what="worker type", name=_STRING), _OMIT),
     _Field("larry:larrys", _List(_LARRY, "expected at least one Larry")),
     _Field("larry:channels", _CHANNELS, _OMIT),
@@ -485,7 +532,9 @@ def load_config(values: Mapping[str, Any], stack: str, source: str | None = None
     Raises ConfigError listing every problem, each prefixed with the stack's source.
     """
     source = source or f"Pulumi.{stack}.yaml"
-    raw = {key if ":" in key else f"{PROJECT}:{key}": value for key, value in values.items()}
+    # Keys of other namespaces (``kubernetes:context``) are not ours to judge.
+    raw = {key if ":" in key else f"{PROJECT}:{key}": value for key, value in
+           ((str(key), value) for key, value in values.items()) if ":" not in key or key.startswith(f"{PROJECT}:")}
     r = _Reader()
     fields = _STACK.read(r, raw, "", {})
     if not r.problems:
