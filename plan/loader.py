@@ -12,6 +12,13 @@ a record is built only when every field is usable, a list or named mapping keeps
 usable items, and every problem found on the way is reported. Cross-references (nodes,
 masters, unique names, dependency targets and cycles) are checked once the structure is
 sound. What is not checked here: budgets adding up (the policy pack's job).
+
+Nothing is ignored without a word: an unknown key is a problem (with the closest known key
+as a suggestion), and so is a key given twice in one YAML mapping (naming both lines); keys
+of other namespaces (``kubernetes:context``) are not ours and are left alone. Numbers are
+bounded (plan.model's MAX_*). Hostile input — undecodable bytes, a directory, YAML nested
+or aliased absurdly, integers too long to read — is one line too, never a traceback.
+YAML is parsed by libyaml where PyYAML has it (the pure-Python parser otherwise).
 """
 from __future__ import annotations
 
@@ -25,6 +32,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from plan.model import (
     DEFAULT_STORAGE_CLASS,
@@ -526,6 +536,30 @@ def _check_node(r: _Reader, cfg: StackConfig, node: str, path: str, role: str) -
     return True
 
 
+#: The values a stack config may hold, YAML aliases expanded: four times a 5 MB stack file
+#: of 500 Larrys and 10,000 workers. A few lines of nested aliases can expand to billions.
+MAX_VALUES = 2_000_000
+_END = object()
+
+
+def _count_values(value: Any, limit: int) -> int:
+    """Values in ``value`` (aliases counted each time they are used), up to just past ``limit``."""
+    count, stack = 0, [iter((value,))]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+            continue
+        count += 1
+        if count > limit:
+            break
+        if isinstance(item, Mapping):
+            stack.append(iter(item.values()))
+        elif isinstance(item, list):
+            stack.append(iter(item))
+    return count
+
+
 def load_config(values: Mapping[str, Any], stack: str, source: str | None = None) -> StackConfig:
     """Build and validate a StackConfig from ``larry:*`` values (keys with or without prefix).
 
@@ -535,6 +569,9 @@ def load_config(values: Mapping[str, Any], stack: str, source: str | None = None
     # Keys of other namespaces (``kubernetes:context``) are not ours to judge.
     raw = {key if ":" in key else f"{PROJECT}:{key}": value for key, value in
            ((str(key), value) for key, value in values.items()) if ":" not in key or key.startswith(f"{PROJECT}:")}
+    if _count_values(raw, MAX_VALUES) > MAX_VALUES:
+        raise ConfigError([f"{source}: more than {MAX_VALUES:,} values with YAML aliases expanded "
+                           "(more than any stack config holds)"])
     r = _Reader()
     fields = _STACK.read(r, raw, "", {})
     if not r.problems:
@@ -549,24 +586,116 @@ def load_stack_file(path: str | Path, stack: str | None = None) -> StackConfig:
     """Load ``Pulumi.<stack>.yaml`` (or any file of that shape) from disk."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError([f"{path}: stack file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the file ({exc.strerror})"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})"]) from None
     cfg = load_plan_document(text, str(path))
     return cfg if stack in (None, cfg.stack) else replace(cfg, stack=stack)
 
 
 def load_plan_document(text: str, source: str) -> StackConfig:
     """Load the document ``StackConfig.plan_document`` rendered (e.g. from a ConfigMap)."""
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: not valid YAML ({str(exc).splitlines()[0]})"]) from None
+    document = _parse_yaml(text, source)
     if not isinstance(document, Mapping) or not isinstance(document.get("config"), Mapping):
         raise ConfigError([f"{source}: expected a top-level 'config:' mapping"])
     values = {k: parse_config_value(v) for k, v in document["config"].items() if str(k).startswith(f"{PROJECT}:")}
-    stack = document.get("stack") or Path(source).name.removeprefix("Pulumi.").removesuffix(".yaml")
-    return load_config(values, str(stack), source)
+    stack = document.get("stack")
+    if stack is None:
+        stack = Path(source).name.removeprefix("Pulumi.").removesuffix(".yaml")
+    elif not _STRING.accepts(stack):
+        raise ConfigError([f"{source}: stack: expected a stack name, got {_describe(stack)}"])
+    return load_config(values, stack, source)
+
+
+def _strict_loader(base: type) -> type:
+    """``base`` refusing what safe_load lets pass: a key given twice in one mapping (the
+    last would silently win) and integers too long for Python to read (a ValueError)."""
+
+    class StrictLoader(base):  # type: ignore[misc, valid-type]
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self.duplicates: list[str] = []
+            self.checked: set[yaml.Node] = set()
+
+        def flatten_mapping(self, node: yaml.MappingNode) -> None:
+            # Checked here, before merge keys (``<<``) splice their pairs into node.value:
+            # an explicit key may override a merged one. Once per node (merging flattens
+            # the merged node in place).
+            if node not in self.checked:
+                self.checked.add(node)
+                # Keys compared as written (tag and text): constructing each key here
+                # would cost a tenth of the load; other keys are the constructor's to judge.
+                first: dict[tuple[str, str], yaml.Node] = {}
+                for key_node, _ in node.value:
+                    if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    earlier = first.setdefault((key_node.tag, key_node.value), key_node)
+                    if earlier is not key_node:
+                        self.duplicates.append(f"line {key_node.start_mark.line + 1}: duplicate key "
+                                               f"{_quoted(key_node.value)} (first at line {earlier.start_mark.line + 1})")
+            super().flatten_mapping(node)
+
+        def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+            try:
+                return super().construct_yaml_int(node)
+            except ValueError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"an integer of {len(node.value)} digits is too long", node.start_mark) from None
+
+    StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_yaml_int)
+    return StrictLoader
+
+
+if yaml.__with_libyaml__:
+    from yaml.cyaml import CParser
+
+    class _CLoader(Composer, CParser, SafeConstructor, Resolver):  # type: ignore[misc]
+        """libyaml scans and parses (most of the time pure-Python YAML takes); the Python
+        composer builds the nodes. yaml.CSafeLoader composes in C too, recursively: a
+        document nested 100,000 deep crashes the process (SIGSEGV), where the Python
+        composer raises RecursionError, which becomes one line."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+    _StackLoader = _strict_loader(_CLoader)
+else:  # pragma: no cover - PyYAML built without libyaml
+    _StackLoader = _strict_loader(yaml.SafeLoader)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    loader = None
+    try:
+        loader = _StackLoader(text)  # the pure-Python reader checks characters here
+        document = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = ", ".join(part for part in (exc.context, exc.problem) if part)
+        raise ConfigError([f"{source}: not valid YAML ({where}{what})"]) from None
+    except yaml.reader.ReaderError as exc:  # a control character
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError([f"{source}: not valid YAML (line {line}: {str(exc).splitlines()[0]})"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: not valid YAML ({str(exc).splitlines()[0]})"]) from None
+    except RecursionError:
+        raise ConfigError([f"{source}: not valid YAML (nested more deeply than any stack config)"]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if loader.duplicates:
+        raise ConfigError([f"{source}: {duplicate}" for duplicate in loader.duplicates])
+    return document
 
 
 def parse_config_value(value: Any) -> Any:
@@ -577,7 +706,7 @@ def parse_config_value(value: Any) -> Any:
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or JSON nested absurdly deep
             return value
     return value
 

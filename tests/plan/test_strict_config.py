@@ -4,15 +4,29 @@ key path and what was expected."""
 import copy
 
 import pytest
+import yaml
 
-from plan.loader import ConfigError, load_config, load_stack_file
+from plan import loader
+from plan.loader import ConfigError, load_config, load_plan_document, load_stack_file
 from tests.plan.test_config import _dev_values, _problems, _worker
 from tests.support.project import ROOT
 
 DEV_TEXT = (ROOT / "Pulumi.dev.yaml").read_text()
 
 
-# --------------------------------------------------------------------------- unknown keys
+def _file_problems(path):
+    with pytest.raises(ConfigError) as caught:
+        load_stack_file(path)
+    message = str(caught.value)
+    assert "Traceback" not in message
+    return message
+
+
+def _line_of(text, needle):
+    return text[:text.index(needle)].count("\n") + 1
+
+
+# --------------------------------------------------------------------------- unknown and duplicate keys
 
 @pytest.mark.parametrize("edit,expected", [
     (lambda v: _worker(v, 0, 0)["tasks"][1].update(dependOn=["fix-pgadmin-crashloop"]),
@@ -52,6 +66,58 @@ def test_other_namespaces_of_a_stack_file_are_not_ours(tmp_path):
     cfg = load_stack_file(tmp_path / "Pulumi.dev.yaml")
     assert cfg.allocated_tokens == 478_000
     assert "aws:region" not in cfg.plan_document()
+
+
+@pytest.fixture(params=["default", "pure-python"])
+def yaml_loader(request, monkeypatch):
+    """The stack loader as shipped (C where libyaml is present) and its pure-Python fallback."""
+    if request.param == "pure-python":
+        monkeypatch.setattr(loader, "_StackLoader", loader._strict_loader(yaml.SafeLoader))
+    return loader._StackLoader
+
+
+def test_libyaml_parses_where_present():
+    if not yaml.__with_libyaml__:
+        pytest.skip("PyYAML built without libyaml")
+    from yaml.cyaml import CParser
+    assert issubclass(loader._StackLoader, CParser)
+
+
+def test_duplicate_keys_are_errors_naming_both_lines(tmp_path, yaml_loader):
+    first = "  larry:executionWindowMinutes: 40\n"
+    text = DEV_TEXT.replace(first, first + "  larry:executionWindowMinutes: 45\n")
+    text = text.replace("{name: security-master, personalTokens: 30000, workerPoolTokens: 15000}",
+                        "{name: security-master, personalTokens: 30000, workerPoolTokens: 15000,\n"
+                        "           personalTokens: 90000}", 1)
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(text)
+    window = _line_of(text, first)
+    master = _line_of(text, "{name: security-master")
+    assert _file_problems(path).splitlines() == [
+        f"{path}: line {window + 1}: duplicate key 'larry:executionWindowMinutes' (first at line {window})",
+        f"{path}: line {master + 1}: duplicate key 'personalTokens' (first at line {master})",
+    ]
+
+
+def test_merge_keys_may_override_what_they_merge(tmp_path, yaml_loader):
+    text = DEV_TEXT.replace("        - name: consolidation-worker\n          node: k3s-worker01\n"
+                            "          tokens: 10000\n          minutes: 20\n",
+                            "        - name: consolidation-worker\n          <<: &defaults {node: k3s-worker01, "
+                            "tokens: 8000, minutes: 20}\n          tokens: 10000\n")
+    assert "<<: &defaults" in text
+    (tmp_path / "Pulumi.dev.yaml").write_text(text)
+    worker = load_stack_file(tmp_path / "Pulumi.dev.yaml").larrys[0].workers[1]
+    assert (worker.node, worker.tokens, worker.minutes) == ("k3s-worker01", 10000, 20)
+
+
+def test_yaml_syntax_errors_keep_their_line(tmp_path, yaml_loader):
+    text = DEV_TEXT.replace("      phase: Security & Compliance\n", "      phase: [Security & Compliance\n")
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(text)
+    message = _file_problems(path)
+    line = _line_of(text, "phase: [Security")
+    assert message.startswith(f"{path}: not valid YAML (line {line + 1}, column ")
+    assert len(message.splitlines()) == 1
 
 
 # --------------------------------------------------------------------------- empty Larrys and bounds
@@ -110,6 +176,62 @@ def test_worker_nodes_items_are_checked(bad, got):
     values["larry:larrys"][0]["workerNodes"] = [bad]
     assert _problems(values) == ("Pulumi.dev.yaml: larry:larrys[0].workerNodes[0]: expected a lowercase DNS label "
                                  f"(a-z, 0-9, '-', at most 63 characters), got {got}")
+
+
+def test_a_non_utf8_byte_names_the_file_and_line(tmp_path):
+    path = tmp_path / "Pulumi.dev.yaml"
+    data = DEV_TEXT.encode().replace(b"Security & Compliance", b"Security \xff Compliance")
+    path.write_bytes(data)
+    line = data[:data.index(b"\xff")].count(b"\n") + 1
+    assert _file_problems(path) == f"{path}: line {line}: not UTF-8 text (byte 0xff)"
+
+
+def test_a_directory_where_the_stack_file_should_be(tmp_path):
+    (tmp_path / "Pulumi.dev.yaml").mkdir()
+    assert _file_problems(tmp_path / "Pulumi.dev.yaml") == (
+        f"{tmp_path / 'Pulumi.dev.yaml'}: cannot read the file (Is a directory)")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("config: {larry:larrys: " + "[" * 100_000 + "]" * 100_000 + "}\n",
+     "src: not valid YAML (nested more deeply than any stack config)"),
+    ("config: {larry:executionWindowMinutes: " + "9" * 5000 + "}\n",
+     "src: not valid YAML (line 1, column 40: an integer of 5000 digits is too long)"),
+    ("stack: [dev]\nconfig: {}\n", "src: stack: expected a stack name, got a list"),
+    ("- config\n", "src: expected a top-level 'config:' mapping"),
+])
+def test_hostile_documents_are_one_line(text, expected, yaml_loader):
+    with pytest.raises(ConfigError) as caught:
+        load_plan_document(text, "src")
+    assert str(caught.value) == expected
+
+
+def test_control_characters_and_unprintable_keys_are_one_line(yaml_loader):
+    with pytest.raises(ConfigError) as caught:
+        load_plan_document("config:\n  larry:x: \"a\x00\"\n", "src")
+    assert str(caught.value).startswith("src: not valid YAML (line 2: unacceptable character #x0000")
+    with pytest.raises(ConfigError) as caught:
+        load_plan_document('config: {"larry:x\\ny": 1}\n', "src")
+    assert str(caught.value).splitlines()[0] == "src: 'larry:x\\ny': unknown key (did you mean 'larry:larrys'?)"
+
+
+def test_aliases_expanding_to_a_billion_values_are_refused():
+    def thousand(alias):
+        return "[" + ", ".join([alias] * 1000) + "]"
+    text = (f"anchors:\n  - &t {{id: t, title: t}}\n  - &w {thousand('*t')}\n  - &l {thousand('*w')}\n"
+            f"config:\n  larry:larrys: {thousand('*l')}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_plan_document(text, "src")
+    assert str(caught.value) == ("src: more than 2,000,000 values with YAML aliases expanded "
+                                 "(more than any stack config holds)")
+
+
+def test_a_deeply_nested_json_string_value_is_reported_not_raised():
+    text = "config:\n  larry:larrys: '" + "[" * 100_000 + "'\n"
+    with pytest.raises(ConfigError) as caught:
+        load_plan_document(text, "src")
+    assert "src: larry:larrys: expected a list, got string '[[[[" in str(caught.value)
+    assert len(max(str(caught.value).splitlines(), key=len)) < 200
 
 
 # --------------------------------------------------------------------------- fuzz
