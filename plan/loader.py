@@ -26,10 +26,11 @@ import difflib
 import json
 import re
 import sys
-from collections import ChainMap
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import yaml
 from yaml.composer import Composer
@@ -122,8 +123,8 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-#: The config keys read so far, innermost first: for defaults and references that depend
-#: on another key (a worker's type, the stack's storage class).
+#: The stack's top-level values read so far, by config key: for the defaults and references
+#: that depend on another section (the worker type a worker names, the stack's storageClass).
 Scope = Mapping[str, Any]
 
 
@@ -219,9 +220,10 @@ def _mapping_or_empty(value: Any) -> Mapping[str, Any]:
 
 @dataclass(frozen=True)
 class _From:
-    """A default computed from the scope; returns _REQUIRED when it cannot be."""
+    """A default computed from (the record's values read so far, the scope), by config key;
+    _REQUIRED when it cannot be."""
 
-    compute: Callable[[Scope], Any]
+    compute: Callable[[Mapping[str, Any], Scope], Any]
 
 
 @dataclass(frozen=True)
@@ -246,30 +248,36 @@ class _Record(_Kind):
     text: str = "a mapping"
     #: Checks between fields once the object is built: (reader, object, path).
     check: Callable[[_Reader, Any, str], None] | None = None
+    #: Its values are the scope of every record below it (the stack's top level).
+    is_scope: bool = False
+
+    @cached_property
+    def keys(self) -> list[str]:
+        return [f.key for f in self.fields]
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, Mapping)
 
     def refine(self, r: _Reader, value: Any, path: str, scope: Scope, **given: Any) -> Any:
-        keys = [f.key for f in self.fields]
-        for unknown in [k for k in value if k not in keys]:
-            r.fail(_join(path, unknown), _unknown_key(unknown, keys))
-        local: dict[str, Any] = {}
-        scope = ChainMap(local, scope)
+        for unknown in [k for k in value if k not in self.keys]:
+            r.fail(_join(path, unknown), _unknown_key(unknown, self.keys))
+        local: dict[str, Any] = scope if self.is_scope else {}  # type: ignore[assignment]
         values = dict(given)
+        usable = True
         for f in self.fields:
-            raw, fpath = value.get(f.key), _join(path, f.key)
+            raw, fpath = value.get(f.key), f"{path}.{f.key}" if path else f.key
             if raw is not None:
                 result = f.kind.read(r, raw, fpath, scope)
             else:
-                result = f.default.compute(scope) if isinstance(f.default, _From) else f.default
+                result = f.default.compute(local, scope) if isinstance(f.default, _From) else f.default
                 if result is _OMIT:
                     continue
                 if result is _REQUIRED:
                     r.fail(fpath, f"required key is missing (expected {f.kind.text})")
                     result = _INVALID
             local[f.key] = values[f.attr] = result
-        if any(v is _INVALID for v in values.values()):
+            usable = usable and result is not _INVALID
+        if not usable:
             return _INVALID
         built = self.build(**values)
         if self.check:
@@ -374,8 +382,8 @@ def _quorum_within_sentinels(r: _Reader, redis: Redis, path: str) -> None:
 
 def _from_worker_type(attr: str) -> _From:
     """A declared worker type supplies the defaults for tokens and minutes (seed 004)."""
-    def compute(scope: Scope) -> Any:
-        worker_type = _mapping_or_empty(scope.get("larry:workerTypes")).get(scope.get("type"))
+    def compute(worker: Mapping[str, Any], scope: Scope) -> Any:
+        worker_type = _mapping_or_empty(scope.get("larry:workerTypes")).get(worker.get("type"))
         return getattr(worker_type, attr) if worker_type else _REQUIRED
     return _From(compute)
 
@@ -409,7 +417,7 @@ _LARRY = _Record(Larry, (
     _Field("deadlineMinutes", _MINUTES),
     _Field("tokenBudget", _TOKENS),
     _Field("storage", _MEMORY),
-    _Field("storageClass", _NAME, _From(lambda scope: scope["larry:storageClass"])),
+    _Field("storageClass", _NAME, _From(lambda larry, scope: scope["larry:storageClass"])),
     _Field("clusterRead", _BOOL, False),
     _Field("coordinator", _RESOURCES),
     _Field("masters", _List(_MASTER)),
@@ -475,7 +483,7 @@ _STACK = _Record(lambda storage_class, **fields: fields, (
     _Field("larry:observability", _OBSERVABILITY, _OMIT),
     _Field("larry:cluster", _CLUSTER, _OMIT),
     _Field("larry:runtimeImage", _STRING, _OMIT),
-))
+), is_scope=True)
 
 #: The stack config keys this project reads, without the ``larry:`` prefix.
 CONFIG_KEYS = tuple(f.key.removeprefix(f"{PROJECT}:") for f in _STACK.fields)
@@ -539,24 +547,17 @@ def _check_node(r: _Reader, cfg: StackConfig, node: str, path: str, role: str) -
 #: The values a stack config may hold, YAML aliases expanded: four times a 5 MB stack file
 #: of 500 Larrys and 10,000 workers. A few lines of nested aliases can expand to billions.
 MAX_VALUES = 2_000_000
-_END = object()
 
 
 def _count_values(value: Any, limit: int) -> int:
-    """Values in ``value`` (aliases counted each time they are used), up to just past ``limit``."""
-    count, stack = 0, [iter((value,))]
-    while stack:
-        item = next(stack[-1], _END)
-        if item is _END:
-            stack.pop()
-            continue
-        count += 1
-        if count > limit:
-            break
-        if isinstance(item, Mapping):
-            stack.append(iter(item.values()))
-        elif isinstance(item, list):
-            stack.append(iter(item))
+    """Values in ``value`` (aliases counted each time they are used), up to just past ``limit``.
+    Counts dicts and lists, what YAML makes (``Mapping`` would cost a third of a load)."""
+    count, containers = 0, [value]
+    while containers and count <= limit:
+        children = containers.pop()
+        children = children.values() if isinstance(children, dict) else children
+        count += len(children)
+        containers.extend(child for child in children if isinstance(child, (dict, list)))
     return count
 
 
@@ -686,6 +687,9 @@ def _parse_yaml(text: str, source: str) -> Any:
     except yaml.reader.ReaderError as exc:  # a control character
         line = text.count("\n", 0, exc.position) + 1
         raise ConfigError([f"{source}: not valid YAML (line {line}: {str(exc).splitlines()[0]})"]) from None
+    except UnicodeEncodeError as exc:  # libyaml reads UTF-8: a lone surrogate (text from JSON) has none
+        line = text.count("\n", 0, exc.start) + 1
+        raise ConfigError([f"{source}: not valid YAML (line {line}: {exc.reason})"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{source}: not valid YAML ({str(exc).splitlines()[0]})"]) from None
     except RecursionError:

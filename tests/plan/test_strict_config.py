@@ -210,6 +210,9 @@ def test_control_characters_and_unprintable_keys_are_one_line(yaml_loader):
     with pytest.raises(ConfigError) as caught:
         load_plan_document("config:\n  larry:x: \"a\x00\"\n", "src")
     assert str(caught.value).startswith("src: not valid YAML (line 2: unacceptable character #x0000")
+    with pytest.raises(ConfigError) as caught:  # a plan handed over as JSON text may hold one
+        load_plan_document("config:\n  larry:x: \ud800\n", "src")
+    assert str(caught.value).startswith("src: not valid YAML (line 2: ")
     with pytest.raises(ConfigError) as caught:
         load_plan_document('config: {"larry:x\\ny": 1}\n', "src")
     assert str(caught.value).splitlines()[0] == "src: 'larry:x\\ny': unknown key (did you mean 'larry:larrys'?)"
@@ -236,12 +239,11 @@ def test_a_deeply_nested_json_string_value_is_reported_not_raised():
 
 # --------------------------------------------------------------------------- fuzz
 
-HOSTILE = (None, 0, -1, 10**30, 1.5, float("nan"), True, "", "x", "k3s-worker01", [], [1], [{"a": 1}], {},
-           {"a": 1}, {1: 2})
+HOSTILE = (None, -1, 10**30, 1.5, True, "", "k3s-worker01", [], [{"a": 1}], {"a": 1}, {1: 2})
 
 
 def _paths(value, path=()):
-    """Every key path of the dev stack, lists represented by their first item only."""
+    """Every key path of a stack's config, lists represented by their first item only."""
     yield path
     if isinstance(value, dict):
         for key, item in value.items():
@@ -250,18 +252,21 @@ def _paths(value, path=()):
         yield from _paths(value[0], path + (0,))
 
 
-def test_fuzz_every_key_of_the_dev_stack_with_hostile_values():
-    base = _dev_values()
+@pytest.mark.parametrize("stack", ["dev", "cortex"])
+def test_fuzz_every_key_of_a_stack_with_hostile_values(stack):
+    base = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     paths = [p for p in _paths(base) if p]
     assert len(paths) > 60
     for path in paths:
+        parent = base
+        for key in path[:-1]:
+            parent = parent[key]
+        original = parent[path[-1]]
         for bad in HOSTILE:
-            values = copy.deepcopy(base)
-            parent = values
-            for key in path[:-1]:
-                parent = parent[key]
-            parent[path[-1]] = copy.deepcopy(bad)
+            parent[path[-1]] = copy.deepcopy(bad)  # the loader never writes to what it reads
             try:
-                load_config(values, "dev")
+                load_config(base, stack)
             except ConfigError as exc:
-                assert all(line.startswith("Pulumi.dev.yaml: larry:") for line in str(exc).splitlines()), (path, bad)
+                assert all(line.startswith(f"Pulumi.{stack}.yaml: larry:") and len(line) < 400
+                           for line in str(exc).splitlines()), (path, bad)
+        parent[path[-1]] = original
