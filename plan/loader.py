@@ -345,6 +345,14 @@ def _non_empty_string(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
+def _quantity(value: Any) -> bool:
+    # A bare number is a quantity too (memory: 1073741824); one past 64 bits is none, and
+    # one past Python's 4300 digits could not even be printed in a message.
+    if isinstance(value, str):
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and value.bit_length() < 64
+
+
 def _share(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
 
@@ -364,8 +372,7 @@ _TASK_ID = _Scalar("a task id (letters, digits, '-', '_', '.')",
 _BOOL = _Scalar("true or false", lambda v: isinstance(v, bool))
 _SHARE = _Scalar("a number in (0, 1]", _share)
 _QUANTITY = "a Kubernetes quantity string"
-_CPU = _Quantity(_QUANTITY, lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
-                 "cpu", parse_cpu, '"500m" or "2"', "millicores")
+_CPU = _Quantity(_QUANTITY, _quantity, "cpu", parse_cpu, '"500m" or "2"', "millicores")
 _MEMORY = replace(_CPU, what="memory", parse=parse_memory, example='"512Mi" or "4Gi"', unit="bytes")
 _ROLE = _Choice("a non-empty string", _non_empty_string, ("master", "worker"))
 _WORKER_TYPE = _Declared("a non-empty string", _non_empty_string, "larry:workerTypes")

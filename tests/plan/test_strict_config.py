@@ -152,6 +152,10 @@ def test_a_number_too_long_to_print_is_still_one_line():
     _worker(values, 0, 0)["tokens"] = 10**5000
     assert _problems(values) == ("Pulumi.dev.yaml: larry:larrys[0].workers[0].tokens: expected a positive integer "
                                  "of at most 1,000,000,000,000, got a number of more than 4300 digits")
+    values = _dev_values()
+    values["larry:larrys"][0]["storage"] = 10**5000
+    assert _problems(values) == ("Pulumi.dev.yaml: larry:larrys[0].storage: expected a Kubernetes quantity string, "
+                                 "got a number of more than 4300 digits")
 
 
 def test_worker_tokens_of_10_to_the_30_are_refused():
