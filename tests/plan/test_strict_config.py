@@ -70,7 +70,7 @@ def test_other_namespaces_of_a_stack_file_are_not_ours(tmp_path):
 
 @pytest.fixture(params=["default", "pure-python"])
 def yaml_loader(request, monkeypatch):
-    """The stack loader as shipped (C where libyaml is present) and its pure-Python fallback."""
+    """The stack loader as shipped (libyaml where present) and its pure-Python fallback."""
     if request.param == "pure-python":
         monkeypatch.setattr(loader, "_StackLoader", loader._strict_loader(yaml.SafeLoader))
     return loader._StackLoader
@@ -108,6 +108,14 @@ def test_merge_keys_may_override_what_they_merge(tmp_path, yaml_loader):
     (tmp_path / "Pulumi.dev.yaml").write_text(text)
     worker = load_stack_file(tmp_path / "Pulumi.dev.yaml").larrys[0].workers[1]
     assert (worker.node, worker.tokens, worker.minutes) == ("k3s-worker01", 10000, 20)
+
+
+def test_a_mapping_both_merged_and_used_is_checked_once(yaml_loader):
+    # Merging flattens the merged mapping in place (x: 1 then x: 2): not a duplicate.
+    text = "a: &a {<<: {x: 1}, x: 2}\nb: {<<: *a, y: 1}\nc: *a\nconfig: {larry:runtimeImage: 1}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_plan_document(text, "src")
+    assert "duplicate" not in str(caught.value)
 
 
 def test_yaml_syntax_errors_keep_their_line(tmp_path, yaml_loader):
