@@ -177,13 +177,14 @@ def test_ctrl_c_leaves_the_terminal_clean_and_exits_0(r, ks, settings, sig):
     os.close(slave)
     seen = b""
     try:
-        deadline = time.monotonic() + 15
+        # Generous: a loaded two-core machine can take many seconds to start Python and rich.
+        deadline = time.monotonic() + 60
         while b"LARRY-03" not in seen:
             assert proc.poll() is None, f"the dashboard exited with {proc.returncode}: {seen[-500:]!r}"
-            assert time.monotonic() < deadline, f"no frame drawn in 15 s: {seen[-500:]!r}"
+            assert time.monotonic() < deadline, f"no frame drawn in 60 s: {seen[-500:]!r}"
             seen += _read(master, 0.2)
         proc.send_signal(sig)
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=30) == 0
         seen += _read(master, 0.2)
     finally:
         if proc.poll() is None:
