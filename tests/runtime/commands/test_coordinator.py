@@ -25,7 +25,7 @@ from runtime.coordination.ledger import init_reserve_pool
 from runtime.coordination.registry import WorkerRegistry
 from runtime.reporting.schema import load_larry_report, write_larry_report
 from runtime.reporting.validation import validate
-from tests.runtime.commands.test_worker import CORTEX, ROOT, rig  # noqa: F401 - the fixture
+from tests.runtime.commands.worker_rig import CORTEX, ROOT
 from tests.support.waiting import wait_for
 
 FOREVER = float("inf")
