@@ -13,10 +13,9 @@ twice with `larry run` against a loopback redis-server whose data survives a res
   2 s later, started again on the same port with its data; a concurrent second `larry run` on
   the same Redis and key prefix.
 
-`larry run` takes no payload command, so each run is `larry run` in a child interpreter
-whose ``payload_command`` is replaced by this file's payload (PAYLOAD, picked by the task
-id): the real supervisor, coordinators, workers and converge run unchanged. The second run
-is a plain `larry run` (its payload is `larry simulate`).
+Each run is `larry run ... -- python -c PAYLOAD`: every worker runs this file's payload, which
+picks its behaviour by the task id; the real supervisor, coordinators, workers and converge
+run unchanged. The second run is a plain `larry run` (its payload is `larry simulate`).
 
 Printed per run, clean beside hostile (every count must be 0, or the expected figure, for PASS):
 
@@ -141,17 +140,6 @@ for step in range(1, steps + 1):
 report('@larry {"findings": {"assets_discovered": 1}}\n')
 note(done=time.time())
 '''
-
-# `larry run` with PAYLOAD instead of `larry simulate` (argv: payload JSON, then larry's arguments).
-RUN_WITH_PAYLOAD = """\
-import json, sys
-import runtime.commands.run as run
-from runtime.cli import main
-payload = json.loads(sys.argv[1])
-run.payload_command = lambda *_: payload
-sys.exit(main(sys.argv[2:]))
-"""
-
 
 def stack_document() -> dict:
     resources = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
@@ -314,12 +302,11 @@ class Run:
     def execute(self, timeout: float, second_run_seconds: float) -> "Run":
         self.watch = StreamWatch(self.redis.url, self.ks)
         self.watch.start()
-        payload = json.dumps([sys.executable, "-c", PAYLOAD])
         log = open(self.dir / "larry-run.log", "w")
         stop = threading.Event()
         chaos: list[threading.Thread] = []
         self.started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-c", RUN_WITH_PAYLOAD, payload, *self.larry_args(self.run_dir)],
+        proc = subprocess.Popen([*larry_command(), *self.larry_args(self.run_dir), "--", sys.executable, "-c", PAYLOAD],
                                 cwd=ROOT, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:

@@ -218,7 +218,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         # also after the command (`larry run -v`); SUPPRESS keeps a level given before it
         add_log_arguments(sub, argparse.SUPPRESS)
-        sub.set_defaults(_module=module)
+        sub.set_defaults(_module=module, payload=[])
         if name == selected:
             loaded = importlib.import_module(module)
             loaded.configure_parser(sub)
