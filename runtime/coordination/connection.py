@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 #: A wait on Redis shorter than this is not worth a log line (a reconnect, a blip).
 ANNOUNCE_AFTER = 1.0
+#: A retry window this short is never announced: its caller (an operator's one-shot command)
+#: answers with its own single line within seconds anyway.
+QUIET_WINDOW = 5.0
 
 
 class NotReplicated(redis.exceptions.RedisError):
@@ -119,7 +122,8 @@ class DeadlineRetry(Retry):
                     delay = min(self._backoff.compute(failures), left)
                     # Announced before a sleep that takes the wait past ANNOUNCE_AFTER, so no
                     # wait that long goes unsaid, however the backoff's jitter falls.
-                    if not _wait.announced and now + delay - _wait.since >= ANNOUNCE_AFTER:
+                    if not _wait.announced and now + delay - _wait.since >= ANNOUNCE_AFTER \
+                            and self.retry_for > QUIET_WINDOW:
                         _wait.announced = True
                         log.warning("waiting for %s: %s (retrying for up to %.0f s more)", self.target,
                                     _awaited(error), left)

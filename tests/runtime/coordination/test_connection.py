@@ -8,14 +8,15 @@ import pytest
 import redis
 
 from runtime.coordination.connection import (
+    QUIET_WINDOW,
     AuthenticationFailed,
     Durability,
     NotReplicated,
     RedisSettings,
     connect,
-    mask_url,
     run_script,
 )
+from runtime.support.credentials import mask_url
 from tests.support.redis_servers import RedisServer, SentinelProcess, free_port
 
 
@@ -110,7 +111,7 @@ def test_authentication_errors_end_at_once_with_a_clear_line(tmp_path, caplog, u
 
 def test_a_long_wait_is_logged_with_what_is_awaited_and_the_password_masked(caplog):
     url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
-    client = connect(RedisSettings(url=url, retry_for=2.0, connect_timeout=0.2))
+    client = connect(RedisSettings(url=url, retry_for=QUIET_WINDOW + 1, connect_timeout=0.2))
     with caplog.at_level(logging.WARNING, "runtime.coordination.connection"), \
             pytest.raises(redis.exceptions.ConnectionError):
         client.ping()
