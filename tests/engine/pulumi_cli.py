@@ -17,7 +17,7 @@ import yaml
 from tests.support.project import ROOT  # noqa: E402
 
 #: What a copy of the project needs to run `pulumi` and the policy pack.
-PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "policies", "runtime", "pyproject.toml", "Makefile",
+PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "plan", "components", "policies", "runtime", "pyproject.toml", "Makefile",
                  "scripts")
 TIMEOUT = 900
 
