@@ -251,6 +251,82 @@ class StackConfig:
         return tuple((larry, w) for larry in self.larrys for w in larry.workers)
 
 
+# ---- the account tree: what the token ledger books and the policy pack checks
+SYSTEM_ACCOUNT = "system"
+#: Account kinds that lend to their children and may borrow from the emergency reserve.
+POOL_KINDS = frozenset({"larry", "pool", "meta-pool"})
+
+
+@dataclass(frozen=True)
+class Account:
+    """One budget of the hierarchy (seed 004: system → meta-coordinator and Larrys → masters →
+    workers). A charge on an account is booked on it and on every ancestor up to ``system``.
+    ``kind``: system | orchestration | meta-pool | reserve | larry | personal | pool | worker."""
+
+    name: str
+    kind: str
+    limit: int
+    parent: str | None
+
+
+def larry_account(larry: str) -> str:
+    return larry
+
+
+def master_account(larry: str, master: str, part: str) -> str:
+    """``part``: personal | pool."""
+    return f"{larry}/{master}/{part}"
+
+
+def worker_account(larry: str, worker: str) -> str:
+    return f"{larry}/{worker}"
+
+
+def meta_account(part: str) -> str:
+    """``part``: orchestration | pool | reserve."""
+    return f"meta-coordinator/{part}"
+
+
+def budget_accounts(cfg: "StackConfig") -> dict[str, Account]:
+    """Every account of the plan by name, parents before children. A worker that names a master
+    draws on that master's pool; one that names none on its Larry. The reserve is a child of
+    the system that lends to pools; it is never charged itself."""
+    meta = cfg.budget.meta
+    accounts = [Account(SYSTEM_ACCOUNT, "system", cfg.budget.system_tokens, None),
+                Account(meta_account("orchestration"), "orchestration", meta.orchestration_tokens, SYSTEM_ACCOUNT),
+                Account(meta_account("pool"), "meta-pool", meta.worker_pool_tokens, SYSTEM_ACCOUNT),
+                Account(meta_account("reserve"), "reserve", meta.emergency_reserve_tokens, SYSTEM_ACCOUNT)]
+    for larry in cfg.larrys:
+        accounts.append(Account(larry_account(larry.id), "larry", larry.token_budget, SYSTEM_ACCOUNT))
+        for m in larry.masters:
+            accounts.append(Account(master_account(larry.id, m.name, "personal"), "personal", m.personal_tokens,
+                                    larry_account(larry.id)))
+            accounts.append(Account(master_account(larry.id, m.name, "pool"), "pool", m.worker_pool_tokens,
+                                    larry_account(larry.id)))
+        for w in larry.workers:
+            parent = master_account(larry.id, w.master, "pool") if w.master else larry_account(larry.id)
+            accounts.append(Account(worker_account(larry.id, w.name), "worker", w.tokens, parent))
+    return {a.name: a for a in accounts}
+
+
+def account_path(accounts: Mapping[str, Account], name: str) -> tuple[Account, ...]:
+    """``name``'s account and its ancestors, leaf first, ``system`` last."""
+    path = [accounts[name]]
+    while path[-1].parent is not None:
+        path.append(accounts[path[-1].parent])
+    return tuple(path)
+
+
+def larry_of_account(accounts: Mapping[str, Account], name: str) -> str | None:
+    """The Larry whose budget ``name`` is part of; None for the system and the meta-coordinator's."""
+    return next((a.name for a in account_path(accounts, name) if a.kind == "larry"), None)
+
+
+def allocated(accounts: Mapping[str, Account], name: str) -> int:
+    """What ``name``'s children are allotted together (its reserve and pools included)."""
+    return sum(a.limit for a in accounts.values() if a.parent == name)
+
+
 def utilisation(used: int, limit: int) -> float:
     """Share of ``limit`` used; 0 for an empty limit."""
     return used / limit if limit else 0.0

@@ -19,15 +19,16 @@ emits nothing.
 Each task runs the payload (the command after ``--``; the built-in simulated payload when
 none is given) with the environment of :mod:`runtime.agent.protocol`. The task's token budget is
 an equal share of what the worker has not spent yet; ``LARRY_TASK_MINUTES`` is the worker's
-minutes divided by its tasks. Every ``@larry`` report with tokens is charged to the
-Larry's ledger at once (one ``Ledger.record``, op id ``{task}:{fence}:{n}``, so a retried
-charge is never counted twice). The payload is stopped (SIGTERM to its process group, SIGKILL after
+minutes divided by its tasks. Every ``@larry`` report with tokens is charged at once to the
+worker's ledger account and every account above it: its master's pool (or its Larry when it
+names no master), the Larry, the system (one ``Ledger.record``, op id ``{task}:{fence}:{n}``,
+so a retried charge is never counted twice). The payload is stopped (SIGTERM to its process group, SIGKILL after
 ``--kill-grace``) when
 
 * the lease is lost: nothing is written (the fence forbids it) and the task is claimed again;
 * the worker's deadline passes (``minutes * 60 / speed`` plus the allowance of
   :mod:`runtime.support.timing`): the task fails with detail ``deadline``;
-* its tokens exceed the task's share (never more than the Larry's ledger still holds;
+* its tokens exceed the task's share (never more than its ledger path still holds;
   with nothing left the payload is not started at all), or the ledger answers
   ``overrun``: the task fails with
   detail ``budget exhausted``. The tokens already spent are still booked (past the limit
@@ -94,7 +95,7 @@ import redis
 
 from plan import environment as envvar
 from plan.exits import ExitCode
-from plan.model import Larry, StackConfig
+from plan.model import Larry, StackConfig, worker_account
 from plan.model import Worker as WorkerSpec
 from plan.statuses import TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
@@ -187,8 +188,8 @@ class Worker:
         # read can then be missed by a wait that follows it.
         self.listener = EventListener(r, ks, "$")
         self.leases = LeaseManager(r, ks, larry.id, worker=spec.name, ttl_ms=timing.lease_ttl_ms)
-        self.ledger = Ledger(r, ks, larry.id, threshold=cfg.budget.reserve_trigger,
-                             draw=cfg.budget.meta.emergency_reserve_tokens)
+        self.ledger = Ledger.for_plan(r, ks, cfg)
+        self.account = worker_account(larry.id, spec.name)
         self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
         self.events = EventLog(r, ks)
         self.board = TaskBoard(r, ks)
@@ -382,7 +383,7 @@ class Worker:
         events, _ = files.events(0)
         for e in events:
             if e.get("event") == "tokens_deferred" and (e.get("larry"), e.get("worker")) == (self.larry.id, self.name):
-                self.ledger.record(e["op_id"], int(e["tokens"]))
+                self.ledger.record(e["op_id"], self.account, int(e["tokens"]), who=self.sender)
         completed = files.completed()
         for task in self.own:  # plan order: own dependencies first
             done = completed.get(task)
@@ -425,9 +426,9 @@ class Worker:
 
     # ------------------------------------------------------------------ one task
     def _run_task(self, task: str, lease: Lease, tasks_left: int) -> None:
-        # The worker's own share, but never more than the Larry's ledger still holds: a
-        # Larry already over its limit starts no further payload.
-        available = self.spec.tokens if self.file_mode else self.ledger.snapshot()["available"]
+        # The worker's own share, but never more than its path in the ledger (its master's
+        # pool or its Larry, up to the system) still holds: a full account starts no payload.
+        available = self.spec.tokens if self.file_mode else self.ledger.available(self.account)
         share = min(max(0, self.spec.tokens - self.spent) // tasks_left, max(0, available))
         if share == 0:
             run = _TaskRun(self, task, lease, share)
@@ -504,16 +505,17 @@ class Worker:
         return record
 
     def charge(self, op_id: str, tokens: int) -> bool:
-        """Book ``tokens`` (already spent) in the ledger; False once the Larry is over its limit
-        (booked all the same: spent is spent) or the ledger has no limit to book against.
+        """Book ``tokens`` (already spent) on the worker's account and every account above it;
+        False once one of them is over its limit (booked all the same: spent is spent) or the
+        ledger has no limit to book against.
         In file mode the charge is deferred to the volume's event log (see the module doc)."""
         if self.file_mode:
             self.files.append_event("tokens_deferred", self.sender, larry=self.larry.id, worker=self.name,
                                     op_id=f"file:{op_id}", tokens=tokens)
             return True
-        booked = self.ledger.record(op_id, tokens)
+        booked = self.ledger.record(op_id, self.account, tokens, who=self.sender)
         if booked.status == "no_limit":
-            self.log(f"ledger has no limit for {self.larry.id}; {tokens} tokens not recorded")
+            self.log(f"ledger has no limit for {booked.account}; {tokens} tokens not recorded")
         return booked.ok
 
 

@@ -8,7 +8,7 @@ redis-cli sees the documented keys::
     task:fence:{id} task:deps:{id} task:result:{id}   (added: fencing, dependsOn, results)
     worker:{id}:master|node|status            (seed)  worker:heartbeats, worker:{id}:paused (added)
     metrics:{larry}:{name}                    (seed)
-    tokens:{larry}:limit|reserved|committed|emergency|ops, tokens:{meta}:pool
+    tokens:acct:{account}  tokens:ops  tokens:open   (the ledger: plan.model.budget_accounts)
     barrier:{name}:arrived|released           barriers: convergence, reports
     channels larry:coordination, larry:alerts; stream larry:events
 
@@ -170,13 +170,19 @@ class Keyspace:
         return self._k("metrics", larry, name)
 
     # -- token ledger -----------------------------------------------------------
-    def tokens(self, larry: str, field: str) -> str:
-        """field: limit | reserved | committed | emergency | ops"""
-        return self._k("tokens", larry, field)
+    def token_account(self, account: str) -> str:
+        """One account's hash (limit, reserved, committed, forced, granted, lent)."""
+        return self._k("tokens", "acct", account)
 
     @property
-    def token_pool(self) -> str:
-        return self._k("tokens", self.meta_coordinator, "pool")
+    def token_ops(self) -> str:
+        """Every ledger operation by op id."""
+        return self._k("tokens", "ops")
+
+    @property
+    def token_open(self) -> str:
+        """Reservations not yet committed or refunded: op id -> ``amount|path``."""
+        return self._k("tokens", "open")
 
     # -- barriers ---------------------------------------------------------------
     def barrier_arrived(self, name: str) -> str:

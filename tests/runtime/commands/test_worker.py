@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from plan.loader import load_stack
+from plan.model import meta_account
 from runtime import cli
 from runtime.commands.coordinator import Coordinator
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import Keyspace
 from runtime.coordination.leases import LeaseManager
-from runtime.coordination.ledger import Ledger, init_reserve_pool
+from runtime.coordination.ledger import Ledger
 from runtime.coordination.tasks import TaskBoard
 from runtime.reporting.results import read_result, results_dir
 from runtime.support.timing import Timing
@@ -91,8 +92,14 @@ class Rig:
     def result_file(self, larry: str, task: str) -> dict:
         return read_result(results_dir(self.dir, larry), task, self.board.result(task)["token"])
 
-    def ledger(self, larry: str) -> Ledger:
-        return Ledger(self.r, self.ks, larry)
+    def ledger(self) -> Ledger:
+        return Ledger.for_plan(self.r, self.ks, CORTEX)
+
+    def set_limit(self, account: str, limit: int) -> None:
+        self.r.hset(self.ks.token_account(account), "limit", limit)
+
+    def empty_reserve(self) -> None:
+        self.set_limit(meta_account("reserve"), 0)
 
 
 @pytest.fixture
@@ -160,7 +167,7 @@ def test_tasks_run_in_order_with_budget_shares_and_are_charged_and_recorded(rig,
         record = rig.result_file("cicd", task)
         assert record["fence"] == result["token"] and record["status"] == "completed"
         assert record["tokens"] == 150 and record["message"] == "done"
-    assert rig.ledger("cicd").snapshot()["committed"] == 300
+    assert rig.ledger().snapshot("cicd")["committed"] == 300
     assert [e.data["task_id"] for e in rig.events("task_claimed")] == tasks
     out = capsys.readouterr().out
     assert "[audit-github-actions] an ordinary log line" in out and "malformed protocol line" in out
@@ -180,18 +187,18 @@ def test_overspending_payload_is_killed_failed_for_good_and_its_tokens_recorded(
     record = rig.result_file("security", task)
     assert record["status"] == "failed" and record["detail"] == "budget exhausted"
     assert record["tokens"] == record["budget"] + 1 == 4001
-    assert rig.ledger("security").snapshot()["committed"] == 4001  # spent is spent
+    assert rig.ledger().snapshot("security")["committed"] == 4001  # spent is spent
     assert len(rig.events("task_claimed", task)) == 1, "a budget failure is not retried"
     assert rig.r.get(rig.ks.worker_status("scan-worker-03")) == "failed"
 
 
 def test_tokens_the_ledger_refuses_stop_the_payload_and_are_recorded_as_an_overrun(rig):
     rig.start_phase("cicd")
-    rig.ledger("cicd").set_limit(120, overwrite=True)
-    init_reserve_pool(rig.r, rig.ks, 0, overwrite=True)
+    rig.set_limit("cicd", 120)
+    rig.empty_reserve()
     assert rig.worker("cicd", "analysis-worker-01", GOOD) == 3
     assert rig.board.result("audit-github-actions")["data"] == {"error": "budget exhausted"}
-    assert rig.ledger("cicd").snapshot()["committed"] == 150
+    assert rig.ledger().snapshot("cicd")["committed"] == 150
     assert [e.data["used"] for e in rig.events("token_overrun")] == [150]
     # The Larry is over its limit: the worker's next task fails without starting its payload.
     assert rig.board.result("optimize-cronjob-schedules")["data"] == {"error": "budget exhausted"}
@@ -359,9 +366,9 @@ FLOOD = payload("""
 
 def test_a_flooding_payload_is_booked_only_up_to_its_stop_with_one_overrun_alert(rig):
     rig.start_phase("security")
-    ledger = rig.ledger("security")
-    limit = ledger.snapshot()["limit"]
-    init_reserve_pool(rig.r, rig.ks, 0, overwrite=True)
+    ledger = rig.ledger()
+    limit = ledger.snapshot("security")["limit"]
+    rig.empty_reserve()
     assert rig.worker("security", "scan-worker-03", FLOOD) == 3
     (worker,) = [w for w in CORTEX.larry("security").workers if w.name == "scan-worker-03"]
     task = worker.tasks[0].id
@@ -370,7 +377,7 @@ def test_a_flooding_payload_is_booked_only_up_to_its_stop_with_one_overrun_alert
     # The report that crossed the task's share is booked, none after it: the ledger holds
     # exactly what the result says was charged, far below what was printed.
     assert record["tokens"] == record["budget"] + 1
-    assert ledger.snapshot()["committed"] == record["tokens"] <= limit + 1
+    assert ledger.snapshot("security")["committed"] == record["tokens"] <= limit + 1
     assert record["unbooked_tokens"] > 0, "the flood went on after the stop (nothing to prove otherwise)"
     assert len(rig.events("token_overrun")) <= 1
     assert len(EventLog(rig.r, rig.ks).history(count=100_000)) < 100, "the payload flooded the event stream"
