@@ -17,12 +17,14 @@ from typing import Any, Callable, Iterable, Mapping
 import yaml
 
 from plan.model import (
+    DEFAULT_PRIORITY,
     DEFAULT_REDIS_EXPORTER_IMAGE,
     DEFAULT_REDIS_IMAGE,
     DEFAULT_RESERVE_TRIGGER,
     DEFAULT_RUNTIME_IMAGE,
     DEFAULT_STORAGE_CLASS,
     DEFAULT_UTILISATION_TARGET,
+    PRIORITIES,
     PROJECT,
     Budget,
     Channels,
@@ -282,8 +284,9 @@ def _tasks(r: _Reader, raw: Any, path: str) -> tuple[Task, ...]:
         bad = [d for d in deps or () if not _CHECKS["task_id"](d)]
         for dep in bad:
             r.fail(f"{tpath}.dependsOn", f"{dep!r} is not {_KIND_TEXT['task_id']}")
-        if task_id and title and not bad:
-            tasks.append(Task(task_id, title, tuple(deps or ())))
+        priority = r.get(item, "priority", tpath, "string", DEFAULT_PRIORITY, allowed=PRIORITIES)
+        if task_id and title and priority and not bad:
+            tasks.append(Task(task_id, title, tuple(deps or ()), priority))
     return tuple(tasks)
 
 
@@ -306,13 +309,14 @@ def _worker(r: _Reader, raw: Any, path: str, types: Mapping[str, WorkerType]) ->
     if "resources" not in data:
         r.fail(f"{path}.resources", "required key is missing (expected requests and limits)")
     master = r.get(data, "master", path, "name", None)
+    priority = r.get(data, "priority", path, "string", DEFAULT_PRIORITY, allowed=PRIORITIES)
     tasks_raw = r.get(data, "tasks", path, "list")
     if tasks_raw is not None and not tasks_raw:
         r.fail(f"{path}.tasks", "expected at least one task")
     tasks = _tasks(r, tasks_raw, f"{path}.tasks")
-    if None in (name, node, tokens, minutes, resources, tasks_raw) or (type_name and not worker_type):
+    if None in (name, node, tokens, minutes, resources, tasks_raw, priority) or (type_name and not worker_type):
         return None
-    return Worker(name, node, tokens, minutes, resources, tasks, master, type_name)
+    return Worker(name, node, tokens, minutes, resources, tasks, master, type_name, priority)
 
 
 def _larry(r: _Reader, raw: Any, path: str, types: Mapping[str, WorkerType], storage_class: str) -> Larry | None:

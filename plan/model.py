@@ -42,11 +42,26 @@ class Node:
         return ResourceList(self.cpu, self.memory)
 
 
+#: Seed 004 "Conflict Resolution": who is served first when tokens run short, highest first.
+PRIORITIES = ("critical", "high", "medium", "low")
+DEFAULT_PRIORITY = "medium"
+#: The share of the emergency reserve a priority may not draw, kept back for the priorities
+#: above it: the reserve goes to the highest priority first without a queue.
+RESERVE_KEPT_BACK = {"critical": 0.0, "high": 0.25, "medium": 0.5, "low": 0.75}
+#: Seed 003 "Scenario 4": the reserve is lent in slices (10k of a 25k reserve).
+RESERVE_SLICE_SHARE = 0.4
+
+
+def highest_priority(*priorities: str) -> str:
+    return min(priorities, key=PRIORITIES.index)
+
+
 @dataclass(frozen=True)
 class Task:
     id: str
     title: str
     depends_on: tuple[str, ...] = ()
+    priority: str = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,7 @@ class Worker:
     tasks: tuple[Task, ...]
     master: str | None = None
     type: str | None = None
+    priority: str = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -135,6 +151,11 @@ class Budget:
     meta: MetaCoordinator
     reserve_trigger: float = DEFAULT_RESERVE_TRIGGER
     utilisation_target: float = DEFAULT_UTILISATION_TARGET
+
+    @property
+    def reserve_slice(self) -> int:
+        """Tokens of the emergency reserve lent at a time (seed 003: 10k of 25k)."""
+        return max(1, round(self.meta.emergency_reserve_tokens * RESERVE_SLICE_SHARE))
 
 
 @dataclass(frozen=True)

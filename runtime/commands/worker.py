@@ -95,7 +95,7 @@ import redis
 
 from plan import environment as envvar
 from plan.exits import ExitCode
-from plan.model import Larry, StackConfig, worker_account
+from plan.model import Larry, StackConfig, highest_priority, worker_account
 from plan.model import Worker as WorkerSpec
 from plan.statuses import TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
@@ -197,6 +197,8 @@ class Worker:
         self.sender = f"{larry.id}/{spec.name}"
         self.own = [t.id for t in spec.tasks]
         self.titles = {t.id: t.title for t in spec.tasks}
+        # A task's charges draw on the reserve at the higher of its own and its worker's priority.
+        self.priorities = {t.id: highest_priority(spec.priority, t.priority) for t in spec.tasks}
         self.results = results_dir(coordination_dir, larry.id)
         self.deadline = time.monotonic() + timing.deadline(spec.minutes)
         self.spent = 0
@@ -383,7 +385,8 @@ class Worker:
         events, _ = files.events(0)
         for e in events:
             if e.get("event") == "tokens_deferred" and (e.get("larry"), e.get("worker")) == (self.larry.id, self.name):
-                self.ledger.record(e["op_id"], self.account, int(e["tokens"]), who=self.sender)
+                self.ledger.record(e["op_id"], self.account, int(e["tokens"]), who=self.sender,
+                                   priority=e.get("priority", self.spec.priority))
         completed = files.completed()
         for task in self.own:  # plan order: own dependencies first
             done = completed.get(task)
@@ -504,16 +507,17 @@ class Worker:
         write_result(self.results, task, record)
         return record
 
-    def charge(self, op_id: str, tokens: int) -> bool:
+    def charge(self, op_id: str, tokens: int, task: str) -> bool:
         """Book ``tokens`` (already spent) on the worker's account and every account above it;
         False once one of them is over its limit (booked all the same: spent is spent) or the
         ledger has no limit to book against.
         In file mode the charge is deferred to the volume's event log (see the module doc)."""
         if self.file_mode:
             self.files.append_event("tokens_deferred", self.sender, larry=self.larry.id, worker=self.name,
+                                    priority=self.priorities[task],
                                     op_id=f"file:{op_id}", tokens=tokens)
             return True
-        booked = self.ledger.record(op_id, self.account, tokens, who=self.sender)
+        booked = self.ledger.record(op_id, self.account, tokens, who=self.sender, priority=self.priorities[task])
         if booked.status == "no_limit":
             self.log(f"ledger has no limit for {booked.account}; {tokens} tokens not recorded")
         return booked.ok
@@ -577,7 +581,8 @@ class _TaskRun:
         if report.tokens:  # spent is spent, whatever happened to the lease
             self.reports += 1
             self.tokens += report.tokens
-            accepted = self.worker.charge(f"{self.task}:{self.lease.token}:{self.reports}", report.tokens)
+            accepted = self.worker.charge(f"{self.task}:{self.lease.token}:{self.reports}", report.tokens,
+                                              self.task)
             if (not accepted or self.tokens > self.share) and self.stopped is None:
                 self.stopped = "budget exhausted"
                 self.worker.log(f"{self.task}: stopping the payload (budget exhausted: {self.tokens} tokens "

@@ -8,7 +8,7 @@ redis-cli sees the documented keys::
     task:fence:{id} task:deps:{id} task:result:{id}   (added: fencing, dependsOn, results)
     worker:{id}:master|node|status            (seed)  worker:heartbeats, worker:{id}:paused (added)
     metrics:{larry}:{name}                    (seed)
-    tokens:acct:{account}  tokens:ops  tokens:open   (the ledger: plan.model.budget_accounts)
+    tokens:acct:{account}  tokens:ops  tokens:open  tokens:draws  (the ledger: plan.model.budget_accounts)
     barrier:{name}:arrived|released           barriers: convergence, reports
     channels larry:coordination, larry:alerts; stream larry:events
 
@@ -178,6 +178,11 @@ class Keyspace:
     def token_ops(self) -> str:
         """Every ledger operation by op id."""
         return self._k("tokens", "ops")
+
+    @property
+    def token_draws(self) -> str:
+        """Every loan of the emergency reserve, in order (JSON: who, priority, why, how much)."""
+        return self._k("tokens", "draws")
 
     @property
     def token_open(self) -> str:

@@ -28,9 +28,14 @@ Guarantees (whatever the concurrency, since each script is atomic):
   figures of each account are the sums of the operations recorded in ``tokens:ops`` whose
   path holds it.
 * When a booking takes a pool (a Larry, a master pool, the meta-coordinator's pool) to
-  ``threshold`` (90 %) of its limit, up to ``draw`` tokens of the reserve are lent in the
-  same script to that pool and every account above it below ``system`` (``granted``), with
-  a ``token_reserve_deployed`` alert; the reserve's ``lent`` never passes its limit.
+  ``threshold`` (90 %) of its limit, a slice of the reserve (``reserve_slice`` tokens, seed
+  003: 10k of 25k) is lent in the same script to that pool and every account above it below
+  ``system`` (``granted``), and recorded in ``tokens:draws`` (who, priority, account, why,
+  how much) with a ``token_reserve_deployed`` alert. By priority (seed 004): a spender may
+  not draw the share kept back for the priorities above its own
+  (:data:`plan.model.RESERVE_KEPT_BACK`: low 75 %, medium 50 %, high 25 %, critical
+  nothing), so the last of the reserve goes to the highest priority; the reserve's ``lent``
+  never passes its limit.
 
 Not guaranteed: that ``committed`` stays within the limit (spent is spent: the worker stops
 the payload when told ``overrun``); reservations of a killed client stay open until refunded.
@@ -44,7 +49,18 @@ from typing import Mapping
 
 import redis
 
-from plan.model import MAX_TOKENS, POOL_KINDS, Account, StackConfig, account_path, budget_accounts, meta_account
+from plan.model import (
+    DEFAULT_PRIORITY,
+    MAX_TOKENS,
+    POOL_KINDS,
+    PRIORITIES,
+    RESERVE_KEPT_BACK,
+    Account,
+    StackConfig,
+    account_path,
+    budget_accounts,
+    meta_account,
+)
 from runtime.coordination.connection import Durability, require_text, run_script
 from runtime.coordination.events import lua_script
 from runtime.coordination.keys import Keyspace
@@ -53,12 +69,13 @@ FIELDS = ("limit", "reserved", "committed", "forced", "granted", "lent")
 KINDS = ("reserve", "commit", "refund", "record")
 
 _LEDGER = r"""
--- KEYS[1] ops hash, [2] open reservations hash, [3] the reserve account, [4..] the path's
--- accounts, leaf first, system last.
+-- KEYS[1] ops hash, [2] open reservations hash, [3] the reserve account, [4] the draws list,
+-- [5..] the path's accounts, leaf first, system last.
 -- ARGV[1] kind, [2] op id, [3] amount, [4] reservation op id (commit, refund) or '',
--- [5] threshold (per mille), [6] draw size, [7] largest amount, [8] spender,
+-- [5] threshold (per mille), [6] slice size, [7] largest amount, [8] spender,
 -- [9] per path account '1' if it is a pool that may borrow from the reserve else '0',
--- [10..] the path's account names (as KEYS[4..]).
+-- [10] the spender's priority, [11] the share of the reserve kept back from it (per mille),
+-- [12..] the path's account names (as KEYS[5..]).
 -- Everything is read and checked before the first write: Lua does not roll back.
 local MAX = tonumber(ARGV[7])
 local function whole(text, what)
@@ -86,20 +103,23 @@ if kind ~= 'reserve' and kind ~= 'commit' and kind ~= 'refund' and kind ~= 'reco
   return {'invalid', 'unknown operation ' .. tostring(kind)}
 end
 if op == '' then return {'invalid', 'an empty op id'} end
-local n = #KEYS - 3
-if n < 1 or #ARGV ~= 9 + n or #ARGV[9] ~= n then return {'invalid', 'the path does not match its names'} end
+local n = #KEYS - 4
+if n < 1 or #ARGV ~= 11 + n or #ARGV[9] ~= n then return {'invalid', 'the path does not match its names'} end
 local amount, bad = whole(ARGV[3], 'the amount')
 if not amount then return {'invalid', bad} end
 local threshold, draw
 threshold, bad = whole(ARGV[5], 'the threshold')
 if not threshold or threshold > 1000 then return {'invalid', bad or 'the threshold is over 1000 per mille'} end
-draw, bad = whole(ARGV[6], 'the draw size')
+draw, bad = whole(ARGV[6], 'the slice size')
 if not draw then return {'invalid', bad} end
+local kept
+kept, bad = whole(ARGV[11], 'the share kept back')
+if not kept or kept > 1000 then return {'invalid', bad or 'the share kept back is over 1000 per mille'} end
 local acc, names = {}, {}
 for i = 1, n do
-  acc[i], bad = account(KEYS[3 + i])
+  acc[i], bad = account(KEYS[4 + i])
   if not acc[i] then return {'invalid', bad} end
-  names[i] = ARGV[9 + i]
+  names[i] = ARGV[11 + i]
 end
 local reserve
 reserve, bad = account(KEYS[3])
@@ -125,13 +145,15 @@ end
 local add = amount
 if kind == 'commit' or kind == 'refund' then add = amount - held end
 local function used(a) return a.reserved + a.committed end
--- The reserve is lent to the lowest pool this operation takes to the threshold, and to every
--- account above it below the system, so the lent tokens can be spent all the way up.
+-- The reserve is lent, a slice at a time, to the lowest pool this operation takes to the
+-- threshold, and to every account above it below the system, so the lent tokens can be spent
+-- all the way up. A priority may not draw the share kept back for the priorities above it.
 local take, from = 0, nil
+local floor = math.ceil(reserve.limit * kept / 1000)
 for i = 1, (kind == 'refund') and 0 or n do
   local a = acc[i]
   if string.sub(ARGV[9], i, i) == '1' and (used(a) + add) * 1000 >= (a.limit + a.granted) * threshold then
-    take = math.min(draw, math.max(reserve.limit - reserve.lent, 0))
+    take = math.min(draw, math.max(reserve.limit - reserve.lent - floor, 0))
     if take > 0 then from = i end
     break
   end
@@ -156,17 +178,22 @@ end
 if take > 0 and from then
   redis.call('HINCRBY', KEYS[3], 'lent', take)
   for i = from, n do
-    if granted(i) > 0 then redis.call('HINCRBY', KEYS[3 + i], 'granted', take) end
+    if granted(i) > 0 then redis.call('HINCRBY', KEYS[4 + i], 'granted', take) end
   end
   record.drawn, record.drawn_for = take, names[from]
-  emit(true, {event='token_reserve_deployed', larry=names[n - 1], account=names[from], ['from']=who,
-              amount=take, used=used(acc[from]) + add, limit=acc[from].limit + acc[from].granted + take,
-              pool_left=reserve.limit - reserve.lent - take})
+  local a = acc[from]
+  local draw_record = {op=op, ['from']=who, priority=ARGV[10], account=names[from], amount=take,
+                       why=names[from] .. ' at ' .. (used(a) + add) .. ' of ' .. (a.limit + a.granted) .. ' tokens',
+                       used=used(a) + add, limit=a.limit + a.granted + take,
+                       pool_left=reserve.limit - reserve.lent - take, at=now()}
+  redis.call('RPUSH', KEYS[4], cjson.encode(draw_record))
+  draw_record.event, draw_record.larry, draw_record.at = 'token_reserve_deployed', names[n - 1], nil
+  emit(true, draw_record)
 end
 local over, status = nil, 'committed'
 if kind == 'reserve' then status = 'reserved' elseif kind == 'refund' then status = 'refunded' end
 for i = 1, n do
-  local a, key = acc[i], KEYS[3 + i]
+  local a, key = acc[i], KEYS[4 + i]
   if kind == 'reserve' then
     redis.call('HINCRBY', key, 'reserved', amount)
   else
@@ -231,17 +258,17 @@ class Ledger:
     """The ledger of one plan's accounts (``budget_accounts(cfg)``)."""
 
     def __init__(self, r: redis.Redis, ks: Keyspace, accounts: Mapping[str, Account], *, threshold: float = 0.9,
-                 draw: int = 25_000, durability: Durability = Durability()):
+                 reserve_slice: int = 10_000, durability: Durability = Durability()):
         require_text(r)
         self.r, self.ks, self.accounts, self.durability = r, ks, accounts, durability
-        self.threshold_permille, self.draw = int(round(threshold * 1000)), int(draw)
+        self.threshold_permille, self.slice = int(round(threshold * 1000)), int(reserve_slice)
         self._script = r.register_script(lua_script(ks, _LEDGER))
 
     @classmethod
     def for_plan(cls, r: redis.Redis, ks: Keyspace, cfg: StackConfig, durability: Durability = Durability()) -> "Ledger":
-        """The ledger of ``cfg``'s accounts, lending its reserve at ``reserveTrigger``."""
+        """The ledger of ``cfg``'s accounts, lending its reserve in slices at ``reserveTrigger``."""
         return cls(r, ks, budget_accounts(cfg), threshold=cfg.budget.reserve_trigger,
-                   draw=cfg.budget.meta.emergency_reserve_tokens, durability=durability)
+                   reserve_slice=cfg.budget.reserve_slice, durability=durability)
 
     def open(self, names=None, *, overwrite: bool = False) -> None:
         """Coordinator: set the limits of ``names`` (default every account) from the plan; an
@@ -258,15 +285,17 @@ class Ledger:
     def path(self, account: str) -> tuple[Account, ...]:
         return account_path(self.accounts, account)
 
-    def _run(self, kind: str, op_id: str, account: str, amount: int, ref: str = "", who: str = "") -> LedgerOp:
+    def _run(self, kind: str, op_id: str, account: str, amount: int, ref: str, who: str, priority: str) -> LedgerOp:
         if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_TOKENS:
             raise ValueError(f"token amounts are whole numbers from 0 to {MAX_TOKENS:,}, got {amount!r}")
+        if priority not in RESERVE_KEPT_BACK:
+            raise ValueError(f"priority {priority!r} is not one of {', '.join(PRIORITIES)}")
         path = self.path(account)
-        keys = [self.ks.token_ops, self.ks.token_open, self.ks.token_account(meta_account("reserve"))]
-        keys += [self.ks.token_account(a.name) for a in path]
+        keys = [self.ks.token_ops, self.ks.token_open, self.ks.token_account(meta_account("reserve")),
+                self.ks.token_draws] + [self.ks.token_account(a.name) for a in path]
         flags = "".join("1" if a.kind in POOL_KINDS else "0" for a in path)
-        args = [kind, op_id, amount, ref, self.threshold_permille, self.draw, MAX_TOKENS, who or account, flags]
-        args += [a.name for a in path]
+        args = [kind, op_id, amount, ref, self.threshold_permille, self.slice, MAX_TOKENS, who or account, flags,
+                priority, round(RESERVE_KEPT_BACK[priority] * 1000)] + [a.name for a in path]
         status, detail = run_script(self.r, self._script, keys, args, self.durability)
         if status == "invalid":
             raise ValueError(f"ledger account {account}: {detail}")
@@ -274,21 +303,31 @@ class Ledger:
             return LedgerOp.parse("", detail, replay=True)
         return LedgerOp.parse(status, detail)
 
-    def reserve(self, op_id: str, account: str, amount: int, *, who: str = "") -> LedgerOp:
-        return self._run("reserve", op_id, account, amount, who=who)
+    # ``who`` (default: the account) and ``priority`` say who spends and how urgently: the
+    # reserve lends a priority only what is not kept back for those above it.
+    def reserve(self, op_id: str, account: str, amount: int, *, who: str = "",
+                priority: str = DEFAULT_PRIORITY) -> LedgerOp:
+        return self._run("reserve", op_id, account, amount, "", who, priority)
 
-    def commit(self, op_id: str, reservation: str, account: str, actual: int, *, who: str = "") -> LedgerOp:
-        return self._run("commit", op_id, account, actual, reservation, who)
+    def commit(self, op_id: str, reservation: str, account: str, actual: int, *, who: str = "",
+               priority: str = DEFAULT_PRIORITY) -> LedgerOp:
+        return self._run("commit", op_id, account, actual, reservation, who, priority)
 
     def refund(self, op_id: str, reservation: str, account: str, *, who: str = "") -> LedgerOp:
-        return self._run("refund", op_id, account, 0, reservation, who)
+        return self._run("refund", op_id, account, 0, reservation, who, DEFAULT_PRIORITY)
 
-    def record(self, op_id: str, account: str, spent: int, *, who: str = "") -> LedgerOp:
+    def record(self, op_id: str, account: str, spent: int, *, who: str = "",
+               priority: str = DEFAULT_PRIORITY) -> LedgerOp:
         """Book tokens already spent: ``committed``, or ``overrun`` once an account of the path
         is past its limit. ValueError, with nothing written, for an amount that is not a whole
         number from 0 to :data:`plan.model.MAX_TOKENS` or an account holding something else
         than numbers."""
-        return self._run("record", op_id, account, spent, who=who)
+        return self._run("record", op_id, account, spent, "", who, priority)
+
+    def draws(self) -> list[dict]:
+        """Every loan of the reserve, in order: op, from (who), priority, account, amount, why,
+        used and limit of the account, pool_left, at."""
+        return [json.loads(raw) for raw in self.r.lrange(self.ks.token_draws, 0, -1)]
 
     def figures(self, account: str) -> dict[str, int]:
         return figures(self.r, self.ks, account)

@@ -18,11 +18,11 @@ def test_preflight_passes_for_a_consistent_ledger(r, ks, settings, capsys):
     assert "plan allocates 478,000 of 478,000" in out
     build_run(r, ks)
     ledger = Ledger.for_plan(r, ks, DEV)
-    ledger.record("big", "larry-03", 205_000)  # crosses 90 %: draws the reserve
-    assert ledger.figures("larry-03")["granted"] == 25_000
+    ledger.record("big", "larry-03", 205_000)  # crosses 90 %: draws a slice of the reserve
+    assert ledger.figures("larry-03")["granted"] == 10_000
     assert larry(["preflight", *run_args(settings, ks)]) == 0
     assert (f"✔ ledger matches plan ok {len(ledger.accounts)} account limits equal the plan's; "
-            "reserve lent 25,000 of 25,000") in output(capsys)
+            "reserve lent 10,000 of 25,000") in output(capsys)
 
 
 def test_preflight_fails_when_the_ledger_differs_from_the_plan(r, ks, settings, capsys):

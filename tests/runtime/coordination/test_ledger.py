@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from plan.model import Account, account_path, meta_account
+from plan.model import PRIORITIES, Account, account_path, meta_account
 from runtime.coordination.connection import RedisSettings, connect
 from runtime.coordination.events import EventLog
 from runtime.coordination.keys import Keyspace
@@ -56,7 +56,7 @@ def within_limits(snap: dict[str, dict[str, int]]) -> list[str]:
 
 @pytest.fixture
 def ledger(r, ks):
-    ledger = Ledger(r, ks, tree(), threshold=0.9, draw=0)
+    ledger = Ledger(r, ks, tree(), threshold=0.9, reserve_slice=0)
     ledger.open()
     return ledger
 
@@ -107,20 +107,29 @@ def test_a_reservation_takes_every_account_or_none(r, ks, ledger):
         ledger.commit("c5", "r5", "L0/m0w0", 5)
 
 
-def test_the_reserve_is_lent_to_the_pool_at_its_threshold_and_never_overdrawn(r, ks):
-    ledger = Ledger(r, ks, tree(pool=200, reserve=100), threshold=0.9, draw=60)
+def test_the_reserve_is_lent_in_slices_by_priority_and_never_overdrawn(r, ks):
+    ledger = Ledger(r, ks, tree(pool=200, reserve=100), threshold=0.9, reserve_slice=40)
     ledger.open()
-    assert ledger.record("a", "L0/m0w0", 100).ok and ledger.figures("L0/m0/pool")["granted"] == 0
-    drawn = ledger.record("b", "L0/m0/pool", 85)  # 185 >= 90 % of 200
-    assert drawn.ok and drawn.drawn == 60
-    assert [ledger.figures(n)["granted"] for n in ("L0/m0/pool", "L0", "system", "L0/m0w0")] == [60, 60, 0, 0]
-    assert ledger.figures(RESERVE)["lent"] == 60
-    assert ledger.record("c", "L0/m0/pool", 60).drawn == 40, "the rest of the reserve, no more"
-    assert ledger.record("d", "L0/m0/pool", 10).drawn == 0
+    assert ledger.record("a", "L0/m0/pool", 100).ok and ledger.figures("L0/m0/pool")["granted"] == 0
+    drawn = ledger.record("b", "L0/m0/pool", 85, who="L0/m0")  # 185 >= 90 % of 200: one slice
+    assert drawn.ok and drawn.drawn == 40
+    assert [ledger.figures(n)["granted"] for n in ("L0/m0/pool", "L0", "system", "L0/m0w0")] == [40, 40, 0, 0]
+    # medium may not draw the half of the reserve kept back for high and critical
+    assert ledger.record("c", "L0/m0/pool", 40).drawn == 10
+    assert ledger.record("d", "L0/m0/pool", 30).drawn == 0
+    assert ledger.record("e", "L0/m0/pool", 1, priority="low").drawn == 0
+    assert ledger.record("f", "L0/m0/pool", 1, priority="critical").drawn == 40
+    assert ledger.record("g", "L0/m0/pool", 10, priority="critical").drawn == 10, "the rest, no more"
+    assert ledger.record("h", "L0/m0/pool", 10, priority="critical").drawn == 0
     assert ledger.figures(RESERVE)["lent"] == 100 and ledger.figures("L0/m0/pool")["granted"] == 100
-    (first, second) = [e.data for e in EventLog(r, ks).history() if e.name == "token_reserve_deployed"]
-    assert (first["account"], first["amount"], first["pool_left"]) == ("L0/m0/pool", 60, 40)
-    assert second["pool_left"] == 0
+    draws = ledger.draws()
+    assert [(d["op"], d["priority"], d["amount"], d["pool_left"]) for d in draws] == [
+        ("b", "medium", 40, 60), ("c", "medium", 10, 50), ("f", "critical", 40, 10), ("g", "critical", 10, 0)]
+    assert draws[0]["from"] == "L0/m0" and draws[0]["why"] == "L0/m0/pool at 185 of 200 tokens"
+    alerts = [e.data for e in EventLog(r, ks).history() if e.name == "token_reserve_deployed"]
+    assert [(a["account"], a["amount"], a["larry"]) for a in alerts][:1] == [("L0/m0/pool", 40, "L0")]
+    with pytest.raises(ValueError, match="priority 'urgent' is not one of critical, high, medium, low"):
+        ledger.record("i", "L0/m0/pool", 1, priority="urgent")
 
 
 def test_bad_amounts_and_corrupt_keys_are_refused_before_anything_is_written(r, ks, ledger):
@@ -131,13 +140,15 @@ def test_bad_amounts_and_corrupt_keys_are_refused_before_anything_is_written(r, 
             ledger.record(f"bad-{amount}", "L0/m0w0", amount)
     assert figures(r, ks, ledger.accounts) == before
     path = account_path(ledger.accounts, "L0/m0w0")
-    keys = [ks.token_ops, ks.token_open, ks.token_account(RESERVE)] + [ks.token_account(a.name) for a in path]
+    keys = [ks.token_ops, ks.token_open, ks.token_account(RESERVE), ks.token_draws]
+    keys += [ks.token_account(a.name) for a in path]
     names = [a.name for a in path]
     for amount in ("1" + "0" * 30, "-5", "1e3", "abc", ""):
         status, detail = ledger._script(keys=keys, args=["record", f"raw-{amount}", amount, "", 900, 0, 10**12, "x",
-                                                          "0110", *names])
+                                                          "0110", "medium", 500, *names])
         assert status == "invalid" and "the amount is not a whole number" in detail, (amount, status, detail)
-    status, detail = ledger._script(keys=keys, args=["record", "raw-names", 1, "", 900, 0, 10**12, "x", "01", *names])
+    status, detail = ledger._script(keys=keys, args=["record", "raw-names", 1, "", 900, 0, 10**12, "x", "01", "medium", 500,
+                                                        *names])
     assert status == "invalid" and "the path does not match" in detail
     r.hset(ks.token_account("L0"), "committed", "garbage")
     with_garbage = figures(r, ks, [n for n in ledger.accounts if n != "L0"])
@@ -165,7 +176,8 @@ def chaos_client(url: str, prefix: str, seed: int) -> None:
     """One client's fixed sequence of operations: a run killed at any point and started again
     replays every op id it had sent and goes on; each op is also sent twice in a row."""
     accounts = tree(**CHAOS_TREE)
-    ledger = Ledger(connect(RedisSettings(url=url)), Keyspace(prefix=prefix), accounts, threshold=0.9, draw=500)
+    ledger = Ledger(connect(RedisSettings(url=url)), Keyspace(prefix=prefix), accounts, threshold=0.9,
+                    reserve_slice=500)
     spendable = [n for n in accounts if n != RESERVE]
     rnd = random.Random(seed)
     held: list[tuple[str, str]] = []
@@ -173,19 +185,20 @@ def chaos_client(url: str, prefix: str, seed: int) -> None:
         op, choice = f"{seed}:{step}", rnd.random()
         if choice < 0.4 or not held:
             account, amount = rnd.choice(spendable), rnd.randint(1, 400)
-            call = lambda: ledger.reserve(op, account, amount)  # noqa: E731
+            call = lambda p: ledger.reserve(op, account, amount, priority=p)  # noqa: E731
         elif choice < 0.7:
             ref, account = held.pop(rnd.randrange(len(held)))
             actual = rnd.randint(0, 450)
-            call = lambda: ledger.commit(op, ref, account, actual)  # noqa: E731
+            call = lambda p: ledger.commit(op, ref, account, actual, priority=p)  # noqa: E731
         elif choice < 0.8:
             ref, account = held.pop(rnd.randrange(len(held)))
-            call = lambda: ledger.refund(op, ref, account)  # noqa: E731
+            call = lambda p: ledger.refund(op, ref, account)  # noqa: E731
         else:
             account, spent = rnd.choice(spendable), rnd.randint(1, 200)
-            call = lambda: ledger.record(op, account, spent)  # noqa: E731
-        first = call()
-        again = call()
+            call = lambda p: ledger.record(op, account, spent, priority=p)  # noqa: E731
+        priority = rnd.choice(PRIORITIES)
+        first = call(priority)
+        again = call(priority)
         assert again.replay and again.status == first.status, (op, first, again)
         assert first.status in ("reserved", "refused", "committed", "refunded", "overrun"), (op, first)
         if first.status == "reserved":
@@ -263,3 +276,5 @@ def test_32_processes_killed_and_replayed_never_overdraw_and_book_each_op_once(r
     statuses = {json.loads(v)["status"] for v in r.hvals(ks.token_ops)}
     assert {"refused", "overrun", "committed", "refunded", "reserved"} <= statuses, statuses
     assert snap[RESERVE]["lent"] > 0, "the load never reached a threshold: the reserve was never lent"
+    draws = Ledger(r, ks, accounts).draws()
+    assert sum(d["amount"] for d in draws) == snap[RESERVE]["lent"], "a loan of the reserve not recorded"
