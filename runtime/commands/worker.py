@@ -111,10 +111,11 @@ from runtime.cli import (
     positive_number,
 )
 from runtime.coordination.connection import AuthenticationFailed
+from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.fallback import Degrader, FileCoordination
 from runtime.coordination.leases import Lease, LeaseManager
-from runtime.coordination.ledger import Ledger
+from runtime.coordination.ledger import Ledger, LedgerOp
 from runtime.coordination.registry import WorkerRegistry
 from runtime.coordination.tasks import TaskBoard
 from runtime.reporting.results import read_result, results_dir, write_result
@@ -202,6 +203,8 @@ class Worker:
         self.results = results_dir(coordination_dir, larry.id)
         self.deadline = time.monotonic() + timing.deadline(spec.minutes)
         self.spent = 0
+        self.approved = 0  # tokens operators granted this worker through escalations
+        self.escalations = Escalations(r, ks)
         self.lease_losses: dict[str, int] = {}
         self.waiting: set[str] = set()
         # File mode (see the module doc): the statuses last read from Redis, the volume.
@@ -428,11 +431,11 @@ class Worker:
         self.log("resumed")
 
     # ------------------------------------------------------------------ one task
-    def _run_task(self, task: str, lease: Lease, tasks_left: int) -> None:
+    def _run_task(self, task: str, lease: Lease, tasks_left: int, attempt: str = "") -> None:
         # The worker's own share, but never more than its path in the ledger (its master's
         # pool or its Larry, up to the system) still holds: a full account starts no payload.
         available = self.spec.tokens if self.file_mode else self.ledger.available(self.account)
-        share = min(max(0, self.spec.tokens - self.spent) // tasks_left, max(0, available))
+        share = min(max(0, self.spec.tokens + self.approved - self.spent) // tasks_left, max(0, available))
         if share == 0:
             run = _TaskRun(self, task, lease, share)
             run.stopped = "budget exhausted"
@@ -444,7 +447,8 @@ class Worker:
         env = {**os.environ, envvar.LARRY_ID: self.larry.id, envvar.WORKER_ID: self.name, envvar.TASK_ID: task,
                envvar.TASK_TITLE: self.titles[task], envvar.TASK_MINUTES: f"{self.spec.minutes / len(self.own):g}",
                envvar.TOKEN_BUDGET: str(share), envvar.FENCE: str(lease.token),
-               envvar.RESULTS_DIR: str(workdir), envvar.PROTOCOL_FILE: str(workdir / f"protocol-{lease.token}.log")}
+               envvar.RESULTS_DIR: str(workdir),
+               envvar.PROTOCOL_FILE: str(workdir / f"protocol-{lease.token}{attempt.replace(':', '-')}.log")}
         self.log(f"running {task} (fence {lease.token}, budget {share} tokens"
                  + (", file mode)" if self.file_mode else ")"))
         if not self.file_mode:
@@ -452,7 +456,7 @@ class Worker:
         self.waiting = set()
         items: queue.Queue = queue.Queue()
         keeper = None if self.file_mode else self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
-        run = _TaskRun(self, task, lease, share)
+        run = _TaskRun(self, task, lease, share, attempt)
         payload = PayloadProcess(self.command, env, Path(env[envvar.PROTOCOL_FILE]), items,
                                  label=f"{self.name}: ").start()
         try:
@@ -470,7 +474,44 @@ class Worker:
         if keeper is not None:
             keeper.stop()
         self.spent += run.tokens
+        if run.short is not None and run.stopped == "budget exhausted":
+            return self._escalate(run, code, tasks_left)
         self._finish(run, code)
+
+    def _escalate(self, run: "_TaskRun", code: int, tasks_left: int) -> None:
+        """A pool above this worker (its master's, its Larry's, the system's) ran dry and the
+        reserve could not cover it: raise an escalation and wait for an operator, paused, with
+        the lease kept. Approved: run the task again with the tokens granted. Denied: fail it
+        with the reason."""
+        task, lease, short = run.task, run.lease, run.short
+        priority = self.priorities[task]
+        need = -short.headroom + run.share
+        escalation = self.escalations.raise_(
+            f"{task}:{lease.token}{run.attempt}", sender=self.sender, larry=self.larry.id, account=short.account,
+            task=task, issue=f"{short.account} is {-short.headroom:,} tokens past its limit and the emergency "
+                             f"reserve cannot cover it", severity="critical" if priority == "critical" else "high",
+            recommendation=f"approve {need:,} tokens for {task} ({priority} priority), or deny to fail it",
+            tokens_short=need)
+        self.log(f"{task}: escalated as {escalation} ({short.account} past its limit); paused until an operator "
+                 f"approves or denies it")
+        self.registry.heartbeat(self.name, WorkerStatus.PAUSED)
+        lost: list[str] = []
+        keeper = self.leases.keep(lease, on_lost=lambda _lease, why: lost.append(why))
+        try:
+            while (decided := self.escalations.get(escalation))["status"] == "open" and not lost:
+                self._wait(lambda e: e.name == "escalation_decided" and e.data.get("id") == escalation)
+        finally:
+            keeper.stop()
+        if lost:
+            self.log(f"{task}: lease lost while waiting for {escalation} ({lost[0]}); nothing written")
+            return
+        if decided["status"] == "denied":
+            run.stopped = f"denied: {decided['reason']}"
+            return self._finish(run, code)
+        self.approved += int(decided["tokens"])
+        self.log(f"{task}: {escalation} approved by {decided['decided_by']} ({int(decided['tokens']):,} tokens); "
+                 f"resuming")
+        self._run_task(task, lease, tasks_left, attempt=f":{escalation}")
 
     def _finish(self, run: "_TaskRun", code: int) -> None:
         if self.file_mode:
@@ -507,7 +548,7 @@ class Worker:
         write_result(self.results, task, record)
         return record
 
-    def charge(self, op_id: str, tokens: int, task: str) -> bool:
+    def charge(self, op_id: str, tokens: int, task: str) -> LedgerOp:
         """Book ``tokens`` (already spent) on the worker's account and every account above it;
         False once one of them is over its limit (booked all the same: spent is spent) or the
         ledger has no limit to book against.
@@ -516,18 +557,23 @@ class Worker:
             self.files.append_event("tokens_deferred", self.sender, larry=self.larry.id, worker=self.name,
                                     priority=self.priorities[task],
                                     op_id=f"file:{op_id}", tokens=tokens)
-            return True
+            return LedgerOp("committed", tokens)
         booked = self.ledger.record(op_id, self.account, tokens, who=self.sender, priority=self.priorities[task])
         if booked.status == "no_limit":
             self.log(f"ledger has no limit for {booked.account}; {tokens} tokens not recorded")
-        return booked.ok
+        return booked
 
 
 class _TaskRun:
     """What one payload run reported, and why the worker stopped it (if it did)."""
 
-    def __init__(self, worker: Worker, task: str, lease: Lease, share: int):
+    def __init__(self, worker: Worker, task: str, lease: Lease, share: int, attempt: str = ""):
         self.worker, self.task, self.lease, self.share = worker, task, lease, share
+        #: "" for the first run under this lease, ":{escalation}" for a run an operator approved
+        #: (its charges need op ids of their own)
+        self.attempt = attempt
+        #: the overrun of an account above the worker's own: escalated rather than failed
+        self.short: LedgerOp | None = None
         self.tokens = self.reports = self.malformed = self.unbooked = 0
         self.findings: dict = {}
         self.message: str | None = None
@@ -581,9 +627,11 @@ class _TaskRun:
         if report.tokens:  # spent is spent, whatever happened to the lease
             self.reports += 1
             self.tokens += report.tokens
-            accepted = self.worker.charge(f"{self.task}:{self.lease.token}:{self.reports}", report.tokens,
-                                              self.task)
-            if (not accepted or self.tokens > self.share) and self.stopped is None:
+            booked = self.worker.charge(f"{self.task}:{self.lease.token}{self.attempt}:{self.reports}",
+                                        report.tokens, self.task)
+            if booked.status == "overrun" and booked.account != self.worker.account and self.short is None:
+                self.short = booked
+            if (not booked.ok or self.tokens > self.share) and self.stopped is None:
                 self.stopped = "budget exhausted"
                 self.worker.log(f"{self.task}: stopping the payload (budget exhausted: {self.tokens} tokens "
                                 f"of {self.share})")

@@ -9,6 +9,7 @@ redis-cli sees the documented keys::
     worker:{id}:master|node|status            (seed)  worker:heartbeats, worker:{id}:paused (added)
     metrics:{larry}:{name}                    (seed)
     tokens:acct:{account}  tokens:ops  tokens:open  tokens:draws  (the ledger: plan.model.budget_accounts)
+    escalation:{id}  escalation:index|seq  escalation:key:{dedupe}   (escalations to a human)
     barrier:{name}:arrived|released           barriers: convergence, reports
     channels larry:coordination, larry:alerts; stream larry:events
 
@@ -189,6 +190,24 @@ class Keyspace:
         """Reservations not yet committed or refunded: op id -> ``amount|path``."""
         return self._k("tokens", "open")
 
+    # -- escalations to a human -------------------------------------------------
+    def escalation(self, escalation_id: str) -> str:
+        """One escalation's hash (from, issue, severity, options, recommendation, status ...)."""
+        return self._k("escalation", escalation_id)
+
+    @property
+    def escalations(self) -> str:
+        """Every escalation id in the order raised (a list); ``escalation:seq`` numbers them."""
+        return self._k("escalation", "index")
+
+    @property
+    def escalation_seq(self) -> str:
+        return self._k("escalation", "seq")
+
+    def escalation_key(self, dedupe: str) -> str:
+        """The id of the escalation raised for ``dedupe`` (one per blocked charge)."""
+        return self._k("escalation", "key", dedupe)
+
     # -- barriers ---------------------------------------------------------------
     def barrier_arrived(self, name: str) -> str:
         return self._k("barrier", name, "arrived")
@@ -204,7 +223,7 @@ class Keyspace:
 
     # -- SCAN MATCH patterns (operators' tools; never KEYS) ----------------------
     #: the key families above: every key a run leaves, except the event stream
-    RUN_FAMILIES = ("phase", "task", "worker", "metrics", "tokens", "barrier")
+    RUN_FAMILIES = ("phase", "task", "worker", "metrics", "tokens", "escalation", "barrier")
 
     def run_patterns(self) -> tuple[str, ...]:
         """Patterns matching every key of a run: ``phase:*``, ``task:*``, ``worker:*`` (seed

@@ -12,6 +12,8 @@ ancestors up to ``system``:
 * ``commit(op, reservation, account, actual)``: closes the reservation and books ``actual``
   (what was spent; above the reservation the excess is counted in ``forced``).
 * ``refund(op, reservation, account)``: closes the reservation, booking nothing.
+* ``grant(op, account, n)``: raises the limit (``granted``) of every account of the path,
+  the system's included, by what a human approved (:mod:`runtime.coordination.escalations`).
 * ``record(op, account, n)``: books tokens already spent (the truth, always booked, counted
   in ``forced``); ``overrun`` when an account of the path is past limit + granted, so the
   caller stops the spender, with one ``token_overrun`` alert per account as use crosses it.
@@ -99,7 +101,7 @@ local function account(key)
   return a
 end
 local kind, op, ref, who = ARGV[1], ARGV[2], ARGV[4], ARGV[8]
-if kind ~= 'reserve' and kind ~= 'commit' and kind ~= 'refund' and kind ~= 'record' then
+if kind ~= 'reserve' and kind ~= 'commit' and kind ~= 'refund' and kind ~= 'record' and kind ~= 'grant' then
   return {'invalid', 'unknown operation ' .. tostring(kind)}
 end
 if op == '' then return {'invalid', 'an empty op id'} end
@@ -150,7 +152,7 @@ local function used(a) return a.reserved + a.committed end
 -- all the way up. A priority may not draw the share kept back for the priorities above it.
 local take, from = 0, nil
 local floor = math.ceil(reserve.limit * kept / 1000)
-for i = 1, (kind == 'refund') and 0 or n do
+for i = 1, (kind == 'refund' or kind == 'grant') and 0 or n do
   local a = acc[i]
   if string.sub(ARGV[9], i, i) == '1' and (used(a) + add) * 1000 >= (a.limit + a.granted) * threshold then
     take = math.min(draw, math.max(reserve.limit - reserve.lent - floor, 0))
@@ -189,6 +191,12 @@ if take > 0 and from then
   redis.call('RPUSH', KEYS[4], cjson.encode(draw_record))
   draw_record.event, draw_record.larry, draw_record.at = 'token_reserve_deployed', names[n - 1], nil
   emit(true, draw_record)
+end
+if kind == 'grant' then
+  for i = 1, n do redis.call('HINCRBY', KEYS[4 + i], 'granted', amount) end
+  record.status = 'granted'
+  redis.call('HSET', KEYS[1], op, cjson.encode(record))
+  return {'granted', cjson.encode(record)}
 end
 local over, status = nil, 'committed'
 if kind == 'reserve' then status = 'reserved' elseif kind == 'refund' then status = 'refunded' end
@@ -244,7 +252,7 @@ class LedgerOp:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("reserved", "committed", "refunded")
+        return self.status in ("reserved", "committed", "refunded", "granted")
 
     @classmethod
     def parse(cls, status: str, detail: str, replay: bool = False) -> "LedgerOp":
@@ -323,6 +331,11 @@ class Ledger:
         number from 0 to :data:`plan.model.MAX_TOKENS` or an account holding something else
         than numbers."""
         return self._run("record", op_id, account, spent, "", who, priority)
+
+    def grant(self, op_id: str, account: str, tokens: int, *, who: str) -> LedgerOp:
+        """Raise the limit of ``account`` and of every account above it, the system included,
+        by ``tokens`` (``granted``): what a human approved beyond the plan's budgets."""
+        return self._run("grant", op_id, account, tokens, "", who, DEFAULT_PRIORITY)
 
     def draws(self) -> list[dict]:
         """Every loan of the reserve, in order: op, from (who), priority, account, amount, why,

@@ -24,6 +24,7 @@ import redis
 from plan.model import Larry, StackConfig, meta_account
 from plan.statuses import TaskStatus, WorkerStatus
 from runtime.agent.protocol import ProtocolError, merge_findings, validate_findings
+from runtime.coordination.escalations import Escalations
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER, Keyspace
 from runtime.coordination.ledger import snapshot
 from runtime.coordination.phases import PhaseTracker
@@ -139,7 +140,8 @@ def read_run(r: redis.Redis, ks: Keyspace, cfg: StackConfig) -> dict:
     workers, now_ms = read_workers(r, ks, cfg)
     count_active(larrys, workers)
     return {"stack": cfg.stack, "time": from_ms(now_ms), "larrys": larrys, "reserve_pool": read_pool(r, ks, cfg),
-            "workers": workers, "barriers": read_barriers(r, ks, (larry.id for larry in cfg.larrys))}
+            "workers": workers, "barriers": read_barriers(r, ks, (larry.id for larry in cfg.larrys)),
+            "escalations": Escalations(r, ks).all()}
 
 
 def count_active(larrys: list[dict], workers: list[dict]) -> None:

@@ -21,6 +21,7 @@ from plan.loader import load_stack
 from plan.model import meta_account
 from runtime import cli
 from runtime.commands.coordinator import Coordinator
+from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import Keyspace
 from runtime.coordination.leases import LeaseManager
@@ -194,13 +195,16 @@ def test_overspending_payload_is_killed_failed_for_good_and_its_tokens_recorded(
 
 def test_tokens_the_ledger_refuses_stop_the_payload_and_are_recorded_as_an_overrun(rig):
     rig.start_phase("cicd")
-    rig.set_limit("cicd", 120)
+    # The worker's own account holds 120 (a pool above it running dry escalates instead).
+    rig.set_limit("cicd/analysis-worker-01", 120)
     rig.empty_reserve()
     assert rig.worker("cicd", "analysis-worker-01", GOOD) == 3
     assert rig.board.result("audit-github-actions")["data"] == {"error": "budget exhausted"}
     assert rig.ledger().snapshot("cicd")["committed"] == 150
-    assert [e.data["used"] for e in rig.events("token_overrun")] == [150]
-    # The Larry is over its limit: the worker's next task fails without starting its payload.
+    assert [(e.data["account"], e.data["used"]) for e in rig.events("token_overrun")] == [
+        ("cicd/analysis-worker-01", 150)]
+    assert rig.events("escalation_raised") == []
+    # The worker's account is over its limit: its next task fails without starting its payload.
     assert rig.board.result("optimize-cronjob-schedules")["data"] == {"error": "budget exhausted"}
 
 
@@ -422,3 +426,62 @@ def test_a_phase_starting_later_than_the_socket_timeout_is_waited_for(rig, monke
     starter = in_thread(start_late)
     assert rig.worker("security", "scan-worker-01", payload("pass"), speed=1) == 0
     join_ok(starter)
+
+
+def escalation_args(rig, *args: str) -> list[str]:
+    return [*args, "--stack", "cortex", "--project-dir", str(ROOT), "--redis-url", rig.url,
+            "--key-prefix", rig.ks.prefix]
+
+
+def test_a_worker_past_its_masters_pool_and_the_reserve_is_paused_and_resumes_when_approved(rig, capsys):
+    # cicd-master's pool holds 120, the reserve nothing: GOOD's second report (100 + 50)
+    # passes the pool, so the worker escalates instead of failing the task.
+    rig.start_phase("cicd")
+    rig.set_limit("cicd/cicd-master/pool", 120)
+    rig.empty_reserve()
+    task = "audit-github-actions"
+
+    def approve():
+        wait_for(lambda: rig.r.get(rig.ks.worker_status("analysis-worker-01")) == "paused", "the worker to pause")
+        (raised,) = rig.events("escalation_raised")
+        assert raised.channel == rig.ks.alerts and raised.data["account"] == "cicd/cicd-master/pool"
+        assert rig.board.statuses([task])[task] == "in_progress", "paused, not failed"
+        assert cli.main(escalation_args(rig, "approve", raised.data["id"], "--tokens", "1000", "--by", "ops")) == 0
+        assert cli.main(escalation_args(rig, "approve", raised.data["id"])) == 0, "a repeated approval grants once"
+
+    helper = in_thread(approve)
+    assert rig.worker("cicd", "analysis-worker-01", GOOD) == 0
+    join_ok(helper)
+    (escalation,) = Escalations(rig.r, rig.ks).all()
+    assert (escalation["status"], escalation["tokens"], escalation["decided_by"]) == ("approved", "1000", "ops")
+    assert escalation["options"][-1] == "escalate to a human operator" and escalation["recommendation"]
+    assert rig.ledger().figures("cicd/cicd-master/pool")["granted"] == 1000
+    # 150 before the pause, 150 for the run approved, 150 for the second task
+    assert rig.ledger().snapshot("cicd/cicd-master/pool")["committed"] == 450
+    assert rig.board.statuses([task])[task] == "completed"
+    capsys.readouterr()
+    assert cli.main(escalation_args(rig, "escalations", "--json")) == 0
+    assert json.loads(capsys.readouterr().out)[0]["status"] == "approved"
+
+
+def test_a_denied_escalation_fails_the_task_with_the_reason(rig, capsys):
+    rig.start_phase("cicd")
+    rig.set_limit("cicd/cicd-master/pool", 120)
+    rig.empty_reserve()
+    task = "audit-github-actions"
+
+    def deny():
+        wait_for(lambda: rig.events("escalation_raised"), "an escalation")
+        (raised,) = rig.events("escalation_raised")
+        assert cli.main(escalation_args(rig, "deny", raised.data["id"], "--reason", "not worth it")) == 0
+        assert cli.main(escalation_args(rig, "approve", raised.data["id"])) == 1, "decided once"
+
+    helper = in_thread(deny)
+    assert rig.worker("cicd", "analysis-worker-01", GOOD) == 3
+    join_ok(helper)
+    assert rig.board.result(task)["data"] == {"error": "denied: not worth it"}
+    assert rig.result_file("cicd", task)["detail"] == "denied: not worth it"
+    assert rig.ledger().figures("cicd/cicd-master/pool")["granted"] == 0
+    capsys.readouterr()
+    assert cli.main(escalation_args(rig, "escalations")) == 0
+    assert "[denied]" in capsys.readouterr().out

@@ -1,0 +1,48 @@
+"""`larry approve ESCALATION [--tokens N]`: an operator approves an escalation; the tokens (by
+default what the escalation recommends) are granted in the ledger on the account that ran
+short and every account above it, and the paused worker resumes its task.
+
+Exit status 0 when this call approved it (or repeated the same approval), 1 when it was
+denied before, 2 for an unknown escalation.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+
+from plan.exits import ExitCode
+from runtime.cli import UsageError, add_run_arguments, open_run
+from runtime.coordination.escalations import Escalations
+from runtime.coordination.ledger import Ledger
+
+EXAMPLES = """\
+examples:
+  larry approve esc-1 --stack cortex
+  larry approve esc-2 --tokens 5000 --plan /etc/larry/plan.yaml
+"""
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("escalation", help="the escalation's id (see `larry escalations`)")
+    parser.add_argument("--tokens", type=int, help="tokens to grant (default: what the escalation recommends)")
+    parser.add_argument("--by", default=getpass.getuser(), help="who approves (default: the current user)")
+    add_run_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg, r, ks = open_run(args)
+    escalations = Escalations(r, ks)
+    escalation = escalations.get(args.escalation)
+    if escalation is None:
+        raise UsageError(f"no escalation {args.escalation!r} (see `larry escalations`)")
+    tokens = int(escalation["tokens_short"]) if args.tokens is None else args.tokens
+    if not 0 < tokens <= 10**12:
+        raise UsageError(f"--tokens: expected a whole number of tokens from 1 to 1,000,000,000,000, got {tokens}")
+    decision = escalations.approve(args.escalation, Ledger.for_plan(r, ks, cfg), tokens, by=args.by)
+    if decision.status == "decided" and decision.detail != "approved":
+        print(f"{args.escalation} was {decision.detail} before; nothing granted")
+        return ExitCode.FAILED
+    granted = escalations.get(args.escalation)
+    print(f"{args.escalation} approved by {granted['decided_by']}: {int(granted['tokens']):,} tokens granted "
+          f"on {granted['account']}; {granted['from']} resumes {granted['task']}")
+    return ExitCode.OK
