@@ -5,25 +5,46 @@ Structure and references are checked before any resource is created. Every mista
 one line naming the source, the key path and what was expected, e.g.
 ``Pulumi.dev.yaml: larry:larrys[2].workers[4].node: 'k3s-worker09' is not declared in
 larry:nodes``; all mistakes of a stack are reported together in one :class:`ConfigError`.
+
+Each section is declared once, as a table of fields (config key, dataclass field, kind,
+default) — ``_STACK`` and the records it nests — and one generic reader walks the tables:
+a record is built only when every field is usable, a list or named mapping keeps its
+usable items, and every problem found on the way is reported. Cross-references (nodes,
+masters, unique names, dependency targets and cycles) are checked once the structure is
+sound. What is not checked here: budgets adding up (the policy pack's job).
+
+Nothing is ignored without a word: an unknown key is a problem (with the closest known key
+as a suggestion), and so is a key given twice in one YAML mapping (naming both lines); keys
+of other namespaces (``kubernetes:context``) are not ours and are left alone. Numbers are
+bounded (plan.model's MAX_*). Hostile input — undecodable bytes, a directory, YAML nested
+or aliased absurdly, integers too long to read — is one line too, never a traceback.
+YAML is parsed by libyaml where PyYAML has it (the pure-Python parser otherwise).
 """
 from __future__ import annotations
 
+import difflib
 import json
 import re
-from dataclasses import replace
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from plan.model import (
     DEFAULT_PRIORITY,
-    DEFAULT_REDIS_EXPORTER_IMAGE,
-    DEFAULT_REDIS_IMAGE,
-    DEFAULT_RESERVE_TRIGGER,
-    DEFAULT_RUNTIME_IMAGE,
     DEFAULT_STORAGE_CLASS,
-    DEFAULT_UTILISATION_TARGET,
+    MAX_COUNT,
+    MAX_MILLISECONDS,
+    MAX_MINUTES,
+    MAX_QUANTITY,
+    MAX_TOKENS,
     PRIORITIES,
     PROJECT,
     Budget,
@@ -41,9 +62,10 @@ from plan.model import (
     WorkerType,
 )
 from plan.quantities import ResourceList, Resources, parse_cpu, parse_memory
+from plan.taskgraph import TaskGraph
 
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label
-_TASK_ID = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label
+_TASK_ID_TEXT = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 
 class ConfigError(Exception):
@@ -54,15 +76,13 @@ class ConfigError(Exception):
         super().__init__("\n".join(problems))
 
 
-#: The stack config keys this project reads, without the ``larry:`` prefix.
-CONFIG_KEYS = (
-    "executionWindowMinutes", "budget", "nodes", "redis", "larrys", "workerTypes",
-    "channels", "observability", "cluster", "runtimeImage", "storageClass",
-)
+_REQUIRED = object()  # a field's default: the key must be given
+_OMIT = object()  # a field's default: leave it to the dataclass's own default
+_INVALID = object()  # what a reader returns once it has reported why the value is unusable
 
 
 class _Reader:
-    """Walks raw config with key paths, collecting every problem instead of stopping."""
+    """Collects every problem as ``<key path>: <what was expected>`` instead of stopping."""
 
     def __init__(self) -> None:
         self.problems: list[str] = []
@@ -70,52 +90,34 @@ class _Reader:
     def fail(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
 
-    def mapping(self, value: Any, path: str) -> Mapping[str, Any] | None:
-        if isinstance(value, Mapping):
-            return value
-        self.fail(path, f"expected a mapping, got {_describe(value)}")
-        return None
 
-    def get(self, parent: Mapping[str, Any], key: str, path: str, kind: str,
-            default: Any = ..., allowed: Iterable[str] = ()) -> Any:
-        """Read ``parent[key]`` as ``kind``; ``...`` default means required."""
-        full = f"{path}.{key}" if path else key
-        if key not in parent or parent[key] is None:
-            if default is ...:
-                self.fail(full, f"required key is missing (expected {_KIND_TEXT[kind]})")
-            return None if default is ... else default
-        value = parent[key]
-        checked = _CHECKS[kind](value)
-        if checked is None:
-            self.fail(full, f"expected {_KIND_TEXT[kind]}, got {_describe(value)}")
-            return None
-        allowed = tuple(allowed)
-        if allowed and checked not in allowed:
-            self.fail(full, f"{checked!r} is not one of {', '.join(allowed)}")
-            return None
-        return checked
+def _join(path: str, key: Any) -> str:
+    # A key that would not print as itself on one line (a newline, a lone surrogate) is quoted.
+    name = _short(key if isinstance(key, str) and key.isprintable() else repr(key))
+    return f"{path}.{name}" if path else name
 
-    def quantity(self, parent: Mapping[str, Any], key: str, path: str, parse: Callable[[str], int],
-                 what: str, default: Any = ...) -> str | None:
-        text = self.get(parent, key, path, "quantity", default)
-        if text is None:
-            return None
-        try:
-            if parse(text) <= 0:
-                raise ValueError(text)
-        except ValueError:
-            self.fail(f"{path}.{key}", f"{text!r} is not a valid {what} quantity (expected e.g. {_EXAMPLE[what]})")
-            return None
-        return text
+
+def _short(text: str, limit: int = 60) -> str:
+    """Text as a message quotes it: hostile values must not make a line of megabytes."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _quoted(value: Any) -> str:
+    return _short(repr(value))
 
 
 def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"boolean {value}"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        try:
+            return f"number {_short(str(value))}"
+        except ValueError:  # too long for Python to print
+            return f"a number of more than {sys.get_int_max_str_digits()} digits"
+    if isinstance(value, float):
         return f"number {value}"
     if isinstance(value, str):
-        return f"string {value!r}"
+        return f"string {_quoted(value)}"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list):
@@ -123,236 +125,380 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _positive_int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        return None
-    return value
+#: The stack's top-level values read so far, by config key: for the defaults and references
+#: that depend on another section (the worker type a worker names, the stack's storageClass).
+Scope = Mapping[str, Any]
 
 
-def _share(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        return None
-    return float(value)
+class _Kind:
+    """How one config value is read: its type is checked first (else "expected <text>, got
+    <what it is>"), then ``refine`` checks the rest and converts it. Both return the value
+    or, once the problem is reported, _INVALID."""
+
+    text: str  # what is expected, e.g. "a positive integer"
+
+    def accepts(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def read(self, r: _Reader, value: Any, path: str, scope: Scope, **given: Any) -> Any:
+        if not self.accepts(value):
+            r.fail(path, f"expected {self.text}, got {_describe(value)}")
+            return _INVALID
+        return self.refine(r, value, path, scope, **given)
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        return value
 
 
-_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "positive": _positive_int,
-    "port": lambda v: v if _positive_int(v) and v < 65536 else None,
-    "string": lambda v: v if isinstance(v, str) and v.strip() else None,
-    "name": lambda v: v if isinstance(v, str) and _NAME.match(v) and len(v) <= 63 else None,
-    "task_id": lambda v: v if isinstance(v, str) and _TASK_ID.match(v) else None,
-    "bool": lambda v: v if isinstance(v, bool) else None,
-    "list": lambda v: v if isinstance(v, list) else None,
-    "mapping": lambda v: v if isinstance(v, Mapping) else None,
-    "quantity": lambda v: str(v) if isinstance(v, (str, int)) and not isinstance(v, bool) else None,
-    "share": _share,
-}
-_KIND_TEXT = {
-    "positive": "a positive integer",
-    "port": "a port number (1-65535)",
-    "string": "a non-empty string",
-    "name": "a lowercase DNS label (a-z, 0-9, '-', at most 63 characters)",
-    "task_id": "a task id (letters, digits, '-', '_', '.')",
-    "bool": "true or false",
-    "list": "a list",
-    "mapping": "a mapping",
-    "quantity": "a Kubernetes quantity string",
-    "share": "a number in (0, 1]",
-}
-_EXAMPLE = {"cpu": '"500m" or "2"', "memory": '"512Mi" or "4Gi"'}
+@dataclass(frozen=True)
+class _Scalar(_Kind):
+    text: str
+    test: Callable[[Any], bool]  # the type and range it must have
+
+    def accepts(self, value: Any) -> bool:
+        return self.test(value)
 
 
-def _resources(r: _Reader, raw: Any, path: str) -> Resources | None:
-    data = r.mapping(raw, path)
-    if data is None:
-        return None
-    lists = {}
-    for part in ("requests", "limits"):
-        sub = r.get(data, part, path, "mapping")
-        if sub is None:
-            continue
-        cpu = r.quantity(sub, "cpu", f"{path}.{part}", parse_cpu, "cpu")
-        memory = r.quantity(sub, "memory", f"{path}.{part}", parse_memory, "memory")
-        if cpu and memory:
-            lists[part] = ResourceList(cpu, memory)
-    if len(lists) != 2:
-        return None
-    return Resources(lists["requests"], lists["limits"])
+@dataclass(frozen=True)
+class _Choice(_Scalar):
+    choices: tuple[str, ...] = ()
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        if value in self.choices:
+            return value
+        r.fail(path, f"{_quoted(value)} is not one of {', '.join(self.choices)}")
+        return _INVALID
 
 
-def _budget(r: _Reader, raw: Any) -> Budget | None:
-    data = r.mapping(raw, "larry:budget")
-    if data is None:
-        return None
-    system = r.get(data, "systemTokens", "larry:budget", "positive")
-    meta_raw = r.get(data, "metaCoordinator", "larry:budget", "mapping")
-    meta = None
-    if meta_raw is not None:
-        path = "larry:budget.metaCoordinator"
-        orchestration = r.get(meta_raw, "orchestrationTokens", path, "positive")
-        reserve = r.get(meta_raw, "emergencyReserveTokens", path, "positive")
-        pool = r.get(meta_raw, "workerPoolTokens", path, "positive", 0)
-        if orchestration and reserve and pool is not None:
-            meta = MetaCoordinator(orchestration, reserve, pool)
-    trigger = r.get(data, "reserveTrigger", "larry:budget", "share", DEFAULT_RESERVE_TRIGGER)
-    target = r.get(data, "utilisationTarget", "larry:budget", "share", DEFAULT_UTILISATION_TARGET)
-    if system and meta:
-        return Budget(system, meta, trigger, target)
-    return None
+@dataclass(frozen=True)
+class _Bounded(_Scalar):
+    most: int = 0
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        if value <= self.most:
+            return value
+        r.fail(path, f"expected {self.text} of at most {self.most:,}, got {_describe(value)}")
+        return _INVALID
 
 
-def _nodes(r: _Reader, raw: Any) -> dict[str, Node]:
-    data = r.mapping(raw, "larry:nodes")
-    nodes: dict[str, Node] = {}
-    for name, spec in (data or {}).items():
-        path = f"larry:nodes.{name}"
-        if not _CHECKS["name"](name):
-            r.fail(path, f"node name {name!r} is not {_KIND_TEXT['name']}")
-            continue
-        spec = r.mapping(spec, path)
-        if spec is None:
-            continue
-        role = r.get(spec, "role", path, "string", allowed=("master", "worker"))
-        ip = r.get(spec, "ip", path, "string")
-        cpu = r.quantity(spec, "cpu", path, parse_cpu, "cpu")
-        memory = r.quantity(spec, "memory", path, parse_memory, "memory")
-        if role and ip and cpu and memory:
-            nodes[name] = Node(name, role, ip, cpu, memory)
-    if data is not None and not data:
-        r.fail("larry:nodes", "expected at least one node")
-    return nodes
+@dataclass(frozen=True)
+class _Quantity(_Scalar):
+    what: str = ""  # "cpu" | "memory"
+    parse: Callable[[str], int] = parse_cpu
+    example: str = ""
+    unit: str = ""  # what parse counts
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        text = str(value)
+        try:
+            amount = self.parse(text)
+            if amount <= 0:
+                raise ValueError(text)
+        except ValueError:
+            r.fail(path, f"{_quoted(text)} is not a valid {self.what} quantity (expected e.g. {self.example})")
+            return _INVALID
+        if amount > MAX_QUANTITY:
+            r.fail(path, f"{_quoted(text)} is too large a {self.what} quantity (more than 2^63-1 {self.unit})")
+            return _INVALID
+        return text
 
 
-def _redis(r: _Reader, raw: Any) -> Redis | None:
-    data = r.mapping(raw, "larry:redis")
-    if data is None:
-        return None
-    p = "larry:redis"
-    values = dict(
-        namespace=r.get(data, "namespace", p, "name"),
-        service_name=r.get(data, "serviceName", p, "name"),
-        port=r.get(data, "port", p, "port"),
-        replicas=r.get(data, "replicas", p, "positive"),
-        sentinels=r.get(data, "sentinels", p, "positive"),
-        master_name=r.get(data, "masterName", p, "name", "larry"),
-        sentinel_port=r.get(data, "sentinelPort", p, "port", 26379),
-        quorum=r.get(data, "quorum", p, "positive", 2),
-        down_after_ms=r.get(data, "downAfterMilliseconds", p, "positive", 5000),
-        failover_timeout_ms=r.get(data, "failoverTimeoutMilliseconds", p, "positive", 60000),
-        storage=r.quantity(data, "storage", p, parse_memory, "memory", "2Gi"),
-        image=r.get(data, "image", p, "string", DEFAULT_REDIS_IMAGE),
-        exporter=r.get(data, "exporter", p, "bool", True),
-        exporter_image=r.get(data, "exporterImage", p, "string", DEFAULT_REDIS_EXPORTER_IMAGE),
-    )
-    if "resources" in data:
-        values["resources"] = _resources(r, data["resources"], f"{p}.resources")
-    if any(v is None for v in values.values()):
-        return None
-    redis = Redis(**values)
+@dataclass(frozen=True)
+class _Declared(_Scalar):
+    """A name that must be a key of an earlier top-level mapping (e.g. a worker type)."""
+
+    among: str = ""  # the config key of that mapping
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        if value in _mapping_or_empty(scope.get(self.among)):
+            return value
+        r.fail(path, f"{_quoted(value)} is not declared in {self.among}")
+        return _INVALID
+
+
+def _mapping_or_empty(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class _From:
+    """A default computed from (the record's values read so far, the scope), by config key;
+    _REQUIRED when it cannot be."""
+
+    compute: Callable[[Mapping[str, Any], Scope], Any]
+
+
+@dataclass(frozen=True)
+class _Field:
+    key: str  # as written in the config (camelCase)
+    kind: _Kind
+    default: Any = _REQUIRED  # a value, _REQUIRED, _OMIT or _From
+    attr: str = ""  # the dataclass field it fills: by default the key in snake_case
+
+    def __post_init__(self) -> None:
+        if not self.attr:
+            snake = re.sub(r"(?<!^)(?=[A-Z])", "_", self.key.removeprefix(f"{PROJECT}:")).lower()
+            object.__setattr__(self, "attr", snake)
+
+
+@dataclass(frozen=True)
+class _Record(_Kind):
+    """A mapping of known keys that builds one dataclass; unusable when any field is."""
+
+    build: Callable[..., Any]
+    fields: tuple[_Field, ...]
+    text: str = "a mapping"
+    #: Checks between fields once the object is built: (reader, object, path).
+    check: Callable[[_Reader, Any, str], None] | None = None
+    #: Its values are the scope of every record below it (the stack's top level).
+    is_scope: bool = False
+
+    @cached_property
+    def keys(self) -> list[str]:
+        return [f.key for f in self.fields]
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, Mapping)
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope, **given: Any) -> Any:
+        for unknown in [k for k in value if k not in self.keys]:
+            r.fail(_join(path, unknown), _unknown_key(unknown, self.keys))
+        local: dict[str, Any] = scope if self.is_scope else {}  # type: ignore[assignment]
+        values = dict(given)
+        usable = True
+        for f in self.fields:
+            raw, fpath = value.get(f.key), f"{path}.{f.key}" if path else f.key
+            if raw is not None:
+                result = f.kind.read(r, raw, fpath, scope)
+            else:
+                result = f.default.compute(local, scope) if isinstance(f.default, _From) else f.default
+                if result is _OMIT:
+                    continue
+                if result is _REQUIRED:
+                    r.fail(fpath, f"required key is missing (expected {f.kind.text})")
+                    result = _INVALID
+            local[f.key] = values[f.attr] = result
+            usable = usable and result is not _INVALID
+        if not usable:
+            return _INVALID
+        built = self.build(**values)
+        if self.check:
+            self.check(r, built, path)
+        return built
+
+
+def _unknown_key(key: Any, known: list[str]) -> str:
+    """A typo (``dependOn``) must not silently drop what it meant: suggest the closest key."""
+    close = difflib.get_close_matches(str(key), known, n=1)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    return f"unknown key (expected one of {', '.join(known)})"
+
+
+@dataclass(frozen=True)
+class _List(_Kind):
+    """A list of one kind; its usable items (problems with the others are reported)."""
+
+    item: _Kind
+    at_least_one: str | None = None  # the problem when empty, if empty is one
+    text: str = "a list"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, list)
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        if not value and self.at_least_one:
+            r.fail(path, self.at_least_one)
+        return self.items(r, value, path, scope)
+
+    def items(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        items = (self.item.read(r, item, f"{path}[{k}]", scope) for k, item in enumerate(value))
+        return tuple(item for item in items if item is not _INVALID)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Named(_List):
+    """A mapping of name -> record; each record is built with that name as its ``name``."""
+
+    what: str  # "node"
+    name: _Scalar
+    text: str = "a mapping"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, Mapping)
+
+    def items(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        items = {}
+        for name, spec in value.items():
+            if not self.name.accepts(name):
+                r.fail(_join(path, name), f"{self.what} name {_quoted(name)} is not {self.name.text}")
+                continue
+            item = self.item.read(r, spec, _join(path, name), scope, name=name)
+            if item is not _INVALID:
+                items[name] = item
+        return items
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _non_empty_string(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _quantity(value: Any) -> bool:
+    # A bare number is a quantity too (memory: 1073741824); one past 64 bits is none, and
+    # one past Python's 4300 digits could not even be printed in a message.
+    if isinstance(value, str):
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and value.bit_length() < 64
+
+
+def _share(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+
+
+# ---- the tables: every section of a stack's config, field by field
+
+_TOKENS = _Bounded("a positive integer", _positive_int, MAX_TOKENS)
+_MINUTES = replace(_TOKENS, most=MAX_MINUTES)
+_COUNT = replace(_TOKENS, most=MAX_COUNT)
+_MILLISECONDS = replace(_TOKENS, most=MAX_MILLISECONDS)
+_PORT = _Scalar("a port number (1-65535)", lambda v: _positive_int(v) and v < 65536)
+_STRING = _Scalar("a non-empty string", _non_empty_string)
+_NAME = _Scalar("a lowercase DNS label (a-z, 0-9, '-', at most 63 characters)",
+                lambda v: isinstance(v, str) and bool(_LABEL.match(v)) and len(v) <= 63)
+_TASK_ID = _Scalar("a task id (letters, digits, '-', '_', '.')",
+                   lambda v: isinstance(v, str) and bool(_TASK_ID_TEXT.match(v)))
+_BOOL = _Scalar("true or false", lambda v: isinstance(v, bool))
+_SHARE = _Scalar("a number in (0, 1]", _share)
+_QUANTITY = "a Kubernetes quantity string"
+_CPU = _Quantity(_QUANTITY, _quantity, "cpu", parse_cpu, '"500m" or "2"', "millicores")
+_MEMORY = replace(_CPU, what="memory", parse=parse_memory, example='"512Mi" or "4Gi"', unit="bytes")
+_ROLE = _Choice("a non-empty string", _non_empty_string, ("master", "worker"))
+_PRIORITY = _Choice("a non-empty string", _non_empty_string, PRIORITIES)
+_WORKER_TYPE = _Declared("a non-empty string", _non_empty_string, "larry:workerTypes")
+
+_RESOURCE_LIST = _Record(ResourceList, (_Field("cpu", _CPU), _Field("memory", _MEMORY)))
+_RESOURCES = _Record(Resources, (_Field("requests", _RESOURCE_LIST), _Field("limits", _RESOURCE_LIST)),
+                     text="a mapping of requests and limits")
+
+
+def _quorum_within_sentinels(r: _Reader, redis: Redis, path: str) -> None:
     if redis.quorum > redis.sentinels:
-        r.fail(f"{p}.quorum", f"{redis.quorum} exceeds the {redis.sentinels} sentinels")
-    return redis
+        r.fail(f"{path}.quorum", f"{redis.quorum} exceeds the {redis.sentinels} sentinels")
 
 
-def _worker_types(r: _Reader, raw: Any) -> dict[str, WorkerType]:
-    if raw is None:
-        return {}
-    data = r.mapping(raw, "larry:workerTypes")
-    types = {}
-    for name, spec in (data or {}).items():
-        path = f"larry:workerTypes.{name}"
-        spec = r.mapping(spec, path)
-        if spec is None:
-            continue
-        tokens = r.get(spec, "tokens", path, "positive")
-        minutes = r.get(spec, "minutes", path, "positive")
-        if tokens and minutes:
-            types[name] = WorkerType(name, tokens, minutes)
-    return types
+def _from_worker_type(attr: str) -> _From:
+    """A declared worker type supplies the defaults for tokens and minutes (seed 004)."""
+    def compute(worker: Mapping[str, Any], scope: Scope) -> Any:
+        worker_type = _mapping_or_empty(scope.get("larry:workerTypes")).get(worker.get("type"))
+        return getattr(worker_type, attr) if worker_type else _REQUIRED
+    return _From(compute)
 
 
-def _tasks(r: _Reader, raw: Any, path: str) -> tuple[Task, ...]:
-    tasks = []
-    for k, item in enumerate(raw or ()):
-        tpath = f"{path}[{k}]"
-        item = r.mapping(item, tpath)
-        if item is None:
-            continue
-        task_id = r.get(item, "id", tpath, "task_id")
-        title = r.get(item, "title", tpath, "string")
-        deps = r.get(item, "dependsOn", tpath, "list", [])
-        bad = [d for d in deps or () if not _CHECKS["task_id"](d)]
-        for dep in bad:
-            r.fail(f"{tpath}.dependsOn", f"{dep!r} is not {_KIND_TEXT['task_id']}")
-        priority = r.get(item, "priority", tpath, "string", DEFAULT_PRIORITY, allowed=PRIORITIES)
-        if task_id and title and priority and not bad:
-            tasks.append(Task(task_id, title, tuple(deps or ()), priority))
-    return tuple(tasks)
+_TASK = _Record(Task, (
+    _Field("id", _TASK_ID),
+    _Field("title", _STRING),
+    _Field("dependsOn", _List(_TASK_ID), _OMIT),
+    _Field("priority", _PRIORITY, DEFAULT_PRIORITY),
+))
+_WORKER = _Record(Worker, (
+    _Field("name", _NAME),
+    _Field("node", _NAME),
+    _Field("type", _WORKER_TYPE, None),
+    _Field("tokens", _TOKENS, _from_worker_type("tokens")),
+    _Field("minutes", _MINUTES, _from_worker_type("minutes")),
+    _Field("resources", _RESOURCES),
+    _Field("master", _NAME, None),
+    _Field("priority", _PRIORITY, DEFAULT_PRIORITY),
+    _Field("tasks", _List(_TASK, "expected at least one task")),
+))
+_MASTER = _Record(Master, (
+    _Field("name", _NAME),
+    _Field("personalTokens", _TOKENS),
+    _Field("workerPoolTokens", _TOKENS),
+))
+_LARRY = _Record(Larry, (
+    _Field("id", _NAME),
+    _Field("phase", _STRING),
+    _Field("namespace", _NAME),
+    _Field("node", _NAME),
+    _Field("workerNodes", _List(_NAME)),
+    _Field("deadlineMinutes", _MINUTES),
+    _Field("tokenBudget", _TOKENS),
+    _Field("storage", _MEMORY),
+    _Field("storageClass", _NAME, _From(lambda larry, scope: scope["larry:storageClass"])),
+    _Field("clusterRead", _BOOL, False),
+    _Field("coordinator", _RESOURCES),
+    _Field("masters", _List(_MASTER)),
+    _Field("workers", _List(_WORKER, "expected at least one worker")),
+))
+_BUDGET = _Record(Budget, (
+    _Field("systemTokens", _TOKENS),
+    _Field("metaCoordinator", attr="meta", kind=_Record(MetaCoordinator, (
+        _Field("orchestrationTokens", _TOKENS),
+        _Field("emergencyReserveTokens", _TOKENS),
+        _Field("workerPoolTokens", _TOKENS, _OMIT),
+    ))),
+    _Field("reserveTrigger", _SHARE, _OMIT),
+    _Field("utilisationTarget", _SHARE, _OMIT),
+))
+_NODE = _Record(Node, (
+    _Field("role", _ROLE),
+    _Field("ip", _STRING),
+    _Field("cpu", _CPU),
+    _Field("memory", _MEMORY),
+))
+_REDIS = _Record(Redis, (
+    _Field("namespace", _NAME),
+    _Field("serviceName", _NAME),
+    _Field("port", _PORT),
+    _Field("replicas", _COUNT),
+    _Field("sentinels", _COUNT),
+    _Field("masterName", _NAME, _OMIT),
+    _Field("sentinelPort", _PORT, _OMIT),
+    _Field("quorum", _COUNT, _OMIT),
+    _Field("downAfterMilliseconds", _MILLISECONDS, _OMIT, "down_after_ms"),
+    _Field("failoverTimeoutMilliseconds", _MILLISECONDS, _OMIT, "failover_timeout_ms"),
+    _Field("storage", _MEMORY, _OMIT),
+    _Field("image", _STRING, _OMIT),
+    _Field("exporter", _BOOL, _OMIT),
+    _Field("exporterImage", _STRING, _OMIT),
+    _Field("resources", _RESOURCES, _OMIT),
+), check=_quorum_within_sentinels)
 
 
-def _worker(r: _Reader, raw: Any, path: str, types: Mapping[str, WorkerType]) -> Worker | None:
-    data = r.mapping(raw, path)
-    if data is None:
-        return None
-    name = r.get(data, "name", path, "name")
-    node = r.get(data, "node", path, "name")
-    type_name = r.get(data, "type", path, "string", None)
-    worker_type = None
-    if type_name is not None:
-        worker_type = types.get(type_name)
-        if worker_type is None:
-            r.fail(f"{path}.type", f"{type_name!r} is not declared in larry:workerTypes")
-    # A declared worker type supplies the defaults for tokens and minutes (seed 004).
-    tokens = r.get(data, "tokens", path, "positive", worker_type.tokens if worker_type else ...)
-    minutes = r.get(data, "minutes", path, "positive", worker_type.minutes if worker_type else ...)
-    resources = _resources(r, data.get("resources"), f"{path}.resources") if "resources" in data else None
-    if "resources" not in data:
-        r.fail(f"{path}.resources", "required key is missing (expected requests and limits)")
-    master = r.get(data, "master", path, "name", None)
-    priority = r.get(data, "priority", path, "string", DEFAULT_PRIORITY, allowed=PRIORITIES)
-    tasks_raw = r.get(data, "tasks", path, "list")
-    if tasks_raw is not None and not tasks_raw:
-        r.fail(f"{path}.tasks", "expected at least one task")
-    tasks = _tasks(r, tasks_raw, f"{path}.tasks")
-    if None in (name, node, tokens, minutes, resources, tasks_raw, priority) or (type_name and not worker_type):
-        return None
-    return Worker(name, node, tokens, minutes, resources, tasks, master, type_name, priority)
+def _flat(cls: type, **kinds: _Kind) -> _Record:
+    """A flat section whose keys are all optional (the dataclass has every default)."""
+    return _Record(cls, tuple(_Field(key, kind, _OMIT) for key, kind in kinds.items()))
 
 
-def _larry(r: _Reader, raw: Any, path: str, types: Mapping[str, WorkerType], storage_class: str) -> Larry | None:
-    data = r.mapping(raw, path)
-    if data is None:
-        return None
-    values = dict(
-        id=r.get(data, "id", path, "name"),
-        phase=r.get(data, "phase", path, "string"),
-        namespace=r.get(data, "namespace", path, "name"),
-        node=r.get(data, "node", path, "name"),
-        worker_nodes=r.get(data, "workerNodes", path, "list"),
-        deadline_minutes=r.get(data, "deadlineMinutes", path, "positive"),
-        token_budget=r.get(data, "tokenBudget", path, "positive"),
-        storage=r.quantity(data, "storage", path, parse_memory, "memory"),
-        storage_class=r.get(data, "storageClass", path, "name", storage_class),
-        cluster_read=r.get(data, "clusterRead", path, "bool", False),
-        coordinator=_resources(r, data.get("coordinator"), f"{path}.coordinator"),
-    )
-    masters = []
-    for k, item in enumerate(r.get(data, "masters", path, "list") or ()):
-        mpath = f"{path}.masters[{k}]"
-        item = r.mapping(item, mpath)
-        if item is None:
-            continue
-        name = r.get(item, "name", mpath, "name")
-        personal = r.get(item, "personalTokens", mpath, "positive")
-        pool = r.get(item, "workerPoolTokens", mpath, "positive")
-        if name and personal and pool:
-            masters.append(Master(name, personal, pool))
-    workers_raw = r.get(data, "workers", path, "list")
-    workers = [_worker(r, w, f"{path}.workers[{k}]", types) for k, w in enumerate(workers_raw or ())]
-    if any(v is None for v in values.values()) or None in workers or workers_raw is None:
-        return None
-    values["worker_nodes"] = tuple(values["worker_nodes"])
-    return Larry(masters=tuple(masters), workers=tuple(workers), **values)
+_CHANNELS = _flat(Channels, coordination=_STRING, alerts=_STRING, events=_STRING)
+_OBSERVABILITY = _flat(Observability, serviceMonitors=_BOOL, grafanaDashboard=_BOOL)
+_CLUSTER = _flat(Cluster, kubeconfig=_STRING, context=_STRING, renderDirectory=_STRING)
+#: The stack: the fields of StackConfig read from config. Order matters where a default or
+#: a reference reads an earlier key (larrys read storageClass and workerTypes).
+_STACK = _Record(lambda storage_class, **fields: fields, (
+    _Field("larry:executionWindowMinutes", _MINUTES),
+    _Field("larry:storageClass", _NAME, DEFAULT_STORAGE_CLASS),
+    _Field("larry:budget", _BUDGET),
+    _Field("larry:nodes", _Named(_NODE, "expected at least one node", what="node", name=_NAME)),
+    _Field("larry:redis", _REDIS),
+    _Field("larry:workerTypes", _Named(_Record(WorkerType, (
+        _Field("tokens", _TOKENS),
+        _Field("minutes", _MINUTES),
+    )), what="worker type", name=_STRING), _OMIT),
+    _Field("larry:larrys", _List(_LARRY, "expected at least one Larry")),
+    _Field("larry:channels", _CHANNELS, _OMIT),
+    _Field("larry:observability", _OBSERVABILITY, _OMIT),
+    _Field("larry:cluster", _CLUSTER, _OMIT),
+    _Field("larry:runtimeImage", _STRING, _OMIT),
+), is_scope=True)
+
+#: The stack config keys this project reads, without the ``larry:`` prefix.
+CONFIG_KEYS = tuple(f.key.removeprefix(f"{PROJECT}:") for f in _STACK.fields)
 
 
 def _check_references(r: _Reader, cfg: StackConfig) -> None:
@@ -394,7 +540,7 @@ def _check_references(r: _Reader, cfg: StackConfig) -> None:
                     if dep not in task_owner:
                         r.fail(f"larry:larrys[{i}].workers[{j}].tasks[{k}].dependsOn",
                                f"{dep!r} is not a task id of this stack")
-    cycle = _find_cycle({t.id: t.depends_on for larry in cfg.larrys for t in larry.tasks})
+    cycle = TaskGraph(cfg).cycle()
     if cycle:
         r.fail(task_owner[cycle[0]].removesuffix(".id") + ".dependsOn",
                "dependency cycle " + " -> ".join(cycle))
@@ -410,31 +556,21 @@ def _check_node(r: _Reader, cfg: StackConfig, node: str, path: str, role: str) -
     return True
 
 
-def _find_cycle(graph: Mapping[str, tuple[str, ...]]) -> list[str] | None:
-    """One dependency cycle as a path (first node repeated at the end), or None."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
+#: The values a stack config may hold, YAML aliases expanded: four times a 5 MB stack file
+#: of 500 Larrys and 10,000 workers. A few lines of nested aliases can expand to billions.
+MAX_VALUES = 2_000_000
 
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for dep in graph.get(node, ()):
-            if state.get(dep) == 1:
-                return path[path.index(dep):] + [dep]
-            if dep in graph and state.get(dep) is None:
-                found = visit(dep)
-                if found:
-                    return found
-        state[node] = 2
-        path.pop()
-        return None
 
-    for start in graph:
-        if state.get(start) is None:
-            found = visit(start)
-            if found:
-                return found
-    return None
+def _count_values(value: Any, limit: int) -> int:
+    """Values in ``value`` (aliases counted each time they are used), up to just past ``limit``.
+    Counts dicts and lists, what YAML makes (``Mapping`` would cost a third of a load)."""
+    count, containers = 0, [value]
+    while containers and count <= limit:
+        children = containers.pop()
+        children = children.values() if isinstance(children, dict) else children
+        count += len(children)
+        containers.extend(child for child in children if isinstance(child, (dict, list)))
+    return count
 
 
 def load_config(values: Mapping[str, Any], stack: str, source: str | None = None) -> StackConfig:
@@ -443,77 +579,139 @@ def load_config(values: Mapping[str, Any], stack: str, source: str | None = None
     Raises ConfigError listing every problem, each prefixed with the stack's source.
     """
     source = source or f"Pulumi.{stack}.yaml"
-    raw = {key.removeprefix(f"{PROJECT}:"): value for key, value in values.items()}
+    # Keys of other namespaces (``kubernetes:context``) are not ours to judge.
+    raw = {key if ":" in key else f"{PROJECT}:{key}": value for key, value in
+           ((str(key), value) for key, value in values.items()) if ":" not in key or key.startswith(f"{PROJECT}:")}
+    if _count_values(raw, MAX_VALUES) > MAX_VALUES:
+        raise ConfigError([f"{source}: more than {MAX_VALUES:,} values with YAML aliases expanded "
+                           "(more than any stack config holds)"])
     r = _Reader()
-    window = r.get(raw, "executionWindowMinutes", "", "positive")
-    storage_class = r.get(raw, "storageClass", "", "name", DEFAULT_STORAGE_CLASS)
-    budget = _budget(r, raw["budget"]) if raw.get("budget") is not None else r.get(raw, "budget", "", "mapping")
-    nodes = _nodes(r, raw["nodes"]) if raw.get("nodes") is not None else r.get(raw, "nodes", "", "mapping")
-    redis = _redis(r, raw["redis"]) if raw.get("redis") is not None else r.get(raw, "redis", "", "mapping")
-    types = _worker_types(r, raw.get("workerTypes"))
-    larrys_raw = r.get(raw, "larrys", "", "list")
-    if larrys_raw is not None and not larrys_raw:
-        r.fail("larrys", "expected at least one Larry")
-    larrys = [_larry(r, item, f"larry:larrys[{i}]", types, storage_class or DEFAULT_STORAGE_CLASS)
-              for i, item in enumerate(larrys_raw or ())]
-    channels = _section(r, raw, "channels", Channels, {"coordination": "string", "alerts": "string", "events": "string"})
-    observability = _section(r, raw, "observability", Observability,
-                             {"serviceMonitors": "bool", "grafanaDashboard": "bool"})
-    cluster = _section(r, raw, "cluster", Cluster,
-                       {"kubeconfig": "string", "context": "string", "renderDirectory": "string"})
-    image = r.get(raw, "runtimeImage", "", "string", DEFAULT_RUNTIME_IMAGE)
-    # Problems so far carry paths without the prefix at the top level: add it uniformly.
-    r.problems = [p if p.startswith("larry:") else f"larry:{p}" for p in r.problems]
+    fields = _STACK.read(r, raw, "", {})
     if not r.problems:
-        cfg = StackConfig(stack, source, window, budget, nodes, redis, tuple(larrys), types,
-                          channels, observability, cluster, image,
-                          {f"{PROJECT}:{k}": v for k, v in raw.items()})
+        cfg = StackConfig(stack, source, values=raw, **fields)
         _check_references(r, cfg)
         if not r.problems:
             return cfg
     raise ConfigError([f"{source}: {p}" for p in r.problems])
 
 
-def _section(r: _Reader, raw: Mapping[str, Any], key: str, cls: type, kinds: Mapping[str, str]) -> Any:
-    """An optional flat section whose camelCase keys map onto a dataclass's fields."""
-    data = raw.get(key)
-    if data is None:
-        return cls()
-    data = r.mapping(data, f"larry:{key}")
-    if data is None:
-        return cls()
-    for unknown in set(data) - set(kinds):
-        r.fail(f"larry:{key}.{unknown}", f"unknown key (expected one of {', '.join(kinds)})")
-    values = {_snake(k): r.get(data, k, f"larry:{key}", kind, None) for k, kind in kinds.items()}
-    return cls(**{k: v for k, v in values.items() if v is not None})
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
 def load_stack_file(path: str | Path, stack: str | None = None) -> StackConfig:
     """Load ``Pulumi.<stack>.yaml`` (or any file of that shape) from disk."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError([f"{path}: stack file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the file ({exc.strerror})"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})"]) from None
     cfg = load_plan_document(text, str(path))
     return cfg if stack in (None, cfg.stack) else replace(cfg, stack=stack)
 
 
 def load_plan_document(text: str, source: str) -> StackConfig:
     """Load the document ``StackConfig.plan_document`` rendered (e.g. from a ConfigMap)."""
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: not valid YAML ({str(exc).splitlines()[0]})"]) from None
+    document = _parse_yaml(text, source)
     if not isinstance(document, Mapping) or not isinstance(document.get("config"), Mapping):
         raise ConfigError([f"{source}: expected a top-level 'config:' mapping"])
     values = {k: parse_config_value(v) for k, v in document["config"].items() if str(k).startswith(f"{PROJECT}:")}
-    stack = document.get("stack") or Path(source).name.removeprefix("Pulumi.").removesuffix(".yaml")
-    return load_config(values, str(stack), source)
+    stack = document.get("stack")
+    if stack is None:
+        stack = Path(source).name.removeprefix("Pulumi.").removesuffix(".yaml")
+    elif not _STRING.accepts(stack):
+        raise ConfigError([f"{source}: stack: expected a stack name, got {_describe(stack)}"])
+    return load_config(values, stack, source)
+
+
+def _strict_loader(base: type) -> type:
+    """``base`` refusing what safe_load lets pass: a key given twice in one mapping (the
+    last would silently win) and integers too long for Python to read (a ValueError)."""
+
+    class StrictLoader(base):  # type: ignore[misc, valid-type]
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self.duplicates: list[str] = []
+            self.checked: set[yaml.Node] = set()
+
+        def flatten_mapping(self, node: yaml.MappingNode) -> None:
+            # Checked here, before merge keys (``<<``) splice their pairs into node.value:
+            # an explicit key may override a merged one. Once per node (merging flattens
+            # the merged node in place).
+            if node not in self.checked:
+                self.checked.add(node)
+                # Keys compared as written (tag and text): constructing each key here
+                # would cost a tenth of the load; other keys are the constructor's to judge.
+                first: dict[tuple[str, str], yaml.Node] = {}
+                for key_node, _ in node.value:
+                    if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    earlier = first.setdefault((key_node.tag, key_node.value), key_node)
+                    if earlier is not key_node:
+                        self.duplicates.append(f"line {key_node.start_mark.line + 1}: duplicate key "
+                                               f"{_quoted(key_node.value)} (first at line {earlier.start_mark.line + 1})")
+            super().flatten_mapping(node)
+
+        def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+            try:
+                return super().construct_yaml_int(node)
+            except ValueError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"an integer of {len(node.value)} digits is too long", node.start_mark) from None
+
+    StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_yaml_int)
+    return StrictLoader
+
+
+if yaml.__with_libyaml__:
+    from yaml.cyaml import CParser
+
+    class _CLoader(Composer, CParser, SafeConstructor, Resolver):  # type: ignore[misc]
+        """libyaml scans and parses (most of the time pure-Python YAML takes); the Python
+        composer builds the nodes. yaml.CSafeLoader composes in C too, recursively: a
+        document nested 100,000 deep crashes the process (SIGSEGV), where the Python
+        composer raises RecursionError, which becomes one line."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+    _StackLoader = _strict_loader(_CLoader)
+else:  # pragma: no cover - PyYAML built without libyaml
+    _StackLoader = _strict_loader(yaml.SafeLoader)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    loader = None
+    try:
+        loader = _StackLoader(text)  # the pure-Python reader checks characters here
+        document = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = ", ".join(part for part in (exc.context, exc.problem) if part)
+        raise ConfigError([f"{source}: not valid YAML ({where}{what})"]) from None
+    except yaml.reader.ReaderError as exc:  # a control character
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError([f"{source}: not valid YAML (line {line}: {str(exc).splitlines()[0]})"]) from None
+    except UnicodeEncodeError as exc:  # libyaml reads UTF-8: a lone surrogate (text from JSON) has none
+        line = text.count("\n", 0, exc.start) + 1
+        raise ConfigError([f"{source}: not valid YAML (line {line}: {exc.reason})"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: not valid YAML ({str(exc).splitlines()[0]})"]) from None
+    except RecursionError:
+        raise ConfigError([f"{source}: not valid YAML (nested more deeply than any stack config)"]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if loader.duplicates:
+        raise ConfigError([f"{source}: {duplicate}" for duplicate in loader.duplicates])
+    return document
 
 
 def parse_config_value(value: Any) -> Any:
@@ -524,7 +722,7 @@ def parse_config_value(value: Any) -> Any:
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or JSON nested absurdly deep
             return value
     return value
 

@@ -24,10 +24,22 @@ DEFAULT_REDIS_EXPORTER_IMAGE = "oliver006/redis_exporter:v1.62.0"
 DEFAULT_RESERVE_TRIGGER = 0.9
 #: Seed 001 "System-Wide": token budget utilisation < 95 %.
 DEFAULT_UTILISATION_TARGET = 0.95
-#: The most tokens any one budget, allocation or report may name: a thousand times the
-#: largest fleet's budget, and small enough that sums of them stay exact in Lua's doubles
-#: (2**53) and in Redis's 64-bit integers.
+# Bounds of the plan's numbers (the loader refuses anything above them). No real stack
+# nears them; they keep every sum and conversion exact wherever the numbers go.
+#: Any token figure (budgets, pools, reserves, a worker's tokens, one agent's report, one
+#: ledger booking): a Larry's limit plus the
+#: whole emergency reserve stays far below 2**53, where the ledger's Lua numbers (doubles)
+#: stop counting exactly, and far inside Redis's 64-bit integers.
 MAX_TOKENS = 10**12
+#: Any duration in minutes (window, deadlines, a worker's minutes): one year, so deadlines
+#: as datetimes (which end in year 9999) or millisecond timestamps never overflow.
+MAX_MINUTES = 365 * 24 * 60
+#: Redis replicas, sentinels and quorum: a Sentinel set is 3 to 5; Kubernetes replicas are int32.
+MAX_COUNT = 100
+#: Sentinel timeouts in milliseconds: one day.
+MAX_MILLISECONDS = 24 * 60 * 60 * 1000
+#: Kubernetes holds a quantity as a 64-bit integer of its smallest unit (millicores, bytes).
+MAX_QUANTITY = 2**63 - 1
 
 @dataclass(frozen=True)
 class Node:

@@ -3,9 +3,14 @@
 A task whose dependency failed for good can never be claimed (the lease script only grants
 tasks whose dependencies completed), and neither can anything downstream of it. Worker and
 coordinator both have to recognise that, or they would wait for their deadlines.
+
+Every walk of the graph is iterative, so a dependency chain of any length is fine (no
+recursion limit); a dependency naming no task of the plan is ignored here (the loader
+reports it).
 """
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Mapping
 
 from plan.model import StackConfig
@@ -19,18 +24,43 @@ class TaskGraph:
         self.worker = {t.id: w.name for larry in cfg.larrys for w in larry.workers for t in w.tasks}
         self.ids = list(self.deps)
 
+    @cached_property
+    def _order(self) -> tuple[list[str], list[str]]:
+        """(tasks with each after all its dependencies, tasks on or behind a cycle)."""
+        waiting = {t: sum(d in self.deps for d in deps) for t, deps in self.deps.items()}
+        dependents: dict[str, list[str]] = {}
+        for task, deps in self.deps.items():
+            for dep in deps:
+                dependents.setdefault(dep, []).append(task)
+        order = [t for t in self.ids if not waiting[t]]
+        for task in order:  # grows while it is walked
+            for user in dependents.get(task, ()):
+                waiting[user] -= 1
+                if not waiting[user]:
+                    order.append(user)
+        return order, [t for t in self.ids if waiting[t]]
+
+    def cycle(self) -> list[str] | None:
+        """One dependency cycle as a path (first task repeated at the end), or None."""
+        left = set(self._order[1])
+        if not left:
+            return None
+        # Every task left over waits on another one left over: following those must loop.
+        path, seen = [self._order[1][0]], {}
+        while path[-1] not in seen:
+            seen[path[-1]] = len(path) - 1
+            path.append(next(d for d in self.deps[path[-1]] if d in left))
+        return path[seen[path[-1]]:]
+
     def doomed(self, statuses: Mapping[str, str | None]) -> dict[str, str]:
-        """Unfinished tasks that can never run -> the failed task that blocks them."""
-        blocked: dict[str, str | None] = {}
-
-        def cause(task: str) -> str | None:
-            if task not in blocked:
-                blocked[task] = None  # a cycle is impossible (the config rejects them); this ends recursion anyway
-                for dep in self.deps.get(task, ()):
-                    found = dep if statuses.get(dep) == "failed" else cause(dep)
-                    if found:
-                        blocked[task] = found
-                        break
-            return blocked[task]
-
-        return {t: c for t in self.ids if statuses.get(t) not in TERMINAL and (c := cause(t))}
+        """Unfinished tasks that can never run -> the failed task that blocks them (the
+        first dependency, in declared order, that failed or is itself blocked)."""
+        cause: dict[str, str | None] = {}
+        for task in self._order[0]:  # dependencies first, so their causes are known
+            cause[task] = None
+            for dep in self.deps[task]:
+                found = dep if statuses.get(dep) == "failed" else cause.get(dep)
+                if found:
+                    cause[task] = found
+                    break
+        return {t: c for t in self.ids if statuses.get(t) not in TERMINAL and (c := cause.get(t))}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from plan import environment as envvar
 from plan.exits import ExitCode
-from plan.loader import ConfigError, load_plan_document, load_stack
+from plan.loader import ConfigError, load_stack, load_stack_file
 from plan.model import StackConfig
 from runtime.support import logs
 from runtime.support.credentials import take_password
@@ -200,11 +200,8 @@ def load_plan(args: argparse.Namespace) -> StackConfig:
         return load_stack(args.stack, args.project_dir)
     if not getattr(args, "plan", None):
         raise UsageError("no plan: pass --plan FILE (or set LARRY_PLAN) or --stack NAME")
-    try:
-        text = Path(args.plan).read_text()
-    except OSError as exc:
-        raise UsageError(f"{args.plan}: cannot read the plan ({exc.strerror})") from None
-    return load_plan_document(text, str(args.plan))
+    # The same reading as a stack file's: unreadable, non-UTF-8 or malformed is one line.
+    return load_stack_file(args.plan)
 
 
 def add_log_arguments(parser: argparse.ArgumentParser, default) -> None:
@@ -224,7 +221,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         # also after the command (`larry run -v`); SUPPRESS keeps a level given before it
         add_log_arguments(sub, argparse.SUPPRESS)
-        sub.set_defaults(_module=module)
+        sub.set_defaults(_module=module, payload=[])
         if name == selected:
             loaded = importlib.import_module(module)
             loaded.configure_parser(sub)

@@ -241,6 +241,13 @@ cmd_ensure() {
   local t0=$SECONDS clidir name ver cliver
   command -v go >/dev/null || die "go is required to build the engine"
   mkdir -p "$CACHE" "$ENGINE_HOME"
+  # One build at a time per cache: a second `ensure` (two make targets, two checkouts) waits
+  # for the first and then finds everything built, instead of building it all again beside it.
+  exec 9>"$CACHE/.ensure.lock"
+  if ! flock -n 9; then
+    log "another engine.sh ensure is building in $CACHE; waiting for it"
+    flock 9
+  fi
   {
     read -r _ cliver
     clidir="$(ensure_cli "${LARRY_PULUMI_CLI_VERSION:-$cliver}")"

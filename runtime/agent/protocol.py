@@ -16,7 +16,7 @@ The worker starts the payload once per task with this environment:
 The payload reports by printing lines ``@larry <json object>`` on stdout (or appending them
 to ``LARRY_PROTOCOL_FILE``). Every other line is ordinary log output. Fields, all optional:
 
-``tokens``    integer, 0 to :data:`MAX_TOKENS` (10**12), tokens used *since the previous
+``tokens``    integer, 0 to :data:`plan.model.MAX_TOKENS` (10**12), tokens used *since the previous
               report* (the worker charges the ledger)
 ``findings``  an object of the fields below, merged into the task's findings (counts are summed)
 ``progress``  0-100, the task's progress
@@ -48,10 +48,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from plan.model import MAX_TOKENS
+
 PREFIX = "@larry "
-#: The most tokens one report may carry: more than any model call spends, far below what
-#: would overflow the ledger's arithmetic.
-MAX_TOKENS = 10**12
 #: The largest count a finding may carry.
 MAX_COUNT = 10**9
 SEVERITIES = ("critical", "high", "medium", "low")

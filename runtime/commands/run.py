@@ -99,6 +99,7 @@ examples:
   larry run --stack dev --speed 600 --hold          # then: larry dashboard, larry status
   LARRY_REDIS_PASSWORD=... larry run --stack dev --redis-url redis://redis:6379/0 --key-prefix run7:
   larry run --stack cortex --speed 600 --allow-over-budget --s3-url s3://bucket/runs
+  larry run --stack dev --speed 60 -- my-agent --task-from-env      # every worker runs my-agent
 """
 
 
@@ -119,7 +120,11 @@ def larry_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "runtime.cli"]
 
 
-def payload_command(speed: float, overspend_task: str | None, tasks: list[str]) -> list[str]:
+def payload_command(speed: float, overspend_task: str | None, tasks: list[str], payload: list[str]) -> list[str]:
+    """What each worker runs after ``--``: the command given to `larry run` after its own
+    ``--`` (the agent), or else the simulated payload."""
+    if payload:
+        return payload
     simulate = larry_command() + ["simulate", "--speed", f"{speed:g}"]
     if overspend_task not in tasks:
         return simulate
@@ -133,6 +138,8 @@ def main(args) -> int:
     cfg = load_plan(args)
     if args.overspend_task and args.overspend_task not in {t.id for larry in cfg.larrys for t in larry.tasks}:
         raise UsageError(f"--overspend-task: {args.overspend_task!r} is not a task of {cfg.source}")
+    if args.overspend_task and args.payload:
+        raise UsageError("--overspend-task plays the simulated payload; it cannot go with a payload after --")
     problems = budget_problems(cfg)
     if problems and not args.allow_over_budget:
         raise UsageError(f"{cfg.source}: the policy pack would block this plan ({'; '.join(problems)}); "
@@ -209,7 +216,8 @@ class Supervisor:
                                                                "--host", "127.0.0.1", "--port", str(self.ports[each.id])],
                           "coordinator") for each in self.cfg.larrys]
         for each, worker in self.cfg.workers:
-            payload = payload_command(self.args.speed, self.args.overspend_task, [t.id for t in worker.tasks])
+            payload = payload_command(self.args.speed, self.args.overspend_task, [t.id for t in worker.tasks],
+                                      self.args.payload)
             children.append(Child(f"worker-{worker.name}", larry + ["worker", *common, "--larry", each.id,
                                                                     "--worker", worker.name, "--kill-grace", "2",
                                                                     "--", *payload], "worker"))

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from plan.model import Larry, StackConfig, utilisation
 from plan.statuses import PhaseStatus, TaskStatus
+from plan.taskgraph import TaskGraph
 from runtime.agent.protocol import SEVERITIES
 from runtime.reporting.schema import (
     ReportError,
@@ -115,7 +116,8 @@ def _check_against_plan(cfg: StackConfig, larry: Larry, path: Path) -> Report:
         if report[field] != expected:
             raise ReportError(f"{path}: {field}: expected {expected!r} (from the plan {cfg.source}), "
                               f"got {report[field]!r}")
-    plan = {t.id: (w.name, sorted(t.depends_on)) for w in larry.workers for t in w.tasks}
+    graph = TaskGraph(cfg)
+    plan = {t.id: (graph.worker[t.id], sorted(graph.deps[t.id])) for t in larry.tasks}
     ids = [task["id"] for task in report["tasks"]]
     problems = [
         ("missing plan task(s)", [t for t in plan if t not in ids]),

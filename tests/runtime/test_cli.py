@@ -27,3 +27,17 @@ def test_simulate_takes_the_shared_speed_default(monkeypatch):
     assert build_parser("simulate").parse_args(["simulate"]).speed == 1.0
     monkeypatch.setenv("LARRY_SPEED", "60")
     assert build_parser("simulate").parse_args(["simulate"]).speed == 60.0
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"config:\n  larry:x: \"\xff\"\n", "line 2: not UTF-8 text (byte 0xff)"),
+    (b"config: [1, 2\n", "not valid YAML"),
+    (None, "stack file not found"),
+])
+def test_a_bad_plan_file_is_one_line_and_exit_2(tmp_path, capsys, content, expected):
+    plan = tmp_path / "plan.yaml"
+    if content is not None:
+        plan.write_bytes(content)
+    assert main(["status", "--plan", str(plan)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err and "Traceback" not in err, err

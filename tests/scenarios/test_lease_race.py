@@ -1,7 +1,5 @@
 """32 processes race over 1,000 tasks (some with dependsOn): every task completed exactly once."""
 
-import json
-import multiprocessing
 import random
 import time
 from collections import Counter
@@ -11,6 +9,7 @@ from runtime.coordination.events import EventLog
 from runtime.coordination.keys import Keyspace
 from runtime.coordination.leases import LeaseManager
 from runtime.coordination.tasks import TaskBoard
+from tests.support.waiting import Child
 
 PROCESSES, TASKS = 32, 1000
 
@@ -21,7 +20,7 @@ def graph():
             for i in range(TASKS)}
 
 
-def worker(url, prefix, n, out):
+def worker(conn, url, prefix, n):
     r = connect(RedisSettings(url=url))
     m = LeaseManager(r, Keyspace(prefix=prefix), f"larry-0{n % 3 + 1}", worker=f"w{n}", ttl_ms=30_000)
     remaining = sorted(graph())
@@ -39,23 +38,21 @@ def worker(url, prefix, n, out):
                 remaining.remove(task)
         if remaining:
             time.sleep(0.005)  # what is left is held by others or waiting on dependencies
-    with open(out, "w") as f:
-        json.dump(ran, f)
+    conn.send(ran)
 
 
 def test_32_processes_1000_tasks_each_completed_exactly_once(r, ks, redis_server, tmp_path):
     board = TaskBoard(r, ks)
     board.define("larry-01", graph())
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=worker, args=(redis_server.url, ks.prefix, n, tmp_path / f"{n}.json"))
-             for n in range(PROCESSES)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=150)
-    assert [p.exitcode for p in procs] == [0] * PROCESSES
+    workers = [Child(f"worker-{n}", worker, redis_server.url, ks.prefix, n, log_dir=tmp_path)
+               for n in range(PROCESSES)]
+    try:
+        results = Child.gather(workers, "the tasks it ran", timeout=300)
+    finally:
+        for child in workers:
+            child.stop()
 
-    runs = [tuple(run) for n in range(PROCESSES) for run in json.loads((tmp_path / f"{n}.json").read_text())]
+    runs = [tuple(run) for ran in results for run in ran]
     per_task = Counter(task for task, _ in runs)
     assert len(per_task) == TASKS and set(per_task.values()) == {1}, "some task ran twice or never"
     assert Counter(board.statuses(graph()).values()) == {"completed": TASKS}

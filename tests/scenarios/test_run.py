@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
+import sys
+import threading
+import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -42,15 +46,70 @@ def run_env() -> dict:
     return env | {"LARRY_DEADLINE_ALLOWANCE": "60"}
 
 
+#: Runs `larry run` with SIGINT at its default, so the Ctrl+C the tests send reaches it even when
+#: the suite runs with SIGINT ignored (as a background job of a non-interactive shell, whose
+#: children inherit the ignored disposition through exec).
+DEFAULT_SIGINT = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                                        "os.execv(sys.argv[1], sys.argv[1:])"]
+
+
 def start_run(stack: str, run_dir: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([*larry_command(), "run", "--stack", stack, "--project-dir", str(ROOT), "--speed", "600",
-                             "--coordination-dir", str(run_dir), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env())
+    # its own process group: a run that has to be killed takes its coordinators and workers along
+    return subprocess.Popen([*DEFAULT_SIGINT, *larry_command(), "run", "--stack", stack, "--project-dir", str(ROOT),
+                             "--speed", "600", "--coordination-dir", str(run_dir), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env(),
+                            start_new_session=True)
+
+
+def kill_run(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=RUN_TIMEOUT)
-    return proc.returncode, out
+    """The run's exit code and output; a run still going after RUN_TIMEOUT is killed and fails the test."""
+    return RunOutput(proc).finish()
+
+
+class RunOutput:
+    """A run's output read by a thread of its own, so no wait on it can block forever."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc, self.lines, self.seen = proc, queue.Queue(), []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _next(self, deadline: float, what: str) -> str | None:
+        try:
+            line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            kill_run(self.proc)
+            raise AssertionError(f"timed out waiting for {what}; larry run killed. Output:\n"
+                                 + "".join(self.seen)) from None
+        if line is not None:
+            self.seen.append(line)
+        return line
+
+    def until(self, prefix: str, timeout: float = RUN_TIMEOUT) -> None:
+        """Read up to the first line starting with ``prefix``; fail if the run ends first."""
+        deadline = time.monotonic() + timeout
+        while (line := self._next(deadline, f"a '{prefix}' line")) is not None:
+            if line.startswith(prefix):
+                return
+        raise AssertionError(f"larry run ended (exit {self.proc.wait()}) before a '{prefix}' line:\n"
+                             + "".join(self.seen))
+
+    def finish(self, timeout: float = RUN_TIMEOUT) -> tuple[int, str]:
+        """Read to the end; the run's exit code and whole output."""
+        deadline = time.monotonic() + timeout
+        while self._next(deadline, "larry run to exit") is not None:
+            pass
+        return self.proc.wait(max(1.0, deadline - time.monotonic())), "".join(self.seen)
 
 
 def summary_of(out: str) -> Path:
@@ -79,14 +138,19 @@ class Observed:
         self.listener = EventListener(self.r, self.ks, "$")
 
     def start(self, *args: str) -> subprocess.Popen:
-        return start_run("dev", self.dir, "--redis-url", self.server.url, *args)
+        self.proc = start_run("dev", self.dir, "--redis-url", self.server.url, *args)
+        return self.proc
 
     def wait_for(self, name: str, task: str, proc: subprocess.Popen):
+        deadline = time.monotonic() + RUN_TIMEOUT
         while proc.poll() is None:
+            if time.monotonic() > deadline:
+                kill_run(proc)
+                raise AssertionError(f"timed out after {RUN_TIMEOUT} s waiting for {name} of {task}; run killed")
             for event in self.listener.poll(500):
                 if event.name == name and event.data.get("task_id") == task:
                     return event
-        raise AssertionError(f"the run ended before {name} of {task}")
+        raise AssertionError(f"the run ended (exit {proc.returncode}) before {name} of {task}:\n{proc.stdout.read()}")
 
     def kill_9(self, process: str) -> int:
         pid = int((self.dir / "pids" / f"{process}.pid").read_text())
@@ -103,6 +167,8 @@ class Observed:
         return load_larry_report(report_path(self.dir / "reports", larry))
 
     def stop(self) -> None:
+        if getattr(self, "proc", None) is not None:
+            kill_run(self.proc)  # a test that failed mid-run leaves nothing running
         self.server.stop()
 
 
@@ -123,21 +189,19 @@ def assert_every_task_completed_once(run: Observed) -> None:
 def dev_run(tmp_path_factory):
     """`larry run --stack dev --speed 600 --hold`: scraped while held, then stopped with Ctrl+C."""
     run = Observed(tmp_path_factory.mktemp("dev"))
-    proc = run.start("--hold")
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("summary: "):
-            break
-    ports = json.loads((run.dir / "processes.json").read_text())["coordinators"]
-    run.metrics = {larry: urllib.request.urlopen(where["metrics"], timeout=10).read().decode()
-                   for larry, where in ports.items()}
-    run.pids = [int(p.read_text()) for p in (run.dir / "pids").glob("*.pid")]
-    proc.send_signal(signal.SIGINT)
-    code, rest = finish(proc)
-    run.code, run.out = code, "".join(lines) + rest
-    yield run
-    run.stop()
+    try:
+        proc = run.start("--hold")
+        output = RunOutput(proc)
+        output.until("summary: ")
+        ports = json.loads((run.dir / "processes.json").read_text())["coordinators"]
+        run.metrics = {larry: urllib.request.urlopen(where["metrics"], timeout=10).read().decode()
+                       for larry, where in ports.items()}
+        run.pids = [int(p.read_text()) for p in (run.dir / "pids").glob("*.pid")]
+        proc.send_signal(signal.SIGINT)
+        run.code, run.out = output.finish()
+        yield run
+    finally:
+        run.stop()  # also when the set-up failed: no run or redis-server outlives the module
 
 
 def test_dev_run_completes_every_task_exactly_once(dev_run):

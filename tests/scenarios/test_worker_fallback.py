@@ -24,8 +24,10 @@ from runtime.coordination.ledger import snapshot
 from runtime.coordination.tasks import TaskBoard
 from runtime.reporting.results import read_result, results_dir
 from runtime.support.timing import Timing
-from tests.runtime.commands.test_worker import CORTEX, ROOT, in_thread, join_ok, payload, wait_for
+from tests.runtime.commands.test_worker import in_thread, join_ok, payload
+from tests.runtime.commands.worker_rig import CORTEX, ROOT
 from tests.support.redis_servers import MissingBinary, RedisServer
+from tests.support.waiting import wait_for
 
 TASKS = ["audit-github-actions", "optimize-cronjob-schedules"]
 

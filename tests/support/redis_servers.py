@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 
 from runtime.support.local_redis import free_port
+from tests.support.waiting import WaitTimeout, wait_for
 
 SETUP_HINT = "run `make setup`"
 
@@ -32,18 +33,8 @@ def require_binary(name: str) -> str:
     return path
 
 
-def _wait(predicate, timeout: float, what: str, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (redis.exceptions.RedisError, OSError) as error:
-            last_error = error
-        time.sleep(interval)
-    raise TimeoutError(f"timed out waiting for {what} (last error: {last_error})")
+def _wait(predicate, timeout: float, what: str):
+    return wait_for(predicate, what, timeout, ignore=(redis.exceptions.RedisError, OSError))
 
 
 class _Process:
@@ -70,7 +61,7 @@ class _Process:
         self.proc = subprocess.Popen([exe, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _wait(lambda: self._alive() and self.client().ping(), timeout, f"{self.name} on port {self.port}")
-        except TimeoutError:
+        except WaitTimeout:
             self.stop()
             raise RuntimeError(f"{self.name} did not start; log:\n{self.log_tail()}") from None
         return self
@@ -129,6 +120,19 @@ class RedisServer(_Process):
         return lines
 
 
+#: failover-timeout of the test sentinels (ms): a failed election is retried after twice this.
+FAILOVER_TIMEOUT_MS = 10_000
+
+#: How long Sentinel may take, by its own fixed timings (sentinel.c, Redis 7.0), to promote a
+#: replica or to turn an old primary that is still up into a replica (seconds). It reconfigures an
+#: instance reporting role:master only 8 s after that report, and only when an INFO reply arrives
+#: (every 10 s from a replica of a healthy primary): about 10 s on an idle machine. Any 2 s stall
+#: of its 100 ms timer (a busy machine, a slow fsync of the config file it rewrites at every
+#: failover step, SIGSTOP) puts it in TILT mode, in which it acts on nothing for 30 s; a failed
+#: election is retried after 2 x failover-timeout. Worst case: 30 + 20 + 10 + 8 + 10 s.
+SENTINEL_SETTLES_WITHIN = 30 + 2 * FAILOVER_TIMEOUT_MS / 1000 + 10 + 8 + 10
+
+
 class SentinelProcess(_Process):
     binary = "redis-sentinel"
 
@@ -140,7 +144,7 @@ class SentinelProcess(_Process):
         m = self.master_name
         return [f"sentinel monitor {m} 127.0.0.1 {self.master_port} 2",
                 f"sentinel down-after-milliseconds {m} {self.down_after_ms}",
-                f"sentinel failover-timeout {m} 10000", f"sentinel parallel-syncs {m} 1"]
+                f"sentinel failover-timeout {m} {FAILOVER_TIMEOUT_MS}", f"sentinel parallel-syncs {m} 1"]
 
 
 class SentinelCluster:
@@ -156,13 +160,13 @@ class SentinelCluster:
         try:
             self.primary.start()
             self.replica = RedisServer(self.workdir, "replica", replica_of=self.primary.port).start()
-            _wait(lambda: self.replica.client().info("replication")["master_link_status"] == "up", 10,
-                  "replica sync")
+            self._wait_in_sync(self.primary, self.replica, 20, "the replica's first sync")
             self.sentinels = [SentinelProcess(self.workdir, f"sentinel{i}", self.master_name, self.primary.port,
                                               self.down_after_ms).start() for i in range(3)]
             for s in self.sentinels:
                 _wait(lambda s=s: len(s.client().sentinel_sentinels(self.master_name)) == 2
-                      and len(s.client().sentinel_slaves(self.master_name)) == 1, 15, f"{s.name} discovery")
+                      and len(s.client().sentinel_slaves(self.master_name)) == 1, 30,
+                      f"{s.name} to discover the other sentinels and the replica")
         except BaseException:
             self.stop()
             raise
@@ -181,40 +185,62 @@ class SentinelCluster:
     def server_on(self, port: int) -> RedisServer:
         return next(s for s in self.servers() if s.port == port)
 
-    def failover(self, timeout: float = 20.0) -> RedisServer:
-        """SENTINEL FAILOVER; returns the new primary once the old one replicates from it."""
-        old = self.master_port()
+    def _agreed_primary(self) -> int | None:
+        """The primary every sentinel names, once they all name the same one."""
+        ports = {int(s.client().sentinel_get_master_addr_by_name(self.master_name)[1]) for s in self.sentinels}
+        return ports.pop() if len(ports) == 1 else None
+
+    def _wait_for_new_primary(self, old: int, what: str) -> RedisServer:
+        port = _wait(lambda: (p := self._agreed_primary()) not in (None, old) and p, SENTINEL_SETTLES_WITHIN,
+                     f"all three sentinels to name a new primary ({what})")
+        return self.server_on(port)
+
+    @staticmethod
+    def _wait_in_sync(primary: RedisServer, replica: RedisServer, timeout: float, what: str) -> None:
+        _wait(lambda: replica.client().info("replication").get("master_port") == primary.port
+              and replica.client().info("replication").get("master_link_status") == "up"
+              and primary.client().info("replication").get("connected_slaves", 0) >= 1,
+              timeout, f"{what}: {replica.name} (port {replica.port}) replicating from {primary.name} "
+                       f"(port {primary.port})")
+
+    def failover(self) -> RedisServer:
+        """SENTINEL FAILOVER; returns the new primary once the old one, still up, replicates from it.
+
+        Sentinel itself reconfigures the old primary, on its own schedule (see
+        :data:`SENTINEL_SETTLES_WITHIN`): durable writes pause until then.
+        """
+        old = self.server_on(self.master_port())
         self.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", self.master_name)
-        _wait(lambda: self.master_port() != old, timeout, "sentinels to agree on a new primary")
-        new = self.server_on(self.master_port())
-        _wait(lambda: new.client().info("replication").get("connected_slaves", 0) >= 1
-              and self.server_on(old).client().info("replication").get("master_link_status") == "up",
-              timeout, "old primary to resync as a replica")
+        new = self._wait_for_new_primary(old.port, "SENTINEL FAILOVER")
+        self._wait_in_sync(new, old, SENTINEL_SETTLES_WITHIN, "Sentinel to turn the old primary into a replica")
         return new
 
-    def crash_primary(self, replica_lag: float = 0.0, timeout: float = 30.0) -> RedisServer:
-        """kill -9 the primary; once a replica is promoted, restart the old one (empty,
-        as after a crash without persistence) and wait until Sentinel has made it a replica.
+    def crash_primary(self, replica_lag: float = 0.0) -> RedisServer:
+        """kill -9 the primary; once every sentinel names the promoted replica, restart the old
+        one the way a Redis pod starts (components/redis/redis.sh): empty, as after a crash
+        without persistence, and as a replica of the primary Sentinel names.
 
-        ``replica_lag``: cut replication that long before the crash, so the primary
-        dies holding acknowledged writes the replica never received. (Freezing the
-        replica would not do: the kernel buffers the stream and it catches up.)
-        The cut: a password the replica does not know, then drop its link;
-        connections already open keep working.
+        Restarting it as a primary instead would leave an empty primary on the old address
+        until Sentinel reconfigures it (10 s, 40 s and more on a busy machine): a window no
+        pod of this project opens, in which a client or sentinel still on the old address
+        pairs with the empty server.
+
+        ``replica_lag``: cut replication that long before the crash, so the primary dies
+        holding acknowledged writes the replica never received. (Freezing the replica would
+        not do: the kernel buffers the stream and it catches up.) The cut: a password the
+        replica does not know, then drop its link; connections already open keep working.
         """
         old = self.server_on(self.master_port())
         if replica_lag:
             admin = old.client()
             admin.config_set("requirepass", "replication-cut")
             admin.client_kill_filter(_type="replica")
-            time.sleep(replica_lag)
+            time.sleep(replica_lag)  # the lag itself is what is simulated: nothing to wait for
         old.kill()
-        _wait(lambda: self.master_port() != old.port, timeout, "sentinels to promote the replica")
-        new = self.server_on(self.master_port())
+        new = self._wait_for_new_primary(old.port, "after kill -9 of the primary")
+        old.replica_of = new.port
         old.start()
-        _wait(lambda: old.client().info("replication").get("master_link_status") == "up"
-              and new.client().info("replication").get("connected_slaves", 0) >= 1,
-              timeout, "restarted primary to resync as a replica")
+        self._wait_in_sync(new, old, 30, "the restarted primary's sync")
         return new
 
     def stop(self) -> None:

@@ -25,7 +25,8 @@ from runtime.coordination.leases import LeaseManager
 from runtime.coordination.registry import WorkerRegistry
 from runtime.reporting.schema import load_larry_report, write_larry_report
 from runtime.reporting.validation import validate
-from tests.runtime.commands.test_worker import CORTEX, ROOT, rig  # noqa: F401 - the fixture
+from tests.runtime.commands.worker_rig import CORTEX, ROOT
+from tests.support.waiting import wait_for
 
 FOREVER = float("inf")
 
@@ -85,7 +86,9 @@ def test_a_dead_workers_orphaned_task_is_requeued_and_reported(rig):
     coordinator.registry.register("scan-worker-01", "security-master", "k3s-worker01", "busy")
     dying = LeaseManager(rig.r, rig.ks, "security", worker="scan-worker-01", ttl_ms=300)
     assert dying.acquire("scan-cortex-namespace")
-    time.sleep(0.6)  # no heartbeat, no renewal: both run out
+    wait_for(lambda: coordinator.registry.dead() == ["scan-worker-01"]  # no heartbeat, no renewal: both run out
+             and rig.r.get(rig.ks.task_lock("scan-cortex-namespace")) is None,
+             "the worker's 0.3 s heartbeat grace and lease to run out", timeout=10)
     coordinator.reap_dead_workers()
     assert rig.r.get(rig.ks.worker_status("scan-worker-01")) == "dead"
     coordinator.requeue_orphans({"scan-worker-01": "dead"})

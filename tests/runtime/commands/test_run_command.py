@@ -79,7 +79,7 @@ def test_status_never_prints_the_password(url, locked_server, capsys, clean_env)
     url = url.format(port=free_port(), server=locked_server.port)
     assert cli.main(["status", "--stack", "dev", "--project-dir", str(ROOT), "--redis-url", url]) == 2
     err = one_line(capsys)
-    assert "cannot reach Redis at redis://127.0.0.1:" in err and PASSWORD not in err
+    assert "Redis at redis://127.0.0.1:" in err and PASSWORD not in err
 
 
 def test_the_password_reaches_the_run_s_processes_by_environment_only(tmp_path, clean_env):
@@ -99,3 +99,18 @@ def test_run_directories_are_unique_even_within_one_second():
     first, second = new_run_dir(args, DEV), new_run_dir(args, DEV)
     assert first != second and first.parent == second.parent == (ROOT / ".larry-runs").resolve()
     assert re.fullmatch(r"dev-\d{8}-\d{6}-[0-9a-f]{6}", first.name)
+
+
+def test_a_payload_after_the_double_dash_is_what_every_worker_runs(tmp_path, clean_env):
+    args = cli.build_parser("run").parse_args(["run", "--stack", "dev", "--project-dir", str(ROOT)])
+    args.payload = ["my-agent", "--task-from-env"]  # what cli.main takes from after `--`
+    supervisor = Supervisor(DEV, args, tmp_path, None)
+    workers = [child.argv for child in supervisor.children.values() if child.kind == "worker"]
+    assert len(workers) == len(DEV.workers)
+    assert all(argv[argv.index("--") + 1:] == ["my-agent", "--task-from-env"] for argv in workers)
+
+
+def test_a_payload_cannot_be_combined_with_the_simulated_overspend(tmp_path, capsys):
+    assert cli.main(["run", "--stack", "dev", "--project-dir", str(ROOT), "--coordination-dir", str(tmp_path / "r"),
+                     "--overspend-task", "fix-pgadmin-crashloop", "--", "my-agent"]) == 2
+    assert "--overspend-task plays the simulated payload" in one_line(capsys)

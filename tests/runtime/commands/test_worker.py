@@ -7,31 +7,20 @@ state is the real one. Payloads are `python -c` scripts speaking the line protoc
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import textwrap
 import threading
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 
-from plan.loader import load_stack
-from plan.model import meta_account
 from runtime import cli
-from runtime.commands.coordinator import Coordinator
 from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import EventListener, EventLog
-from runtime.coordination.keys import Keyspace
 from runtime.coordination.leases import LeaseManager
-from runtime.coordination.ledger import Ledger
-from runtime.coordination.tasks import TaskBoard
-from runtime.reporting.results import read_result, results_dir
-from runtime.support.timing import Timing
-from tests.support.project import ROOT  # noqa: E402
-
-CORTEX = load_stack("cortex", ROOT)
+from runtime.reporting.results import results_dir
+from tests.runtime.commands.worker_rig import CORTEX, ROOT
+from tests.support.waiting import wait_for
 
 
 def payload(code: str) -> list[str]:
@@ -64,54 +53,6 @@ OVERSPEND_AND_IGNORE_SIGTERM = payload("""
 SLEEP = payload("import time; time.sleep(60)")
 
 
-class Rig:
-    """One test's plan state: a key prefix on the session's redis-server, a coordination dir."""
-
-    def __init__(self, redis_server, r, tmp_path: Path):
-        self.url, self.r, self.dir = redis_server.url, r, tmp_path
-        self.ks = Keyspace.for_plan(CORTEX.channels, f"w{uuid.uuid4().hex[:10]}:")
-        self.board = TaskBoard(r, self.ks)
-
-    def coordinator(self, larry: str) -> Coordinator:
-        return Coordinator(CORTEX, CORTEX.larry(larry), self.r, self.ks, Timing(600), self.dir)
-
-    def start_phase(self, larry: str) -> Coordinator:
-        coordinator = self.coordinator(larry)
-        coordinator.initialise()
-        return coordinator
-
-    def worker(self, larry: str, name: str, command: list[str], *, speed: float = 600, kill_grace: float = 0.5) -> int:
-        return cli.main(["worker", "--stack", "cortex", "--project-dir", str(ROOT), "--larry", larry,
-                         "--worker", name, "--redis-url", self.url, "--key-prefix", self.ks.prefix,
-                         "--coordination-dir", str(self.dir), "--speed", str(speed),
-                         "--kill-grace", str(kill_grace), "--", *command])
-
-    def events(self, name: str, task: str | None = None) -> list:
-        return [e for e in EventLog(self.r, self.ks).history()
-                if e.name == name and (task is None or e.data.get("task_id") == task)]
-
-    def result_file(self, larry: str, task: str) -> dict:
-        return read_result(results_dir(self.dir, larry), task, self.board.result(task)["token"])
-
-    def ledger(self) -> Ledger:
-        return Ledger.for_plan(self.r, self.ks, CORTEX)
-
-    def set_limit(self, account: str, limit: int) -> None:
-        self.r.hset(self.ks.token_account(account), "limit", limit)
-
-    def empty_reserve(self) -> None:
-        self.set_limit(meta_account("reserve"), 0)
-
-
-@pytest.fixture
-def rig(redis_server, r, tmp_path, monkeypatch):
-    monkeypatch.setenv("LARRY_DEADLINE_ALLOWANCE", "60")
-    monkeypatch.delenv("LARRY_REDIS_SENTINELS", raising=False)
-    sigterm = signal.getsignal(signal.SIGTERM)  # the worker installs its own handler
-    yield Rig(redis_server, r, tmp_path)
-    signal.signal(signal.SIGTERM, sigterm)
-
-
 def in_thread(target) -> threading.Thread:
     """Run ``target`` beside the worker (which needs the main thread for its signal handler);
     an exception in it fails the test through ``join_ok``."""
@@ -134,16 +75,6 @@ def join_ok(thread: threading.Thread) -> None:
     assert not thread.is_alive(), "helper thread hung"
     if thread.errors:
         raise thread.errors[0]
-
-
-def wait_for(predicate, what: str, timeout: float = 20.0):
-    until = time.monotonic() + timeout
-    while time.monotonic() < until:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # --------------------------------------------------------------------------- protocol, budget, results
@@ -287,7 +218,9 @@ def test_dependencies_of_other_workers_are_waited_for_on_the_event_stream(rig):
 
     def finish_dependencies():
         wait_for(lambda: any(e.name == "task_completed" for e in listener.poll(200)), "the worker's own first task")
-        time.sleep(0.3)
+        # idle: it is now blocked on the stream, so only the completions below can wake it early
+        wait_for(lambda: rig.r.get(rig.ks.worker_status("scan-worker-03")) == "idle",
+                 "the worker to wait for its dependencies")
         for dep in ("scan-cortex-namespace", "scan-catalog-system-namespace"):
             assert others.complete(others.acquire(dep).lease, {"tokens": 1}).ok
 

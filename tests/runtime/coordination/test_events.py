@@ -11,14 +11,17 @@ from runtime.coordination.connection import RedisSettings, connect
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import Keyspace
 from runtime.coordination.phases import PhaseTracker
+from tests.support.waiting import wait_for
 
 
 def test_event_is_streamed_and_published_on_the_seed_channel(r, ks):
     sub = r.pubsub()
     sub.subscribe(ks.coordination)
-    sub.get_message(timeout=1)
+    wait_for(lambda: sub.get_message(timeout=0.5), "the subscription confirmation", timeout=10)
     entry_id = EventLog(r, ks).emit("progress_update", "larry-01", progress=50, message="Database consolidation")
-    published = json.loads(sub.get_message(timeout=2)["data"])
+    message = wait_for(lambda: sub.get_message(ignore_subscribe_messages=True, timeout=0.5),
+                       "the event on the seed channel", timeout=10)
+    published = json.loads(message["data"])
     assert published["event"] == "progress_update" and published["from"] == "larry-01"
     assert published["progress"] == 50 and published["timestamp"].endswith("Z")
     (event,) = EventLog(r, ks).history()
@@ -41,8 +44,8 @@ def test_listener_catches_up_after_disconnect_without_gaps_or_duplicates(r, ks, 
     for n in range(1, 6):
         log.emit("e", "x", n=n)
     seen = []
-    while len(seen) < 5:
-        seen += [e.data["n"] for e in listener.poll(block_ms=1000)]
+    wait_for(lambda: seen.extend(e.data["n"] for e in listener.poll(block_ms=500)) or len(seen) >= 5,
+             "the five events emitted while the listener was away", timeout=20)
     assert seen == [1, 2, 3, 4, 5]
     assert listener.poll(block_ms=None) == []
     listener_client.close()
@@ -180,9 +183,11 @@ def test_cortex_stack_uses_its_own_channels_and_stream(r, ks):
     ks = Keyspace.cortex(prefix=p)
     sub = r.pubsub()
     sub.subscribe(p + "cortex:masters:escalation")
-    sub.get_message(timeout=1)
+    wait_for(lambda: sub.get_message(timeout=0.5), "the subscription confirmation", timeout=10)
     EventLog(r, ks).emit("ESCALATION", "security-master", alert=True, severity="critical")
-    assert json.loads(sub.get_message(timeout=2)["data"])["event"] == "ESCALATION"
+    escalation = wait_for(lambda: sub.get_message(ignore_subscribe_messages=True, timeout=0.5),
+                          "the escalation on its channel", timeout=10)
+    assert json.loads(escalation["data"])["event"] == "ESCALATION"
     assert r.xlen(p + "cortex:events:system") == 1
     assert ks.phase_status("larry-01") == p + "phase:larry-01:status"
     sub.close()

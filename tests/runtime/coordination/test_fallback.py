@@ -8,6 +8,7 @@ from runtime.coordination.connection import RedisSettings, connect
 from runtime.coordination.events import EventLog
 from runtime.coordination.fallback import Degrader, FileCoordination
 from tests.support.redis_servers import RedisServer
+from tests.support.waiting import wait_for
 
 
 def test_file_leases_exclusive_expire_and_fence(tmp_path):
@@ -15,8 +16,7 @@ def test_file_leases_exclusive_expire_and_fence(tmp_path):
     token = files.acquire("t", "a", ttl_s=0.2)
     assert token and files.acquire("t", "b", ttl_s=10) is None
     assert files.acquire("t", "a", ttl_s=0.2) == token, "re-acquire by the owner is idempotent"
-    time.sleep(0.3)
-    newer = files.acquire("t", "b", ttl_s=10)
+    newer = wait_for(lambda: files.acquire("t", "b", ttl_s=10), "a's 0.2 s file lease to expire", timeout=10)
     assert newer > token
     assert files.release("t", "a", token) == "stolen"
     assert files.complete("t", "a", token, {"late": True}) == "stale"
@@ -44,6 +44,7 @@ def test_file_leases_across_processes_each_task_once(tmp_path):
         p.start()
     for p in procs:
         p.join(60)
+    assert [p.exitcode for p in procs] == [0] * 6, "a claiming process failed or hung"
     done = Counter(t for n in range(6) for t in (tmp_path / f"{n}.txt").read_text().split())
     assert len(done) == 60 and set(done.values()) == {1}
     events, _ = FileCoordination(tmp_path / "c").events()

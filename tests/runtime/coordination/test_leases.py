@@ -6,12 +6,13 @@ import time
 from runtime.coordination.events import EventListener
 from runtime.coordination.leases import LeaseManager
 from runtime.coordination.tasks import TaskBoard
+from tests.support.waiting import wait_for
 
 
 def test_acquire_is_exclusive_and_conflict_publishes_seed_alert(r, ks):
     alerts = r.pubsub()
     alerts.subscribe(ks.alerts)
-    alerts.get_message(timeout=1)  # subscription confirmation
+    wait_for(lambda: alerts.get_message(timeout=0.5), "the subscription confirmation", timeout=10)
     a, b = LeaseManager(r, ks, "larry-01"), LeaseManager(r, ks, "larry-02")
     first = a.acquire("fix-pgadmin-crashloop")
     assert first.status == "acquired" and first.lease.token > 0
@@ -21,8 +22,8 @@ def test_acquire_is_exclusive_and_conflict_publishes_seed_alert(r, ks):
     second = b.acquire("fix-pgadmin-crashloop")
     assert second.status == "conflict" and second.holder == a.owner and not second
 
-    message = alerts.get_message(timeout=2)
-    assert message is not None, "no task_conflict alert was published"
+    message = wait_for(lambda: alerts.get_message(ignore_subscribe_messages=True, timeout=0.5),
+                       "the task_conflict alert", timeout=10)
     import json
     alert = json.loads(message["data"])
     assert alert["event"] == "task_conflict" and alert["task_id"] == "fix-pgadmin-crashloop"
@@ -48,7 +49,7 @@ def test_release_and_extend_report_outcomes(r, ks):
     assert a.release(lease) == "expired"
 
     lease = a.acquire("t").lease
-    time.sleep(0.3)
+    wait_for(lambda: r.get(ks.task_lock("t")) is None, "the 0.2 s lease to expire", timeout=10)
     assert a.extend(lease) == "expired"
     other = b.acquire("t").lease
     assert a.release(lease) == "stolen" and a.extend(lease) == "stolen"
@@ -59,7 +60,7 @@ def test_release_and_extend_report_outcomes(r, ks):
 def test_stale_token_write_is_rejected_and_winner_accepted(r, ks):
     a, b = LeaseManager(r, ks, "larry-01", ttl_ms=100), LeaseManager(r, ks, "larry-02")
     old = a.acquire("t").lease
-    time.sleep(0.2)
+    wait_for(lambda: r.get(ks.task_lock("t")) is None, "the 0.1 s lease to expire", timeout=10)
     new = b.acquire("t").lease
     assert a.complete(old, {"by": "a"}).status == "stale"
     assert b.complete(new, {"by": "b"}).status == "accepted"
@@ -133,10 +134,9 @@ def test_keeper_reacquires_a_lock_rolled_back_while_still_valid(r, ks):
     first = lease.token
     with a.keep(lease, lambda l, why: None, renew_every=0.1):
         r.delete(ks.task_lock("t"))  # as after a failover that lost the grant
-        deadline = time.monotonic() + 2
-        while r.get(ks.task_lock("t")) != a.owner and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert r.get(ks.task_lock("t")) == a.owner and not lease.lost.is_set()
+        wait_for(lambda: r.get(ks.task_lock("t")) == a.owner, "the keeper to re-acquire the rolled-back lock",
+                 timeout=10)
+        assert not lease.lost.is_set()
     assert lease.token > first
 
 
@@ -146,9 +146,8 @@ def test_lease_callbacks_run_once_even_if_both_threads_notice(r, ks):
     calls = []
     done = threading.Event()
     keeper = a.keep(lease, lambda l, why: (calls.append(why), done.set()), renew_every=5)  # never renews
-    assert done.wait(2)
-    time.sleep(0.1)
-    keeper.stop()
+    assert done.wait(10), "the keeper never gave up the unrenewed lease"
+    keeper.stop()  # joins both threads: any second call would have happened by now
     assert calls == ["not renewed in time"]
 
 
