@@ -8,10 +8,10 @@ denied before, 2 for an unknown escalation.
 from __future__ import annotations
 
 import argparse
-import getpass
 
 from plan.exits import ExitCode
-from runtime.cli import UsageError, add_run_arguments, open_run
+from runtime.cli import UsageError, open_run
+from runtime.commands.escalations import add_decision_arguments
 from runtime.coordination.escalations import Escalations
 from runtime.coordination.ledger import Ledger
 
@@ -23,10 +23,8 @@ examples:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("escalation", help="the escalation's id (see `larry escalations`)")
     parser.add_argument("--tokens", type=int, help="tokens to grant (default: what the escalation recommends)")
-    parser.add_argument("--by", default=getpass.getuser(), help="who approves (default: the current user)")
-    add_run_arguments(parser)
+    add_decision_arguments(parser, "approves")
 
 
 def main(args: argparse.Namespace) -> int:

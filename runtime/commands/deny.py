@@ -6,10 +6,10 @@ Exit status 0 when this call denied it, 1 when it was decided before, 2 for an u
 from __future__ import annotations
 
 import argparse
-import getpass
 
 from plan.exits import ExitCode
-from runtime.cli import UsageError, add_run_arguments, open_run
+from runtime.cli import UsageError, open_run
+from runtime.commands.escalations import add_decision_arguments
 from runtime.coordination.escalations import Escalations
 
 EXAMPLES = """\
@@ -19,10 +19,8 @@ examples:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("escalation", help="the escalation's id (see `larry escalations`)")
     parser.add_argument("--reason", required=True, help="why: the failed task's detail")
-    parser.add_argument("--by", default=getpass.getuser(), help="who denies (default: the current user)")
-    add_run_arguments(parser)
+    add_decision_arguments(parser, "denies")
 
 
 def main(args: argparse.Namespace) -> int:

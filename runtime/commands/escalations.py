@@ -6,6 +6,7 @@ Read-only. ``--json`` prints them as one JSON list (each escalation's fields as 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 
 from runtime.cli import add_run_arguments, open_run
@@ -21,6 +22,13 @@ examples:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the escalations as one JSON list")
+
+
+def add_decision_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    """What `larry approve` and `larry deny` both take: the escalation, who decides, the run."""
+    parser.add_argument("escalation", help="the escalation's id (see `larry escalations`)")
+    parser.add_argument("--by", default=getpass.getuser(), help=f"who {verb} (default: the current user)")
+    add_run_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:

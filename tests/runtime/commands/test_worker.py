@@ -366,13 +366,17 @@ def escalation_args(rig, *args: str) -> list[str]:
             "--key-prefix", rig.ks.prefix]
 
 
-def test_a_worker_past_its_masters_pool_and_the_reserve_is_paused_and_resumes_when_approved(rig, capsys):
-    # cicd-master's pool holds 120, the reserve nothing: GOOD's second report (100 + 50)
-    # passes the pool, so the worker escalates instead of failing the task.
+def dry_pool(rig) -> str:
+    """cicd-master's pool holds 120, the reserve nothing: GOOD's second report (100 + 50)
+    passes the pool, so analysis-worker-01 escalates its first task instead of failing it."""
     rig.start_phase("cicd")
     rig.set_limit("cicd/cicd-master/pool", 120)
     rig.empty_reserve()
-    task = "audit-github-actions"
+    return "audit-github-actions"
+
+
+def test_a_worker_past_its_masters_pool_and_the_reserve_is_paused_and_resumes_when_approved(rig, capsys):
+    task = dry_pool(rig)
 
     def approve():
         wait_for(lambda: rig.r.get(rig.ks.worker_status("analysis-worker-01")) == "paused", "the worker to pause")
@@ -398,10 +402,7 @@ def test_a_worker_past_its_masters_pool_and_the_reserve_is_paused_and_resumes_wh
 
 
 def test_a_denied_escalation_fails_the_task_with_the_reason(rig, capsys):
-    rig.start_phase("cicd")
-    rig.set_limit("cicd/cicd-master/pool", 120)
-    rig.empty_reserve()
-    task = "audit-github-actions"
+    task = dry_pool(rig)
 
     def deny():
         wait_for(lambda: rig.events("escalation_raised"), "an escalation")
