@@ -434,11 +434,17 @@ class Worker:
     def _run_task(self, task: str, lease: Lease, tasks_left: int, attempt: str = "") -> None:
         # The worker's own share, but never more than its path in the ledger (its master's
         # pool or its Larry, up to the system) still holds: a full account starts no payload.
-        available = self.spec.tokens if self.file_mode else self.ledger.available(self.account)
-        share = min(max(0, self.spec.tokens + self.approved - self.spent) // tasks_left, max(0, available))
+        own = max(0, self.spec.tokens + self.approved - self.spent) // tasks_left
+        tightest, available = (self.account, own) if self.file_mode else self.ledger.tightest(self.account)
+        share = min(own, max(0, available))
         if share == 0:
-            run = _TaskRun(self, task, lease, share)
+            run = _TaskRun(self, task, lease, own, attempt)
             run.stopped = "budget exhausted"
+            if own > 0 and tightest != self.account:
+                # A pool above the worker is dry before the task starts: ask, as for a charge.
+                run.short = LedgerOp("overrun", 0, tightest, available)
+                self.log(f"{task}: not started ({tightest} has no tokens left for it)")
+                return self._escalate(run, 0, tasks_left)
             self.log(f"{task}: not started (no tokens left for it)")
             self._finish(run, 0)
             return

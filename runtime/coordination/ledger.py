@@ -348,9 +348,11 @@ class Ledger:
     def snapshot(self, account: str) -> dict:
         return snapshot(self.r, self.ks, account)
 
-    def available(self, account: str) -> int:
-        """What a charge on ``account`` can still take: the least room on its path."""
-        return min(self.snapshot(a.name)["available"] for a in self.path(account))
+    def tightest(self, account: str) -> tuple[str, int]:
+        """The account of ``account``'s path with the least room, and that room: what a charge
+        on ``account`` can still take."""
+        rooms = [(a.name, self.snapshot(a.name)["available"]) for a in self.path(account)]
+        return min(rooms, key=lambda room: room[1])
 
 
 def figures(r: redis.Redis, ks: Keyspace, account: str) -> dict[str, int]:

@@ -419,3 +419,21 @@ def test_a_denied_escalation_fails_the_task_with_the_reason(rig, capsys):
     capsys.readouterr()
     assert cli.main(escalation_args(rig, "escalations")) == 0
     assert "[denied]" in capsys.readouterr().out
+
+
+def test_a_pool_already_dry_escalates_before_the_payload_starts(rig):
+    rig.start_phase("cicd")
+    rig.set_limit("cicd/cicd-master/pool", 0)
+    rig.empty_reserve()
+
+    def approve():
+        wait_for(lambda: rig.events("escalation_raised"), "an escalation")
+        (raised,) = rig.events("escalation_raised")
+        assert raised.data["account"] == "cicd/cicd-master/pool" and rig.events("task_completed") == []
+        assert cli.main(escalation_args(rig, "approve", raised.data["id"], "--tokens", "1000")) == 0
+
+    helper = in_thread(approve)
+    assert rig.worker("cicd", "analysis-worker-01", GOOD) == 0
+    join_ok(helper)
+    assert len(rig.events("escalation_raised")) == 1, "the approved tokens carry the second task too"
+    assert rig.ledger().snapshot("cicd/cicd-master/pool")["committed"] == 300
