@@ -47,6 +47,7 @@ from plan.model import (
     MAX_TOKENS,
     PRIORITIES,
     PROJECT,
+    Approval,
     Budget,
     Channels,
     Cluster,
@@ -477,6 +478,7 @@ def _flat(cls: type, **kinds: _Kind) -> _Record:
 
 _CHANNELS = _flat(Channels, coordination=_STRING, alerts=_STRING, events=_STRING)
 _OBSERVABILITY = _flat(Observability, serviceMonitors=_BOOL, grafanaDashboard=_BOOL)
+_APPROVAL = _flat(Approval, required=_BOOL)
 _CLUSTER = _flat(Cluster, kubeconfig=_STRING, context=_STRING, renderDirectory=_STRING)
 #: The stack: the fields of StackConfig read from config. Order matters where a default or
 #: a reference reads an earlier key (larrys read storageClass and workerTypes).
@@ -494,6 +496,7 @@ _STACK = _Record(lambda storage_class, **fields: fields, (
     _Field("larry:channels", _CHANNELS, _OMIT),
     _Field("larry:observability", _OBSERVABILITY, _OMIT),
     _Field("larry:cluster", _CLUSTER, _OMIT),
+    _Field("larry:approval", _APPROVAL, _OMIT),
     _Field("larry:runtimeImage", _STRING, _OMIT),
 ), is_scope=True)
 

@@ -219,6 +219,14 @@ class Observability:
 
 
 @dataclass(frozen=True)
+class Approval:
+    """Seed 004 "Approval Required: Human operator sign-off": with ``required`` no worker starts
+    its first task until an operator approves the run (`larry approve run`, `larry run --approve`)."""
+
+    required: bool = False
+
+
+@dataclass(frozen=True)
 class Cluster:
     """Where `pulumi up` sends manifests: a kubeconfig/context, or render mode when neither."""
 
@@ -243,6 +251,7 @@ class StackConfig:
     worker_types: Mapping[str, WorkerType] = field(default_factory=dict)
     channels: Channels = Channels()
     observability: Observability = Observability()
+    approval: Approval = Approval()
     cluster: Cluster = Cluster()
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
     #: The validated ``larry:*`` values as given: what the plan ConfigMaps carry, so the

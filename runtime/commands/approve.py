@@ -2,6 +2,9 @@
 default what the escalation recommends) are granted in the ledger on the account that ran
 short and every account above it, and the paused worker resumes its task.
 
+`larry approve run`: the operator's sign-off of a run whose plan requires one
+(``larry:approval: {required: true}``); until then no worker starts its first task.
+
 Exit status 0 when this call approved it (or repeated the same approval), 1 when it was
 denied before, 2 for an unknown escalation.
 """
@@ -19,6 +22,7 @@ EXAMPLES = """\
 examples:
   larry approve esc-1 --stack cortex
   larry approve esc-2 --tokens 5000 --plan /etc/larry/plan.yaml
+  larry approve run --stack dev
 """
 
 
@@ -30,6 +34,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     cfg, r, ks = open_run(args)
     escalations = Escalations(r, ks)
+    if args.escalation == "run":
+        approved, approval = escalations.approve_run(args.by, [larry.id for larry in cfg.larrys])
+        print(f"the run {'is now' if approved else 'was already'} approved by {approval['by']} at {approval['at']}")
+        return ExitCode.OK
     escalation = escalations.get(args.escalation)
     if escalation is None:
         raise UsageError(f"no escalation {args.escalation!r} (see `larry escalations`)")
@@ -37,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
     if not 0 < tokens <= 10**12:
         raise UsageError(f"--tokens: expected a whole number of tokens from 1 to 1,000,000,000,000, got {tokens}")
     decision = escalations.approve(args.escalation, Ledger.for_plan(r, ks, cfg), tokens, by=args.by)
-    if decision.status == "decided" and decision.detail != "approved":
+    if decision.status != "approved":
         print(f"{args.escalation} was {decision.detail} before; nothing granted")
         return ExitCode.FAILED
     granted = escalations.get(args.escalation)

@@ -26,7 +26,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def add_decision_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     """What `larry approve` and `larry deny` both take: the escalation, who decides, the run."""
-    parser.add_argument("escalation", help="the escalation's id (see `larry escalations`)")
+    parser.add_argument("escalation", help="the escalation's id (see `larry escalations`)"
+                        + (", or `run` for the run's sign-off" if verb == "approves" else ""))
     parser.add_argument("--by", default=getpass.getuser(), help=f"who {verb} (default: the current user)")
     add_run_arguments(parser)
 
@@ -52,6 +53,8 @@ def outcome(escalation: dict) -> str:
     """One line: waiting, or who decided what and when."""
     if escalation["status"] == "open":
         return "waiting for `larry approve` or `larry deny`"
+    if escalation["status"] == "approving":
+        return "approved; its tokens are being granted (repeat `larry approve` if that was interrupted)"
     what = (f"{int(escalation['tokens']):,} tokens granted" if escalation["status"] == "approved"
             else f"reason: {escalation['reason']}")
     return f"{escalation['status']} by {escalation['decided_by']} at {escalation['decided_at']} ({what})"

@@ -228,6 +228,7 @@ class Worker:
         code = ExitCode.FAILED
         try:
             self._wait_for_phase()
+            self._wait_for_sign_off()
             self._recover()
             code = self._work_degrading()
         except GiveUp as reason:
@@ -273,6 +274,16 @@ class Worker:
         # The coordinator defines the tasks and the ledger limit before it starts the phase.
         while (self.r.get(self.ks.phase_status(self.larry.id)) or PhaseStatus.PENDING) == PhaseStatus.PENDING:
             self._wait(lambda e: e.name == "phase_started" and e.data.get("larry") == self.larry.id)
+
+    def _wait_for_sign_off(self) -> None:
+        """With ``larry:approval: {required: true}``, no task before an operator approved the run."""
+        if not self.cfg.approval.required or self.escalations.run_approval():
+            return
+        self.log("waiting for the operator's sign-off (`larry approve run`)")
+        self.registry.heartbeat(self.name, WorkerStatus.PAUSED)
+        while not self.escalations.run_approval():
+            self._wait(lambda e: e.name == "run_approved")
+        self.log("the run is approved")
 
     def _recover(self) -> None:
         """After a restart: free leases of dead predecessors, restore missing result files,
@@ -504,7 +515,8 @@ class Worker:
         lost: list[str] = []
         keeper = self.leases.keep(lease, on_lost=lambda _lease, why: lost.append(why))
         try:
-            while (decided := self.escalations.get(escalation))["status"] == "open" and not lost:
+            # "approving" until the tokens are in the ledger: resume only once they are
+            while (decided := self.escalations.get(escalation))["status"] in ("open", "approving") and not lost:
                 self._wait(lambda e: e.name == "escalation_decided" and e.data.get("id") == escalation)
         finally:
             keeper.stop()

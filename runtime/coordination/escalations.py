@@ -7,7 +7,8 @@ An escalation is the hash ``escalation:{id}`` (id ``esc-{n}``, numbered by ``esc
 listed in order in ``escalation:index``) holding: from (the spender), larry, account (the one
 past its limit), task, issue, severity, options (the seed's, in order: deploy reserve, defer
 lower-priority tasks, reduce workers, extend the timeline, escalate to a human),
-recommendation, status (open | approved | denied), raised_at; once decided: decided_by,
+recommendation, status (open | approving, until the tokens are granted | approved | denied),
+raised_at; once decided: decided_by,
 decided_at, and tokens (approved) or reason (denied). Raising and deciding each emit an event
 on the alerts (escalation) channel: ``escalation_raised``, ``escalation_decided``.
 
@@ -15,6 +16,9 @@ Guarantees: one escalation per blocked charge (raising is idempotent by the call
 one script); an escalation is decided once (a second decision answers what the first was and
 changes nothing); approved tokens are granted in the ledger by op id ``approval:{id}``, so
 repeating ``larry approve`` after a lost reply grants them once.
+The run's sign-off (``larry:approval: {required: true}``) is ``escalation:run-approval``
+(JSON: by, at), set once, with a ``run_approved`` event naming every Larry.
+
 Not guaranteed: that anyone answers; the spender waits until its deadline.
 """
 
@@ -52,24 +56,48 @@ return {'raised', id}
 """
 
 _DECIDE = r"""
--- KEYS[1] the escalation; ARGV[1] approved | denied, [2] by, [3] tokens or reason
+-- KEYS[1] the escalation; ARGV[1] approving | denied, [2] by, [3] tokens or reason
+-- An approval is 'approving' until its tokens are granted in the ledger (FINISH makes it
+-- 'approved'), so a spender never resumes before the tokens are there.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'unknown', ''} end
 if status ~= 'open' then return {'decided', status} end
-local detail = ARGV[1] == 'approved' and 'tokens' or 'reason'
+local detail = ARGV[1] == 'approving' and 'tokens' or 'reason'
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'decided_by', ARGV[2], 'decided_at', now(), detail, ARGV[3])
-local id = redis.call('HGET', KEYS[1], 'id')
-emit(true, {event='escalation_decided', id=id, status=ARGV[1], ['from']=ARGV[2],
-            larry=redis.call('HGET', KEYS[1], 'larry'), spender=redis.call('HGET', KEYS[1], 'from'),
-            task=redis.call('HGET', KEYS[1], 'task'), [detail]=ARGV[3]})
-return {ARGV[1], id}
+if ARGV[1] == 'denied' then
+  emit(true, {event='escalation_decided', id=redis.call('HGET', KEYS[1], 'id'), status='denied', ['from']=ARGV[2],
+              larry=redis.call('HGET', KEYS[1], 'larry'), spender=redis.call('HGET', KEYS[1], 'from'),
+              task=redis.call('HGET', KEYS[1], 'task'), reason=ARGV[3]})
+end
+return {ARGV[1], ''}
+"""
+
+_FINISH_APPROVAL = r"""
+-- KEYS[1] the escalation, its tokens granted
+if redis.call('HGET', KEYS[1], 'status') ~= 'approving' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'approved')
+local e = redis.call('HMGET', KEYS[1], 'id', 'decided_by', 'larry', 'from', 'task', 'tokens')
+emit(true, {event='escalation_decided', id=e[1], status='approved', ['from']=e[2], larry=e[3], spender=e[4],
+            task=e[5], tokens=e[6]})
+return 1
+"""
+
+
+_APPROVE_RUN = r"""
+-- KEYS[1] the run's approval; ARGV[1] by, [2] the Larrys (JSON list)
+local known = redis.call('GET', KEYS[1])
+if known then return {'known', known} end
+local approval = cjson.encode({by=ARGV[1], at=now()})
+redis.call('SET', KEYS[1], approval)
+emit(true, {event='run_approved', ['from']=ARGV[1], at=cjson.decode(approval).at, larrys=cjson.decode(ARGV[2])})
+return {'approved', approval}
 """
 
 
 @dataclass(frozen=True)
 class Decision:
-    """``status``: approved | denied (this call decided), decided (decided before: ``detail``
-    is the earlier decision), unknown (no such escalation)."""
+    """``status``: approved (approved, now or before: its tokens are granted) | denied (this call
+    denied it) | decided (denied before: ``detail`` says so) | unknown (no such escalation)."""
 
     status: str
     detail: str
@@ -81,6 +109,19 @@ class Escalations:
         self.r, self.ks = r, ks
         self._raise = r.register_script(lua_script(ks, _RAISE))
         self._decide = r.register_script(lua_script(ks, _DECIDE))
+        self._finish_approval = r.register_script(lua_script(ks, _FINISH_APPROVAL))
+        self._approve_run = r.register_script(lua_script(ks, _APPROVE_RUN))
+
+    def approve_run(self, by: str, larrys: list[str]) -> tuple[bool, dict]:
+        """The operator's sign-off (seed 004 "Approval Required"): (True, {by, at}) when this
+        call approved the run, (False, the earlier approval) when it was approved before. The
+        ``run_approved`` event names every Larry, so each one's report records it."""
+        status, approval = self._approve_run(keys=[self.ks.run_approval], args=[by, json.dumps(larrys)])
+        return status == "approved", json.loads(approval)
+
+    def run_approval(self) -> dict | None:
+        raw = self.r.get(self.ks.run_approval)
+        return json.loads(raw) if raw else None
 
     def raise_(self, dedupe: str, *, sender: str, larry: str, account: str, task: str, issue: str,
                severity: str, recommendation: str, tokens_short: int) -> str:
@@ -106,11 +147,16 @@ class Escalations:
     def approve(self, escalation_id: str, ledger: Ledger, tokens: int, *, by: str) -> Decision:
         """Approve, and grant ``tokens`` on the escalation's account and every account above it.
         Repeated after a lost reply, the grant is made once (op id ``approval:{id}``)."""
-        decision = Decision(*self._decide(keys=[self.ks.escalation(escalation_id)],
-                                          args=["approved", by, str(int(tokens))]))
-        if decision.status == "approved" or decision.detail == "approved":
+        key = self.ks.escalation(escalation_id)
+        decision = Decision(*self._decide(keys=[key], args=["approving", by, str(int(tokens))]))
+        if decision.status == "approving" or decision.detail in ("approving", "approved"):
+            # This call's approval, or one that stopped before its grant: granted once (op id),
+            # then the spender is told.
             escalation = self.get(escalation_id)
-            ledger.grant(f"approval:{escalation_id}", escalation["account"], int(escalation["tokens"]), who=by)
+            ledger.grant(f"approval:{escalation_id}", escalation["account"], int(escalation["tokens"]),
+                         who=escalation["decided_by"])
+            self._finish_approval(keys=[key])
+            return Decision("approved", "")
         return decision
 
     def deny(self, escalation_id: str, reason: str, *, by: str) -> Decision:

@@ -204,6 +204,11 @@ class Keyspace:
     def escalation_seq(self) -> str:
         return self._k("escalation", "seq")
 
+    @property
+    def run_approval(self) -> str:
+        """The operator's sign-off of the run (JSON: by, at), set once."""
+        return self._k("escalation", "run-approval")
+
     def escalation_key(self, dedupe: str) -> str:
         """The id of the escalation raised for ``dedupe`` (one per blocked charge)."""
         return self._k("escalation", "key", dedupe)

@@ -191,6 +191,16 @@ def test_priorities_of_workers_and_tasks_default_to_medium_and_are_checked():
                                  "critical, high, medium, low")
 
 
+def test_an_operators_sign_off_is_off_unless_required():
+    values = _dev_values()
+    assert load_config(values, "dev").approval.required is False
+    values["larry:approval"] = {"required": True}
+    assert load_config(values, "dev").approval.required is True
+    values["larry:approval"] = {"required": "yes"}
+    assert _problems(values) == ("Pulumi.dev.yaml: larry:approval.required: expected true or false, "
+                                 "got string 'yes'")
+
+
 def test_every_problem_is_reported_at_once():
     values = _dev_values()
     _worker(values, 2, 4)["node"] = "k3s-worker09"

@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+import yaml
 
 from runtime import cli
 from runtime.coordination.escalations import Escalations
@@ -409,10 +410,18 @@ def test_a_denied_escalation_fails_the_task_with_the_reason(rig, capsys):
         (raised,) = rig.events("escalation_raised")
         assert cli.main(escalation_args(rig, "deny", raised.data["id"], "--reason", "not worth it")) == 0
         assert cli.main(escalation_args(rig, "approve", raised.data["id"])) == 1, "decided once"
+        # the pool is still dry: the worker's next task asks before it starts
+        wait_for(lambda: len(rig.events("escalation_raised")) == 2, "the second task's escalation")
+        second = rig.events("escalation_raised")[1].data
+        assert second["task"] == "optimize-cronjob-schedules"
+        assert cli.main(escalation_args(rig, "deny", second["id"], "--reason", "pool spent")) == 0
 
     helper = in_thread(deny)
+    started = time.monotonic()
     assert rig.worker("cicd", "analysis-worker-01", GOOD) == 3
     join_ok(helper)
+    assert time.monotonic() - started < 30, "the worker waited for its deadline instead of the decision"
+    assert rig.board.result("optimize-cronjob-schedules")["data"] == {"error": "denied: pool spent"}
     assert rig.board.result(task)["data"] == {"error": "denied: not worth it"}
     assert rig.result_file("cicd", task)["detail"] == "denied: not worth it"
     assert rig.ledger().figures("cicd/cicd-master/pool")["granted"] == 0
@@ -437,3 +446,27 @@ def test_a_pool_already_dry_escalates_before_the_payload_starts(rig):
     join_ok(helper)
     assert len(rig.events("escalation_raised")) == 1, "the approved tokens carry the second task too"
     assert rig.ledger().snapshot("cicd/cicd-master/pool")["committed"] == 300
+
+
+def test_with_a_required_sign_off_no_task_starts_before_the_run_is_approved(rig, tmp_path):
+    document = yaml.safe_load((ROOT / "Pulumi.cortex.yaml").read_text())
+    document["config"]["larry:approval"] = {"required": True}
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.cortex.yaml").write_text(yaml.safe_dump(document))
+    rig.start_phase("cicd")
+
+    def sign_off():
+        wait_for(lambda: rig.r.get(rig.ks.worker_status("analysis-worker-01")) == "paused", "the worker to wait")
+        assert rig.events("task_claimed") == [], "a task claimed before the sign-off"
+        assert cli.main(escalation_args(rig, "approve", "run", "--by", "ops")) == 0
+
+    helper = in_thread(sign_off)
+    assert cli.main(["worker", "--stack", "cortex", "--project-dir", str(project), "--larry", "cicd",
+                     "--worker", "analysis-worker-01", "--redis-url", rig.url, "--key-prefix", rig.ks.prefix,
+                     "--coordination-dir", str(rig.dir), "--speed", "600", "--", *GOOD]) == 0
+    join_ok(helper)
+    assert Escalations(rig.r, rig.ks).run_approval()["by"] == "ops"
+    (approved,) = rig.events("run_approved")
+    assert approved.data["from"] == "ops" and "cicd" in approved.data["larrys"] and approved.data["at"]
+    assert len(rig.events("task_completed")) == 2
