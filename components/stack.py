@@ -18,9 +18,14 @@ from plan.model import Larry as LarryConfig
 
 
 def read_config() -> StackConfig:
-    """The ``larry:*`` values the engine passes, validated; raises ConfigError."""
+    """The ``larry:*`` values the engine passes, validated; raises ConfigError.
+
+    Every ``larry:*`` key the stack sets is read, not only the ones the project knows, so a
+    misspelt key fails the program exactly as it fails the stack-file loader."""
     conf = pulumi.Config(PROJECT)
-    raw = {key: conf.get(key) for key in CONFIG_KEYS}
+    given = {*pulumi.runtime.config.CONFIG.get(), *pulumi.runtime.config.get_config_env()}
+    keys = {key.removeprefix(f"{PROJECT}:") for key in given if key.startswith(f"{PROJECT}:")}
+    raw = {key: conf.get(key) for key in sorted(keys | set(CONFIG_KEYS))}
     values = {key: parse_config_value(text) for key, text in raw.items() if text is not None}
     return load_config(values, pulumi.get_stack())
 

@@ -3,7 +3,7 @@ what the runtime's processes read and what a worker hands its payload. Both side
 these names, so the rendered and the read cannot drift apart.
 """
 
-# ---- Redis: rendered into every pod (components.larry.redis_env), read by runtime.connection
+# ---- Redis: rendered into every pod (components.runtime_pod), read by runtime.coordination.connection
 REDIS_URL = "LARRY_REDIS_URL"
 REDIS_SENTINELS = "LARRY_REDIS_SENTINELS"
 REDIS_MASTER_NAME = "LARRY_REDIS_MASTER_NAME"

@@ -116,11 +116,14 @@ class DeadlineRetry(Retry):
                             log.error("gave up waiting for %s after %.0f s: %s", self.target, now - _wait.since,
                                       _awaited(error))
                         raise
-                    if not _wait.announced and now - _wait.since >= ANNOUNCE_AFTER:
+                    delay = min(self._backoff.compute(failures), left)
+                    # Announced before a sleep that takes the wait past ANNOUNCE_AFTER, so no
+                    # wait that long goes unsaid, however the backoff's jitter falls.
+                    if not _wait.announced and now + delay - _wait.since >= ANNOUNCE_AFTER:
                         _wait.announced = True
                         log.warning("waiting for %s: %s (retrying for up to %.0f s more)", self.target,
                                     _awaited(error), left)
-                    time.sleep(min(self._backoff.compute(failures), left))
+                    time.sleep(delay)
                 else:
                     if owner and _wait.announced:
                         log.warning("%s answers again after %.1f s", self.target, time.monotonic() - _wait.since)

@@ -86,7 +86,7 @@ class Keyspace:
 
     @classmethod
     def for_plan(cls, channels, prefix: str = "") -> "Keyspace":
-        """The names a plan selects with ``larry:channels`` (a ``components.config.Channels``).
+        """The names a plan selects with ``larry:channels`` (a ``plan.model.Channels``).
         A plan on seed 004's event stream is the cortex stack and gets its meta-coordinator too."""
         base = cls.cortex(prefix) if channels.events == cls.cortex().events_stream else cls(prefix)
         return replace(base, coordination_channel=channels.coordination, alerts_channel=channels.alerts,

@@ -115,3 +115,11 @@ def test_config_mistake_raises_run_error_with_the_config_message():
     assert str(raised.value) == str(expected.value) == (
         "Pulumi.dev.yaml: larry:larrys[2].workers[4].node: 'k3s-worker09' is not declared in larry:nodes")
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_an_unknown_larry_key_fails_the_program_as_it_fails_the_loader():
+    values = stack_values("dev")
+    values["larry:storageclass"] = "local-path"  # a typo of larry:storageClass
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program("dev", values)
+    assert "larry:storageclass" in str(raised.value) and "storageClass" in str(raised.value)
