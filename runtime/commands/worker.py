@@ -33,7 +33,15 @@ so a retried charge is never counted twice). The payload is stopped (SIGTERM to 
   ``overrun``: the task fails with
   detail ``budget exhausted``. The tokens already spent are still booked (past the limit
   the ledger answers ``overrun`` and raises its ``token_overrun`` alert), and the task is
-  not retried.
+  not retried;
+* an account above the worker's own (its master's pool, its Larry, the system) is past its
+  limit, or has nothing left before the task starts, and the reserve cannot cover it: the
+  worker raises an escalation (:mod:`runtime.coordination.escalations`) and waits, paused,
+  with the lease kept: approved, it runs the task again with the tokens granted (charges
+  under op ids ``{task}:{fence}:{escalation}:{n}``); denied, the task fails with
+  ``denied: {reason}``.
+
+With ``larry:approval: {required: true}`` the worker starts no task before the run's sign-off.
 
 A finished task is a fenced write (:meth:`LeaseManager.complete` / ``fail``); only once it
 is accepted does the worker write ``{coordination-dir}/results/{larry}/{task}.json``
