@@ -71,6 +71,7 @@ from runtime.commands.run import larry_command  # noqa: E402
 from runtime.coordination.connection import RedisSettings, connect  # noqa: E402
 from runtime.coordination.events import EventListener  # noqa: E402
 from runtime.coordination.keys import Keyspace  # noqa: E402
+from runtime.coordination.ledger import snapshot as ledger_snapshot  # noqa: E402
 from runtime.reporting.results import read_result, results_dir  # noqa: E402
 from runtime.support.timing import Timing  # noqa: E402
 from tests.support.redis_servers import RedisServer  # noqa: E402
@@ -464,12 +465,14 @@ class Run:
     def booked(self, r, cfg) -> dict[str, dict[tuple[str, str], int]]:
         """Larry -> (task, fence) -> tokens its ledger booked for that lease (op ids
         ``{task}:{fence}:{n}``, ``file:`` before them for file-mode charges)."""
-        booked: dict[str, dict[tuple[str, str], int]] = {}
-        for larry in cfg.larrys:
-            leases = booked[larry.id] = defaultdict(int)
-            for op_id, value in r.hgetall(self.ks.tokens(larry.id, "ops")).items():
-                task, fence, _n = op_id.removeprefix("file:").rsplit(":", 2)
-                leases[(task, fence)] += int(value.partition(":")[2])
+        booked: dict[str, dict[tuple[str, str], int]] = {larry.id: defaultdict(int) for larry in cfg.larrys}
+        for op_id, value in r.hgetall(self.ks.token_ops).items():
+            record = json.loads(value)
+            larry = next((name for name in record["path"] if name in booked), None)
+            if record["kind"] != "record" or larry is None:
+                continue  # an operator's grant, or an account outside the Larrys
+            task, fence, _n = op_id.removeprefix("file:").split(":", 2)
+            booked[larry][(task, fence)] += int(record["amount"])
         return booked
 
     def tokens_beyond(self, r, cfg, booked) -> tuple[int, list[str]]:
@@ -487,7 +490,7 @@ class Run:
                     beyond += over
                     detail.append(f"{key[0]} (fence {key[1]}): booked {amount:,}, reported {allowed.get(key, 0):,}"
                                   + ("" if key in allowed else " (no payload of this run held that lease)"))
-            committed = int(r.get(self.ks.tokens(larry.id, "committed")) or 0)
+            committed = ledger_snapshot(r, self.ks, larry.id)["committed"]
             unexplained = committed - sum(booked[larry.id].values())
             if unexplained > 0:
                 beyond += unexplained

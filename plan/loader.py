@@ -38,13 +38,16 @@ from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
 from plan.model import (
+    DEFAULT_PRIORITY,
     DEFAULT_STORAGE_CLASS,
     MAX_COUNT,
     MAX_MILLISECONDS,
     MAX_MINUTES,
     MAX_QUANTITY,
     MAX_TOKENS,
+    PRIORITIES,
     PROJECT,
+    Approval,
     Budget,
     Channels,
     Cluster,
@@ -375,6 +378,7 @@ _QUANTITY = "a Kubernetes quantity string"
 _CPU = _Quantity(_QUANTITY, _quantity, "cpu", parse_cpu, '"500m" or "2"', "millicores")
 _MEMORY = replace(_CPU, what="memory", parse=parse_memory, example='"512Mi" or "4Gi"', unit="bytes")
 _ROLE = _Choice("a non-empty string", _non_empty_string, ("master", "worker"))
+_PRIORITY = _Choice("a non-empty string", _non_empty_string, PRIORITIES)
 _WORKER_TYPE = _Declared("a non-empty string", _non_empty_string, "larry:workerTypes")
 
 _RESOURCE_LIST = _Record(ResourceList, (_Field("cpu", _CPU), _Field("memory", _MEMORY)))
@@ -399,6 +403,7 @@ _TASK = _Record(Task, (
     _Field("id", _TASK_ID),
     _Field("title", _STRING),
     _Field("dependsOn", _List(_TASK_ID), _OMIT),
+    _Field("priority", _PRIORITY, DEFAULT_PRIORITY),
 ))
 _WORKER = _Record(Worker, (
     _Field("name", _NAME),
@@ -408,6 +413,7 @@ _WORKER = _Record(Worker, (
     _Field("minutes", _MINUTES, _from_worker_type("minutes")),
     _Field("resources", _RESOURCES),
     _Field("master", _NAME, None),
+    _Field("priority", _PRIORITY, DEFAULT_PRIORITY),
     _Field("tasks", _List(_TASK, "expected at least one task")),
 ))
 _MASTER = _Record(Master, (
@@ -472,6 +478,7 @@ def _flat(cls: type, **kinds: _Kind) -> _Record:
 
 _CHANNELS = _flat(Channels, coordination=_STRING, alerts=_STRING, events=_STRING)
 _OBSERVABILITY = _flat(Observability, serviceMonitors=_BOOL, grafanaDashboard=_BOOL)
+_APPROVAL = _flat(Approval, required=_BOOL)
 _CLUSTER = _flat(Cluster, kubeconfig=_STRING, context=_STRING, renderDirectory=_STRING)
 #: The stack: the fields of StackConfig read from config. Order matters where a default or
 #: a reference reads an earlier key (larrys read storageClass and workerTypes).
@@ -489,6 +496,7 @@ _STACK = _Record(lambda storage_class, **fields: fields, (
     _Field("larry:channels", _CHANNELS, _OMIT),
     _Field("larry:observability", _OBSERVABILITY, _OMIT),
     _Field("larry:cluster", _CLUSTER, _OMIT),
+    _Field("larry:approval", _APPROVAL, _OMIT),
     _Field("larry:runtimeImage", _STRING, _OMIT),
 ), is_scope=True)
 

@@ -54,11 +54,26 @@ class Node:
         return ResourceList(self.cpu, self.memory)
 
 
+#: Seed 004 "Conflict Resolution": who is served first when tokens run short, highest first.
+PRIORITIES = ("critical", "high", "medium", "low")
+DEFAULT_PRIORITY = "medium"
+#: The share of the emergency reserve a priority may not draw, kept back for the priorities
+#: above it: the reserve goes to the highest priority first without a queue.
+RESERVE_KEPT_BACK = {"critical": 0.0, "high": 0.25, "medium": 0.5, "low": 0.75}
+#: Seed 003 "Scenario 4": the reserve is lent in slices (10k of a 25k reserve).
+RESERVE_SLICE_SHARE = 0.4
+
+
+def highest_priority(*priorities: str) -> str:
+    return min(priorities, key=PRIORITIES.index)
+
+
 @dataclass(frozen=True)
 class Task:
     id: str
     title: str
     depends_on: tuple[str, ...] = ()
+    priority: str = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,7 @@ class Worker:
     tasks: tuple[Task, ...]
     master: str | None = None
     type: str | None = None
+    priority: str = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -148,6 +164,11 @@ class Budget:
     reserve_trigger: float = DEFAULT_RESERVE_TRIGGER
     utilisation_target: float = DEFAULT_UTILISATION_TARGET
 
+    @property
+    def reserve_slice(self) -> int:
+        """Tokens of the emergency reserve lent at a time (seed 003: 10k of 25k)."""
+        return max(1, round(self.meta.emergency_reserve_tokens * RESERVE_SLICE_SHARE))
+
 
 @dataclass(frozen=True)
 class Redis:
@@ -198,6 +219,14 @@ class Observability:
 
 
 @dataclass(frozen=True)
+class Approval:
+    """Seed 004 "Approval Required: Human operator sign-off": with ``required`` no worker starts
+    its first task until an operator approves the run (`larry approve run`, `larry run --approve`)."""
+
+    required: bool = False
+
+
+@dataclass(frozen=True)
 class Cluster:
     """Where `pulumi up` sends manifests: a kubeconfig/context, or render mode when neither."""
 
@@ -222,6 +251,7 @@ class StackConfig:
     worker_types: Mapping[str, WorkerType] = field(default_factory=dict)
     channels: Channels = Channels()
     observability: Observability = Observability()
+    approval: Approval = Approval()
     cluster: Cluster = Cluster()
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
     #: The validated ``larry:*`` values as given: what the plan ConfigMaps carry, so the
@@ -261,6 +291,82 @@ class StackConfig:
     @property
     def workers(self) -> tuple[tuple[Larry, Worker], ...]:
         return tuple((larry, w) for larry in self.larrys for w in larry.workers)
+
+
+# ---- the account tree: what the token ledger books and the policy pack checks
+SYSTEM_ACCOUNT = "system"
+#: Account kinds that lend to their children and may borrow from the emergency reserve.
+POOL_KINDS = frozenset({"larry", "pool", "meta-pool"})
+
+
+@dataclass(frozen=True)
+class Account:
+    """One budget of the hierarchy (seed 004: system → meta-coordinator and Larrys → masters →
+    workers). A charge on an account is booked on it and on every ancestor up to ``system``.
+    ``kind``: system | orchestration | meta-pool | reserve | larry | personal | pool | worker."""
+
+    name: str
+    kind: str
+    limit: int
+    parent: str | None
+
+
+def larry_account(larry: str) -> str:
+    return larry
+
+
+def master_account(larry: str, master: str, part: str) -> str:
+    """``part``: personal | pool."""
+    return f"{larry}/{master}/{part}"
+
+
+def worker_account(larry: str, worker: str) -> str:
+    return f"{larry}/{worker}"
+
+
+def meta_account(part: str) -> str:
+    """``part``: orchestration | pool | reserve."""
+    return f"meta-coordinator/{part}"
+
+
+def budget_accounts(cfg: "StackConfig") -> dict[str, Account]:
+    """Every account of the plan by name, parents before children. A worker that names a master
+    draws on that master's pool; one that names none on its Larry. The reserve is a child of
+    the system that lends to pools; it is never charged itself."""
+    meta = cfg.budget.meta
+    accounts = [Account(SYSTEM_ACCOUNT, "system", cfg.budget.system_tokens, None),
+                Account(meta_account("orchestration"), "orchestration", meta.orchestration_tokens, SYSTEM_ACCOUNT),
+                Account(meta_account("pool"), "meta-pool", meta.worker_pool_tokens, SYSTEM_ACCOUNT),
+                Account(meta_account("reserve"), "reserve", meta.emergency_reserve_tokens, SYSTEM_ACCOUNT)]
+    for larry in cfg.larrys:
+        accounts.append(Account(larry_account(larry.id), "larry", larry.token_budget, SYSTEM_ACCOUNT))
+        for m in larry.masters:
+            accounts.append(Account(master_account(larry.id, m.name, "personal"), "personal", m.personal_tokens,
+                                    larry_account(larry.id)))
+            accounts.append(Account(master_account(larry.id, m.name, "pool"), "pool", m.worker_pool_tokens,
+                                    larry_account(larry.id)))
+        for w in larry.workers:
+            parent = master_account(larry.id, w.master, "pool") if w.master else larry_account(larry.id)
+            accounts.append(Account(worker_account(larry.id, w.name), "worker", w.tokens, parent))
+    return {a.name: a for a in accounts}
+
+
+def account_path(accounts: Mapping[str, Account], name: str) -> tuple[Account, ...]:
+    """``name``'s account and its ancestors, leaf first, ``system`` last."""
+    path = [accounts[name]]
+    while path[-1].parent is not None:
+        path.append(accounts[path[-1].parent])
+    return tuple(path)
+
+
+def larry_of_account(accounts: Mapping[str, Account], name: str) -> str | None:
+    """The Larry whose budget ``name`` is part of; None for the system and the meta-coordinator's."""
+    return next((a.name for a in account_path(accounts, name) if a.kind == "larry"), None)
+
+
+def allocated(accounts: Mapping[str, Account], name: str) -> int:
+    """What ``name``'s children are allotted together (its reserve and pools included)."""
+    return sum(a.limit for a in accounts.values() if a.parent == name)
 
 
 def utilisation(used: int, limit: int) -> float:

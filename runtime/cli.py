@@ -40,6 +40,9 @@ COMMANDS = {
     "status": ("runtime.commands.status", "phase, task and ledger state of a run"),
     "preflight": ("runtime.commands.preflight", "check Redis, sentinel quorum and the plan's budgets"),
     "cleanup": ("runtime.commands.cleanup", "remove a finished run's keys from Redis (after archiving)"),
+    "escalations": ("runtime.commands.escalations", "the run's escalations to a human and their outcome"),
+    "approve": ("runtime.commands.approve", "approve an escalation: grant tokens, resume the paused worker"),
+    "deny": ("runtime.commands.deny", "deny an escalation: the paused worker fails its task with the reason"),
 }
 
 #: The help's epilog of commands whose module has no EXAMPLES of its own (the worker's and

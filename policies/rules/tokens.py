@@ -2,7 +2,8 @@
 workers within their master's pool and their type's cap, and an emergency reserve kept back.
 
 Guaranteed: the numbers compared are the plan's own arithmetic (``plan.model``), never
-recomputed here, and a plan over any of these limits is reported. Not guaranteed: that
+recomputed here; a Larry's and a master pool's allotments are read from the account tree
+(:func:`plan.model.budget_accounts`) the token ledger enforces at run time, and a plan over any of these limits is reported. Not guaranteed: that
 payloads spend what they are planned to; the token ledger meters that during the run.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 
 from pulumi_policy import ReportViolation
 
-from plan.model import StackConfig
+from plan.model import StackConfig, allocated, budget_accounts, larry_account, master_account
 from policies.facts import grouped
 from policies.rule import ADVISORY, MANDATORY, Setting, stack_rule
 
@@ -20,8 +21,9 @@ from policies.rule import ADVISORY, MANDATORY, Setting, stack_rule
             "A Larry's masters (personal tokens and worker pools) and its workers without a master "
             "fit the Larry's tokenBudget", MANDATORY)
 def larry_token_budget(_resources, plan: StackConfig, report: ReportViolation, _settings) -> None:
+    accounts = budget_accounts(plan)
     for larry in plan.larrys:
-        used, allowed = larry.allocated_tokens, larry.token_budget
+        used, allowed = allocated(accounts, larry_account(larry.id)), accounts[larry_account(larry.id)].limit
         if used > allowed:
             parts = [f"{m.name} {grouped(m.total_tokens)} ({grouped(m.personal_tokens)} personal + "
                      f"{grouped(m.worker_pool_tokens)} worker pool)" for m in larry.masters]
@@ -61,12 +63,14 @@ def worker_fits_master_pool(_resources, plan: StackConfig, report: ReportViolati
             [Setting("maxOvercommit", 1.0, {"type": "number", "exclusiveMinimum": 0, "description":
                      "How many times its worker pool a master's workers may draw together"})])
 def master_pool_overcommit(_resources, plan: StackConfig, report: ReportViolation, settings) -> None:
-    # Advisory by default: the token ledger enforces the pool at run time, and seed 004 plans
+    # Advisory by default: the token ledger enforces the pool at run time (a worker's charge
+    # is refused or answered overrun once its master's pool is spent), and seed 004 plans
     # more work per master than its pool holds (inventory: 32,000 on 15,000).
-    ratio = float(settings["maxOvercommit"])
+    ratio, accounts = float(settings["maxOvercommit"]), budget_accounts(plan)
     for larry in plan.larrys:
         for master in larry.masters:
-            used, allowed = larry.pool_draw(master.name), master.worker_pool_tokens * ratio
+            pool = accounts[master_account(larry.id, master.name, "pool")]
+            used, allowed = allocated(accounts, pool.name), pool.limit * ratio
             if used > allowed:
                 drawers = ", ".join(f"{w.name} {grouped(w.tokens)}" for w in larry.workers if w.master == master.name)
                 report(f"Master {master.name} (Larry {larry.id}): its workers draw {grouped(used)} tokens on a "

@@ -6,8 +6,9 @@
 
 1. Initialises its Larry's Redis state, each step only if it is not there yet, so a
    restarted coordinator resumes instead of starting over: the tasks and their
-   dependencies, the phase status, the ledger limit (``tokenBudget``), the
-   meta-coordinator's emergency reserve pool; then starts the phase (``phase_started``).
+   dependencies, the phase status, the ledger's limits of its Larry's accounts (the Larry's
+   ``tokenBudget``, its masters' personal tokens and pools, its workers) and of the shared
+   ones (system, meta-coordinator, emergency reserve); then starts the phase (``phase_started``).
 2. Serves /metrics (:class:`runtime.reporting.metrics.CoordinatorMetrics`) and /healthz.
 3. Follows the event stream from its first entry (:class:`runtime.reporting.history.History`), and
    every heartbeat interval looks after its workers: a worker silent past the grace is
@@ -43,14 +44,14 @@ import redis
 
 from plan import environment as envvar
 from plan.exits import ExitCode
-from plan.model import Larry, StackConfig
+from plan.model import Larry, StackConfig, larry_of_account
 from plan.statuses import RUNNING, TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
 from runtime.cli import UsageError, add_process_arguments, interrupt_on_sigterm, larry_of, load_plan, open_redis
 from runtime.coordination.barrier import Barrier, BarrierTimeout
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
-from runtime.coordination.ledger import Ledger, init_reserve_pool
+from runtime.coordination.ledger import Ledger
 from runtime.coordination.phases import PhaseTracker
 from runtime.coordination.registry import WorkerRegistry
 from runtime.coordination.tasks import TaskBoard
@@ -113,8 +114,7 @@ class Coordinator:
         self.metrics = CoordinatorMetrics()
         self.phase = PhaseTracker(r, ks, larry.id)
         self.board = TaskBoard(r, ks)
-        self.ledger = Ledger(r, ks, larry.id, threshold=cfg.budget.reserve_trigger,
-                             draw=cfg.budget.meta.emergency_reserve_tokens)
+        self.ledger = Ledger.for_plan(r, ks, cfg)
         self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
         everyone = [each.id for each in cfg.larrys]
         self.convergence = Barrier(r, ks, CONVERGENCE_BARRIER, everyone)
@@ -140,8 +140,8 @@ class Coordinator:
     def initialise(self) -> None:
         larry = self.larry
         self.board.define(larry.id, {t.id: t.depends_on for t in larry.tasks})
-        self.ledger.set_limit(larry.token_budget)
-        init_reserve_pool(self.r, self.ks, self.cfg.budget.meta.emergency_reserve_tokens)
+        self.ledger.open(name for name in self.ledger.accounts
+                         if larry_of_account(self.ledger.accounts, name) in (None, larry.id))
         self.phase.init()
         started = self.phase.start()
         self.log("phase started" if started == "started" else f"resuming: phase {started}")
@@ -265,7 +265,7 @@ class Coordinator:
         statuses, _ = self._statuses()
         own = [statuses[t] for t in self.own]
         snapshot = self.phase.snapshot()
-        ledger = self.ledger.snapshot()
+        ledger = self.ledger.snapshot(self.larry.id)
         m.phase_progress.labels(lid).set(snapshot["progress"])
         m.tasks_completed.labels(lid).set(own.count(TaskStatus.COMPLETED))
         m.tasks_failed.labels(lid).set(own.count(TaskStatus.FAILED))
@@ -324,7 +324,7 @@ class Coordinator:
         statuses, workers = self._statuses()
         return build_report(
             self.cfg, self.larry, phase=self.phase.snapshot(), statuses=statuses,
-            results={t: self.board.result(t) for t in self.own}, ledger=self.ledger.snapshot(),
+            results={t: self.board.result(t) for t in self.own}, ledger=self.ledger.snapshot(self.larry.id),
             workers=workers, history=self.history, speed=self.timing.speed,
             planned_seconds=self.timing.scaled(self.larry.deadline_minutes),
             results_dir=results_dir(self.coordination_dir, self.larry.id))

@@ -2,8 +2,8 @@
 
 Redis reachable and writable (a primary), Sentinel quorum (``SENTINEL CKQUORUM``) when
 Sentinel is configured, the plan's budget arithmetic (:mod:`plan.model`), and, once a run's
-ledger exists, its limits equal to the plan's and the reserve pool plus what the Larrys drew
-from it equal to the plan's emergency reserve. Exit status 1 when a check failed, 0
+ledger exists, every account's limit equal to the plan's and the reserve lent within
+what it holds. Exit status 1 when a check failed, 0
 otherwise. Read-only: it changes nothing in Redis.
 """
 from __future__ import annotations
@@ -17,11 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from plan.exits import ExitCode
-from plan.model import StackConfig
+from plan.model import StackConfig, budget_accounts
 from runtime.cli import OPERATOR_RETRY_SECONDS, UsageError, add_run_arguments, impatient_env, load_plan, open_redis
 from runtime.coordination.connection import RedisSettings
 from runtime.coordination.keys import Keyspace
-from runtime.coordination.ledger import Ledger
 from runtime.reporting.run_view import describe, read_pool
 from runtime.reporting.validation import larrys_over_budget, system_allocation
 
@@ -110,26 +109,26 @@ def check_plan_budgets(cfg: StackConfig) -> list[Check]:
 
 
 def check_ledger(r: redis.Redis, ks: Keyspace, cfg: StackConfig) -> Check:
-    """Once a run initialised its ledger: limits equal each Larry's tokenBudget, and the reserve
-    pool plus what the Larrys drew from it equals the plan's emergency reserve."""
+    """Once a run initialised its ledger: every account's limit equals the plan's
+    (:func:`plan.model.budget_accounts`), and the reserve has lent no more than it holds."""
     name = "ledger matches plan"
-    snapshots = {larry.id: Ledger(r, ks, larry.id).snapshot() for larry in cfg.larrys}
-    exists = {larry_id: bool(r.exists(ks.tokens(larry_id, "limit"))) for larry_id in snapshots}
-    if not any(exists.values()):
+    accounts = budget_accounts(cfg)
+    pipe = r.pipeline(transaction=False)
+    for account in accounts:
+        pipe.hget(ks.token_account(account), "limit")
+    stored = dict(zip(accounts, pipe.execute()))
+    if all(limit is None for limit in stored.values()):
         return Check(name, "skipped", "no run ledger in Redis yet")
-    problems = [f"{larry.id}: no ledger limit" if not exists[larry.id] else
-                f"{larry.id}: ledger limit {snapshots[larry.id]['limit']:,} != plan {larry.token_budget:,}"
-                for larry in cfg.larrys
-                if not exists[larry.id] or snapshots[larry.id]["limit"] != larry.token_budget]
+    problems = [f"{account}: no ledger limit" if stored[account] is None else
+                f"{account}: ledger limit {int(stored[account]):,} != plan {a.limit:,}"
+                for account, a in accounts.items() if stored[account] is None or int(stored[account]) != a.limit]
     pool = read_pool(r, ks, cfg)
-    drawn = sum(snapshot["emergency"] for snapshot in snapshots.values())
-    if pool["left"] is None:
-        problems.append("reserve pool not initialised")
-    elif pool["left"] + drawn != pool["plan"]:
-        problems.append(f"reserve pool {pool['left']:,} + drawn {drawn:,} != plan {pool['plan']:,}")
+    if pool["left"] is not None and pool["left"] < 0:
+        problems.append(f"the reserve lent {pool['plan'] - pool['left']:,} of {pool['plan']:,}")
     if problems:
         return Check(name, "failed", "; ".join(problems))
-    return Check(name, "ok", f"limits equal the plan's; reserve pool {pool['left']:,} + drawn {drawn:,}")
+    lent = pool["plan"] - pool["left"]
+    return Check(name, "ok", f"{len(accounts)} account limits equal the plan's; reserve lent {lent:,} of {pool['plan']:,}")
 
 
 _MARKS = {"ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim")}

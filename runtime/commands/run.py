@@ -42,6 +42,7 @@ holds the private Redis's URL and password for them).
 """
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -63,6 +64,7 @@ from plan.pods import WORKER_BACKOFF_LIMIT
 from plan.statuses import PhaseStatus, TaskStatus
 from runtime.agent.payload import die_with_parent
 from runtime.cli import UsageError, add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
+from runtime.coordination.escalations import Escalations
 from runtime.reporting.progress import ProgressPrinter
 from runtime.reporting.schema import ReportError
 from runtime.reporting.summary import load_reports, verdict
@@ -91,11 +93,14 @@ def configure_parser(parser) -> None:
                         help="keep coordinators and Redis running after the summary, until Ctrl+C")
     parser.add_argument("--allow-over-budget", action="store_true",
                         help="run a plan the policy pack would block for its token budgets")
+    parser.add_argument("--approve", action="store_true",
+                        help="the operator's sign-off of a plan that requires one (as `larry approve run`)")
 
 
 EXAMPLES = """\
 examples:
   larry run --stack dev --speed 60
+  larry run --stack dev --approve                   # the sign-off of a plan with larry:approval required
   larry run --stack dev --speed 600 --hold          # then: larry dashboard, larry status
   LARRY_REDIS_PASSWORD=... larry run --stack dev --redis-url redis://redis:6379/0 --key-prefix run7:
   larry run --stack cortex --speed 600 --allow-over-budget --s3-url s3://bucket/runs
@@ -288,6 +293,11 @@ class Supervisor:
         # The supervisor's own connection, with the children's URL and password.
         r, ks = open_redis(Namespace(redis_url=None, key_prefix=self.args.key_prefix), self.cfg, env=self.env)
         printer = ProgressPrinter(self.cfg, r, ks, self.say).start()
+        if self.args.approve:  # the printer says so, from the run_approved event
+            Escalations(r, ks).approve_run(f"{getpass.getuser()} (larry run --approve)",
+                                           [larry.id for larry in self.cfg.larrys])
+        elif self.cfg.approval.required:
+            self.say("the plan requires an operator's sign-off: no task starts before `larry approve run`")
         try:
             for child in self.children.values():
                 self.start(child)

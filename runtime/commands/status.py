@@ -1,7 +1,7 @@
 """`larry status`: a run's state, read from Redis beside the plan.
 
 Per Larry: phase status, progress, started/completed, task counts, ledger snapshot,
-findings and tasks in progress; the meta-coordinator's reserve pool; the workers with the
+findings and tasks in progress; the meta-coordinator's reserve pool; open escalations; the workers with the
 age of their last heartbeat (the primary's clock); every barrier's arrivals
 (:func:`runtime.reporting.run_view.read_run`). ``--json`` prints that state as one document;
 otherwise as tables. Read-only: it changes nothing in Redis.
@@ -48,6 +48,10 @@ def main(args: argparse.Namespace) -> int:
     console.print()
     for barrier in state["barriers"]:
         console.print(Text.assemble("Barrier ", (barrier["name"], "bold"), ": ", barrier_text(barrier)))
+    waiting = [e for e in state["escalations"] if e["status"] == "open"]
+    console.print(Text(f"Open escalations: {len(waiting) or 'none'}", style="bold red" if waiting else ""))
+    for e in waiting:
+        console.print(f"  {e['id']} from {e['from']} ({e['task']}): {e['issue']}; {e['recommendation']}")
     return 0
 
 

@@ -19,20 +19,29 @@ emits nothing.
 Each task runs the payload (the command after ``--``; the built-in simulated payload when
 none is given) with the environment of :mod:`runtime.agent.protocol`. The task's token budget is
 an equal share of what the worker has not spent yet; ``LARRY_TASK_MINUTES`` is the worker's
-minutes divided by its tasks. Every ``@larry`` report with tokens is charged to the
-Larry's ledger at once (one ``Ledger.record``, op id ``{task}:{fence}:{n}``, so a retried
-charge is never counted twice). The payload is stopped (SIGTERM to its process group, SIGKILL after
+minutes divided by its tasks. Every ``@larry`` report with tokens is charged at once to the
+worker's ledger account and every account above it: its master's pool (or its Larry when it
+names no master), the Larry, the system (one ``Ledger.record``, op id ``{task}:{fence}:{n}``,
+so a retried charge is never counted twice). The payload is stopped (SIGTERM to its process group, SIGKILL after
 ``--kill-grace``) when
 
 * the lease is lost: nothing is written (the fence forbids it) and the task is claimed again;
 * the worker's deadline passes (``minutes * 60 / speed`` plus the allowance of
   :mod:`runtime.support.timing`): the task fails with detail ``deadline``;
-* its tokens exceed the task's share (never more than the Larry's ledger still holds;
+* its tokens exceed the task's share (never more than its ledger path still holds;
   with nothing left the payload is not started at all), or the ledger answers
   ``overrun``: the task fails with
   detail ``budget exhausted``. The tokens already spent are still booked (past the limit
   the ledger answers ``overrun`` and raises its ``token_overrun`` alert), and the task is
-  not retried.
+  not retried;
+* an account above the worker's own (its master's pool, its Larry, the system) is past its
+  limit, or has nothing left before the task starts, and the reserve cannot cover it: the
+  worker raises an escalation (:mod:`runtime.coordination.escalations`) and waits, paused,
+  with the lease kept: approved, it runs the task again with the tokens granted (charges
+  under op ids ``{task}:{fence}:{escalation}:{n}``); denied, the task fails with
+  ``denied: {reason}``.
+
+With ``larry:approval: {required: true}`` the worker starts no task before the run's sign-off.
 
 A finished task is a fenced write (:meth:`LeaseManager.complete` / ``fail``); only once it
 is accepted does the worker write ``{coordination-dir}/results/{larry}/{task}.json``
@@ -94,7 +103,7 @@ import redis
 
 from plan import environment as envvar
 from plan.exits import ExitCode
-from plan.model import Larry, StackConfig
+from plan.model import Larry, StackConfig, highest_priority, worker_account
 from plan.model import Worker as WorkerSpec
 from plan.statuses import TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
@@ -110,10 +119,11 @@ from runtime.cli import (
     positive_number,
 )
 from runtime.coordination.connection import AuthenticationFailed
+from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.fallback import Degrader, FileCoordination
 from runtime.coordination.leases import Lease, LeaseManager
-from runtime.coordination.ledger import Ledger
+from runtime.coordination.ledger import Ledger, LedgerOp
 from runtime.coordination.registry import WorkerRegistry
 from runtime.coordination.tasks import TaskBoard
 from runtime.reporting.results import read_result, results_dir, write_result
@@ -187,8 +197,8 @@ class Worker:
         # read can then be missed by a wait that follows it.
         self.listener = EventListener(r, ks, "$")
         self.leases = LeaseManager(r, ks, larry.id, worker=spec.name, ttl_ms=timing.lease_ttl_ms)
-        self.ledger = Ledger(r, ks, larry.id, threshold=cfg.budget.reserve_trigger,
-                             draw=cfg.budget.meta.emergency_reserve_tokens)
+        self.ledger = Ledger.for_plan(r, ks, cfg)
+        self.account = worker_account(larry.id, spec.name)
         self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
         self.events = EventLog(r, ks)
         self.board = TaskBoard(r, ks)
@@ -196,9 +206,13 @@ class Worker:
         self.sender = f"{larry.id}/{spec.name}"
         self.own = [t.id for t in spec.tasks]
         self.titles = {t.id: t.title for t in spec.tasks}
+        # A task's charges draw on the reserve at the higher of its own and its worker's priority.
+        self.priorities = {t.id: highest_priority(spec.priority, t.priority) for t in spec.tasks}
         self.results = results_dir(coordination_dir, larry.id)
         self.deadline = time.monotonic() + timing.deadline(spec.minutes)
         self.spent = 0
+        self.approved = 0  # tokens operators granted this worker through escalations
+        self.escalations = Escalations(r, ks)
         self.lease_losses: dict[str, int] = {}
         self.waiting: set[str] = set()
         # File mode (see the module doc): the statuses last read from Redis, the volume.
@@ -222,6 +236,7 @@ class Worker:
         code = ExitCode.FAILED
         try:
             self._wait_for_phase()
+            self._wait_for_sign_off()
             self._recover()
             code = self._work_degrading()
         except GiveUp as reason:
@@ -267,6 +282,16 @@ class Worker:
         # The coordinator defines the tasks and the ledger limit before it starts the phase.
         while (self.r.get(self.ks.phase_status(self.larry.id)) or PhaseStatus.PENDING) == PhaseStatus.PENDING:
             self._wait(lambda e: e.name == "phase_started" and e.data.get("larry") == self.larry.id)
+
+    def _wait_for_sign_off(self) -> None:
+        """With ``larry:approval: {required: true}``, no task before an operator approved the run."""
+        if not self.cfg.approval.required or self.escalations.run_approval():
+            return
+        self.log("waiting for the operator's sign-off (`larry approve run`)")
+        self.registry.heartbeat(self.name, WorkerStatus.PAUSED)
+        while not self.escalations.run_approval():
+            self._wait(lambda e: e.name == "run_approved")
+        self.log("the run is approved")
 
     def _recover(self) -> None:
         """After a restart: free leases of dead predecessors, restore missing result files,
@@ -382,7 +407,8 @@ class Worker:
         events, _ = files.events(0)
         for e in events:
             if e.get("event") == "tokens_deferred" and (e.get("larry"), e.get("worker")) == (self.larry.id, self.name):
-                self.ledger.record(e["op_id"], int(e["tokens"]))
+                self.ledger.record(e["op_id"], self.account, int(e["tokens"]), who=self.sender,
+                                   priority=e.get("priority", self.spec.priority))
         completed = files.completed()
         for task in self.own:  # plan order: own dependencies first
             done = completed.get(task)
@@ -424,14 +450,20 @@ class Worker:
         self.log("resumed")
 
     # ------------------------------------------------------------------ one task
-    def _run_task(self, task: str, lease: Lease, tasks_left: int) -> None:
-        # The worker's own share, but never more than the Larry's ledger still holds: a
-        # Larry already over its limit starts no further payload.
-        available = self.spec.tokens if self.file_mode else self.ledger.snapshot()["available"]
-        share = min(max(0, self.spec.tokens - self.spent) // tasks_left, max(0, available))
+    def _run_task(self, task: str, lease: Lease, tasks_left: int, attempt: str = "") -> None:
+        # The worker's own share, but never more than its path in the ledger (its master's
+        # pool or its Larry, up to the system) still holds: a full account starts no payload.
+        own = max(0, self.spec.tokens + self.approved - self.spent) // tasks_left
+        tightest, available = (self.account, own) if self.file_mode else self.ledger.tightest(self.account)
+        share = min(own, max(0, available))
         if share == 0:
-            run = _TaskRun(self, task, lease, share)
+            run = _TaskRun(self, task, lease, own, attempt)
             run.stopped = "budget exhausted"
+            if own > 0 and tightest != self.account:
+                # A pool above the worker is dry before the task starts: ask, as for a charge.
+                run.short = LedgerOp("overrun", 0, tightest, available)
+                self.log(f"{task}: not started ({tightest} has no tokens left for it)")
+                return self._escalate(run, 0, tasks_left)
             self.log(f"{task}: not started (no tokens left for it)")
             self._finish(run, 0)
             return
@@ -440,7 +472,8 @@ class Worker:
         env = {**os.environ, envvar.LARRY_ID: self.larry.id, envvar.WORKER_ID: self.name, envvar.TASK_ID: task,
                envvar.TASK_TITLE: self.titles[task], envvar.TASK_MINUTES: f"{self.spec.minutes / len(self.own):g}",
                envvar.TOKEN_BUDGET: str(share), envvar.FENCE: str(lease.token),
-               envvar.RESULTS_DIR: str(workdir), envvar.PROTOCOL_FILE: str(workdir / f"protocol-{lease.token}.log")}
+               envvar.RESULTS_DIR: str(workdir),
+               envvar.PROTOCOL_FILE: str(workdir / f"protocol-{lease.token}{attempt.replace(':', '-')}.log")}
         self.log(f"running {task} (fence {lease.token}, budget {share} tokens"
                  + (", file mode)" if self.file_mode else ")"))
         if not self.file_mode:
@@ -448,7 +481,7 @@ class Worker:
         self.waiting = set()
         items: queue.Queue = queue.Queue()
         keeper = None if self.file_mode else self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
-        run = _TaskRun(self, task, lease, share)
+        run = _TaskRun(self, task, lease, share, attempt)
         payload = PayloadProcess(self.command, env, Path(env[envvar.PROTOCOL_FILE]), items,
                                  label=f"{self.name}: ").start()
         try:
@@ -466,7 +499,45 @@ class Worker:
         if keeper is not None:
             keeper.stop()
         self.spent += run.tokens
+        if run.short is not None and run.stopped == "budget exhausted":
+            return self._escalate(run, code, tasks_left)
         self._finish(run, code)
+
+    def _escalate(self, run: "_TaskRun", code: int, tasks_left: int) -> None:
+        """A pool above this worker (its master's, its Larry's, the system's) ran dry and the
+        reserve could not cover it: raise an escalation and wait for an operator, paused, with
+        the lease kept. Approved: run the task again with the tokens granted. Denied: fail it
+        with the reason."""
+        task, lease, short = run.task, run.lease, run.short
+        priority = self.priorities[task]
+        need = -short.headroom + run.share
+        escalation = self.escalations.raise_(
+            f"{task}:{lease.token}{run.attempt}", sender=self.sender, larry=self.larry.id, account=short.account,
+            task=task, issue=f"{short.account} is {-short.headroom:,} tokens past its limit and the emergency "
+                             f"reserve cannot cover it", severity="critical" if priority == "critical" else "high",
+            recommendation=f"approve {need:,} tokens for {task} ({priority} priority), or deny to fail it",
+            tokens_short=need)
+        self.log(f"{task}: escalated as {escalation} ({short.account} past its limit); paused until an operator "
+                 f"approves or denies it")
+        self.registry.heartbeat(self.name, WorkerStatus.PAUSED)
+        lost: list[str] = []
+        keeper = self.leases.keep(lease, on_lost=lambda _lease, why: lost.append(why))
+        try:
+            # "approving" until the tokens are in the ledger: resume only once they are
+            while (decided := self.escalations.get(escalation))["status"] in ("open", "approving") and not lost:
+                self._wait(lambda e: e.name == "escalation_decided" and e.data.get("id") == escalation)
+        finally:
+            keeper.stop()
+        if lost:
+            self.log(f"{task}: lease lost while waiting for {escalation} ({lost[0]}); nothing written")
+            return
+        if decided["status"] == "denied":
+            run.stopped = f"denied: {decided['reason']}"
+            return self._finish(run, code)
+        self.approved += int(decided["tokens"])
+        self.log(f"{task}: {escalation} approved by {decided['decided_by']} ({int(decided['tokens']):,} tokens); "
+                 f"resuming")
+        self._run_task(task, lease, tasks_left, attempt=f":{escalation}")
 
     def _finish(self, run: "_TaskRun", code: int) -> None:
         if self.file_mode:
@@ -503,25 +574,32 @@ class Worker:
         write_result(self.results, task, record)
         return record
 
-    def charge(self, op_id: str, tokens: int) -> bool:
-        """Book ``tokens`` (already spent) in the ledger; False once the Larry is over its limit
-        (booked all the same: spent is spent) or the ledger has no limit to book against.
+    def charge(self, op_id: str, tokens: int, task: str) -> LedgerOp:
+        """Book ``tokens`` (already spent) on the worker's account and every account above it;
+        False once one of them is over its limit (booked all the same: spent is spent) or the
+        ledger has no limit to book against.
         In file mode the charge is deferred to the volume's event log (see the module doc)."""
         if self.file_mode:
             self.files.append_event("tokens_deferred", self.sender, larry=self.larry.id, worker=self.name,
+                                    priority=self.priorities[task],
                                     op_id=f"file:{op_id}", tokens=tokens)
-            return True
-        booked = self.ledger.record(op_id, tokens)
+            return LedgerOp("committed", tokens)
+        booked = self.ledger.record(op_id, self.account, tokens, who=self.sender, priority=self.priorities[task])
         if booked.status == "no_limit":
-            self.log(f"ledger has no limit for {self.larry.id}; {tokens} tokens not recorded")
-        return booked.ok
+            self.log(f"ledger has no limit for {booked.account}; {tokens} tokens not recorded")
+        return booked
 
 
 class _TaskRun:
     """What one payload run reported, and why the worker stopped it (if it did)."""
 
-    def __init__(self, worker: Worker, task: str, lease: Lease, share: int):
+    def __init__(self, worker: Worker, task: str, lease: Lease, share: int, attempt: str = ""):
         self.worker, self.task, self.lease, self.share = worker, task, lease, share
+        #: "" for the first run under this lease, ":{escalation}" for a run an operator approved
+        #: (its charges need op ids of their own)
+        self.attempt = attempt
+        #: the overrun of an account above the worker's own: escalated rather than failed
+        self.short: LedgerOp | None = None
         self.tokens = self.reports = self.malformed = self.unbooked = 0
         self.findings: dict = {}
         self.message: str | None = None
@@ -575,8 +653,11 @@ class _TaskRun:
         if report.tokens:  # spent is spent, whatever happened to the lease
             self.reports += 1
             self.tokens += report.tokens
-            accepted = self.worker.charge(f"{self.task}:{self.lease.token}:{self.reports}", report.tokens)
-            if (not accepted or self.tokens > self.share) and self.stopped is None:
+            booked = self.worker.charge(f"{self.task}:{self.lease.token}{self.attempt}:{self.reports}",
+                                        report.tokens, self.task)
+            if booked.status == "overrun" and booked.account != self.worker.account and self.short is None:
+                self.short = booked
+            if (not booked.ok or self.tokens > self.share) and self.stopped is None:
                 self.stopped = "budget exhausted"
                 self.worker.log(f"{self.task}: stopping the payload (budget exhausted: {self.tokens} tokens "
                                 f"of {self.share})")

@@ -8,7 +8,8 @@ redis-cli sees the documented keys::
     task:fence:{id} task:deps:{id} task:result:{id}   (added: fencing, dependsOn, results)
     worker:{id}:master|node|status            (seed)  worker:heartbeats, worker:{id}:paused (added)
     metrics:{larry}:{name}                    (seed)
-    tokens:{larry}:limit|reserved|committed|emergency|ops, tokens:{meta}:pool
+    tokens:acct:{account}  tokens:ops  tokens:open  tokens:draws  (the ledger: plan.model.budget_accounts)
+    escalation:{id}  escalation:index|seq  escalation:key:{dedupe}   (escalations to a human)
     barrier:{name}:arrived|released           barriers: convergence, reports
     channels larry:coordination, larry:alerts; stream larry:events
 
@@ -170,13 +171,47 @@ class Keyspace:
         return self._k("metrics", larry, name)
 
     # -- token ledger -----------------------------------------------------------
-    def tokens(self, larry: str, field: str) -> str:
-        """field: limit | reserved | committed | emergency | ops"""
-        return self._k("tokens", larry, field)
+    def token_account(self, account: str) -> str:
+        """One account's hash (limit, reserved, committed, forced, granted, lent)."""
+        return self._k("tokens", "acct", account)
 
     @property
-    def token_pool(self) -> str:
-        return self._k("tokens", self.meta_coordinator, "pool")
+    def token_ops(self) -> str:
+        """Every ledger operation by op id."""
+        return self._k("tokens", "ops")
+
+    @property
+    def token_draws(self) -> str:
+        """Every loan of the emergency reserve, in order (JSON: who, priority, why, how much)."""
+        return self._k("tokens", "draws")
+
+    @property
+    def token_open(self) -> str:
+        """Reservations not yet committed or refunded: op id -> ``amount|path``."""
+        return self._k("tokens", "open")
+
+    # -- escalations to a human -------------------------------------------------
+    def escalation(self, escalation_id: str) -> str:
+        """One escalation's hash (from, issue, severity, options, recommendation, status ...)."""
+        return self._k("escalation", escalation_id)
+
+    @property
+    def escalations(self) -> str:
+        """Every escalation id in the order raised (a list); ``escalation:seq`` numbers them."""
+        return self._k("escalation", "index")
+
+    @property
+    def escalation_seq(self) -> str:
+        return self._k("escalation", "seq")
+
+    @property
+    def run_approval(self) -> str:
+        """The operator's sign-off of the run (JSON: by, at), set once."""
+        return self._k("escalation", "run-approval")
+
+    def escalation_key(self, dedupe: str) -> str:
+        """The id of the escalation raised for ``dedupe`` (one per blocked charge)."""
+        return self._k("escalation", "key", dedupe)
 
     # -- barriers ---------------------------------------------------------------
     def barrier_arrived(self, name: str) -> str:
@@ -193,7 +228,7 @@ class Keyspace:
 
     # -- SCAN MATCH patterns (operators' tools; never KEYS) ----------------------
     #: the key families above: every key a run leaves, except the event stream
-    RUN_FAMILIES = ("phase", "task", "worker", "metrics", "tokens", "barrier")
+    RUN_FAMILIES = ("phase", "task", "worker", "metrics", "tokens", "escalation", "barrier")
 
     def run_patterns(self) -> tuple[str, ...]:
         """Patterns matching every key of a run: ``phase:*``, ``task:*``, ``worker:*`` (seed

@@ -1,166 +1,371 @@
-"""Token ledger per Larry (seed risk 4): ``tokens:{larry}:limit|reserved|committed|emergency|ops``.
+"""Token ledger over the plan's account tree (:func:`plan.model.budget_accounts`): system,
+meta-coordinator (orchestration, worker pool, emergency reserve), Larry, master personal,
+master pool, worker. Each account is one hash ``tokens:acct:{name}`` (limit, reserved,
+committed, forced, granted; the reserve's ``lent``); ``tokens:ops`` records every operation
+by op id, ``tokens:open`` the reservations not yet committed or refunded.
 
-A worker books the tokens its payload reports as spent with :meth:`Ledger.record`: one Lua
-script keyed by the caller's ``op_id``, recorded in the ``ops`` hash, so a command retried
-after a lost reply never charges twice: a replay returns the recorded outcome with
-``replay=True``.
+Every operation is one Lua script that books on the named account and on each of its
+ancestors up to ``system``:
+
+* ``reserve(op, account, n)``: on every account of the path, or on none; refused when any
+  would pass limit + granted. Reservations never take any account past its limit.
+* ``commit(op, reservation, account, actual)``: closes the reservation and books ``actual``
+  (what was spent; above the reservation the excess is counted in ``forced``).
+* ``refund(op, reservation, account)``: closes the reservation, booking nothing.
+* ``grant(op, account, n)``: raises the limit (``granted``) of every account of the path,
+  the system's included, by what a human approved (:mod:`runtime.coordination.escalations`).
+* ``record(op, account, n)``: books tokens already spent (the truth, always booked, counted
+  in ``forced``); ``overrun`` when an account of the path is past limit + granted, so the
+  caller stops the spender, with one ``token_overrun`` alert per account as use crosses it.
 
 Guarantees (whatever the concurrency, since each script is atomic):
 
-* Spent is spent: a record is always booked; going past limit + emergency answers
-  ``overrun`` so the caller stops the spender, with one ``token_overrun`` alert when use
-  crosses the limit (not one per record past it).
-* Validate, then write: the amount (a whole number up to :data:`plan.model.MAX_TOKENS`),
-  the script's other arguments and every ledger key are checked before the first write, so
-  a refused record leaves nothing half-written (no reserve moved without its booking).
-* When use (reserved + committed) reaches ``threshold`` (90 %) of the effective
-  limit, up to ``draw`` tokens move from the meta-coordinator's pool
-  ``tokens:{meta}:pool`` to this Larry's ``emergency`` in the same script, with a
-  ``token_reserve_deployed`` alert. The draw is min(draw, pool): the pool is
-  never overdrawn, so the sum over Larrys of their emergency never exceeds the
-  initial pool.
+* Idempotent by op id at every level: one op id is booked once on all its accounts; a replay
+  answers the recorded outcome with ``replay=True`` and writes nothing. A reservation is
+  closed once, whatever op id tries again.
+* Validate, then write: the amounts, the script's arguments, every account's stored figures
+  and the reservation named are checked before the first write, so a refused call leaves
+  nothing half-written.
+* ``reserved + committed - forced <= limit + granted`` on every account at all times, and the
+  figures of each account are the sums of the operations recorded in ``tokens:ops`` whose
+  path holds it.
+* When a booking takes a pool (a Larry, a master pool, the meta-coordinator's pool) to
+  ``threshold`` (90 %) of its limit, a slice of the reserve (``reserve_slice`` tokens, seed
+  003: 10k of 25k) is lent in the same script to that pool and every account above it below
+  ``system`` (``granted``), and recorded in ``tokens:draws`` (who, priority, account, why,
+  how much) with a ``token_reserve_deployed`` alert. By priority (seed 004): a spender may
+  not draw the share kept back for the priorities above its own
+  (:data:`plan.model.RESERVE_KEPT_BACK`: low 75 %, medium 50 %, high 25 %, critical
+  nothing), so the last of the reserve goes to the highest priority; the reserve's ``lent``
+  never passes its limit.
 
-Not guaranteed: that committed stays within the limit (it is a record of what was spent,
-not a permission to spend; the worker enforces the budget by stopping the payload), and
-nothing is ever reserved ahead of spending (``reserved`` stays 0 and is read only for
-reports).
-
-The numbers (limits, pool, draw size) come from configuration as plain ints.
+Not guaranteed: that ``committed`` stays within the limit (spent is spent: the worker stops
+the payload when told ``overrun``); reservations of a killed client stay open until refunded.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Mapping
 
 import redis
 
-from plan.model import MAX_TOKENS
+from plan.model import (
+    DEFAULT_PRIORITY,
+    MAX_TOKENS,
+    POOL_KINDS,
+    PRIORITIES,
+    RESERVE_KEPT_BACK,
+    Account,
+    StackConfig,
+    account_path,
+    budget_accounts,
+    meta_account,
+)
 from runtime.coordination.connection import Durability, require_text, run_script
 from runtime.coordination.events import lua_script
 from runtime.coordination.keys import Keyspace
 
-_RECORD = r"""
--- KEYS[1] limit, [2] reserved, [3] committed, [4] emergency, [5] ops, [6] pool
--- ARGV[1] larry, [2] op id, [3] amount, [4] threshold (per mille), [5] draw size, [6] largest amount
--- Everything is read and checked before the first write: Lua does not roll back, so a script
--- that stopped half-way (an overflow, a key holding garbage) would leave the reserve moved.
-local MAX = tonumber(ARGV[6])
+FIELDS = ("limit", "reserved", "committed", "forced", "granted", "lent")
+KINDS = ("reserve", "commit", "refund", "record")
+
+_LEDGER = r"""
+-- KEYS[1] ops hash, [2] open reservations hash, [3] the reserve account, [4] the draws list,
+-- [5..] the path's accounts, leaf first, system last.
+-- ARGV[1] kind, [2] op id, [3] amount, [4] reservation op id (commit, refund) or '',
+-- [5] threshold (per mille), [6] slice size, [7] largest amount, [8] spender,
+-- [9] per path account '1' if it is a pool that may borrow from the reserve else '0',
+-- [10] the spender's priority, [11] the share of the reserve kept back from it (per mille),
+-- [12..] the path's account names (as KEYS[5..]).
+-- Everything is read and checked before the first write: Lua does not roll back.
+local MAX = tonumber(ARGV[7])
 local function whole(text, what)
   if type(text) ~= 'string' or not string.match(text, '^%d+$') or #text > 16 or tonumber(text) > MAX then
-    return nil, what .. ' is not a whole number of tokens from 0 to ' .. ARGV[6] .. ': ' .. tostring(text)
+    return nil, what .. ' is not a whole number of tokens from 0 to ' .. ARGV[7] .. ': ' .. tostring(text)
   end
   return tonumber(text)
 end
-local function stored(key)
-  local value = redis.call('GET', key)
-  if not value then return 0 end
-  local n = tonumber(value)
-  if not n or n ~= math.floor(n) or n < -MAX * 1000 or n > MAX * 1000 then
-    return nil, key .. ' holds ' .. value .. ', expected a whole number'
+local FIELDS = {'limit', 'reserved', 'committed', 'forced', 'granted', 'lent'}
+local function account(key)
+  local raw = redis.call('HMGET', key, unpack(FIELDS))
+  local a = {}
+  for i, f in ipairs(FIELDS) do
+    local n = tonumber(raw[i] or '0')
+    if not n or n ~= math.floor(n) or n < 0 or n > MAX * 1000 then
+      return nil, key .. ' ' .. f .. ' holds ' .. tostring(raw[i]) .. ', expected a whole number'
+    end
+    a[f] = n
   end
-  return n
+  a.defined = raw[1] ~= false
+  return a
 end
-if not redis.call('GET', KEYS[1]) then return {'no_limit', '0'} end
+local kind, op, ref, who = ARGV[1], ARGV[2], ARGV[4], ARGV[8]
+if kind ~= 'reserve' and kind ~= 'commit' and kind ~= 'refund' and kind ~= 'record' and kind ~= 'grant' then
+  return {'invalid', 'unknown operation ' .. tostring(kind)}
+end
+if op == '' then return {'invalid', 'an empty op id'} end
+local n = #KEYS - 4
+if n < 1 or #ARGV ~= 11 + n or #ARGV[9] ~= n then return {'invalid', 'the path does not match its names'} end
 local amount, bad = whole(ARGV[3], 'the amount')
 if not amount then return {'invalid', bad} end
 local threshold, draw
-threshold, bad = whole(ARGV[4], 'the threshold')
+threshold, bad = whole(ARGV[5], 'the threshold')
 if not threshold or threshold > 1000 then return {'invalid', bad or 'the threshold is over 1000 per mille'} end
-draw, bad = whole(ARGV[5], 'the draw size')
+draw, bad = whole(ARGV[6], 'the slice size')
 if not draw then return {'invalid', bad} end
-local v = {}
-for i, key in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]}) do
-  v[i], bad = stored(key)
-  if not v[i] then return {'invalid', bad} end
+local kept
+kept, bad = whole(ARGV[11], 'the share kept back')
+if not kept or kept > 1000 then return {'invalid', bad or 'the share kept back is over 1000 per mille'} end
+local acc, names = {}, {}
+for i = 1, n do
+  acc[i], bad = account(KEYS[4 + i])
+  if not acc[i] then return {'invalid', bad} end
+  names[i] = ARGV[11 + i]
 end
-local limit, reserved, committed, emergency, pool = v[1], v[2], v[3], v[4], v[5]
-local prev = redis.call('HGET', KEYS[5], ARGV[2])
+local reserve
+reserve, bad = account(KEYS[3])
+if not reserve then return {'invalid', bad} end
+local prev = redis.call('HGET', KEYS[1], op)
 if prev then return {'replay', prev} end
-local before = reserved + committed
-local used = before + amount
-if used * 1000 >= (limit + emergency) * threshold then
-  local take = math.min(draw, math.max(pool, 0))
-  if take > 0 then
-    redis.call('DECRBY', KEYS[6], take)
-    redis.call('INCRBY', KEYS[4], take)
-    emergency, pool = emergency + take, pool - take
-    emit(true, {event='token_reserve_deployed', larry=ARGV[1], amount=take, used=used,
-                limit=limit + emergency, pool_left=pool})
+for i = 1, n do
+  if not acc[i].defined then return {'no_limit', names[i]} end
+end
+local path = table.concat(names, ',')
+local held = 0
+if kind == 'commit' or kind == 'refund' then
+  local open = redis.call('HGET', KEYS[2], ref)
+  if not open then return {'closed', ref} end
+  local sep = string.find(open, '|', 1, true)
+  if not sep or string.sub(open, sep + 1) ~= path then
+    return {'invalid', 'reservation ' .. ref .. ' was made on another account'}
+  end
+  held = tonumber(string.sub(open, 1, sep - 1))
+  if kind == 'refund' then amount = 0 end
+end
+-- Tokens in use on each account after this operation.
+local add = amount
+if kind == 'commit' or kind == 'refund' then add = amount - held end
+local function used(a) return a.reserved + a.committed end
+-- The reserve is lent, a slice at a time, to the lowest pool this operation takes to the
+-- threshold, and to every account above it below the system, so the lent tokens can be spent
+-- all the way up. A priority may not draw the share kept back for the priorities above it.
+local take, from = 0, nil
+local floor = math.ceil(reserve.limit * kept / 1000)
+for i = 1, (kind == 'refund' or kind == 'grant') and 0 or n do
+  local a = acc[i]
+  if string.sub(ARGV[9], i, i) == '1' and (used(a) + add) * 1000 >= (a.limit + a.granted) * threshold then
+    take = math.min(draw, math.max(reserve.limit - reserve.lent - floor, 0))
+    if take > 0 then from = i end
+    break
   end
 end
-redis.call('INCRBY', KEYS[3], amount)
-redis.call('HSET', KEYS[5], ARGV[2], 'committed:' .. ARGV[3])
-local effective = limit + emergency
-if used > effective then
-  -- One alert when use crosses the limit, not one per report past it: a payload flooding
-  -- reports must not flood the stream.
-  if before <= effective then
-    emit(true, {event='token_overrun', larry=ARGV[1], used=used, limit=effective})
-  end
-  return {'overrun', string.format('%d', effective - used)}
+-- The system (last) holds the reserve already: lending moves tokens within it.
+local function granted(i)
+  if from and i >= from and i < n then return take end
+  return 0
 end
-return {'committed', ARGV[3]}
+local record = {kind = kind, amount = amount, path = names, who = who}
+if kind == 'reserve' then
+  for i = 1, n do
+    local a = acc[i]
+    if used(a) + amount > a.limit + a.granted + granted(i) then
+      record.status = 'refused'
+      record.account = names[i]
+      redis.call('HSET', KEYS[1], op, cjson.encode(record))
+      return {'refused', cjson.encode(record)}
+    end
+  end
+end
+if take > 0 and from then
+  redis.call('HINCRBY', KEYS[3], 'lent', take)
+  for i = from, n do
+    if granted(i) > 0 then redis.call('HINCRBY', KEYS[4 + i], 'granted', take) end
+  end
+  record.drawn, record.drawn_for = take, names[from]
+  local a = acc[from]
+  local draw_record = {op=op, ['from']=who, priority=ARGV[10], account=names[from], amount=take,
+                       why=names[from] .. ' at ' .. (used(a) + add) .. ' of ' .. (a.limit + a.granted) .. ' tokens',
+                       used=used(a) + add, limit=a.limit + a.granted + take,
+                       pool_left=reserve.limit - reserve.lent - take, at=now()}
+  redis.call('RPUSH', KEYS[4], cjson.encode(draw_record))
+  draw_record.event, draw_record.larry, draw_record.at = 'token_reserve_deployed', names[n - 1], nil
+  emit(true, draw_record)
+end
+if kind == 'grant' then
+  for i = 1, n do redis.call('HINCRBY', KEYS[4 + i], 'granted', amount) end
+  record.status = 'granted'
+  redis.call('HSET', KEYS[1], op, cjson.encode(record))
+  return {'granted', cjson.encode(record)}
+end
+local over, status = nil, 'committed'
+if kind == 'reserve' then status = 'reserved' elseif kind == 'refund' then status = 'refunded' end
+for i = 1, n do
+  local a, key = acc[i], KEYS[4 + i]
+  if kind == 'reserve' then
+    redis.call('HINCRBY', key, 'reserved', amount)
+  else
+    if held > 0 then redis.call('HINCRBY', key, 'reserved', -held) end
+    if amount > 0 then redis.call('HINCRBY', key, 'committed', amount) end
+    local forced = amount
+    if kind == 'commit' then forced = math.max(0, amount - held) end
+    if forced > 0 then redis.call('HINCRBY', key, 'forced', forced) end
+    local effective = a.limit + a.granted + granted(i)
+    local after = used(a) + add
+    if after > effective then
+      if not over then over = {names[i], effective - after} end
+      -- One alert when use crosses the limit, not one per report past it.
+      if used(a) <= effective then
+        emit(true, {event='token_overrun', larry=names[n - 1], account=names[i], ['from']=who,
+                    used=after, limit=effective})
+      end
+    end
+  end
+end
+if kind == 'reserve' then
+  redis.call('HSET', KEYS[2], op, amount .. '|' .. path)
+elseif kind ~= 'record' then
+  redis.call('HDEL', KEYS[2], ref)
+  record.ref, record.held = ref, held
+end
+if over then status, record.account, record.headroom = 'overrun', over[1], over[2] end
+record.status = status
+redis.call('HSET', KEYS[1], op, cjson.encode(record))
+return {status, cjson.encode(record)}
 """
 
 
 @dataclass(frozen=True)
 class LedgerOp:
-    """``status``: committed | overrun (booked, but past the limit: ``amount`` is the negative
-    headroom left) | no_limit (nothing booked: the Larry has no limit yet). A replayed op_id
-    returns its recorded status and amount with ``replay=True``."""
+    """``status``: reserved | refused (nothing booked; ``account`` the one without room) |
+    committed | refunded | overrun (booked, but ``account`` is past its limit: ``headroom`` is
+    negative) | no_limit (nothing booked: ``account`` has no limit in Redis yet) | closed
+    (the reservation was already committed or refunded). A replayed op id returns its
+    recorded outcome with ``replay=True``."""
 
     status: str
-    amount: int
+    amount: int = 0
+    account: str | None = None
+    headroom: int | None = None
+    drawn: int = 0
     replay: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.status == "committed"
+        return self.status in ("reserved", "committed", "refunded", "granted")
 
-
-def init_reserve_pool(r: redis.Redis, ks: Keyspace, amount: int, *, overwrite: bool = False) -> int:
-    """Coordinator: fill the meta-coordinator's emergency pool (only if unset unless ``overwrite``)."""
-    r.set(ks.token_pool, int(amount), nx=not overwrite)
-    return int(r.get(ks.token_pool))
+    @classmethod
+    def parse(cls, status: str, detail: str, replay: bool = False) -> "LedgerOp":
+        if status in ("no_limit", "closed"):
+            return cls(status, account=detail if status == "no_limit" else None)
+        d = json.loads(detail)
+        return cls(d["status"], int(d["amount"]), d.get("account"), d.get("headroom"), int(d.get("drawn", 0)), replay)
 
 
 class Ledger:
-    def __init__(self, r: redis.Redis, ks: Keyspace, larry: str, *, threshold: float = 0.9,
-                 draw: int = 25_000, durability: Durability = Durability()):
+    """The ledger of one plan's accounts (``budget_accounts(cfg)``)."""
+
+    def __init__(self, r: redis.Redis, ks: Keyspace, accounts: Mapping[str, Account], *, threshold: float = 0.9,
+                 reserve_slice: int = 10_000, durability: Durability = Durability()):
         require_text(r)
-        self.r, self.ks, self.larry, self.durability = r, ks, larry, durability
-        self.threshold_permille, self.draw = int(round(threshold * 1000)), int(draw)
-        self._record = r.register_script(lua_script(ks, _RECORD))
+        self.r, self.ks, self.accounts, self.durability = r, ks, accounts, durability
+        self.threshold_permille, self.slice = int(round(threshold * 1000)), int(reserve_slice)
+        self._script = r.register_script(lua_script(ks, _LEDGER))
 
-    def _key(self, field: str) -> str:
-        return self.ks.tokens(self.larry, field)
+    @classmethod
+    def for_plan(cls, r: redis.Redis, ks: Keyspace, cfg: StackConfig, durability: Durability = Durability()) -> "Ledger":
+        """The ledger of ``cfg``'s accounts, lending its reserve in slices at ``reserveTrigger``."""
+        return cls(r, ks, budget_accounts(cfg), threshold=cfg.budget.reserve_trigger,
+                   reserve_slice=cfg.budget.reserve_slice, durability=durability)
 
-    def set_limit(self, limit: int, *, overwrite: bool = False) -> int:
-        """Coordinator: this Larry's budget (kept across coordinator restarts unless ``overwrite``)."""
-        self.r.set(self._key("limit"), int(limit), nx=not overwrite)
-        return int(self.r.get(self._key("limit")))
+    def open(self, names=None, *, overwrite: bool = False) -> None:
+        """Coordinator: set the limits of ``names`` (default every account) from the plan; an
+        existing limit is kept across coordinator restarts unless ``overwrite``."""
+        pipe = self.r.pipeline(transaction=True)
+        for name in names if names is not None else self.accounts:
+            key = self.ks.token_account(name)
+            if overwrite:
+                pipe.hset(key, "limit", int(self.accounts[name].limit))
+            else:
+                pipe.hsetnx(key, "limit", int(self.accounts[name].limit))
+        pipe.execute()
 
-    def record(self, op_id: str, spent: int) -> LedgerOp:
-        """Book tokens already spent: ``committed``, or ``overrun`` once past the limit.
+    def path(self, account: str) -> tuple[Account, ...]:
+        return account_path(self.accounts, account)
 
-        ValueError, with nothing written, for an amount that is not a whole number from 0 to
-        :data:`plan.model.MAX_TOKENS`, or when a ledger key in Redis holds something else than
-        a number (the script checks every argument and key before its first write)."""
-        if isinstance(spent, bool) or not isinstance(spent, int) or not 0 <= spent <= MAX_TOKENS:
-            raise ValueError(f"token amounts are whole numbers from 0 to {MAX_TOKENS:,}, got {spent!r}")
-        keys = [self._key(f) for f in ("limit", "reserved", "committed", "emergency", "ops")] + [self.ks.token_pool]
-        args = [self.larry, op_id, spent, self.threshold_permille, self.draw, MAX_TOKENS]
-        status, detail = run_script(self.r, self._record, keys, args, self.durability)
+    def _run(self, kind: str, op_id: str, account: str, amount: int, ref: str, who: str, priority: str) -> LedgerOp:
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_TOKENS:
+            raise ValueError(f"token amounts are whole numbers from 0 to {MAX_TOKENS:,}, got {amount!r}")
+        if priority not in RESERVE_KEPT_BACK:
+            raise ValueError(f"priority {priority!r} is not one of {', '.join(PRIORITIES)}")
+        path = self.path(account)
+        keys = [self.ks.token_ops, self.ks.token_open, self.ks.token_account(meta_account("reserve")),
+                self.ks.token_draws] + [self.ks.token_account(a.name) for a in path]
+        flags = "".join("1" if a.kind in POOL_KINDS else "0" for a in path)
+        args = [kind, op_id, amount, ref, self.threshold_permille, self.slice, MAX_TOKENS, who or account, flags,
+                priority, round(RESERVE_KEPT_BACK[priority] * 1000)] + [a.name for a in path]
+        status, detail = run_script(self.r, self._script, keys, args, self.durability)
         if status == "invalid":
-            raise ValueError(f"ledger of {self.larry}: {detail}")
+            raise ValueError(f"ledger account {account}: {detail}")
         if status == "replay":
-            state, _, recorded = detail.partition(":")
-            return LedgerOp(state, int(recorded), replay=True)
-        return LedgerOp(status, int(detail))
+            return LedgerOp.parse("", detail, replay=True)
+        return LedgerOp.parse(status, detail)
 
-    def snapshot(self) -> dict:
-        fields = ("limit", "reserved", "committed", "emergency")
-        values = self.r.mget([self._key(f) for f in fields] + [self.ks.token_pool])
-        snap = {f: int(v or 0) for f, v in zip(fields + ("pool",), values)}
-        snap["available"] = snap["limit"] + snap["emergency"] - snap["reserved"] - snap["committed"]
-        return snap
+    # ``who`` (default: the account) and ``priority`` say who spends and how urgently: the
+    # reserve lends a priority only what is not kept back for those above it.
+    def reserve(self, op_id: str, account: str, amount: int, *, who: str = "",
+                priority: str = DEFAULT_PRIORITY) -> LedgerOp:
+        return self._run("reserve", op_id, account, amount, "", who, priority)
+
+    def commit(self, op_id: str, reservation: str, account: str, actual: int, *, who: str = "",
+               priority: str = DEFAULT_PRIORITY) -> LedgerOp:
+        return self._run("commit", op_id, account, actual, reservation, who, priority)
+
+    def refund(self, op_id: str, reservation: str, account: str, *, who: str = "") -> LedgerOp:
+        return self._run("refund", op_id, account, 0, reservation, who, DEFAULT_PRIORITY)
+
+    def record(self, op_id: str, account: str, spent: int, *, who: str = "",
+               priority: str = DEFAULT_PRIORITY) -> LedgerOp:
+        """Book tokens already spent: ``committed``, or ``overrun`` once an account of the path
+        is past its limit. ValueError, with nothing written, for an amount that is not a whole
+        number from 0 to :data:`plan.model.MAX_TOKENS` or an account holding something else
+        than numbers."""
+        return self._run("record", op_id, account, spent, "", who, priority)
+
+    def grant(self, op_id: str, account: str, tokens: int, *, who: str) -> LedgerOp:
+        """Raise the limit of ``account`` and of every account above it, the system included,
+        by ``tokens`` (``granted``): what a human approved beyond the plan's budgets."""
+        return self._run("grant", op_id, account, tokens, "", who, DEFAULT_PRIORITY)
+
+    def draws(self) -> list[dict]:
+        """Every loan of the reserve, in order: op, from (who), priority, account, amount, why,
+        used and limit of the account, pool_left, at."""
+        return [json.loads(raw) for raw in self.r.lrange(self.ks.token_draws, 0, -1)]
+
+    def figures(self, account: str) -> dict[str, int]:
+        return figures(self.r, self.ks, account)
+
+    def snapshot(self, account: str) -> dict:
+        return snapshot(self.r, self.ks, account)
+
+    def tightest(self, account: str) -> tuple[str, int]:
+        """The account of ``account``'s path with the least room, and that room: what a charge
+        on ``account`` can still take."""
+        rooms = [(a.name, self.snapshot(a.name)["available"]) for a in self.path(account)]
+        return min(rooms, key=lambda room: room[1])
+
+
+def figures(r: redis.Redis, ks: Keyspace, account: str) -> dict[str, int]:
+    """One account's stored figures (:data:`FIELDS`, 0 where unset)."""
+    raw = r.hmget(ks.token_account(account), FIELDS)
+    return {f: int(v or 0) for f, v in zip(FIELDS, raw)}
+
+
+def snapshot(r: redis.Redis, ks: Keyspace, account: str) -> dict:
+    """One account as reports show it: limit, reserved, committed, ``emergency`` (what the
+    reserve lent it), ``available`` (what it can still take) and ``pool`` (what the reserve
+    has left to lend)."""
+    f, reserve = figures(r, ks, account), figures(r, ks, meta_account("reserve"))
+    return {"limit": f["limit"], "reserved": f["reserved"], "committed": f["committed"], "emergency": f["granted"],
+            "available": f["limit"] + f["granted"] - f["reserved"] - f["committed"],
+            "pool": reserve["limit"] - reserve["lent"]}

@@ -69,6 +69,10 @@ class ProgressPrinter:
             "token_overrun": f"{larry}: token overrun, {d.get('used')} of {d.get('limit')} tokens",
             "token_reserve_deployed": f"{larry}: emergency reserve deployed, {d.get('amount')} tokens",
             "barrier_released": f"barrier {d.get('barrier')} released",
+            "escalation_raised": f"{larry}: {d.get('id')} from {d.get('from')}: {d.get('issue')} "
+                                 f"(larry approve / larry deny {d.get('id')})",
+            "escalation_decided": f"{d.get('id')} {d.get('status')} by {d.get('from')}",
+            "run_approved": f"the run is approved by {d.get('from')}",
             "critical_cve": f"alert critical_cve from {d.get('from')}",
             "critical_cve_resolved": f"critical_cve resolved by {d.get('from')}",
         }

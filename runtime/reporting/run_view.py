@@ -21,11 +21,12 @@ from typing import Callable, Iterable
 
 import redis
 
-from plan.model import Larry, StackConfig
+from plan.model import Larry, StackConfig, meta_account
 from plan.statuses import TaskStatus, WorkerStatus
 from runtime.agent.protocol import ProtocolError, merge_findings, validate_findings
+from runtime.coordination.escalations import Escalations
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER, Keyspace
-from runtime.coordination.ledger import Ledger
+from runtime.coordination.ledger import snapshot
 from runtime.coordination.phases import PhaseTracker
 from runtime.coordination.registry import WorkerRegistry
 from runtime.support.timestamps import from_ms
@@ -86,7 +87,7 @@ def read_larry(r: redis.Redis, ks: Keyspace, larry: Larry) -> dict:
         except ProtocolError:
             pass  # written by something that did not speak the protocol: shows as nothing found
     state["findings"] = findings
-    ledger = Ledger(r, ks, larry.id).snapshot()
+    ledger = snapshot(r, ks, larry.id)
     ledger.pop("pool")
     state["ledger"] = ledger
     return state
@@ -128,8 +129,9 @@ def read_barriers(r: redis.Redis, ks: Keyspace, participants: Iterable[str]) -> 
 
 def read_pool(r: redis.Redis, ks: Keyspace, cfg: StackConfig) -> dict:
     """The meta-coordinator's emergency reserve: what is left (None before a run set it) of the plan's."""
-    left = r.get(ks.token_pool)
-    return {"left": None if left is None else int(left), "plan": cfg.budget.meta.emergency_reserve_tokens}
+    limit, lent = r.hmget(ks.token_account(meta_account("reserve")), ("limit", "lent"))
+    return {"left": None if limit is None else int(limit) - int(lent or 0),
+            "plan": cfg.budget.meta.emergency_reserve_tokens}
 
 
 def read_run(r: redis.Redis, ks: Keyspace, cfg: StackConfig) -> dict:
@@ -138,7 +140,8 @@ def read_run(r: redis.Redis, ks: Keyspace, cfg: StackConfig) -> dict:
     workers, now_ms = read_workers(r, ks, cfg)
     count_active(larrys, workers)
     return {"stack": cfg.stack, "time": from_ms(now_ms), "larrys": larrys, "reserve_pool": read_pool(r, ks, cfg),
-            "workers": workers, "barriers": read_barriers(r, ks, (larry.id for larry in cfg.larrys))}
+            "workers": workers, "barriers": read_barriers(r, ks, (larry.id for larry in cfg.larrys)),
+            "escalations": Escalations(r, ks).all()}
 
 
 def count_active(larrys: list[dict], workers: list[dict]) -> None:

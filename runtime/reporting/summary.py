@@ -24,6 +24,7 @@ Errors are :data:`ERRORS`, each a one-line message for the CLI to print.
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -376,8 +377,27 @@ def _larry_results(run: _Run, r: Report) -> list[str]:
     lines += _table(["Worker", "Node", "Status", "Restarts"],
                     ((name, w["node"], w["status"], w["restarts"]) for name, w in r["workers"].items()))
     lines += ["", f"Re-queued tasks: {', '.join(r['requeued_tasks']) or 'none'}.",
+              "Escalations: " + ("; ".join(escalation_outcomes(r["alerts"])) or "none") + ".",
               "Alerts: " + ("; ".join(f"{a['event']} from {a['from']} ({a['detail']})" for a in r["alerts"])
                             or "none") + "."]
+    return lines
+
+
+def escalation_outcomes(alerts: list[dict]) -> list[str]:
+    """Each escalation the report's alerts raised, with its outcome (``open`` if undecided)."""
+    raised: dict[str, dict] = {}
+    decided: dict[str, dict] = {}
+    for alert in alerts:
+        if alert["event"] in ("escalation_raised", "escalation_decided"):
+            detail = json.loads(alert["detail"])
+            (raised if alert["event"] == "escalation_raised" else decided)[str(detail.get("id"))] = \
+                {**detail, "from": alert["from"]}
+    lines = []
+    for eid, e in raised.items():
+        d = decided.get(eid)
+        outcome = ("still open" if d is None else f"approved by {d['from']}, {int(d['tokens']):,} tokens granted"
+                   if d.get("status") == "approved" else f"denied by {d['from']}: {d.get('reason')}")
+        lines.append(f"{eid} from {e['from']} on {e.get('task')} ({e.get('issue')}): {outcome}")
     return lines
 
 

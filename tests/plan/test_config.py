@@ -178,6 +178,29 @@ def test_worker_master_must_exist():
                                  "master of larry-02 (security-master)")
 
 
+def test_priorities_of_workers_and_tasks_default_to_medium_and_are_checked():
+    values = _dev_values()
+    _worker(values, 2, 0)["priority"] = "critical"
+    _worker(values, 2, 0)["tasks"][0]["priority"] = "low"
+    cfg = load_config(values, "dev")
+    worker = cfg.larrys[2].workers[0]
+    assert (worker.priority, worker.tasks[0].priority) == ("critical", "low")
+    assert {w.priority for w in cfg.larrys[1].workers} == {"medium"}
+    _worker(values, 2, 0)["priority"] = "urgent"
+    assert _problems(values) == ("Pulumi.dev.yaml: larry:larrys[2].workers[0].priority: 'urgent' is not one of "
+                                 "critical, high, medium, low")
+
+
+def test_an_operators_sign_off_is_off_unless_required():
+    values = _dev_values()
+    assert load_config(values, "dev").approval.required is False
+    values["larry:approval"] = {"required": True}
+    assert load_config(values, "dev").approval.required is True
+    values["larry:approval"] = {"required": "yes"}
+    assert _problems(values) == ("Pulumi.dev.yaml: larry:approval.required: expected true or false, "
+                                 "got string 'yes'")
+
+
 def test_every_problem_is_reported_at_once():
     values = _dev_values()
     _worker(values, 2, 4)["node"] = "k3s-worker09"

@@ -27,7 +27,7 @@ from runtime.commands.run import larry_command
 from runtime.coordination.connection import RedisSettings, connect
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import CONVERGENCE_BARRIER, Keyspace
-from runtime.coordination.ledger import Ledger
+from runtime.coordination.ledger import snapshot
 from runtime.coordination.tasks import TaskBoard
 from runtime.reporting.results import read_result, results_dir
 from runtime.reporting.schema import ReportError, load_larry_report, report_path
@@ -227,7 +227,7 @@ def test_dev_summary_has_nine_sections_and_the_ledgers_token_figures(dev_run):
     tokens = section(summary, "Token Budget Utilization")
     total = 0
     for larry in DEV.larrys:
-        ledger = Ledger(dev_run.r, dev_run.ks, larry.id).snapshot()
+        ledger = snapshot(dev_run.r, dev_run.ks, larry.id)
         total += ledger["committed"]
         assert ledger["reserved"] == 0 and ledger["committed"] > 0
         row = re.search(rf"^\| {larry.id} \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \|", tokens, re.M)
@@ -248,7 +248,7 @@ def metric(text: str, name: str, **labels) -> float:
 def test_metrics_endpoint_exposes_the_seed_metrics_with_the_runs_values(dev_run):
     for larry in DEV.larrys:
         text = dev_run.metrics[larry.id]
-        ledger = Ledger(dev_run.r, dev_run.ks, larry.id).snapshot()
+        ledger = snapshot(dev_run.r, dev_run.ks, larry.id)
         assert metric(text, "larry_phase_progress", larry_id=larry.id) == 100
         assert metric(text, "larry_tasks_completed", larry_id=larry.id) == len(larry.tasks)
         assert metric(text, "larry_tokens_used", larry_id=larry.id) == ledger["committed"]
@@ -328,7 +328,7 @@ def test_a_killed_coordinator_is_restarted_and_resumes_from_redis_state(observed
     assert [e.data["larry"] for e in observed.events("phase_started")].count("larry-01") == 1
     assert_every_task_completed_once(observed)
     report = observed.report("larry-01")
-    ledger = Ledger(observed.r, observed.ks, "larry-01").snapshot()
+    ledger = snapshot(observed.r, observed.ks, "larry-01")
     assert report["status"] == "completed" and report["tokens"]["committed"] == ledger["committed"]
     assert report["started_at"] == observed.r.get(observed.ks.phase_started_at("larry-01"))
 

@@ -4,10 +4,11 @@ ledger, registry, barrier) from the dev stack's plan: what the tests of `larry s
 from __future__ import annotations
 
 from plan.loader import load_stack
+from plan.model import worker_account
 from runtime.coordination.barrier import Barrier
 from runtime.coordination.keys import CONVERGENCE_BARRIER, Keyspace
 from runtime.coordination.leases import LeaseManager
-from runtime.coordination.ledger import Ledger, init_reserve_pool
+from runtime.coordination.ledger import Ledger
 from runtime.coordination.phases import PhaseTracker
 from runtime.coordination.registry import WorkerRegistry
 from runtime.coordination.tasks import TaskBoard
@@ -24,10 +25,9 @@ def build_run(r, ks: Keyspace, cfg=DEV) -> dict:
     """A run in progress: every phase started with the seed's progress, one task held per
     Larry, findings in completed tasks' results, tokens committed, workers heartbeating.
     Returns what the assertions need."""
-    init_reserve_pool(r, ks, cfg.budget.meta.emergency_reserve_tokens)
+    Ledger.for_plan(r, ks, cfg).open()
     board, registry = TaskBoard(r, ks), WorkerRegistry(r, ks)
     for plan in cfg.larrys:
-        Ledger(r, ks, plan.id).set_limit(plan.token_budget)
         board.define(plan.id, {t.id: t.depends_on for t in plan.tasks})
         phase = PhaseTracker(r, ks, plan.id)
         phase.start()
@@ -54,8 +54,7 @@ def build_run(r, ks: Keyspace, cfg=DEV) -> dict:
 def finish_task(r, ks: Keyspace, larry: str, worker: str, task: str, findings, tokens: int) -> None:
     """``worker`` claims and completes ``task``, its result holding ``findings``, ``tokens`` committed."""
     lease = LeaseManager(r, ks, larry, worker=worker).acquire(task).lease
-    ledger = Ledger(r, ks, larry)
-    ledger.record(f"op-{task}", tokens)
+    Ledger.for_plan(r, ks, DEV).record(f"op-{task}", worker_account(larry, worker), tokens)
     assert LeaseManager(r, ks, larry, worker=worker).complete(lease, {"findings": findings, "tokens": tokens})
 
 

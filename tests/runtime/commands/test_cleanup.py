@@ -64,7 +64,7 @@ def test_cleanup_unlinks_every_run_key_and_nothing_else(own_server, tmp_path, ca
     _archive(tmp_path)
     before_other = _run_keys(r, other)
     removed = len(_run_keys(r, ks))
-    assert removed > 100 and r.exists(ks.stream) and r.exists(ks.token_pool)
+    assert removed > 100 and r.exists(ks.stream) and r.exists(ks.token_ops)
     r.config_resetstat()
     assert larry(["cleanup", *run_args(settings, ks, "--coordination-dir", str(tmp_path))]) == 0
     assert capsys.readouterr().out.startswith(f"removed {removed} keys (")

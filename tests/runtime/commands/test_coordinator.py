@@ -15,13 +15,13 @@ import pytest
 import yaml
 
 from plan.loader import load_stack
+from plan.model import meta_account
 from runtime import cli
 from runtime.commands.coordinator import Coordinator
 from runtime.commands.run import larry_command
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import Keyspace
 from runtime.coordination.leases import LeaseManager
-from runtime.coordination.ledger import init_reserve_pool
 from runtime.coordination.registry import WorkerRegistry
 from runtime.reporting.schema import load_larry_report, write_larry_report
 from runtime.reporting.validation import validate
@@ -37,18 +37,18 @@ def names(rig, event):
 
 def test_a_restarted_coordinator_resumes_from_redis_state(rig):
     first = rig.start_phase("security")
-    ledger = rig.ledger("security")
-    assert ledger.record("op-1", 500).ok
+    ledger = rig.ledger()
+    assert ledger.record("op-1", "security", 500).ok
     worker = LeaseManager(rig.r, rig.ks, "security", worker="scan-worker-01")
     assert worker.complete(worker.acquire("scan-cortex-namespace").lease, {"tokens": 500}).ok
-    init_reserve_pool(rig.r, rig.ks, 10, overwrite=True)  # as if 24,990 had been drawn
+    rig.r.hset(rig.ks.token_account(meta_account("reserve")), "lent", 24_990)  # as if 24,990 had been lent
     first.phase.progress(25)
 
     # The same plan, or one whose budget changed meanwhile: Redis state wins either way.
     larry = replace(CORTEX.larry("security"), token_budget=1)
     again = Coordinator(CORTEX, larry, rig.r, rig.ks, first.timing, rig.dir)
     again.initialise()
-    snapshot = ledger.snapshot()
+    snapshot = ledger.snapshot("security")
     assert (snapshot["limit"], snapshot["committed"], snapshot["pool"]) == (45_000, 500, 10)
     assert rig.board.statuses(["scan-cortex-namespace"]) == {"scan-cortex-namespace": "completed"}
     assert again.phase.snapshot()["status"] == "in_progress" and again.phase.snapshot()["progress"] == 25

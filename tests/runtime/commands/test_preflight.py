@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import time
 
+from plan.model import meta_account
 from runtime.cli import main as larry
 from runtime.coordination.ledger import Ledger
-from tests.runtime.commands.run_state import ROOT, build_run, output, run_args
+from tests.runtime.commands.run_state import DEV, ROOT, build_run, output, run_args
 from tests.support.redis_servers import free_port
 
 
@@ -16,20 +17,22 @@ def test_preflight_passes_for_a_consistent_ledger(r, ks, settings, capsys):
     assert "no Sentinel configured" in out and "no run ledger in Redis yet" in out
     assert "plan allocates 478,000 of 478,000" in out
     build_run(r, ks)
-    Ledger(r, ks, "larry-03").record("big", 205_000)  # crosses 90 %: draws the reserve pool
-    assert r.get(ks.tokens("larry-03", "emergency")) == "25000"
+    ledger = Ledger.for_plan(r, ks, DEV)
+    ledger.record("big", "larry-03", 205_000)  # crosses 90 %: draws a slice of the reserve
+    assert ledger.figures("larry-03")["granted"] == 10_000
     assert larry(["preflight", *run_args(settings, ks)]) == 0
-    assert "✔ ledger matches plan ok limits equal the plan's; reserve pool 0 + drawn 25,000" in output(capsys)
+    assert (f"✔ ledger matches plan ok {len(ledger.accounts)} account limits equal the plan's; "
+            "reserve lent 10,000 of 25,000") in output(capsys)
 
 
 def test_preflight_fails_when_the_ledger_differs_from_the_plan(r, ks, settings, capsys):
     build_run(r, ks)
-    Ledger(r, ks, "larry-02").set_limit(90_000, overwrite=True)
-    r.incrby(ks.token_pool, 1)
+    r.hset(ks.token_account("larry-02"), "limit", 90_000)
+    r.hset(ks.token_account(meta_account("reserve")), "lent", 25_001)
     assert larry(["preflight", *run_args(settings, ks)]) == 1
     out = output(capsys)
     assert "larry-02: ledger limit 90,000 != plan 81,000" in out
-    assert "reserve pool 25,001 + drawn 0 != plan 25,000" in out
+    assert "the reserve lent 25,001 of 25,000" in out
 
 
 def test_preflight_fails_on_an_over_budget_plan(r, ks, settings, capsys):

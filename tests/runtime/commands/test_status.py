@@ -7,6 +7,7 @@ import pytest
 
 from runtime.cli import main as larry
 from runtime.coordination.barrier import Barrier
+from runtime.coordination.escalations import Escalations
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
 from runtime.coordination.registry import WorkerRegistry
 from tests.runtime.commands.run_state import DEV, PROGRESS, ROOT, build_run, finish_task, run_args
@@ -90,3 +91,20 @@ def test_findings_of_an_unexpected_shape_neither_crash_status_nor_count(r, ks, s
     assert larry(["status", *run_args(settings, ks, "--json")]) == 0
     by_id = {s["larry"]: s for s in json.loads(capsys.readouterr().out)["larrys"]}
     assert by_id["larry-02"]["findings"] == {"cves": {"critical": 3, "high": 4, "medium": 5}}
+
+
+def test_status_shows_open_escalations(r, ks, settings, capsys):
+    build_run(r, ks)
+    escalations = Escalations(r, ks)
+    for n, task in enumerate(("scan-core-namespaces", "scan-platform-namespaces")):
+        escalations.raise_(f"k{n}", sender=f"larry-02/scan-worker-0{n + 1}", larry="larry-02", account="larry-02",
+                           task=task, issue="larry-02 is 10 tokens past its limit", severity="high",
+                           recommendation="approve 510 tokens", tokens_short=510)
+    escalations.deny("esc-2", "no", by="ops")
+    assert larry(["status", *run_args(settings, ks, "--json")]) == 0
+    state = json.loads(capsys.readouterr().out)
+    assert [(e["id"], e["status"]) for e in state["escalations"]] == [("esc-1", "open"), ("esc-2", "denied")]
+    assert larry(["status", *run_args(settings, ks)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("Open escalations: 1 esc-1 from larry-02/scan-worker-01 (scan-core-namespaces): larry-02 is 10 tokens "
+            "past its limit; approve 510 tokens") in out and "esc-2" not in out

@@ -13,11 +13,12 @@ import threading
 import time
 
 import pytest
+import yaml
 
 from runtime import cli
+from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.leases import LeaseManager
-from runtime.coordination.ledger import init_reserve_pool
 from runtime.reporting.results import results_dir
 from tests.runtime.commands.worker_rig import CORTEX, ROOT
 from tests.support.waiting import wait_for
@@ -99,7 +100,7 @@ def test_tasks_run_in_order_with_budget_shares_and_are_charged_and_recorded(rig,
         record = rig.result_file("cicd", task)
         assert record["fence"] == result["token"] and record["status"] == "completed"
         assert record["tokens"] == 150 and record["message"] == "done"
-    assert rig.ledger("cicd").snapshot()["committed"] == 300
+    assert rig.ledger().snapshot("cicd")["committed"] == 300
     assert [e.data["task_id"] for e in rig.events("task_claimed")] == tasks
     out = capsys.readouterr().out
     assert "[audit-github-actions] an ordinary log line" in out and "malformed protocol line" in out
@@ -119,20 +120,23 @@ def test_overspending_payload_is_killed_failed_for_good_and_its_tokens_recorded(
     record = rig.result_file("security", task)
     assert record["status"] == "failed" and record["detail"] == "budget exhausted"
     assert record["tokens"] == record["budget"] + 1 == 4001
-    assert rig.ledger("security").snapshot()["committed"] == 4001  # spent is spent
+    assert rig.ledger().snapshot("security")["committed"] == 4001  # spent is spent
     assert len(rig.events("task_claimed", task)) == 1, "a budget failure is not retried"
     assert rig.r.get(rig.ks.worker_status("scan-worker-03")) == "failed"
 
 
 def test_tokens_the_ledger_refuses_stop_the_payload_and_are_recorded_as_an_overrun(rig):
     rig.start_phase("cicd")
-    rig.ledger("cicd").set_limit(120, overwrite=True)
-    init_reserve_pool(rig.r, rig.ks, 0, overwrite=True)
+    # The worker's own account holds 120 (a pool above it running dry escalates instead).
+    rig.set_limit("cicd/analysis-worker-01", 120)
+    rig.empty_reserve()
     assert rig.worker("cicd", "analysis-worker-01", GOOD) == 3
     assert rig.board.result("audit-github-actions")["data"] == {"error": "budget exhausted"}
-    assert rig.ledger("cicd").snapshot()["committed"] == 150
-    assert [e.data["used"] for e in rig.events("token_overrun")] == [150]
-    # The Larry is over its limit: the worker's next task fails without starting its payload.
+    assert rig.ledger().snapshot("cicd")["committed"] == 150
+    assert [(e.data["account"], e.data["used"]) for e in rig.events("token_overrun")] == [
+        ("cicd/analysis-worker-01", 150)]
+    assert rig.events("escalation_raised") == []
+    # The worker's account is over its limit: its next task fails without starting its payload.
     assert rig.board.result("optimize-cronjob-schedules")["data"] == {"error": "budget exhausted"}
 
 
@@ -300,9 +304,9 @@ FLOOD = payload("""
 
 def test_a_flooding_payload_is_booked_only_up_to_its_stop_with_one_overrun_alert(rig):
     rig.start_phase("security")
-    ledger = rig.ledger("security")
-    limit = ledger.snapshot()["limit"]
-    init_reserve_pool(rig.r, rig.ks, 0, overwrite=True)
+    ledger = rig.ledger()
+    limit = ledger.snapshot("security")["limit"]
+    rig.empty_reserve()
     assert rig.worker("security", "scan-worker-03", FLOOD) == 3
     (worker,) = [w for w in CORTEX.larry("security").workers if w.name == "scan-worker-03"]
     task = worker.tasks[0].id
@@ -311,7 +315,7 @@ def test_a_flooding_payload_is_booked_only_up_to_its_stop_with_one_overrun_alert
     # The report that crossed the task's share is booked, none after it: the ledger holds
     # exactly what the result says was charged, far below what was printed.
     assert record["tokens"] == record["budget"] + 1
-    assert ledger.snapshot()["committed"] == record["tokens"] <= limit + 1
+    assert ledger.snapshot("security")["committed"] == record["tokens"] <= limit + 1
     assert record["unbooked_tokens"] > 0, "the flood went on after the stop (nothing to prove otherwise)"
     assert len(rig.events("token_overrun")) <= 1
     assert len(EventLog(rig.r, rig.ks).history(count=100_000)) < 100, "the payload flooded the event stream"
@@ -357,3 +361,113 @@ def test_a_phase_starting_later_than_the_socket_timeout_is_waited_for(rig, monke
     starter = in_thread(start_late)
     assert rig.worker("security", "scan-worker-01", payload("pass"), speed=1) == 0
     join_ok(starter)
+
+
+def escalation_args(rig, *args: str) -> list[str]:
+    return [*args, "--stack", "cortex", "--project-dir", str(ROOT), "--redis-url", rig.url,
+            "--key-prefix", rig.ks.prefix]
+
+
+def dry_pool(rig) -> str:
+    """cicd-master's pool holds 120, the reserve nothing: GOOD's second report (100 + 50)
+    passes the pool, so analysis-worker-01 escalates its first task instead of failing it."""
+    rig.start_phase("cicd")
+    rig.set_limit("cicd/cicd-master/pool", 120)
+    rig.empty_reserve()
+    return "audit-github-actions"
+
+
+def test_a_worker_past_its_masters_pool_and_the_reserve_is_paused_and_resumes_when_approved(rig, capsys):
+    task = dry_pool(rig)
+
+    def approve():
+        wait_for(lambda: rig.r.get(rig.ks.worker_status("analysis-worker-01")) == "paused", "the worker to pause")
+        (raised,) = rig.events("escalation_raised")
+        assert raised.channel == rig.ks.alerts and raised.data["account"] == "cicd/cicd-master/pool"
+        assert rig.board.statuses([task])[task] == "in_progress", "paused, not failed"
+        assert cli.main(escalation_args(rig, "approve", raised.data["id"], "--tokens", "1000", "--by", "ops")) == 0
+        assert cli.main(escalation_args(rig, "approve", raised.data["id"])) == 0, "a repeated approval grants once"
+
+    helper = in_thread(approve)
+    assert rig.worker("cicd", "analysis-worker-01", GOOD) == 0
+    join_ok(helper)
+    (escalation,) = Escalations(rig.r, rig.ks).all()
+    assert (escalation["status"], escalation["tokens"], escalation["decided_by"]) == ("approved", "1000", "ops")
+    assert escalation["options"][-1] == "escalate to a human operator" and escalation["recommendation"]
+    assert rig.ledger().figures("cicd/cicd-master/pool")["granted"] == 1000
+    # 150 before the pause, 150 for the run approved, 150 for the second task
+    assert rig.ledger().snapshot("cicd/cicd-master/pool")["committed"] == 450
+    assert rig.board.statuses([task])[task] == "completed"
+    capsys.readouterr()
+    assert cli.main(escalation_args(rig, "escalations", "--json")) == 0
+    assert json.loads(capsys.readouterr().out)[0]["status"] == "approved"
+
+
+def test_a_denied_escalation_fails_the_task_with_the_reason(rig, capsys):
+    task = dry_pool(rig)
+
+    def deny():
+        wait_for(lambda: rig.events("escalation_raised"), "an escalation")
+        (raised,) = rig.events("escalation_raised")
+        assert cli.main(escalation_args(rig, "deny", raised.data["id"], "--reason", "not worth it")) == 0
+        assert cli.main(escalation_args(rig, "approve", raised.data["id"])) == 1, "decided once"
+        # the pool is still dry: the worker's next task asks before it starts
+        wait_for(lambda: len(rig.events("escalation_raised")) == 2, "the second task's escalation")
+        second = rig.events("escalation_raised")[1].data
+        assert second["task"] == "optimize-cronjob-schedules"
+        assert cli.main(escalation_args(rig, "deny", second["id"], "--reason", "pool spent")) == 0
+
+    helper = in_thread(deny)
+    started = time.monotonic()
+    assert rig.worker("cicd", "analysis-worker-01", GOOD) == 3
+    join_ok(helper)
+    assert time.monotonic() - started < 30, "the worker waited for its deadline instead of the decision"
+    assert rig.board.result("optimize-cronjob-schedules")["data"] == {"error": "denied: pool spent"}
+    assert rig.board.result(task)["data"] == {"error": "denied: not worth it"}
+    assert rig.result_file("cicd", task)["detail"] == "denied: not worth it"
+    assert rig.ledger().figures("cicd/cicd-master/pool")["granted"] == 0
+    capsys.readouterr()
+    assert cli.main(escalation_args(rig, "escalations")) == 0
+    assert "[denied]" in capsys.readouterr().out
+
+
+def test_a_pool_already_dry_escalates_before_the_payload_starts(rig):
+    rig.start_phase("cicd")
+    rig.set_limit("cicd/cicd-master/pool", 0)
+    rig.empty_reserve()
+
+    def approve():
+        wait_for(lambda: rig.events("escalation_raised"), "an escalation")
+        (raised,) = rig.events("escalation_raised")
+        assert raised.data["account"] == "cicd/cicd-master/pool" and rig.events("task_completed") == []
+        assert cli.main(escalation_args(rig, "approve", raised.data["id"], "--tokens", "1000")) == 0
+
+    helper = in_thread(approve)
+    assert rig.worker("cicd", "analysis-worker-01", GOOD) == 0
+    join_ok(helper)
+    assert len(rig.events("escalation_raised")) == 1, "the approved tokens carry the second task too"
+    assert rig.ledger().snapshot("cicd/cicd-master/pool")["committed"] == 300
+
+
+def test_with_a_required_sign_off_no_task_starts_before_the_run_is_approved(rig, tmp_path):
+    document = yaml.safe_load((ROOT / "Pulumi.cortex.yaml").read_text())
+    document["config"]["larry:approval"] = {"required": True}
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.cortex.yaml").write_text(yaml.safe_dump(document))
+    rig.start_phase("cicd")
+
+    def sign_off():
+        wait_for(lambda: rig.r.get(rig.ks.worker_status("analysis-worker-01")) == "paused", "the worker to wait")
+        assert rig.events("task_claimed") == [], "a task claimed before the sign-off"
+        assert cli.main(escalation_args(rig, "approve", "run", "--by", "ops")) == 0
+
+    helper = in_thread(sign_off)
+    assert cli.main(["worker", "--stack", "cortex", "--project-dir", str(project), "--larry", "cicd",
+                     "--worker", "analysis-worker-01", "--redis-url", rig.url, "--key-prefix", rig.ks.prefix,
+                     "--coordination-dir", str(rig.dir), "--speed", "600", "--", *GOOD]) == 0
+    join_ok(helper)
+    assert Escalations(rig.r, rig.ks).run_approval()["by"] == "ops"
+    (approved,) = rig.events("run_approved")
+    assert approved.data["from"] == "ops" and "cicd" in approved.data["larrys"] and approved.data["at"]
+    assert len(rig.events("task_completed")) == 2

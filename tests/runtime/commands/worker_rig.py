@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 from plan.loader import load_stack
+from plan.model import meta_account
 from runtime import cli
 from runtime.commands.coordinator import Coordinator
 from runtime.coordination.events import EventLog
@@ -48,5 +49,11 @@ class Rig:
     def result_file(self, larry: str, task: str) -> dict:
         return read_result(results_dir(self.dir, larry), task, self.board.result(task)["token"])
 
-    def ledger(self, larry: str) -> Ledger:
-        return Ledger(self.r, self.ks, larry)
+    def ledger(self) -> Ledger:
+        return Ledger.for_plan(self.r, self.ks, CORTEX)
+
+    def set_limit(self, account: str, limit: int) -> None:
+        self.r.hset(self.ks.token_account(account), "limit", limit)
+
+    def empty_reserve(self) -> None:
+        self.set_limit(meta_account("reserve"), 0)

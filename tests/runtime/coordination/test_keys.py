@@ -12,21 +12,21 @@ def test_without_a_prefix_the_seeds_names_appear_verbatim():
     assert ks.task_lock("t1") == "task:lock:t1" and ks.task_status("t1") == "task:status:t1"
     assert ks.worker_master("w") == "worker:w:master" and ks.worker_heartbeats == "worker:heartbeats"
     assert ks.metric("larry-01", "tasks") == "metrics:larry-01:tasks"
-    assert ks.tokens("larry-01", "limit") == "tokens:larry-01:limit"
-    assert ks.token_pool == "tokens:meta-coordinator:pool"
+    assert ks.token_account("larry-01/m1/pool") == "tokens:acct:larry-01/m1/pool"
+    assert (ks.token_ops, ks.token_open) == ("tokens:ops", "tokens:open")
     assert (ks.coordination, ks.alerts, ks.stream) == ("larry:coordination", "larry:alerts", "larry:events")
 
 
 def test_a_prefix_namespaces_every_name():
     ks = Keyspace(prefix="run7:")
-    names = [ks.phase_status("l"), ks.task_lock("t"), ks.worker_status("w"), ks.tokens("l", "ops"),
-             ks.barrier_arrived("convergence"), ks.stream, ks.coordination, ks.alerts, ks.token_pool]
+    names = [ks.phase_status("l"), ks.task_lock("t"), ks.worker_status("w"), ks.token_account("l"), ks.token_ops,
+             ks.barrier_arrived("convergence"), ks.stream, ks.coordination, ks.alerts, ks.token_open]
     assert all(name.startswith("run7:") for name in names)
 
 
 def test_cortex_names_and_plan_channels():
     cortex = Keyspace.cortex("p:")
-    assert cortex.stream == "p:cortex:events:system" and cortex.token_pool == "p:tokens:coordinator-master:pool"
+    assert cortex.stream == "p:cortex:events:system" and cortex.token_ops == "p:tokens:ops"
 
     class Channels:
         coordination, alerts, events = "c", "a", "cortex:events:system"
@@ -52,7 +52,7 @@ def test_run_patterns_match_every_family_and_the_stream_and_only_this_prefix():
     ks = Keyspace(prefix="a*[b]:")
     patterns = ks.run_patterns()
     ours = [ks.phase_status("l"), ks.task_result("t"), ks.worker_node("w"), ks.metric("l", "m"),
-            ks.tokens("l", "limit"), ks.barrier_released("reports"), ks.stream]
+            ks.token_account("l"), ks.barrier_released("reports"), ks.stream]
     theirs = ["aX[b]:phase:l:status", "other:task:lock:t", "a*[b]:unrelated"]
 
     def matched(key):  # Redis glob semantics for these patterns: fnmatch after unescaping brackets

@@ -76,3 +76,11 @@ def test_a_critical_cve_naming_the_larry_pauses_all_its_workers_and_one_naming_n
     other = history()
     other.add([event("critical_cve", KS.alerts, cve_id="CVE-3")])
     assert other.pause_requests == {}
+
+
+def test_the_runs_sign_off_is_recorded_in_every_larrys_alerts():
+    h = history()
+    h.add([event("run_approved", KS.alerts, at="2026-11-30T15:00:00.000Z", larrys=["larry-01", "larry-02"],
+                 **{"from": "ops"})])
+    assert h.alerts == [{"event": "run_approved", "from": "ops",
+                         "detail": '{"at":"2026-11-30T15:00:00.000Z","larrys":["larry-01","larry-02"]}'}]

@@ -539,3 +539,29 @@ def test_two_convergences_in_the_same_second_keep_both_archives(run_dir, dev):
     coordination, _ = run_dir
     first, second = converge(dev, coordination, now=NOW), converge(dev, coordination, now=NOW)
     assert first.archive != second.archive and first.archive.exists() and second.archive.exists()
+
+
+def test_every_escalation_is_listed_with_its_outcome(tmp_path, dev):
+    reports = make_reports(dev)
+    raised = {"id": "esc-1", "task": "scan-core-namespaces", "issue": "larry-02 is 500 tokens past its limit"}
+    two = reports["larry-02"]
+    two["alerts"] = [
+        {"event": "escalation_raised", "from": "larry-02/scan-worker-01", "detail": json.dumps(raised)},
+        {"event": "escalation_raised", "from": "larry-02/scan-worker-02",
+         "detail": json.dumps({**raised, "id": "esc-2", "task": "scan-platform-namespaces"})},
+        {"event": "escalation_raised", "from": "larry-02/audit-worker",
+         "detail": json.dumps({**raised, "id": "esc-3", "task": "audit-dependencies"})},
+        {"event": "escalation_decided", "from": "ops", "detail": json.dumps({"id": "esc-1", "status": "approved",
+                                                                            "tokens": "5000"})},
+        {"event": "escalation_decided", "from": "ops", "detail": json.dumps({"id": "esc-2", "status": "denied",
+                                                                            "reason": "low priority"})}]
+    for report in reports.values():
+        finalise(report)
+    write_all(tmp_path, reports)
+    summary = converge(dev, tmp_path, now=NOW).summary.read_text()
+    assert ("Escalations: esc-1 from larry-02/scan-worker-01 on scan-core-namespaces (larry-02 is 500 tokens past "
+            "its limit): approved by ops, 5,000 tokens granted; esc-2 from larry-02/scan-worker-02 on "
+            "scan-platform-namespaces (larry-02 is 500 tokens past its limit): denied by ops: low priority; "
+            "esc-3 from larry-02/audit-worker on audit-dependencies") in summary
+    assert "audit-dependencies (larry-02 is 500 tokens past its limit): still open." in summary
+    assert summary.count("Escalations: none.") == 2
