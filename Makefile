@@ -18,7 +18,7 @@ help:
 	@echo "make up                      set up what is missing, pulumi up the dev stack, run its plan locally"
 	@echo "make test                    the whole test suite"
 	@echo "make preview STACK=<name>    pulumi preview of a stack (POLICY=1 adds the policy pack)"
-	@echo "make run STACK=<name>        run a stack's plan on this machine (SPEED=600)"
+	@echo "make run STACK=<name>        run a stack's plan on this machine (SPEED=600, ARGS=... for larry run)"
 	@echo "make bench                   the benchmarks in bench/"
 
 setup: venv system engine
@@ -42,7 +42,7 @@ up: setup
 
 SPEED ?= 300
 run: venv system
-	@$(VENV)/bin/larry run --stack $(STACK) --speed $(SPEED)
+	@$(VENV)/bin/larry run --stack $(STACK) --speed $(SPEED) $(ARGS)
 
 preview: setup
 	@$(PULUMI_STACK); pulumi preview --stack $(STACK) $(if $(POLICY),--policy-pack policies)
