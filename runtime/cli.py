@@ -183,15 +183,21 @@ def open_run(args: argparse.Namespace, retry_for: float = OPERATOR_RETRY_SECONDS
     return cfg, client, ks
 
 
-def interrupt_on_sigterm() -> None:
+def interrupt_on_sigterm(*, claim_ctrl_c: bool = False) -> None:
     """Treat SIGTERM (pod deletion, the local supervisor stopping a process) like Ctrl+C, so
-    the process's ``finally`` blocks stop payloads and release leases on the way out."""
+    the process's ``finally`` blocks stop payloads and release leases on the way out.
+
+    ``claim_ctrl_c`` is for a full-screen command, whose only way out is Ctrl+C: it takes
+    SIGINT back even when started with SIGINT ignored (a script's background job, ``nohup``),
+    where it would otherwise hold the terminal until killed."""
     import signal
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    if claim_ctrl_c:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def load_plan(args: argparse.Namespace) -> StackConfig:

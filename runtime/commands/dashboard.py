@@ -479,7 +479,7 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot read the run from {describe(r)} ({exc})") from None
         print_frame(dash, console)
         return 0
-    interrupt_on_sigterm()
+    interrupt_on_sigterm(claim_ctrl_c=True)
     try:
         run_live(dash, console)
     except KeyboardInterrupt:
