@@ -1,8 +1,9 @@
 """Token ledger over the plan's account tree (:func:`plan.model.budget_accounts`): system,
 meta-coordinator (orchestration, worker pool, emergency reserve), Larry, master personal,
 master pool, worker. Each account is one hash ``tokens:acct:{name}`` (limit, reserved,
-committed, forced, granted; the reserve's ``lent``); ``tokens:ops`` records every operation
-by op id, ``tokens:open`` the reservations not yet committed or refunded.
+committed, forced, granted, released; a lender's ``returned`` and ``lent``); ``tokens:ops``
+records every operation by op id, ``tokens:open`` the reservations not yet committed or
+refunded, ``tokens:draws`` every movement of tokens between accounts.
 
 Every operation is one Lua script that books on the named account and on each of its
 ancestors up to ``system``:
@@ -14,6 +15,10 @@ ancestors up to ``system``:
 * ``refund(op, reservation, account)``: closes the reservation, booking nothing.
 * ``grant(op, account, n)``: raises the limit (``granted``) of every account of the path,
   the system's included, by what a human approved (:mod:`runtime.coordination.escalations`).
+* ``release(op, pool)``: a finished pool (seed 004: "dynamic token reallocation between
+  masters") hands its unused tokens (``released``) back to its parent (``returned``), which
+  lends them to its other pools as the reserve does. Tokens held by open reservations stay
+  with the pool; what they do not spend is returned by a later release.
 * ``record(op, account, n)``: books tokens already spent (the truth, always booked, counted
   in ``forced``); ``overrun`` when an account of the path is past limit + granted, so the
   caller stops the spender, with one ``token_overrun`` alert per account as use crosses it.
@@ -26,18 +31,19 @@ Guarantees (whatever the concurrency, since each script is atomic):
 * Validate, then write: the amounts, the script's arguments, every account's stored figures
   and the reservation named are checked before the first write, so a refused call leaves
   nothing half-written.
-* ``reserved + committed - forced <= limit + granted`` on every account at all times, and the
+* ``reserved + committed - forced <= limit + granted - released`` on every account at all times, and the
   figures of each account are the sums of the operations recorded in ``tokens:ops`` whose
   path holds it.
 * When a booking takes a pool (a Larry, a master pool, the meta-coordinator's pool) to
-  ``threshold`` (90 %) of its limit, a slice of the reserve (``reserve_slice`` tokens, seed
-  003: 10k of 25k) is lent in the same script to that pool and every account above it below
-  ``system`` (``granted``), and recorded in ``tokens:draws`` (who, priority, account, why,
-  how much) with a ``token_reserve_deployed`` alert. By priority (seed 004): a spender may
-  not draw the share kept back for the priorities above its own
-  (:data:`plan.model.RESERVE_KEPT_BACK`: low 75 %, medium 50 %, high 25 %, critical
-  nothing), so the last of the reserve goes to the highest priority; the reserve's ``lent``
-  never passes its limit.
+  ``threshold`` (90 %) of its limit, a slice (``reserve_slice`` tokens, seed 003: 10k of
+  25k) is lent in the same script to that pool and every account above it below the lender
+  (``granted``): the nearest ancestor holding tokens its finished pools returned (a
+  ``token_reallocated`` alert), else the emergency reserve (``token_reserve_deployed``).
+  Each movement is recorded in ``tokens:draws`` (who, priority, account, source, why, how
+  much). By priority (seed 004): a spender may not draw the share kept back for the
+  priorities above its own (:data:`plan.model.RESERVE_KEPT_BACK`: low 75 %, medium 50 %,
+  high 25 %, critical nothing), so the last of a lender's tokens go to the highest
+  priority; a lender's ``lent`` never passes what it holds.
 
 Not guaranteed: that ``committed`` stays within the limit (spent is spent: the worker stops
 the payload when told ``overrun``); reservations of a killed client stay open until refunded.
@@ -67,8 +73,7 @@ from runtime.coordination.connection import Durability, require_text, run_script
 from runtime.coordination.events import lua_script
 from runtime.coordination.keys import Keyspace
 
-FIELDS = ("limit", "reserved", "committed", "forced", "granted", "lent")
-KINDS = ("reserve", "commit", "refund", "record")
+FIELDS = ("limit", "reserved", "committed", "forced", "granted", "lent", "released", "returned")
 
 _LEDGER = r"""
 -- KEYS[1] ops hash, [2] open reservations hash, [3] the reserve account, [4] the draws list,
@@ -76,8 +81,8 @@ _LEDGER = r"""
 -- ARGV[1] kind, [2] op id, [3] amount, [4] reservation op id (commit, refund) or '',
 -- [5] threshold (per mille), [6] slice size, [7] largest amount, [8] spender,
 -- [9] per path account '1' if it is a pool that may borrow from the reserve else '0',
--- [10] the spender's priority, [11] the share of the reserve kept back from it (per mille),
--- [12..] the path's account names (as KEYS[5..]).
+-- [10] the spender's priority, [11] the share of a lender's tokens kept back from it (per
+-- mille), [12] the reserve's account name, [13..] the path's account names (as KEYS[5..]).
 -- Everything is read and checked before the first write: Lua does not roll back.
 local MAX = tonumber(ARGV[7])
 local function whole(text, what)
@@ -86,7 +91,7 @@ local function whole(text, what)
   end
   return tonumber(text)
 end
-local FIELDS = {'limit', 'reserved', 'committed', 'forced', 'granted', 'lent'}
+local FIELDS = {'limit', 'reserved', 'committed', 'forced', 'granted', 'lent', 'released', 'returned'}
 local function account(key)
   local raw = redis.call('HMGET', key, unpack(FIELDS))
   local a = {}
@@ -101,12 +106,13 @@ local function account(key)
   return a
 end
 local kind, op, ref, who = ARGV[1], ARGV[2], ARGV[4], ARGV[8]
-if kind ~= 'reserve' and kind ~= 'commit' and kind ~= 'refund' and kind ~= 'record' and kind ~= 'grant' then
+local KNOWN = {reserve=true, commit=true, refund=true, record=true, grant=true, release=true}
+if not KNOWN[kind] then
   return {'invalid', 'unknown operation ' .. tostring(kind)}
 end
 if op == '' then return {'invalid', 'an empty op id'} end
 local n = #KEYS - 4
-if n < 1 or #ARGV ~= 11 + n or #ARGV[9] ~= n then return {'invalid', 'the path does not match its names'} end
+if n < 1 or #ARGV ~= 12 + n or #ARGV[9] ~= n then return {'invalid', 'the path does not match its names'} end
 local amount, bad = whole(ARGV[3], 'the amount')
 if not amount then return {'invalid', bad} end
 local threshold, draw
@@ -121,7 +127,7 @@ local acc, names = {}, {}
 for i = 1, n do
   acc[i], bad = account(KEYS[4 + i])
   if not acc[i] then return {'invalid', bad} end
-  names[i] = ARGV[11 + i]
+  names[i] = ARGV[12 + i]
 end
 local reserve
 reserve, bad = account(KEYS[3])
@@ -143,33 +149,59 @@ if kind == 'commit' or kind == 'refund' then
   held = tonumber(string.sub(open, 1, sep - 1))
   if kind == 'refund' then amount = 0 end
 end
--- Tokens in use on each account after this operation.
+-- Tokens in use on each account after this operation, and what each may hold.
 local add = amount
 if kind == 'commit' or kind == 'refund' then add = amount - held end
 local function used(a) return a.reserved + a.committed end
--- The reserve is lent, a slice at a time, to the lowest pool this operation takes to the
--- threshold, and to every account above it below the system, so the lent tokens can be spent
--- all the way up. A priority may not draw the share kept back for the priorities above it.
-local take, from = 0, nil
-local floor = math.ceil(reserve.limit * kept / 1000)
+local function cap(a) return a.limit + a.granted - a.released end
+local record = {kind = kind, amount = amount, path = names, who = who}
+if kind == 'release' then
+  -- A finished pool hands what it did not use back to its parent, which lends it again.
+  local a = acc[1]
+  if n < 2 or string.sub(ARGV[9], 1, 1) ~= '1' then return {'invalid', names[1] .. ' is not a pool'} end
+  local unused = math.max(cap(a) - used(a), 0)
+  redis.call('HINCRBY', KEYS[5], 'released', unused)
+  redis.call('HINCRBY', KEYS[6], 'returned', unused)
+  record.status, record.amount = 'released', unused
+  redis.call('HSET', KEYS[1], op, cjson.encode(record))
+  local move = {op=op, kind='release', ['from']=who, account=names[1], source=names[1], to=names[2],
+                amount=unused, why=names[1] .. ' finished with ' .. used(a) .. ' of ' .. cap(a) .. ' tokens used',
+                used=used(a), limit=cap(a) - unused, pool_left=a.returned - a.lent, at=now()}
+  redis.call('RPUSH', KEYS[4], cjson.encode(move))
+  move.event, move.larry, move.at = 'token_pool_released', names[n - 1], nil
+  emit(true, move)
+  return {'released', cjson.encode(record)}
+end
+-- A slice is lent to the lowest pool this operation takes to the threshold, and to every
+-- account above it below the lender, so the lent tokens can be spent all the way up. The
+-- nearest lender first: an ancestor holding what its finished pools returned, else the
+-- emergency reserve (whose tokens the system holds already). A priority may not draw the
+-- share kept back for the priorities above it.
+local take, from, lender = 0, nil, nil
 for i = 1, (kind == 'refund' or kind == 'grant') and 0 or n do
   local a = acc[i]
-  if string.sub(ARGV[9], i, i) == '1' and (used(a) + add) * 1000 >= (a.limit + a.granted) * threshold then
-    take = math.min(draw, math.max(reserve.limit - reserve.lent - floor, 0))
+  if string.sub(ARGV[9], i, i) == '1' and (used(a) + add) * 1000 >= cap(a) * threshold then
+    -- A released pool has finished: nothing is lent to it again.
+    if a.released > 0 then break end
+    for j = i + 1, n do
+      local left = acc[j].returned - acc[j].lent - math.ceil(acc[j].returned * kept / 1000)
+      if j < n and left > 0 then take, lender = math.min(draw, left), j break end
+    end
+    if not lender then
+      take, lender = math.min(draw, math.max(reserve.limit - reserve.lent - math.ceil(reserve.limit * kept / 1000), 0)), n
+    end
     if take > 0 then from = i end
     break
   end
 end
--- The system (last) holds the reserve already: lending moves tokens within it.
 local function granted(i)
-  if from and i >= from and i < n then return take end
+  if from and i >= from and i < lender then return take end
   return 0
 end
-local record = {kind = kind, amount = amount, path = names, who = who}
 if kind == 'reserve' then
   for i = 1, n do
     local a = acc[i]
-    if used(a) + amount > a.limit + a.granted + granted(i) then
+    if used(a) + amount > cap(a) + granted(i) then
       record.status = 'refused'
       record.account = names[i]
       redis.call('HSET', KEYS[1], op, cjson.encode(record))
@@ -178,18 +210,23 @@ if kind == 'reserve' then
   end
 end
 if take > 0 and from then
-  redis.call('HINCRBY', KEYS[3], 'lent', take)
+  local source, left, event = ARGV[12], reserve.limit - reserve.lent - take, 'token_reserve_deployed'
+  if lender < n then
+    redis.call('HINCRBY', KEYS[4 + lender], 'lent', take)
+    source, left, event = names[lender], acc[lender].returned - acc[lender].lent - take, 'token_reallocated'
+  else
+    redis.call('HINCRBY', KEYS[3], 'lent', take)
+  end
   for i = from, n do
     if granted(i) > 0 then redis.call('HINCRBY', KEYS[4 + i], 'granted', take) end
   end
-  record.drawn, record.drawn_for = take, names[from]
+  record.drawn, record.drawn_for, record.drawn_from = take, names[from], source
   local a = acc[from]
-  local draw_record = {op=op, ['from']=who, priority=ARGV[10], account=names[from], amount=take,
-                       why=names[from] .. ' at ' .. (used(a) + add) .. ' of ' .. (a.limit + a.granted) .. ' tokens',
-                       used=used(a) + add, limit=a.limit + a.granted + take,
-                       pool_left=reserve.limit - reserve.lent - take, at=now()}
+  local draw_record = {op=op, kind='draw', ['from']=who, priority=ARGV[10], account=names[from], source=source,
+                       amount=take, why=names[from] .. ' at ' .. (used(a) + add) .. ' of ' .. cap(a) .. ' tokens',
+                       used=used(a) + add, limit=cap(a) + take, pool_left=left, at=now()}
   redis.call('RPUSH', KEYS[4], cjson.encode(draw_record))
-  draw_record.event, draw_record.larry, draw_record.at = 'token_reserve_deployed', names[n - 1], nil
+  draw_record.event, draw_record.larry, draw_record.at = event, names[n - 1], nil
   emit(true, draw_record)
 end
 if kind == 'grant' then
@@ -210,7 +247,7 @@ for i = 1, n do
     local forced = amount
     if kind == 'commit' then forced = math.max(0, amount - held) end
     if forced > 0 then redis.call('HINCRBY', key, 'forced', forced) end
-    local effective = a.limit + a.granted + granted(i)
+    local effective = cap(a) + granted(i)
     local after = used(a) + add
     if after > effective then
       if not over then over = {names[i], effective - after} end
@@ -243,7 +280,7 @@ class LedgerOp:
     (the reservation was already committed or refunded). A replayed op id returns its
     recorded outcome with ``replay=True``."""
 
-    status: str
+    status: str  # also granted | released
     amount: int = 0
     account: str | None = None
     headroom: int | None = None
@@ -252,7 +289,7 @@ class LedgerOp:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("reserved", "committed", "refunded", "granted")
+        return self.status in ("reserved", "committed", "refunded", "granted", "released")
 
     @classmethod
     def parse(cls, status: str, detail: str, replay: bool = False) -> "LedgerOp":
@@ -303,7 +340,7 @@ class Ledger:
                 self.ks.token_draws] + [self.ks.token_account(a.name) for a in path]
         flags = "".join("1" if a.kind in POOL_KINDS else "0" for a in path)
         args = [kind, op_id, amount, ref, self.threshold_permille, self.slice, MAX_TOKENS, who or account, flags,
-                priority, round(RESERVE_KEPT_BACK[priority] * 1000)] + [a.name for a in path]
+                priority, round(RESERVE_KEPT_BACK[priority] * 1000), meta_account("reserve")] + [a.name for a in path]
         status, detail = run_script(self.r, self._script, keys, args, self.durability)
         if status == "invalid":
             raise ValueError(f"ledger account {account}: {detail}")
@@ -337,9 +374,19 @@ class Ledger:
         by ``tokens`` (``granted``): what a human approved beyond the plan's budgets."""
         return self._run("grant", op_id, account, tokens, "", who, DEFAULT_PRIORITY)
 
+    def release(self, op_id: str, pool: str, *, who: str) -> LedgerOp:
+        """Hand what ``pool`` (a finished master's pool) did not use back to its parent, to be
+        lent again; ``amount`` is what was handed back. What open reservations hold stays with
+        the pool: release again, under a new op id, once they are closed."""
+        if self.accounts[pool].kind != "pool":
+            raise ValueError(f"ledger account {pool}: only a master's pool is released, not a {self.accounts[pool].kind}")
+        return self._run("release", op_id, pool, 0, "", who, DEFAULT_PRIORITY)
+
     def draws(self) -> list[dict]:
-        """Every loan of the reserve, in order: op, from (who), priority, account, amount, why,
-        used and limit of the account, pool_left, at."""
+        """Every movement, in order: ``kind`` draw (op, from (who), priority, account,
+        source (the reserve or the Larry lending what its pools returned), amount, why, used
+        and limit of the account, pool_left (what the source has left), at) or release (op,
+        from, account, to, amount, why, at)."""
         return [json.loads(raw) for raw in self.r.lrange(self.ks.token_draws, 0, -1)]
 
     def figures(self, account: str) -> dict[str, int]:
@@ -362,10 +409,11 @@ def figures(r: redis.Redis, ks: Keyspace, account: str) -> dict[str, int]:
 
 
 def snapshot(r: redis.Redis, ks: Keyspace, account: str) -> dict:
-    """One account as reports show it: limit, reserved, committed, ``emergency`` (what the
-    reserve lent it), ``available`` (what it can still take) and ``pool`` (what the reserve
-    has left to lend)."""
+    """One account as reports show it: limit, reserved, committed, ``emergency`` (what was lent
+    or granted to it), ``released`` (what it handed back when finished), ``available`` (what
+    it can still take) and ``pool`` (what the reserve has left to lend)."""
     f, reserve = figures(r, ks, account), figures(r, ks, meta_account("reserve"))
     return {"limit": f["limit"], "reserved": f["reserved"], "committed": f["committed"], "emergency": f["granted"],
-            "available": f["limit"] + f["granted"] - f["reserved"] - f["committed"],
+            "released": f["released"],
+            "available": f["limit"] + f["granted"] - f["released"] - f["reserved"] - f["committed"],
             "pool": reserve["limit"] - reserve["lent"]}

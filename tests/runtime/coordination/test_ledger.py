@@ -48,10 +48,12 @@ def figures(r, ks, accounts) -> dict[str, dict[str, int]]:
 
 def within_limits(snap: dict[str, dict[str, int]]) -> list[str]:
     """Accounts that reservations took past their limit (tokens reported after the fact,
-    ``forced``, are the truth and may pass it), and a reserve lent past its own."""
+    ``forced``, are the truth and may pass it), and a lender that lent more than it held (the
+    reserve its limit, a Larry what its finished pools returned)."""
     bad = [f"{name}: {f}" for name, f in snap.items()
-           if f["reserved"] + f["committed"] - f["forced"] > f["limit"] + f["granted"]]
-    return bad + ([f"reserve lent {snap[RESERVE]['lent']}"] if snap[RESERVE]["lent"] > snap[RESERVE]["limit"] else [])
+           if f["reserved"] + f["committed"] - f["forced"] > f["limit"] + f["granted"] - f["released"]]
+    return bad + [f"{name} lent {f['lent']}" for name, f in snap.items()
+                  if f["lent"] > (f["limit"] if name == RESERVE else f["returned"])]
 
 
 @pytest.fixture
@@ -132,6 +134,47 @@ def test_the_reserve_is_lent_in_slices_by_priority_and_never_overdrawn(r, ks):
         ledger.record("i", "L0/m0/pool", 1, priority="urgent")
 
 
+def test_a_finished_pool_returns_its_unused_tokens_which_its_larry_lends_by_priority(r, ks):
+    ledger = Ledger(r, ks, tree(masters=2, reserve=100), threshold=0.9, reserve_slice=40)
+    ledger.open()
+    assert ledger.record("a", "L0/m0w0", 50).ok
+    assert ledger.reserve("r1", "L0/m0w0", 20).ok
+    released = ledger.release("rel-1", "L0/m0/pool", who="L0/m0")
+    assert (released.status, released.amount) == ("released", 130), "what a reservation holds stays"
+    assert ledger.release("rel-1", "L0/m0/pool", who="L0/m0").replay
+    assert ledger.commit("c1", "r1", "L0/m0w0", 0).ok
+    assert ledger.release("rel-2", "L0/m0/pool", who="L0/m0").amount == 20, "then what it did not spend"
+    assert ledger.release("rel-3", "L0/m0/pool", who="L0/m0").amount == 0, "released once, whatever op id"
+    assert (ledger.figures("L0/m0/pool")["released"], ledger.figures("L0")["returned"]) == (150, 150)
+    assert ledger.reserve("r2", "L0/m0w0", 1).account == "L0/m0/pool", "a released pool takes no more"
+    # The other master's pool reaches the threshold: its Larry lends what came back, a slice at
+    # a time, keeping back from medium the half kept for high and critical.
+    assert ledger.record("b", "L0/m1/pool", 185).drawn == 40
+    assert ledger.record("c", "L0/m1/pool", 35).drawn == 35
+    assert [ledger.figures(n)["granted"] for n in ("L0/m1/pool", "L0", "system")] == [75, 0, 0]
+    assert (ledger.figures("L0")["lent"], ledger.figures(RESERVE)["lent"]) == (75, 0)
+    # Nothing left for medium at the Larry: the emergency reserve lends instead, to the Larry too.
+    assert ledger.record("d", "L0/m1/pool", 40).drawn == 40
+    assert [ledger.figures(n)["granted"] for n in ("L0/m1/pool", "L0", "system")] == [115, 40, 0]
+    # critical may take what the Larry kept back
+    assert ledger.record("e", "L0/m1/pool", 30, priority="critical").drawn == 40
+    assert ledger.figures("L0")["lent"] == 115
+    moves = [(m["kind"], m["op"], m.get("source"), m["amount"]) for m in ledger.draws()]
+    assert moves == [("release", "rel-1", "L0/m0/pool", 130), ("release", "rel-2", "L0/m0/pool", 20),
+                     ("release", "rel-3", "L0/m0/pool", 0),
+                     ("draw", "b", "L0", 40), ("draw", "c", "L0", 35), ("draw", "d", RESERVE, 40),
+                     ("draw", "e", "L0", 40)]
+    events = [(e.name, e.data.get("amount")) for e in EventLog(r, ks).history()
+              if e.name in ("token_pool_released", "token_reallocated", "token_reserve_deployed")]
+    assert events == [("token_pool_released", 130), ("token_pool_released", 20), ("token_pool_released", 0),
+                      ("token_reallocated", 40),
+                      ("token_reallocated", 35), ("token_reserve_deployed", 40), ("token_reallocated", 40)]
+    snap = figures(r, ks, ledger.accounts)
+    assert not within_limits(snap) and snap == expected_figures(r, ks, ledger.accounts)
+    with pytest.raises(ValueError, match="only a master's pool is released, not a larry"):
+        ledger.release("rel-4", "L0", who="x")
+
+
 def test_bad_amounts_and_corrupt_keys_are_refused_before_anything_is_written(r, ks, ledger):
     assert ledger.record("a", "L0/m0w0", 100).ok
     before = figures(r, ks, ledger.accounts)
@@ -145,10 +188,10 @@ def test_bad_amounts_and_corrupt_keys_are_refused_before_anything_is_written(r, 
     names = [a.name for a in path]
     for amount in ("1" + "0" * 30, "-5", "1e3", "abc", ""):
         status, detail = ledger._script(keys=keys, args=["record", f"raw-{amount}", amount, "", 900, 0, 10**12, "x",
-                                                          "0110", "medium", 500, *names])
+                                                          "0110", "medium", 500, RESERVE, *names])
         assert status == "invalid" and "the amount is not a whole number" in detail, (amount, status, detail)
     status, detail = ledger._script(keys=keys, args=["record", "raw-names", 1, "", 900, 0, 10**12, "x", "01", "medium", 500,
-                                                        *names])
+                                                        RESERVE, *names])
     assert status == "invalid" and "the path does not match" in detail
     r.hset(ks.token_account("L0"), "committed", "garbage")
     with_garbage = figures(r, ks, [n for n in ledger.accounts if n != "L0"])
@@ -179,6 +222,7 @@ def chaos_client(url: str, prefix: str, seed: int) -> None:
     ledger = Ledger(connect(RedisSettings(url=url)), Keyspace(prefix=prefix), accounts, threshold=0.9,
                     reserve_slice=500)
     spendable = [n for n in accounts if n != RESERVE]
+    pools = [n for n, a in accounts.items() if a.kind == "pool"]
     rnd = random.Random(seed)
     held: list[tuple[str, str]] = []
     for step in range(STEPS):
@@ -193,6 +237,9 @@ def chaos_client(url: str, prefix: str, seed: int) -> None:
         elif choice < 0.8:
             ref, account = held.pop(rnd.randrange(len(held)))
             call = lambda p: ledger.refund(op, ref, account)  # noqa: E731
+        elif choice < 0.81:
+            account = rnd.choice(pools)
+            call = lambda p: ledger.release(op, account, who=str(seed))  # noqa: E731
         else:
             account, spent = rnd.choice(spendable), rnd.randint(1, 200)
             call = lambda p: ledger.record(op, account, spent, priority=p)  # noqa: E731
@@ -200,7 +247,7 @@ def chaos_client(url: str, prefix: str, seed: int) -> None:
         first = call(priority)
         again = call(priority)
         assert again.replay and again.status == first.status, (op, first, again)
-        assert first.status in ("reserved", "refused", "committed", "refunded", "overrun"), (op, first)
+        assert first.status in ("reserved", "refused", "committed", "refunded", "overrun", "released"), (op, first)
         if first.status == "reserved":
             held.append((op, account))
 
@@ -218,13 +265,18 @@ def expected_figures(r, ks, accounts) -> dict[str, dict[str, int]]:
         assert path == [a.name for a in account_path(accounts, path[0])], (op, path)
         if record["status"] == "reserved":
             assert (open_reservations.pop(op, None) is not None) != (op in closed), f"{op}: open and closed, or neither"
+        if record["kind"] == "release" and record["status"] == "released":
+            sums[path[0]]["released"] += amount
+            sums[path[1]]["returned"] += amount
         for name in path:
             if record["kind"] in ("commit", "record") and record["status"] != "refused":
                 sums[name]["committed"] += amount
                 sums[name]["forced"] += amount if record["kind"] == "record" else max(0, amount - record["held"])
         if record.get("drawn"):
-            sums[RESERVE]["lent"] += record["drawn"]
-            for name in path[path.index(record["drawn_for"]):-1]:
+            source = record["drawn_from"]
+            sums[source]["lent"] += record["drawn"]
+            below = path.index(source) if source in path else -1
+            for name in path[path.index(record["drawn_for"]):below]:
                 sums[name]["granted"] += record["drawn"]
     assert not open_reservations, f"open reservations without an op: {open_reservations}"
     for op, raw in r.hgetall(ks.token_open).items():
@@ -274,7 +326,11 @@ def test_32_processes_killed_and_replayed_never_overdraw_and_book_each_op_once(r
     assert not within_limits(snap)
     assert snap == expected_figures(r, ks, accounts), "an account differs from the sum of its ops"
     statuses = {json.loads(v)["status"] for v in r.hvals(ks.token_ops)}
-    assert {"refused", "overrun", "committed", "refunded", "reserved"} <= statuses, statuses
+    assert {"refused", "overrun", "committed", "refunded", "reserved", "released"} <= statuses, statuses
     assert snap[RESERVE]["lent"] > 0, "the load never reached a threshold: the reserve was never lent"
-    draws = Ledger(r, ks, accounts).draws()
-    assert sum(d["amount"] for d in draws) == snap[RESERVE]["lent"], "a loan of the reserve not recorded"
+    assert snap["L0"]["lent"] + snap["L1"]["lent"] > 0, "no Larry ever lent what its finished pools returned"
+    moves = Ledger(r, ks, accounts).draws()
+    for lender, figure in snap.items():
+        lent = sum(m["amount"] for m in moves if m["kind"] == "draw" and m["source"] == lender)
+        returned = sum(m["amount"] for m in moves if m["kind"] == "release" and m["to"] == lender)
+        assert (lent, returned) == (figure["lent"], figure["returned"]), f"a movement of {lender} not recorded"
