@@ -192,7 +192,9 @@ def test_open_escalations_show_until_an_operator_decides(r, ks):
     assert any("esc-1" in line for line in region) and not any("esc-2" in line for line in region)
     assert escalations.approve("esc-1", Ledger.for_plan(r, ks, DEV), 510, by="ops").status == "approved"
     step_until(dash, lambda: not escalations_region(frame(dash)))
-    assert "escalation_decided" in frame(dash), "the decisions are among the recent events"
+    text = frame(dash)  # the events name who raised (the spender's Larry) and who decided
+    assert "[larry-02]" in line_of(text, "escalation_raised") and "[ops]" in line_of(text, "escalation_decided")
+    assert sum("escalation_decided" in line and "[ops]" in line for line in text.splitlines()) == 2
 
 
 def test_print_frame_fits_its_content(r, ks):
