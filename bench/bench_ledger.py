@@ -1,8 +1,16 @@
 """Ledger benchmark: prints figures and ratios, asserts nothing.
 
-One run, one freshly started loopback redis-server (with ``--wait``, plus one replica, and
-every write confirmed with ``WAIT 1``), both contenders measured on it at 1, 8 and 32 client
-processes:
+One run, freshly started loopback servers, both contenders measured on the same primary at 1,
+8 and 32 client processes. The servers, by option:
+
+* (none): one redis-server;
+* ``--wait``: the same plus one replica, every write confirmed with ``WAIT 1``;
+* ``--sentinel``: a primary and one replica monitored by three redis-sentinel processes
+  (quorum 2), the clients connecting through Sentinel as the runtime does (``RedisSettings``
+  with ``sentinels``: each connection asks Sentinel for the primary), every write confirmed
+  with ``WAIT 1``: the production deployment.
+
+The contenders:
 
 * ``ledger record``: one charge on a worker's account, booked in one Lua script on every level
   of its path (worker, master pool, Larry, system) with its op id recorded;
@@ -11,9 +19,7 @@ processes:
 The ratio of their throughputs is the cost of the hierarchy. Limits are far above what the run
 spends, so every charge is booked (no overrun, no reserve draw): the steady-state cost.
 
-Usage: python bench/bench_ledger.py [--ops N] [--clients 1,8,32] [--wait]
-Not measured: a Sentinel-monitored primary (Sentinel is not on the data path; ``--wait`` gives
-the replication cost of ``WAIT 1``).
+Usage: python bench/bench_ledger.py [--ops N] [--clients 1,8,32] [--wait | --sentinel]
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,7 +39,7 @@ from plan.model import Account  # noqa: E402
 from runtime.coordination.connection import Durability, RedisSettings, connect  # noqa: E402
 from runtime.coordination.keys import Keyspace  # noqa: E402
 from runtime.coordination.ledger import Ledger  # noqa: E402
-from tests.support.redis_servers import RedisServer  # noqa: E402
+from tests.support.redis_servers import RedisServer, SentinelCluster  # noqa: E402
 
 BIG = 10**12
 ACCOUNTS = {a.name: a for a in (
@@ -49,8 +56,8 @@ def percentile(values, q):
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def client(url, prefix, contender, index, ops, replicas, start, out):
-    r = connect(RedisSettings(url=url))
+def client(settings, prefix, contender, index, ops, replicas, start, out):
+    r = connect(settings)
     durability = Durability(replicas=replicas)
     if contender == "ledger record":
         ledger = Ledger(r, Keyspace(prefix=prefix), ACCOUNTS, durability=durability)
@@ -79,14 +86,14 @@ def client(url, prefix, contender, index, ops, replicas, start, out):
     out.put(latencies)
 
 
-def measure(url, contender, clients, total_ops, replicas):
+def measure(settings, contender, clients, total_ops, replicas):
     ctx = multiprocessing.get_context("fork")
     prefix = f"bench{uuid.uuid4().hex[:6]}:"
     if contender == "ledger record":
-        Ledger(connect(RedisSettings(url=url)), Keyspace(prefix=prefix), ACCOUNTS).open()
+        Ledger(connect(settings), Keyspace(prefix=prefix), ACCOUNTS).open()
     start, out = ctx.Barrier(clients + 1), ctx.Queue()
     per_client = max(1, total_ops // clients)
-    procs = [ctx.Process(target=client, args=(url, prefix, contender, i, per_client, replicas, start, out))
+    procs = [ctx.Process(target=client, args=(settings, prefix, contender, i, per_client, replicas, start, out))
              for i in range(clients)]
     for p in procs:
         p.start()
@@ -99,28 +106,46 @@ def measure(url, contender, clients, total_ops, replicas):
     return {"ops": len(latencies) / elapsed, "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99)}
 
 
+@contextmanager
+def servers(workdir: Path, wait: bool, sentinel: bool):
+    """The servers the options ask for: (how clients reach the primary, a description)."""
+    if sentinel:
+        with SentinelCluster(workdir) as cluster:
+            primary = cluster.master_port()
+            yield (RedisSettings(sentinels=cluster.sentinel_addresses, master_name=cluster.master_name),
+                   f"loopback primary (port {primary}, as Sentinel names it) + 1 replica, monitored by 3 "
+                   f"redis-sentinel (quorum 2), clients connecting through Sentinel, WAIT 1 after every write")
+        return
+    primary = RedisServer(workdir, "primary").start()
+    try:
+        replica = RedisServer(workdir, "replica", replica_of=primary.port).start() if wait else None
+        try:
+            yield (RedisSettings(url=primary.url),
+                   "loopback redis-server" + (" + 1 replica, WAIT 1 after every write" if wait else ""))
+        finally:
+            if replica:
+                replica.stop()
+    finally:
+        primary.stop()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=8000, help="operations per contender and client count")
     parser.add_argument("--clients", default="1,8,32", help="comma-separated client process counts")
-    parser.add_argument("--wait", action="store_true", help="one replica; every write confirmed with WAIT 1")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--wait", action="store_true", help="one replica; every write confirmed with WAIT 1")
+    modes.add_argument("--sentinel", action="store_true",
+                       help="a Sentinel-monitored primary and one replica, clients through Sentinel, WAIT 1")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.clients.split(",")]
-    replicas = 1 if args.wait else 0
+    replicas = 1 if args.wait or args.sentinel else 0
 
-    with tempfile.TemporaryDirectory() as tmp:
-        primary = RedisServer(Path(tmp), "primary").start()
-        replica = RedisServer(Path(tmp), "replica", replica_of=primary.port).start() if args.wait else None
-        try:
-            rows = [(n, {c: measure(primary.url, c, n, args.ops, replicas) for c in ("ledger record", "INCRBY")})
-                    for n in counts]
-        finally:
-            if replica:
-                replica.stop()
-            primary.stop()
+    with tempfile.TemporaryDirectory() as tmp, servers(Path(tmp), args.wait, args.sentinel) as (settings, where):
+        rows = [(n, {c: measure(settings, c, n, args.ops, replicas) for c in ("ledger record", "INCRBY")})
+                for n in counts]
 
-    print(f"token ledger vs INCRBY, {args.ops} operations per row, loopback redis-server"
-          + (" + 1 replica, WAIT 1 after every write" if args.wait else ""))
+    print(f"token ledger vs INCRBY, {args.ops} operations per row, {where}")
     print("ledger record = one Lua script booking on worker, master pool, Larry and system, op id recorded")
     print(f"{'clients':>8}{'contender':>16}{'ops/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'INCRBY/ledger':>15}")
     for n, figures in rows:

@@ -3,13 +3,15 @@
 Regions, top to bottom: the title with current and elapsed time against the window the run
 has (the plan's execution window at ``--speed``, plus the allowance), the Redis connection and
 the barrier; LARRY STATUS (per Larry: status, progress bar, tasks, active workers, tokens,
-findings); ACTIVE TASKS (tasks in progress and who holds them, orphaned ones flagged);
-RECENT EVENTS (newest first); a footer.
+findings); OPEN ESCALATIONS (id, from, severity, issue, recommendation), only while some
+wait for an operator; ACTIVE TASKS (tasks in progress and who holds them, orphaned ones
+flagged); RECENT EVENTS (newest first); a footer.
 
 Event-driven: the dashboard reads the whole state once, then follows the event stream with
 :class:`runtime.coordination.events.EventListener` (``XREAD BLOCK``) and re-reads only what an event
 names: the Larry of a ``larry``/``task_id``/``worker`` field, the barriers on
-``barrier_*``, the reserve pool on ``token_reserve_deployed``; at most every
+``barrier_*``, the reserve pool on ``token_reserve_deployed``, the escalations on
+``escalation_raised`` and ``escalation_decided``; at most every
 :data:`MIN_READ_INTERVAL` s however fast events come. Heartbeats emit no events, so the
 worker list alone is re-read every :data:`WORKERS_EVERY` s. The screen is a
 :class:`rich.live.Live` on a :class:`rich.layout.Layout` whose regions keep their size:
@@ -46,6 +48,7 @@ from plan.model import StackConfig
 from plan.statuses import TaskStatus
 from plan.taskgraph import TaskGraph
 from runtime.cli import UsageError, add_run_arguments, add_speed_argument, interrupt_on_sigterm, open_run
+from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import Event, EventListener, parse_entry
 from runtime.coordination.keys import Keyspace
 from runtime.reporting.run_text import barrier_text, findings_items, status_text, tokens_text
@@ -70,6 +73,8 @@ TICK = 1.0
 #: The dashboard's client gives up a command after this long, so an outage shows at once.
 RETRY_SECONDS = 1.0
 BACKOFF = (0.25, 4.0)
+#: Open escalations shown at most; past that the last line says how many more wait.
+ESCALATION_ROWS = 5
 #: Seed 002: Purple = Larry-01, Red = Larry-02, Green = Larry-03; then on.
 LARRY_COLORS = ("magenta", "red", "green", "cyan", "yellow", "blue", "bright_magenta", "bright_green")
 ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
@@ -110,6 +115,8 @@ class Dashboard:
         self.workers: list[dict] = []
         self.pool: dict = {}
         self.barriers: list[dict] = []
+        self.escalations = Escalations(r, ks)
+        self.open_escalations: list[dict] = []
         self.events: deque[Event] = deque(maxlen=events)
         self.listener: EventListener | None = None
         self.conn = Connection(since=clock())
@@ -129,7 +136,7 @@ class Dashboard:
             self.listener = EventListener(self.r, self.ks, "$")
             recent = self.r.xrevrange(self.ks.stream, max=self.listener.last_id, count=self.events.maxlen)
             self.events.extend(e for e in (parse_entry(i, f) for i, f in recent) if e is not None)
-        self.dirty = {*self.ids, "workers", "pool", "barriers"}
+        self.dirty = {*self.ids, "workers", "pool", "barriers", "escalations"}
         self._read()
 
     def connect(self) -> None:
@@ -152,11 +159,14 @@ class Dashboard:
             self.pool = read_pool(self.r, self.ks, self.cfg)
         if "barriers" in self.dirty:
             self.barriers = read_barriers(self.r, self.ks, self.ids)
+        if "escalations" in self.dirty:
+            self.open_escalations = [e for e in self.escalations.all() if e["status"] == "open"]
         self.dirty = set()
         self._last_read = time.monotonic()
 
     def affected(self, event: Event) -> set[str]:
-        """What ``event`` may have changed: Larry ids, ``workers``, ``pool``, ``barriers``."""
+        """What ``event`` may have changed: Larry ids, ``workers``, ``pool``, ``barriers``,
+        ``escalations``."""
         data, tags = event.data, set()
         for candidate in (data.get("larry"), self.task_larry.get(str(data.get("task_id"))),
                           str(data.get("from") or "").split("/")[0]):
@@ -168,6 +178,8 @@ class Dashboard:
             tags.add("barriers")
         if event.name == "token_reserve_deployed":
             tags.add("pool")
+        if event.name in ("escalation_raised", "escalation_decided"):
+            tags.add("escalations")
         return tags
 
     # ---- the loop
@@ -388,6 +400,34 @@ def active_tasks(dash: Dashboard, limit: int) -> Table:
     return table
 
 
+SEVERITY_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow"}
+
+
+def escalations_size(dash: Dashboard) -> int:
+    """Height of the OPEN ESCALATIONS region: its borders and one line per escalation (at most
+    :data:`ESCALATION_ROWS`); 0 when none is open, the region is then left out."""
+    rows = min(len(dash.open_escalations), ESCALATION_ROWS)
+    return rows + 2 if rows else 0
+
+
+def open_escalations(dash: Dashboard, limit: int) -> Table:
+    """One line per escalation waiting for an operator: id, from, severity, issue, recommendation."""
+    table = Table(box=None, expand=True, padding=(0, 1), show_header=False)
+    table.add_column("id", no_wrap=True, style="bold")
+    table.add_column("from", no_wrap=True, max_width=32, overflow="ellipsis")
+    table.add_column("severity", no_wrap=True)
+    table.add_column("issue", ratio=1, no_wrap=True, overflow="ellipsis")
+    table.add_column("recommendation", ratio=1, no_wrap=True, overflow="ellipsis")
+    shown, more = clip(dash.open_escalations, limit)
+    for e in shown:
+        table.add_row(e["id"], Text(short_owner(e["from"]), style=color_of(dash, e.get("larry"))),
+                      Text(e["severity"], style=SEVERITY_STYLES.get(e["severity"], "")), e["issue"],
+                      f"→ {e['recommendation']}")
+    if more:
+        table.add_row("", "", "", Text(f"… and {more} more (larry escalations)", style="dim"))
+    return table
+
+
 def recent_events(dash: Dashboard, limit: int) -> Table:
     table = Table(box=None, expand=True, padding=(0, 1), show_header=False)
     table.add_column("time", no_wrap=True, style="dim")
@@ -415,7 +455,9 @@ def event_detail(event: Event) -> str:
     """The seed's second line: ``35% - 3/8 workers completed`` for progress; the task and the
     worker for task events; the other fields as ``name=value``."""
     sender = str(event.sender or "")
-    data = {k: v for k, v in event.data.items() if k not in ("event", "from", "timestamp", "token") and v != sender}
+    # an escalation's options are the seed's, the same in every one: its OPEN ESCALATIONS row has the rest
+    data = {k: v for k, v in event.data.items()
+            if k not in ("event", "from", "timestamp", "token", "options") and v != sender}
     parts = []
     if "progress" in data:
         parts.append(f"{data.pop('progress')}%")
@@ -443,12 +485,20 @@ def layout(dash: Dashboard, sizes: tuple[int, int] | None = None) -> Layout:
         return Layout(panel, name=name, size=size, ratio=ratio, minimum_size=3)
 
     tasks_size, events_size = sizes or (None, None)
+    # what waits for an operator comes right after the Larrys, and only takes room while it waits
+    escalations = [] if not escalations_size(dash) else [Layout(
+        Panel(Fit(lambda n, _width: open_escalations(dash, n), 0), box=box.HEAVY_HEAD, border_style="red",
+              title=Text(f"OPEN ESCALATIONS ({len(dash.open_escalations)})", style="bold red"), title_align="left",
+              subtitle=Text("larry approve ID [--tokens N] | larry deny ID --reason ...", style="dim"),
+              subtitle_align="left"),
+        name="escalations", size=escalations_size(dash))]
 
     root = Layout(name="root")
     root.split_column(
         Layout(header(dash), name="header", size=4),
         Layout(Panel(Fit(lambda _rows, width: larry_table(dash, width), 0), title=Text("LARRY STATUS", style="bold"), title_align="left",
                      box=box.HEAVY_HEAD), name="larrys", size=larry_rows(dash) + 2),
+        *escalations,
         section("ACTIVE TASKS", Fit(lambda n, _width: active_tasks(dash, n)), tasks_size, 1),
         section("RECENT EVENTS", Fit(lambda n, _width: recent_events(dash, n), overhead=0), events_size, 1),
         Layout(footer(dash), name="footer", size=1),
@@ -461,7 +511,8 @@ def print_frame(dash: Dashboard, console: Console) -> None:
     # panel borders, plus the tasks table's header; the events table has none
     tasks = 3 + max(1, len(task_rows(dash)))
     events = 2 + max(1, len(dash.events))
-    console.print(layout(dash, (tasks, events)), height=4 + larry_rows(dash) + 2 + tasks + events + 1)
+    console.print(layout(dash, (tasks, events)),
+                  height=4 + larry_rows(dash) + 2 + escalations_size(dash) + tasks + events + 1)
 
 
 # --------------------------------------------------------------------------- the command

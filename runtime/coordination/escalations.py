@@ -10,7 +10,8 @@ lower-priority tasks, reduce workers, extend the timeline, escalate to a human),
 recommendation, status (open | approving, until the tokens are granted | approved | denied),
 raised_at; once decided: decided_by,
 decided_at, and tokens (approved) or reason (denied). Raising and deciding each emit an event
-on the alerts (escalation) channel: ``escalation_raised``, ``escalation_decided``.
+on the alerts (escalation) channel: ``escalation_raised`` (from the spender), ``escalation_decided``
+(from the operator who decided).
 
 Guarantees: one escalation per blocked charge (raising is idempotent by the caller's key, in
 one script); an escalation is decided once (a second decision answers what the first was and
@@ -39,46 +40,46 @@ OPTIONS = ("deploy the emergency reserve", "defer lower-priority tasks", "reduce
            "extend the timeline within the execution window", "escalate to a human operator")
 
 _RAISE = r"""
--- KEYS[1] dedupe key, [2] sequence, [3] index; ARGV[1] escalation key prefix, [2] options
--- JSON, [3..] field, value pairs
+-- KEYS[1] dedupe key, [2] sequence, [3] index; ARGV[1] the spender (the event's sender), [2]
+-- escalation key prefix, [3] options JSON, [4..] field, value pairs
 local known = redis.call('GET', KEYS[1])
 if known then return {'known', known} end
 local id = 'esc-' .. redis.call('INCR', KEYS[2])
-local key = ARGV[1] .. id
-local fields = {id=id, status='open', raised_at=now(), options=ARGV[2]}
-for i = 3, #ARGV, 2 do fields[ARGV[i]] = ARGV[i + 1] end
+local key = ARGV[2] .. id
+local fields = {id=id, status='open', raised_at=now(), options=ARGV[3]}
+for i = 4, #ARGV, 2 do fields[ARGV[i]] = ARGV[i + 1] end
 for name, value in pairs(fields) do redis.call('HSET', key, name, value) end
 redis.call('SET', KEYS[1], id)
 redis.call('RPUSH', KEYS[3], id)
-fields.event, fields.options, fields.raised_at = 'escalation_raised', cjson.decode(ARGV[2]), nil
+fields.event, fields.options, fields.raised_at = 'escalation_raised', cjson.decode(ARGV[3]), nil
 emit(true, fields)
 return {'raised', id}
 """
 
 _DECIDE = r"""
--- KEYS[1] the escalation; ARGV[1] approving | denied, [2] by, [3] tokens or reason
+-- KEYS[1] the escalation; ARGV[1] by (the event's sender), [2] approving | denied, [3] tokens or reason
 -- An approval is 'approving' until its tokens are granted in the ledger (FINISH makes it
 -- 'approved'), so a spender never resumes before the tokens are there.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'unknown', ''} end
 if status ~= 'open' then return {'decided', status} end
-local detail = ARGV[1] == 'approving' and 'tokens' or 'reason'
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'decided_by', ARGV[2], 'decided_at', now(), detail, ARGV[3])
-if ARGV[1] == 'denied' then
-  emit(true, {event='escalation_decided', id=redis.call('HGET', KEYS[1], 'id'), status='denied', ['from']=ARGV[2],
+local detail = ARGV[2] == 'approving' and 'tokens' or 'reason'
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'decided_by', ARGV[1], 'decided_at', now(), detail, ARGV[3])
+if ARGV[2] == 'denied' then
+  emit(true, {event='escalation_decided', id=redis.call('HGET', KEYS[1], 'id'), status='denied',
               larry=redis.call('HGET', KEYS[1], 'larry'), spender=redis.call('HGET', KEYS[1], 'from'),
               task=redis.call('HGET', KEYS[1], 'task'), reason=ARGV[3]})
 end
-return {ARGV[1], ''}
+return {ARGV[2], ''}
 """
 
 _FINISH_APPROVAL = r"""
--- KEYS[1] the escalation, its tokens granted
+-- KEYS[1] the escalation, its tokens granted; ARGV[1] who approved it (the event's sender)
 if redis.call('HGET', KEYS[1], 'status') ~= 'approving' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'approved')
-local e = redis.call('HMGET', KEYS[1], 'id', 'decided_by', 'larry', 'from', 'task', 'tokens')
-emit(true, {event='escalation_decided', id=e[1], status='approved', ['from']=e[2], larry=e[3], spender=e[4],
-            task=e[5], tokens=e[6]})
+local e = redis.call('HMGET', KEYS[1], 'id', 'larry', 'from', 'task', 'tokens')
+emit(true, {event='escalation_decided', id=e[1], status='approved', larry=e[2], spender=e[3], task=e[4],
+            tokens=e[5]})
 return 1
 """
 
@@ -128,7 +129,7 @@ class Escalations:
         """The escalation's id: a new one, or the one already raised for ``dedupe``."""
         values = {"from": sender, "larry": larry, "account": account, "task": task, "issue": issue,
                   "severity": severity, "recommendation": recommendation, "tokens_short": str(tokens_short)}
-        args = [self.ks.escalation(""), json.dumps(OPTIONS)] + [x for pair in values.items() for x in pair]
+        args = [sender, self.ks.escalation(""), json.dumps(OPTIONS)] + [x for pair in values.items() for x in pair]
         _, escalation_id = self._raise(keys=[self.ks.escalation_key(dedupe), self.ks.escalation_seq,
                                              self.ks.escalations], args=args)
         return escalation_id
@@ -148,16 +149,16 @@ class Escalations:
         """Approve, and grant ``tokens`` on the escalation's account and every account above it.
         Repeated after a lost reply, the grant is made once (op id ``approval:{id}``)."""
         key = self.ks.escalation(escalation_id)
-        decision = Decision(*self._decide(keys=[key], args=["approving", by, str(int(tokens))]))
+        decision = Decision(*self._decide(keys=[key], args=[by, "approving", str(int(tokens))]))
         if decision.status == "approving" or decision.detail in ("approving", "approved"):
             # This call's approval, or one that stopped before its grant: granted once (op id),
             # then the spender is told.
             escalation = self.get(escalation_id)
             ledger.grant(f"approval:{escalation_id}", escalation["account"], int(escalation["tokens"]),
                          who=escalation["decided_by"])
-            self._finish_approval(keys=[key])
+            self._finish_approval(keys=[key], args=[escalation["decided_by"]])
             return Decision("approved", "")
         return decision
 
     def deny(self, escalation_id: str, reason: str, *, by: str) -> Decision:
-        return Decision(*self._decide(keys=[self.ks.escalation(escalation_id)], args=["denied", by, reason]))
+        return Decision(*self._decide(keys=[self.ks.escalation(escalation_id)], args=[by, "denied", reason]))

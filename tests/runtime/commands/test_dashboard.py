@@ -19,8 +19,10 @@ from rich.console import Console
 from runtime.cli import main as larry
 from runtime.commands.dashboard import RETRY_SECONDS, Dashboard, layout, print_frame, task_rows
 from runtime.coordination.connection import RedisSettings, connect
+from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import EventLog
 from runtime.coordination.keys import Keyspace
+from runtime.coordination.ledger import Ledger
 from runtime.coordination.phases import PhaseTracker
 from runtime.coordination.registry import WorkerRegistry
 from runtime.support.timing import Timing
@@ -147,6 +149,52 @@ def test_once_with_unreachable_redis_is_one_line_exit_2(ks, capsys):
     assert larry(argv) == 2
     err = capsys.readouterr().err
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in err and err.count("\n") == 1
+
+
+def escalations_region(text: str) -> list[str]:
+    """The lines of the OPEN ESCALATIONS region ([] when the frame has none)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if "OPEN ESCALATIONS" in line), None)
+    if start is None:
+        return []
+    end = next(i for i, line in enumerate(lines) if "ACTIVE TASKS" in line)
+    return lines[start:end]
+
+
+def test_open_escalations_show_until_an_operator_decides(r, ks):
+    """Raised and decided through the real API; the dashboard follows the escalation events
+    and reads them again from Redis: each open one shows, a decided one goes."""
+    build_run(r, ks)
+    dash = Dashboard(DEV, ks, r, events=5)
+    dash.connect()
+    assert escalations_region(frame(dash)) == [], "the region takes room only while escalations are open"
+    escalations = Escalations(r, ks)
+    for n, (task, severity) in enumerate((("scan-core-namespaces", "critical"), ("scan-platform-namespaces", "high"))):
+        escalations.raise_(f"k{n}", sender=f"larry-02/scan-worker-0{n + 1}/77-ab12", larry="larry-02",
+                           account="larry-02", task=task, issue=f"larry-02 is {n + 1}0 tokens past its limit",
+                           severity=severity, recommendation=f"approve 51{n} tokens for {task}", tokens_short=510 + n)
+    step_until(dash, lambda: len(escalations_region(frame(dash))) == 4)  # title, two rows, bottom border
+    title, first, second, _ = escalations_region(frame(dash))
+    assert "options=" not in frame(dash), "the seed's options, the same in every escalation, are left out of the events"
+    assert "OPEN ESCALATIONS (2)" in title
+    for row, values in ((first, ("esc-1", "larry-02/scan-worker-01", "critical", "larry-02 is 10 tokens past",
+                                 "approve 510 tokens")),
+                        (second, ("esc-2", "larry-02/scan-worker-02", "high", "larry-02 is 20 tokens past",
+                                  "approve 511 tokens"))):
+        assert all(value in row for value in values), row
+    console = Console(record=True, width=120, file=open(os.devnull, "w"))
+    print_frame(dash, console)  # what --once prints makes room for the region too
+    printed = console.export_text()
+    assert len(escalations_region(printed)) == 4 and "Press Ctrl+C" in printed.splitlines()[-1]
+    escalations.deny("esc-2", "not this quarter", by="ops")
+    step_until(dash, lambda: "OPEN ESCALATIONS (1)" in frame(dash))
+    region = escalations_region(frame(dash))
+    assert any("esc-1" in line for line in region) and not any("esc-2" in line for line in region)
+    assert escalations.approve("esc-1", Ledger.for_plan(r, ks, DEV), 510, by="ops").status == "approved"
+    step_until(dash, lambda: not escalations_region(frame(dash)))
+    text = frame(dash)  # the events name who raised (the spender's Larry) and who decided
+    assert "[larry-02]" in line_of(text, "escalation_raised") and "[ops]" in line_of(text, "escalation_decided")
+    assert sum("escalation_decided" in line and "[ops]" in line for line in text.splitlines()) == 2
 
 
 def test_print_frame_fits_its_content(r, ks):
