@@ -297,6 +297,8 @@ class StackConfig:
 SYSTEM_ACCOUNT = "system"
 #: Account kinds that lend to their children and may borrow from the emergency reserve.
 POOL_KINDS = frozenset({"larry", "pool", "meta-pool"})
+#: The kinds of the accounts of one Larry's budget, its own first.
+LARRY_ACCOUNT_KINDS = ("larry", "personal", "pool", "worker")
 
 
 @dataclass(frozen=True)

@@ -7,5 +7,7 @@
                started, read, and stopped with everything it started
 ``simulated``  the built-in simulated payload (``larry simulate``) that plays the
                seeds' workers without an AI agent
+``master``     the built-in master, played by its Larry's coordinator: reviews its
+               workers' tasks on its personal budget, releases its finished pool
 =============  =================================================================
 """

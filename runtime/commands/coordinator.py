@@ -14,7 +14,9 @@
    every heartbeat interval looks after its workers: a worker silent past the grace is
    reaped (``worker_dead``) and its orphaned tasks are put back to ``pending``
    (``task_requeued``). It raises the phase's progress (``progress_update``) as tasks
-   complete, and pauses / resumes the workers a ``critical_cve`` alert names.
+   complete, and pauses / resumes the workers a ``critical_cve`` alert names. It plays its
+   Larry's masters (:mod:`runtime.agent.master`): each reviews its workers' finished tasks on
+   its personal budget and hands its pool's unused tokens back to the Larry when its work is over.
 4. Ends the phase: ``completed`` when every task completed; ``failed`` as soon as every
    task has either finished or can never run (a dependency failed for good, its worker
    gave up), or when the phase deadline passes (``deadlineMinutes * 60 / speed`` plus the
@@ -47,6 +49,7 @@ from plan.exits import ExitCode
 from plan.model import Larry, StackConfig, larry_of_account
 from plan.statuses import RUNNING, TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
+from runtime.agent.master import BuiltInMaster
 from runtime.cli import UsageError, add_process_arguments, interrupt_on_sigterm, larry_of, load_plan, open_redis
 from runtime.coordination.barrier import Barrier, BarrierTimeout
 from runtime.coordination.events import EventListener, EventLog
@@ -122,6 +125,7 @@ class Coordinator:
         self.history = History(larry, ks)
         self.graph = TaskGraph(cfg)
         self.own = [t.id for t in larry.tasks]
+        self.masters = [BuiltInMaster(self.ledger, larry, m) for m in larry.masters]
         self._alive_at = time.monotonic()
         self._converging = False
         self._requeued_seen = 0
@@ -153,6 +157,7 @@ class Coordinator:
             status, message = outcome
             (self.phase.complete if status == PhaseStatus.COMPLETED else self.phase.fail)(message)
             self.log(f"phase {status}: {message}")
+        self.tend_masters(self._statuses()[0], phase_ended=True)
         self.update_metrics()
         self.converge()
         return self.report
@@ -184,6 +189,7 @@ class Coordinator:
                 statuses, workers = self._statuses()
                 if tick:
                     self.requeue_orphans(workers)
+                self.tend_masters(statuses)
                 progress = self._raise_progress(statuses, progress)
                 outcome = self.outcome(deadline, statuses, workers)
                 if outcome:
@@ -250,6 +256,11 @@ class Coordinator:
             for task in worker.tasks:
                 if self.board.requeue(self.larry.id, task.id, worker.name):
                     self.log(f"re-queued {task.id} of dead worker {worker.name}")
+
+    def tend_masters(self, statuses: dict, *, phase_ended: bool = False) -> None:
+        for master in self.masters:
+            for line in master.tend(statuses, phase_ended=phase_ended):
+                self.log(line)
 
     def apply_pauses(self) -> None:
         requests, self.history.pause_requests = self.history.pause_requests, {}
@@ -325,6 +336,6 @@ class Coordinator:
         return build_report(
             self.cfg, self.larry, phase=self.phase.snapshot(), statuses=statuses,
             results={t: self.board.result(t) for t in self.own}, ledger=self.ledger.snapshot(self.larry.id),
-            workers=workers, history=self.history, speed=self.timing.speed,
+            accounts=self.ledger.accounts_of(self.larry.id), workers=workers, history=self.history, speed=self.timing.speed,
             planned_seconds=self.timing.scaled(self.larry.deadline_minutes),
             results_dir=results_dir(self.coordination_dir, self.larry.id))

@@ -67,6 +67,7 @@ from plan.model import (
     StackConfig,
     account_path,
     budget_accounts,
+    larry_of_account,
     meta_account,
 )
 from runtime.coordination.connection import Durability, require_text, run_script
@@ -394,6 +395,19 @@ class Ledger:
 
     def snapshot(self, account: str) -> dict:
         return snapshot(self.r, self.ks, account)
+
+    def accounts_of(self, larry: str) -> list[dict]:
+        """Every account of ``larry``'s budget (its own, its masters' personal and pools, its
+        workers'), in plan order: name, kind and stored figures (:data:`FIELDS`)."""
+        names = [n for n in self.accounts if larry_of_account(self.accounts, n) == larry]
+        pipe = self.r.pipeline(transaction=True)
+        for name in names:
+            pipe.hmget(self.ks.token_account(name), FIELDS)
+        rows = []
+        for name, raw in zip(names, pipe.execute()):
+            f = {k: int(v or 0) for k, v in zip(FIELDS, raw)}
+            rows.append({"account": name, "kind": self.accounts[name].kind, **f})
+        return rows
 
     def tightest(self, account: str) -> tuple[str, int]:
         """The account of ``account``'s path with the least room, and that room: what a charge

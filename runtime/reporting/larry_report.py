@@ -17,7 +17,7 @@ from plan.taskgraph import TaskGraph
 from runtime.agent.protocol import count_of, normalise_findings
 from runtime.reporting.history import History
 from runtime.reporting.results import read_result
-from runtime.reporting.schema import SCHEMA_VERSION, aggregate_findings
+from runtime.reporting.schema import ACCOUNT_FIGURES, SCHEMA_VERSION, aggregate_findings
 from runtime.reporting.validation import validate
 from runtime.support.timestamps import parse
 
@@ -27,10 +27,12 @@ def _seconds_between(start: str, end: str) -> float:
 
 
 def build_report(cfg: StackConfig, larry: Larry, *, phase: dict, statuses: dict, results: dict,
-                 ledger: dict, workers: dict, history: History, speed: float, planned_seconds: float,
+                 ledger: dict, accounts: list[dict], workers: dict, history: History, speed: float,
+                 planned_seconds: float,
                  results_dir: Path) -> dict:
     """The validated-shape report. ``statuses``: every task of the stack -> status;
-    ``results``: own task -> TaskBoard.result; ``workers``: own worker -> registry status."""
+    ``results``: own task -> TaskBoard.result; ``accounts``: Ledger.accounts_of(larry);
+    ``workers``: own worker -> registry status."""
     doomed = TaskGraph(cfg).doomed(statuses)
     tasks = []
     for worker in larry.workers:
@@ -46,6 +48,8 @@ def build_report(cfg: StackConfig, larry: Larry, *, phase: dict, statuses: dict,
         "tasks": tasks,
         "tokens": {"limit": ledger["limit"], "reserved": ledger["reserved"], "committed": ledger["committed"],
                    "emergency_drawn": ledger["emergency"]},
+        "accounts": [{"account": a["account"], "kind": a["kind"], **{k: a[k] for k in ACCOUNT_FIGURES}}
+                     for a in accounts],
         "findings": aggregate_findings(t["findings"] for t in tasks),
         "validation": [],
         "workers": {w.name: {"node": w.node, "status": workers.get(w.name) or "never started",

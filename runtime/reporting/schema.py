@@ -14,6 +14,8 @@ Schema version 1::
                 "started_at": ISO-8601 | null, "completed_at": ISO-8601 | null,
                 "findings": FINDINGS, "detail": str (optional: why it failed / is pending)}],
      "tokens": {"limit", "reserved", "committed", "emergency_drawn"},   # the ledger's figures
+     "accounts": [{"account", "kind": "larry" | "personal" | "pool" | "worker",
+                   "limit", "granted", "released", "reserved", "committed": int}],
      "findings": FINDINGS,               # == aggregate_findings(task findings)
      "validation": [{"check": str, "passed": bool, "detail": str}],
      "workers": {name: {"node": str, "status": str, "restarts": int}},
@@ -24,7 +26,10 @@ Schema version 1::
                 "prs_created": int, "assets_discovered": int, "coverage_delta": number}
 
 ``tokens.committed`` is everything the Larry committed, including what it drew from the
-emergency reserve (``emergency_drawn`` says how much of it that was). Timestamps are
+emergency reserve (``emergency_drawn`` says how much of it that was). ``accounts`` are the
+ledger's figures of every account of the Larry's budget, the Larry's own first: ``granted``
+is what was lent or approved beyond the plan's limit, ``released`` what a finished pool
+handed back (:mod:`runtime.coordination.ledger`). Timestamps are
 ISO 8601 with a time zone; written in :mod:`runtime.support.timestamps`' form
 (``2026-11-30T14:13:55.123Z``), read by its parser. Unknown fields are rejected so a typo
 cannot silently drop data.
@@ -41,6 +46,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from plan.model import LARRY_ACCOUNT_KINDS
 from plan.statuses import PhaseStatus, TaskStatus
 from runtime.agent.protocol import SEVERITIES
 from runtime.support import timestamps
@@ -257,6 +263,9 @@ _FLAG = _Check("true or false", lambda v: isinstance(v, bool))
 _ID = _Check("a lowercase DNS label (the Larry id)", lambda v: isinstance(v, str) and bool(_LABEL.fullmatch(v)))
 _TIMESTAMP = _Check("an ISO 8601 timestamp with a time zone", _is_timestamp)
 
+#: What a report shows of each account of the Larry's budget.
+ACCOUNT_FIGURES = ("limit", "granted", "released", "reserved", "committed")
+
 _FINDINGS = _Record({
     "cves": _Record({s: _COUNT for s in SEVERITIES}),
     "prs_created": _COUNT,
@@ -276,6 +285,8 @@ _REPORT = _Record({
     "started_at": _TIMESTAMP, "completed_at": _TIMESTAMP, "duration_seconds": _SECONDS,
     "tasks": _List(_TASK),
     "tokens": _Record({k: _COUNT for k in ("limit", "reserved", "committed", "emergency_drawn")}),
+    "accounts": _List(_Record({"account": _TEXT, "kind": _one_of(LARRY_ACCOUNT_KINDS),
+                               **{k: _COUNT for k in ACCOUNT_FIGURES}})),
     "findings": _FINDINGS,
     "validation": _List(_Record({"check": _TEXT, "passed": _FLAG, "detail": _STRING})),
     "workers": _Map(_Record({"node": _TEXT, "status": _TEXT, "restarts": _COUNT})),

@@ -445,8 +445,33 @@ def _tokens(run: _Run) -> list[str]:
               f"{budget.meta.total_tokens:,} including the {reserve:,}-token emergency reserve).",
               f"Emergency reserve drawn: {drawn:,} of {reserve:,} ({_pct(utilisation(drawn, reserve))}).",
               "The meta-coordinator's own orchestration tokens are not metered in the per-Larry reports "
-              "and are not included above."]
-    return lines
+              "and are not included above.", ""]
+    return lines + _levels(run)
+
+
+#: The levels of a Larry's budget as the summary names them.
+LEVELS = {"larry": "Larrys", "personal": "Masters' personal", "pool": "Masters' worker pools", "worker": "Workers"}
+
+
+def _levels(run: _Run) -> list[str]:
+    """Utilisation at every level of the Larrys' budgets, from the accounts in the reports."""
+    rows = []
+    for kind, label in LEVELS.items():
+        accounts = [a for r in run.reports for a in r["accounts"] if a["kind"] == kind]
+        if not accounts:
+            continue
+        limit, committed = sum(a["limit"] for a in accounts), sum(a["committed"] for a in accounts)
+        fullest = max(accounts, key=lambda a: utilisation(a["committed"], a["limit"]))
+        rows.append((label, len(accounts), f"{limit:,}", f"{sum(a['granted'] for a in accounts):,}",
+                     f"{sum(a['released'] for a in accounts):,}", f"{committed:,}", _pct(utilisation(committed, limit)),
+                     f"{fullest['account']} {_pct(utilisation(fullest['committed'], fullest['limit']))}"))
+    released = sum(a["released"] for r in run.reports for a in r["accounts"])
+    return ["By level (every account of the Larrys' budgets; utilisation against the plan's limits):", ""] + \
+        _table(["Level", "Accounts", "Limit", "Lent or granted", "Released", "Committed", "Utilisation",
+                "Fullest account"], rows) + \
+        ["", f"Masters whose work was over returned {released:,} unused pool tokens to their Larrys, which lend "
+             "them to the masters still working before the emergency reserve (\"Lent or granted\" counts both, "
+             "and what an operator approved)."]
 
 
 def _lessons(run: _Run) -> list[str]:

@@ -21,17 +21,19 @@ from pathlib import Path
 import pytest
 
 from plan.loader import load_stack
+from plan.model import master_account
 from runtime import cli
+from runtime.agent.master import BuiltInMaster, review_tokens
 from runtime.commands.converge import fetch_missing_reports
 from runtime.commands.run import larry_command
 from runtime.coordination.connection import RedisSettings, connect
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import CONVERGENCE_BARRIER, Keyspace
-from runtime.coordination.ledger import snapshot
+from runtime.coordination.ledger import figures, snapshot
 from runtime.coordination.tasks import TaskBoard
 from runtime.reporting.results import read_result, results_dir
 from runtime.reporting.schema import ReportError, load_larry_report, report_path
-from runtime.reporting.summary import converge
+from runtime.reporting.summary import LEVELS, converge
 from tests.runtime.reporting.test_summary import moto_server, s3  # noqa: F401 - fixtures
 from tests.support.project import ROOT  # noqa: E402
 from tests.support.redis_servers import RedisServer
@@ -236,6 +238,37 @@ def test_dev_summary_has_nine_sections_and_the_ledgers_token_figures(dev_run):
     assert int(system.group(1).replace(",", "")) == total
 
 
+def test_dev_masters_charge_their_personal_accounts_and_return_their_pools(dev_run):
+    """The built-in masters review every task of their workers on their personal budgets and,
+    their work over, hand the pools' unused tokens back; the summary shows every level."""
+    tokens, reports = section(summary_of(dev_run.out), "Token Budget Utilization"), {}
+    for larry in DEV.larrys:
+        reports[larry.id] = accounts = {a["account"]: a for a in dev_run.report(larry.id)["accounts"]}
+        reviewed = []
+        for master in larry.masters:
+            tasks = BuiltInMaster(None, larry, master).tasks
+            reviewed += tasks
+            personal = figures(dev_run.r, dev_run.ks, master_account(larry.id, master.name, "personal"))
+            assert personal["committed"] == sum(review_tokens(master, t, len(tasks)) for t in tasks) > 0
+            # Seed 001's workers draw on their Larry, not on a master's pool: each pool goes back whole.
+            pool = figures(dev_run.r, dev_run.ks, master_account(larry.id, master.name, "pool"))
+            assert pool["committed"] == 0 and pool["released"] == pool["limit"] == master.worker_pool_tokens
+            assert accounts[master_account(larry.id, master.name, "pool")]["released"] == pool["released"]
+        assert sorted(reviewed) == sorted(t.id for t in larry.tasks), "every task reviewed by one master"
+        own = figures(dev_run.r, dev_run.ks, larry.id)
+        assert own["returned"] == sum(figures(dev_run.r, dev_run.ks, master_account(larry.id, m.name, "pool"))
+                                      ["released"] for m in larry.masters)
+        assert accounts[larry.id]["committed"] == own["committed"]
+    for kind, label in LEVELS.items():
+        row = re.search(rf"^\| {re.escape(label)} \| (\d+) \| ([\d,]+) \| [\d,]+ \| ([\d,]+) \| ([\d,]+) \|",
+                        tokens, re.M)
+        assert row, f"no {label} row in the summary's levels"
+        accounts = [a for r in reports.values() for a in r.values() if a["kind"] == kind]
+        assert [int(g.replace(",", "")) for g in row.groups()] == [
+            len(accounts), sum(a["limit"] for a in accounts), sum(a["released"] for a in accounts),
+            sum(a["committed"] for a in accounts)]
+
+
 def metric(text: str, name: str, **labels) -> float:
     """The sum of ``name``'s samples whose labels include ``labels`` (Prometheus text format)."""
     wanted = {f'{k}="{v}"' for k, v in labels.items()}
@@ -278,6 +311,9 @@ def test_cortex_run_completes_with_its_private_redis_and_archives_to_s3(tmp_path
         assert report["status"] == "completed"
         assert [t["status"] for t in report["tasks"]] == ["completed"] * len(larry.tasks)
         assert all(check["passed"] for check in report["validation"])
+        for account in report["accounts"]:
+            if account["kind"] in ("personal", "pool"):
+                assert account["committed"] > 0, f"master account {account['account']} was never charged"
     summary = summary_of(out)
     assert len(sections(summary)) == len(cortex.larrys) + 6
     [archive] = (tmp_path / "archives").iterdir()

@@ -33,6 +33,8 @@ def report() -> dict:
             "planned_seconds": 150.0, "speed": 600.0, "started_at": "2026-11-30T14:00:00.000Z",
             "completed_at": "2026-11-30T14:00:02.000+00:00", "duration_seconds": 2.0, "tasks": tasks,
             "tokens": {"limit": 100, "reserved": 0, "committed": 10, "emergency_drawn": 0},
+            "accounts": [{"account": "larry-02", "kind": "larry", "limit": 100, "granted": 0, "released": 0,
+                          "reserved": 0, "committed": 10}],
             "findings": aggregate_findings(t["findings"] for t in tasks),
             "validation": [{"check": "All plan tasks completed", "passed": False, "detail": "1/2 completed"}],
             "workers": {"scan-worker": {"node": "n1", "status": "completed", "restarts": 0}},

@@ -20,7 +20,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from plan.loader import load_plan_document, load_stack
-from plan.model import utilisation
+from plan.model import account_path, budget_accounts, larry_of_account, master_account, utilisation, worker_account
 from runtime.reporting.schema import (
     ReportError,
     aggregate_findings,
@@ -80,11 +80,27 @@ def make_reports(cfg, speed: float = SPEED) -> dict[str, dict]:
             "tokens": {"limit": larry.token_budget, "reserved": 0,
                        "committed": sum(t["tokens"] for t in own) + 1500 * len(larry.masters),
                        "emergency_drawn": 0},
+            "accounts": accounts_of(cfg, larry, own),
             "findings": {},
             "validation": [{"check": "All tasks completed", "passed": True, "detail": f"{len(own)}/{len(own)}"}],
             "workers": {w.name: {"node": w.node, "status": "completed", "restarts": 0} for w in larry.workers},
             "requeued_tasks": [], "alerts": []})
     return reports
+
+
+def accounts_of(cfg, larry, tasks: list[dict]) -> list[dict]:
+    """The report's accounts, as the ledger would hold them after ``tasks`` and a 1,500-token
+    review by each master."""
+    spent = defaultdict(int)
+    for task in tasks:
+        for account in account_path(budget_accounts(cfg), worker_account(larry.id, task["worker"]))[:-1]:
+            spent[account.name] += task["tokens"]
+    for master in larry.masters:
+        for name in (master_account(larry.id, master.name, "personal"), larry.id):
+            spent[name] += 1500
+    return [{"account": a.name, "kind": a.kind, "limit": a.limit, "granted": 0, "released": 0, "reserved": 0,
+             "committed": spent[a.name]}
+            for a in budget_accounts(cfg).values() if larry_of_account(budget_accounts(cfg), a.name) == larry.id]
 
 
 def finalise(report: dict) -> dict:
