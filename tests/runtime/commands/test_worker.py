@@ -6,6 +6,7 @@ state is the real one. Payloads are `python -c` scripts speaking the line protoc
 """
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 import textwrap
@@ -19,7 +20,9 @@ from runtime import cli
 from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.leases import LeaseManager
+from runtime.reporting.history import History
 from runtime.reporting.results import results_dir
+from runtime.reporting.summary import escalation_outcomes
 from tests.runtime.commands.worker_rig import CORTEX, ROOT
 from tests.support.waiting import wait_for
 
@@ -377,6 +380,14 @@ def dry_pool(rig) -> str:
     return "audit-github-actions"
 
 
+def summary_lines(rig, larry: str) -> list[str]:
+    """The summary's escalation outcomes for ``larry``, from the run's real event stream as its
+    coordinator folds it into the report's alerts."""
+    history = History(CORTEX.larry(larry), rig.ks)
+    history.add(EventLog(rig.r, rig.ks).history())
+    return escalation_outcomes(history.alerts)
+
+
 def test_a_worker_past_its_masters_pool_and_the_reserve_is_paused_and_resumes_when_approved(rig, capsys):
     task = dry_pool(rig)
 
@@ -401,6 +412,8 @@ def test_a_worker_past_its_masters_pool_and_the_reserve_is_paused_and_resumes_wh
     capsys.readouterr()
     assert cli.main(escalation_args(rig, "escalations", "--json")) == 0
     assert json.loads(capsys.readouterr().out)[0]["status"] == "approved"
+    assert summary_lines(rig, "cicd") == [f"{escalation['id']} from cicd/analysis-worker-01 on {task} "
+                                          f"({escalation['issue']}): approved by ops, 1,000 tokens granted"]
 
 
 def test_a_denied_escalation_fails_the_task_with_the_reason(rig, capsys):
@@ -429,6 +442,9 @@ def test_a_denied_escalation_fails_the_task_with_the_reason(rig, capsys):
     capsys.readouterr()
     assert cli.main(escalation_args(rig, "escalations")) == 0
     assert "[denied]" in capsys.readouterr().out
+    outcomes = [line.rsplit("): ", 1)[1] for line in summary_lines(rig, "cicd")]
+    operator = getpass.getuser()  # --by's default
+    assert outcomes == [f"denied by {operator}: not worth it", f"denied by {operator}: pool spent"]
 
 
 def test_a_pool_already_dry_escalates_before_the_payload_starts(rig):
