@@ -18,12 +18,11 @@ from components import kube
 from components.pod_security import NAMESPACE_LABELS
 from plan import labels
 from plan.model import Larry, Redis
-from plan.pods import COORDINATOR_PORT
+from plan.pods import COORDINATOR_PORT, REDIS_AUTH_KEY, REDIS_AUTH_SECRET
 from plan.quantities import ResourceList, Resources, parse_memory
 
 #: The Secret, in every namespace that talks to Redis, holding the generated password.
-AUTH_SECRET = "redis-auth"
-AUTH_KEY = "password"
+AUTH_SECRET, AUTH_KEY = REDIS_AUTH_SECRET, REDIS_AUTH_KEY
 #: Quota headroom over the planned pods: a Job pod replaced after an eviction or node loss
 #: counts against the quota until its predecessor has finished terminating.
 QUOTA_HEADROOM = 0.25
