@@ -287,44 +287,32 @@ class _Cidr(_Scalar):
 
 
 @dataclass(frozen=True)
-class _Variables(_Kind):
-    """An agent's environment: variable name -> value (``env``) or -> Secret key (``secretEnv``)."""
+class _Variable(_Kind):
+    """One variable of an agent's environment, read with its name (a ``_Named`` item): a plain
+    value (``env``) or the Secret key holding it (``secretEnv``, never the value itself)."""
 
-    secret: bool  # secretEnv: every value a {secret, key} reference, never the value itself
-    text: str = "a mapping of environment variable names"
+    secret: bool
+    text: str = "a value"
 
-    def accepts(self, value: Any) -> bool:
-        return isinstance(value, Mapping)
-
-    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
-        variables = {}
-        for name, item in value.items():
-            vpath = _join(path, name)
-            if not (isinstance(name, str) and _VARIABLE.match(name)):
-                r.fail(vpath, f"{_quoted(name)} is not an environment variable name "
-                              "(letters, digits and '_', not starting with a digit)")
-            elif name in AGENT_HOME_ENV or name.startswith("LARRY_"):
-                r.fail(vpath, "is set by larry (the agent's home, the run's LARRY_* variables); "
-                              "a profile may not set it")
-            elif (read := self.variable(r, name, item, vpath, scope)) is not _INVALID:
-                variables[name] = read
-        return variables
-
-    def variable(self, r: _Reader, name: str, item: Any, path: str, scope: Scope) -> Any:
+    def read(self, r: _Reader, value: Any, path: str, scope: Scope, **given: Any) -> Any:
+        name = given["name"]
+        if name in AGENT_HOME_ENV or name.startswith("LARRY_"):
+            r.fail(path, "is set by larry (the agent's home, the run's LARRY_* variables); a profile may not set it")
+            return _INVALID
         if self.secret:
-            if not isinstance(item, Mapping):
+            if not isinstance(value, Mapping):
                 r.fail(path, "a plain value is not allowed here (the value given is not shown): "
                              "expected {secret: NAME, key: KEY}, the Kubernetes Secret and key holding it")
                 return _INVALID
-            return _SECRET_REF.read(r, item, path, scope)
+            return _SECRET_REF.read(r, value, path, scope)
         if looks_like_secret(name):
             r.fail(path, "looks like a credential: a literal value (not shown) would sit in the stack file, "
                          "the plan ConfigMap and the pod spec; give it in secretEnv as {secret: NAME, key: KEY}")
             return _INVALID
-        if isinstance(item, bool) or not isinstance(item, (str, int)):
-            r.fail(path, f"expected a string (quote booleans and decimals), got {_describe(item)}")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            r.fail(path, f"expected a string (quote booleans and decimals), got {_describe(value)}")
             return _INVALID
-        return str(item)
+        return str(value)
 
 
 def _not_redis_auth(r: _Reader, ref: SecretRef, path: str) -> None:
@@ -531,6 +519,9 @@ def _runnable(r: _Reader, profile: AgentProfile, path: str) -> None:
         r.fail(f"{path}.env.{name}", "is set in secretEnv too; give it once")
 
 
+_VARIABLES = "a mapping of environment variable names"
+_VARIABLE_NAME = _Scalar("a valid one (letters, digits and '_', not starting with a digit)",
+                         lambda v: isinstance(v, str) and bool(_VARIABLE.match(v)))
 _PRICE = _Bounded("a number of US dollars per million tokens (0 or more)",
                   lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, MAX_PRICE_PER_MILLION)
 _AGENT = _Record(AgentProfile, (
@@ -538,8 +529,10 @@ _AGENT = _Record(AgentProfile, (
                             "expected at least one argument (the program)")),
     _Field("usage", _Choice("a non-empty string", _non_empty_string, USAGE_ADAPTERS)),
     _Field("image", _STRING, _From(lambda agent, scope: scope.get("larry:runtimeImage", DEFAULT_RUNTIME_IMAGE))),
-    _Field("env", _Variables(secret=False), _OMIT),
-    _Field("secretEnv", _Variables(secret=True), _OMIT),
+    _Field("env", _Named(_Variable(secret=False), text=_VARIABLES, what="environment variable",
+                         name=_VARIABLE_NAME), _OMIT),
+    _Field("secretEnv", _Named(_Variable(secret=True), text=_VARIABLES, what="environment variable",
+                               name=_VARIABLE_NAME), _OMIT),
     _Field("egress", _List(_Record(Egress, (
         _Field("cidr", _Cidr("a CIDR string", _non_empty_string), None),
         _Field("service", _Scalar("a Service name, or name.namespace (lowercase DNS labels)",

@@ -185,8 +185,9 @@ def test_a_profile_open_to_every_address_is_mandatory(cidr, ports):
     assert RULES["egress-open"].level is EnforcementLevel.MANDATORY
     rule = {"cidr": cidr, **({"ports": ports} if ports else {})}
     found = violations("egress-open", program_resources("dev", with_agent([rule])))
-    # One per namespace whose workers run the profile, naming it.
-    assert found == [f"NetworkPolicy {ns}/agent-claude-egress (agent profile claude): egress rule 1 admits "
+    # One per namespace whose workers run the profile, naming it (in no particular order: the
+    # program registers resources concurrently).
+    assert sorted(found) == [f"NetworkPolicy {ns}/agent-claude-egress (agent profile claude): egress rule 1 admits "
                      f"every address ({cidr})" for ns in ("larry-01", "larry-02", "larry-03")]
 
 
