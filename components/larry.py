@@ -3,7 +3,8 @@
 Per Larry (seed 002 "Kubernetes Deployments"): the plan ConfigMap, the coordination volume
 (seed 001 "Shared State Volume"), least-privilege RBAC, the coordinator Deployment pinned to
 its master node with its Service and ServiceMonitor, one Job per worker pinned to that
-worker's node (seed 001 "Node Affinity Rules"), a PodDisruptionBudget for the workers (seed
+worker's node (seed 001 "Node Affinity Rules") and running its agent profile, if it has one
+(``components.agents``), a PodDisruptionBudget for the workers (seed
 risk 3) and the egress to the API server the coordinator needs. What exists once per
 namespace comes from the ``LarryNamespace`` the Larry is given.
 """
