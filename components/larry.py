@@ -3,25 +3,27 @@
 Per Larry (seed 002 "Kubernetes Deployments"): the plan ConfigMap, the coordination volume
 (seed 001 "Shared State Volume"), least-privilege RBAC, the coordinator Deployment pinned to
 its master node with its Service and ServiceMonitor, one Job per worker pinned to that
-worker's node (seed 001 "Node Affinity Rules"), a PodDisruptionBudget for the workers (seed
+worker's node (seed 001 "Node Affinity Rules") and running its agent profile, if it has one
+(``components.agents``), a PodDisruptionBudget for the workers (seed
 risk 3) and the egress to the API server the coordinator needs. What exists once per
 namespace comes from the ``LarryNamespace`` the Larry is given.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import kube
+from components import agents, kube
 from components.observability import service_monitor
 from components.runtime_pod import COORDINATION_ENV, RuntimePods
 from plan import environment as envvar
 from plan import labels as contract
+from plan.model import AgentProfile, Worker
 from plan.model import Larry as LarryConfig
-from plan.model import Worker
 from plan.pods import COORDINATOR_PORT, PLAN_PATH, WORKER_BACKOFF_LIMIT
 
 #: Coordinators run on the k3s servers, which may carry either taint name.
@@ -92,6 +94,9 @@ class LarryArgs:
     namespace: pulumi.Resource
     #: The stack's read-only ClusterRole; required when the Larry has clusterRead.
     cluster_reader: ClusterReader | None = None
+    #: The agent profile each worker runs, by worker name; a worker not listed runs the
+    #: built-in simulated payload. Its egress policy is the LarryNamespace's.
+    agents: Mapping[str, AgentProfile] = field(default_factory=dict)
 
 
 class Larry(pulumi.ComponentResource):
@@ -218,9 +223,12 @@ class Larry(pulumi.ComponentResource):
     # ---- workers
     def _worker_job(self, worker: Worker) -> None:
         larry, pods = self._larry, self._args.pods
+        profile = self._args.agents.get(worker.name)
         selector = {contract.APP: contract.WORKER_APP, contract.LARRY: larry.id, contract.WORKER: worker.name}
         if worker.master:
             selector[contract.MASTER] = worker.master
+        if profile:
+            selector[contract.AGENT] = profile.name
         labels = self._labels("worker", worker.name, **selector, name=contract.WORKER_APP)
         # Plain numbers the policy pack reads during preview, when outputs are still unknown.
         annotations = {
@@ -236,11 +244,14 @@ class Larry(pulumi.ComponentResource):
                         **({envvar.MASTER: worker.master} if worker.master else {}),
                         envvar.TASK_IDS: ",".join(t.id for t in worker.tasks),
                         envvar.TOKEN_BUDGET: worker.tokens, envvar.DEADLINE_MINUTES: worker.minutes})
+        command = ["larry", "worker", "--plan", PLAN_PATH, "--larry", larry.id, "--worker", worker.name]
+        if profile:
+            command, env = agents.command(command, profile), env + agents.env(profile)
         container = pods.container(
-            "worker", worker.resources.as_dict(),
-            command=["larry", "worker", "--plan", PLAN_PATH, "--larry", larry.id, "--worker", worker.name],
-            env=env + self._shared_env)
+            "worker", worker.resources.as_dict(), command=command, env=env + self._shared_env,
+            **({"image": profile.image, "mounts": [agents.HOME_MOUNT]} if profile else {}))
         pod = pods.pod_spec(container, self._plan_map, self._claim,
+                            volumes=[agents.HOME_VOLUME] if profile else (),
                             service_account=self._worker_sa if larry.cluster_read else None,
                             restartPolicy="OnFailure", affinity=kube.node_affinity([worker.node]))
         k8s.batch.v1.Job(

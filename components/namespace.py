@@ -2,7 +2,8 @@
 
 Several Larrys may share one namespace (the cortex stack puts all six in ``cortex-workers``),
 so everything that exists once per namespace — the Namespace, its quota and limit range, the
-default-deny and shared network policies, the copy of the Redis password — lives in a
+default-deny and shared network policies, each agent profile's egress, the copy of the Redis
+password — lives in a
 ``LarryNamespace`` component created once per namespace, which the Larrys depend on.
 """
 from __future__ import annotations
@@ -14,16 +15,15 @@ from typing import Any, Iterable, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import kube
+from components import agents, kube
 from components.pod_security import NAMESPACE_LABELS
 from plan import labels
-from plan.model import Larry, Redis
-from plan.pods import COORDINATOR_PORT
+from plan.model import AgentProfile, Larry, Redis
+from plan.pods import COORDINATOR_PORT, REDIS_AUTH_KEY, REDIS_AUTH_SECRET
 from plan.quantities import ResourceList, Resources, parse_memory
 
 #: The Secret, in every namespace that talks to Redis, holding the generated password.
-AUTH_SECRET = "redis-auth"
-AUTH_KEY = "password"
+AUTH_SECRET, AUTH_KEY = REDIS_AUTH_SECRET, REDIS_AUTH_KEY
 #: Quota headroom over the planned pods: a Job pod replaced after an eviction or node loss
 #: counts against the quota until its predecessor has finished terminating.
 QUOTA_HEADROOM = 0.25
@@ -112,6 +112,8 @@ class LarryNamespaceArgs:
     larrys: tuple[Larry, ...]
     redis: Redis
     password: pulumi.Output[str]
+    #: The agent profiles the namespace's workers run: one egress NetworkPolicy each.
+    agents: tuple[AgentProfile, ...] = ()
 
 
 class LarryNamespace(pulumi.ComponentResource):
@@ -126,6 +128,8 @@ class LarryNamespace(pulumi.ComponentResource):
         guardrails(ns, name, pods, [larry.storage for larry in args.larrys], child)
         default_deny(ns, f"{name}-default-deny", child)
         self._shared_policies(name, ns, args.redis, child)
+        for profile in args.agents:
+            agents.egress_policy(f"{name}-agent-{profile.name}", ns, profile, child)
         self.secret = auth_secret(ns, f"{name}-redis-auth", args.password, child)
         self.register_outputs({"namespace": ns})
 

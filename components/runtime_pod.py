@@ -67,14 +67,17 @@ class RuntimePods:
               for name in (envvar.REDIS_PASSWORD, envvar.REDIS_SENTINEL_PASSWORD)]
 
     def container(self, name: str, resources: Mapping[str, Any], command: Sequence[str],
-                  env: Sequence[Mapping[str, Any]], **extra: Any) -> dict[str, Any]:
-        """A runtime container with both volumes mounted."""
-        return kube.container(name, self.image, resources, command=command, env=env, mounts=MOUNTS, **extra)
+                  env: Sequence[Mapping[str, Any]], *, image: str | None = None,
+                  mounts: Sequence[Mapping[str, Any]] = (), **extra: Any) -> dict[str, Any]:
+        """A runtime container with both volumes (and ``mounts``) mounted; ``image`` replaces the
+        runtime image (an agent's image, built on it)."""
+        return kube.container(name, image or self.image, resources, command=command, env=env,
+                              mounts=[*MOUNTS, *mounts], **extra)
 
     @staticmethod
     def pod_spec(container: Mapping[str, Any], plan_config_map: str, coordination_claim: str,
-                 **extra: Any) -> dict[str, Any]:
+                 volumes: Sequence[Mapping[str, Any]] = (), **extra: Any) -> dict[str, Any]:
         """A pod of one runtime container, as the runtime's user so the coordination volume is writable."""
         volumes = [{"name": "plan", "configMap": {"name": plan_config_map}},
-                   {"name": "coordination", "persistentVolumeClaim": {"claimName": coordination_claim}}]
+                   {"name": "coordination", "persistentVolumeClaim": {"claimName": coordination_claim}}, *volumes]
         return kube.pod_spec([container], uid=RUNTIME_UID, gid=RUNTIME_UID, volumes=volumes, **extra)

@@ -13,7 +13,7 @@ from components.observability import Observability, ObservabilityArgs
 from components.redis_ha import RedisHA, RedisHAArgs
 from components.runtime_pod import RuntimePods
 from plan.loader import CONFIG_KEYS, load_config, parse_config_value
-from plan.model import PROJECT, StackConfig
+from plan.model import PROJECT, AgentProfile, StackConfig
 from plan.model import Larry as LarryConfig
 
 
@@ -40,6 +40,12 @@ def budget(larry: LarryConfig) -> dict[str, Any]:
     }
 
 
+def agents_in(cfg: StackConfig, namespace: str) -> tuple[AgentProfile, ...]:
+    """The profiles the workers of ``namespace`` run, each once, in plan order."""
+    used = (cfg.agent_of(w) for larry, w in cfg.workers if larry.namespace == namespace)
+    return tuple({profile.name: profile for profile in used if profile}.values())
+
+
 def build(cfg: StackConfig) -> dict[str, Any]:
     """Create every component of the stack; returns the stack outputs."""
     opts = pulumi.ResourceOptions(providers=[kube.provider(cfg)])
@@ -47,7 +53,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     redis = RedisHA("redis", RedisHAArgs(cfg.redis, cfg.namespaces, cfg.observability.service_monitors), opts)
     namespaces = {
         ns: LarryNamespace(ns, LarryNamespaceArgs(
-            ns, tuple(larry for larry in cfg.larrys if larry.namespace == ns), cfg.redis, redis.password), opts)
+            ns, tuple(larry for larry in cfg.larrys if larry.namespace == ns), cfg.redis, redis.password,
+            agents_in(cfg, ns)), opts)
         for ns in cfg.namespaces
     }
     reader = (ClusterReader("cluster-read", ClusterReaderArgs(cfg.stack), opts)
@@ -57,7 +64,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     larrys = [Larry(larry.id, LarryArgs(
         larry=larry, pods=pods, execution_window_minutes=window, api_servers=api_servers,
         service_monitors=cfg.observability.service_monitors, namespace=namespaces[larry.namespace],
-        cluster_reader=reader), opts) for larry in cfg.larrys]
+        cluster_reader=reader, agents={w.name: cfg.agent_of(w) for w in larry.workers if cfg.agent_of(w)}), opts)
+        for larry in cfg.larrys]
     # The stack-wide parts live in the Redis hub's namespace, the one no single Larry owns.
     meta = MetaCoordinator("meta-coordinator", MetaCoordinatorArgs(
         budget=cfg.budget.meta, pods=pods, execution_window_minutes=window, namespace=cfg.redis.namespace,

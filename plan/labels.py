@@ -8,6 +8,8 @@ COORDINATOR_APP = "larry-coordinator"
 LARRY = "larry.dev/larry"
 WORKER = "larry.dev/worker"
 MASTER = "larry.dev/master"
+#: The agent profile a worker's pod runs: what the profile's egress NetworkPolicy selects.
+AGENT = "larry.dev/agent"
 
 # Budget annotations: plain numbers, known during preview, so no policy is skipped.
 TOKENS = "larry.dev/tokens"

@@ -11,7 +11,13 @@ default) — ``_STACK`` and the records it nests — and one generic reader walk
 a record is built only when every field is usable, a list or named mapping keeps its
 usable items, and every problem found on the way is reported. Cross-references (nodes,
 masters, unique names, dependency targets and cycles) are checked once the structure is
-sound. What is not checked here: budgets adding up (the policy pack's job).
+sound. What is not checked here: budgets adding up, and an agent profile's egress being
+narrow enough (both the policy pack's job).
+
+Agent profiles (``larry:agents``) never carry a credential: ``secretEnv`` names a Secret and
+key, and a plain value there, or a literal value in ``env`` for a variable whose name says
+it holds a credential (``plan.model.looks_like_secret``), is a problem whose line does not
+show the value.
 
 Nothing is ignored without a word: an unknown key is a problem (with the closest known key
 as a suggestion), and so is a key given twice in one YAML mapping (naming both lines); keys
@@ -23,6 +29,7 @@ YAML is parsed by libyaml where PyYAML has it (the pure-Python parser otherwise)
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
 import sys
@@ -38,34 +45,50 @@ from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
 from plan.model import (
+    COMMAND_PLACEHOLDERS,
     DEFAULT_PRIORITY,
+    DEFAULT_RUNTIME_IMAGE,
     DEFAULT_STORAGE_CLASS,
+    MAX_AGENT_RETRIES,
+    MAX_AGENT_TURNS,
     MAX_COUNT,
     MAX_MILLISECONDS,
     MAX_MINUTES,
+    MAX_PRICE_PER_MILLION,
     MAX_QUANTITY,
     MAX_TOKENS,
     PRIORITIES,
     PROJECT,
+    USAGE_ADAPTERS,
+    AgentProfile,
     Approval,
     Budget,
     Channels,
     Cluster,
+    Egress,
     Larry,
     Master,
     MetaCoordinator,
+    ModelPrice,
     Node,
     Observability,
     Redis,
+    SecretRef,
     StackConfig,
     Task,
     Worker,
     WorkerType,
+    command_placeholders,
+    looks_like_secret,
 )
+from plan.pods import AGENT_HOME_ENV, REDIS_AUTH_SECRET
 from plan.quantities import ResourceList, Resources, parse_cpu, parse_memory
 from plan.taskgraph import TaskGraph
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # RFC 1123
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")  # a key of a Secret's data
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TASK_ID_TEXT = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 
@@ -219,6 +242,82 @@ class _Declared(_Scalar):
 
 def _mapping_or_empty(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class _Unshown(_Scalar):
+    """A value that may be a credential put in the wrong place: a mistake never quotes it."""
+
+    def read(self, r: _Reader, value: Any, path: str, scope: Scope, **given: Any) -> Any:
+        if not self.accepts(value):
+            r.fail(path, f"expected {self.text} (the value given is not shown)")
+            return _INVALID
+        return value
+
+
+@dataclass(frozen=True)
+class _Argument(_Scalar):
+    """One argument of an agent's command: text whose braces are COMMAND_PLACEHOLDERS."""
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        expected = ", ".join("{" + name + "}" for name in COMMAND_PLACEHOLDERS)
+        try:
+            unknown = [name for name in command_placeholders(value) if name not in COMMAND_PLACEHOLDERS]
+        except ValueError:
+            r.fail(path, f"{_quoted(value)} has a lone '{{' or '}}' (write {{{{ or }}}} for a literal brace)")
+            return _INVALID
+        if unknown:
+            r.fail(path, f"unknown placeholder {{{unknown[0]}}} (expected one of {expected}; "
+                         "write {{ or }} for a literal brace)")
+            return _INVALID
+        if "\0" in value:
+            r.fail(path, "a command argument cannot hold a NUL character")
+            return _INVALID
+        return value
+
+
+@dataclass(frozen=True)
+class _Cidr(_Scalar):
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope) -> Any:
+        try:
+            return str(ipaddress.ip_network(value.strip(), strict=True))
+        except ValueError as exc:
+            r.fail(path, f"{_quoted(value)} is not a CIDR network address ({exc})")
+            return _INVALID
+
+
+@dataclass(frozen=True)
+class _Variable(_Kind):
+    """One variable of an agent's environment, read with its name (a ``_Named`` item): a plain
+    value (``env``) or the Secret key holding it (``secretEnv``, never the value itself)."""
+
+    secret: bool
+    text: str = "a value"
+
+    def read(self, r: _Reader, value: Any, path: str, scope: Scope, **given: Any) -> Any:
+        name = given["name"]
+        if name in AGENT_HOME_ENV or name.startswith("LARRY_"):
+            r.fail(path, "is set by larry (the agent's home, the run's LARRY_* variables); a profile may not set it")
+            return _INVALID
+        if self.secret:
+            if not isinstance(value, Mapping):
+                r.fail(path, "a plain value is not allowed here (the value given is not shown): "
+                             "expected {secret: NAME, key: KEY}, the Kubernetes Secret and key holding it")
+                return _INVALID
+            return _SECRET_REF.read(r, value, path, scope)
+        if looks_like_secret(name):
+            r.fail(path, "looks like a credential: a literal value (not shown) would sit in the stack file, "
+                         "the plan ConfigMap and the pod spec; give it in secretEnv as {secret: NAME, key: KEY}")
+            return _INVALID
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            r.fail(path, f"expected a string (quote booleans and decimals), got {_describe(value)}")
+            return _INVALID
+        return str(value)
+
+
+def _not_redis_auth(r: _Reader, ref: SecretRef, path: str) -> None:
+    if ref.secret == REDIS_AUTH_SECRET:
+        r.fail(f"{path}.secret", f"{REDIS_AUTH_SECRET!r} holds the Redis password, which no agent may read")
 
 
 @dataclass(frozen=True)
@@ -399,6 +498,60 @@ def _from_worker_type(attr: str) -> _From:
     return _From(compute)
 
 
+_AGENT_NAME = _Declared("a non-empty string", _non_empty_string, "larry:agents")
+_SECRET_REF = _Record(SecretRef, (
+    _Field("secret", _Unshown("a Secret name (a lowercase DNS subdomain)",
+                              lambda v: isinstance(v, str) and bool(_SUBDOMAIN.match(v)) and len(v) <= 253)),
+    _Field("key", _Unshown("a key of the Secret (letters, digits, '-', '_', '.')",
+                           lambda v: isinstance(v, str) and bool(_SECRET_KEY.match(v)) and len(v) <= 253)),
+), text="a mapping {secret: NAME, key: KEY}", check=_not_redis_auth)
+
+
+def _one_destination(r: _Reader, egress: Egress, path: str) -> None:
+    if (egress.cidr is None) == (egress.service is None):
+        r.fail(path, "expected exactly one of cidr, service")
+
+
+def _runnable(r: _Reader, profile: AgentProfile, path: str) -> None:
+    if profile.command and not profile.command[0].strip():
+        r.fail(f"{path}.command[0]", "expected the program to run, got an empty string")
+    for name in sorted(set(profile.env) & set(profile.secret_env)):
+        r.fail(f"{path}.env.{name}", "is set in secretEnv too; give it once")
+
+
+_VARIABLES = "a mapping of environment variable names"
+_VARIABLE_NAME = _Scalar("a valid one (letters, digits and '_', not starting with a digit)",
+                         lambda v: isinstance(v, str) and bool(_VARIABLE.match(v)))
+_PRICE = _Bounded("a number of US dollars per million tokens (0 or more)",
+                  lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, MAX_PRICE_PER_MILLION)
+_AGENT = _Record(AgentProfile, (
+    _Field("command", _List(_Argument("a string", lambda v: isinstance(v, str)),
+                            "expected at least one argument (the program)")),
+    _Field("usage", _Choice("a non-empty string", _non_empty_string, USAGE_ADAPTERS)),
+    _Field("image", _STRING, _From(lambda agent, scope: scope.get("larry:runtimeImage", DEFAULT_RUNTIME_IMAGE))),
+    _Field("env", _Named(_Variable(secret=False), text=_VARIABLES, what="environment variable",
+                         name=_VARIABLE_NAME), _OMIT),
+    _Field("secretEnv", _Named(_Variable(secret=True), text=_VARIABLES, what="environment variable",
+                               name=_VARIABLE_NAME), _OMIT),
+    _Field("egress", _List(_Record(Egress, (
+        _Field("cidr", _Cidr("a CIDR string", _non_empty_string), None),
+        _Field("service", _Scalar("a Service name, or name.namespace (lowercase DNS labels)",
+                                  lambda v: isinstance(v, str) and v.count(".") <= 1
+                                  and all(_NAME.accepts(part) for part in v.split("."))), None),
+        _Field("ports", _List(_PORT, "expected at least one port (leave ports out to allow every port)"), _OMIT),
+    ), text="a mapping {cidr, ports} or {service, ports}", check=_one_destination)), _OMIT),
+    _Field("prices", _Named(_Record(ModelPrice, (
+        _Field("input", _PRICE),
+        _Field("output", _PRICE),
+        _Field("cacheRead", _PRICE, _OMIT),
+        _Field("cacheWrite", _PRICE, _OMIT),
+    )), what="model", name=_STRING), _OMIT),
+    _Field("maxTurns", replace(_TOKENS, most=MAX_AGENT_TURNS), _OMIT),
+    _Field("maxRetries", _Bounded("a non-negative integer",
+                                  lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                                  MAX_AGENT_RETRIES), _OMIT),
+), check=_runnable)
+
 _TASK = _Record(Task, (
     _Field("id", _TASK_ID),
     _Field("title", _STRING),
@@ -414,12 +567,14 @@ _WORKER = _Record(Worker, (
     _Field("resources", _RESOURCES),
     _Field("master", _NAME, None),
     _Field("priority", _PRIORITY, DEFAULT_PRIORITY),
+    _Field("agent", _AGENT_NAME, None),
     _Field("tasks", _List(_TASK, "expected at least one task")),
 ))
 _MASTER = _Record(Master, (
     _Field("name", _NAME),
     _Field("personalTokens", _TOKENS),
     _Field("workerPoolTokens", _TOKENS),
+    _Field("agent", _AGENT_NAME, None),
 ))
 _LARRY = _Record(Larry, (
     _Field("id", _NAME),
@@ -481,7 +636,8 @@ _OBSERVABILITY = _flat(Observability, serviceMonitors=_BOOL, grafanaDashboard=_B
 _APPROVAL = _flat(Approval, required=_BOOL)
 _CLUSTER = _flat(Cluster, kubeconfig=_STRING, context=_STRING, renderDirectory=_STRING)
 #: The stack: the fields of StackConfig read from config. Order matters where a default or
-#: a reference reads an earlier key (larrys read storageClass and workerTypes).
+#: a reference reads an earlier key (larrys read storageClass, workerTypes and agents; agents
+#: read runtimeImage).
 _STACK = _Record(lambda storage_class, **fields: fields, (
     _Field("larry:executionWindowMinutes", _MINUTES),
     _Field("larry:storageClass", _NAME, DEFAULT_STORAGE_CLASS),
@@ -492,12 +648,14 @@ _STACK = _Record(lambda storage_class, **fields: fields, (
         _Field("tokens", _TOKENS),
         _Field("minutes", _MINUTES),
     )), what="worker type", name=_STRING), _OMIT),
+    _Field("larry:runtimeImage", _STRING, _OMIT),
+    _Field("larry:agents", _Named(_AGENT, what="agent profile", name=_NAME), _OMIT),
+    _Field("larry:defaultAgent", _AGENT_NAME, _OMIT),
     _Field("larry:larrys", _List(_LARRY, "expected at least one Larry")),
     _Field("larry:channels", _CHANNELS, _OMIT),
     _Field("larry:observability", _OBSERVABILITY, _OMIT),
     _Field("larry:cluster", _CLUSTER, _OMIT),
     _Field("larry:approval", _APPROVAL, _OMIT),
-    _Field("larry:runtimeImage", _STRING, _OMIT),
 ), is_scope=True)
 
 #: The stack config keys this project reads, without the ``larry:`` prefix.

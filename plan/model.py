@@ -3,11 +3,15 @@
 These dataclasses are what :mod:`plan.loader` builds from ``larry:*`` config once it is
 valid; the components render them, the policy pack checks them and the runtime runs them.
 The budget arithmetic (per master, per Larry, per system, reserve, utilisation) lives here
-once. Budget *limits* are not enforced here: blocking an over-budget plan is the policy
-pack's job and, at run time, the token ledger's.
+once, and so do the agent profiles' vocabulary (usage adapters, command placeholders, which
+variable names look like secrets). Budget *limits* are not enforced here: blocking an
+over-budget plan is the policy pack's job and, at run time, the token ledger's; an agent
+profile's egress being narrow enough is the policy pack's to judge too.
 """
 from __future__ import annotations
 
+import re
+import string
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -94,6 +98,8 @@ class Worker:
     master: str | None = None
     type: str | None = None
     priority: str = DEFAULT_PRIORITY
+    #: The agent profile it runs (``larry:agents``); None: the stack's default agent.
+    agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,8 @@ class Master:
     name: str
     personal_tokens: int
     worker_pool_tokens: int
+    #: The agent profile it runs (``larry:agents``); None: the stack's default agent.
+    agent: str | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -239,6 +247,100 @@ class Cluster:
         return not (self.kubeconfig or self.context)
 
 
+# ---- agent profiles (``larry:agents``): what a worker or master runs instead of the simulation
+
+#: The adapters that meter an agent from its own output, by the name ``usage`` gives.
+USAGE_ADAPTERS = ("claude-code", "codex", "aider", "larry-protocol")
+#: What a profile's ``command`` may name, written ``{task_id}`` (``{{`` and ``}}`` are literal
+#: braces): the task's id and title, the file holding its prompt, its results directory.
+COMMAND_PLACEHOLDERS = ("task_id", "title", "prompt_file", "results_dir")
+#: Bounds of a profile's limits and prices.
+MAX_AGENT_TURNS = 10_000
+MAX_AGENT_RETRIES = 100
+#: US dollars per million tokens: ten times the dearest model sold today.
+MAX_PRICE_PER_MILLION = 10_000
+#: Variable names that hold a credential: a literal value for one belongs in ``secretEnv``.
+#: Matched on whole ``_``-separated words at the end, so ``MAX_OUTPUT_TOKENS`` is not one.
+_SECRET_NAME = re.compile(r"(?:^|_)(?:API_?KEY|(?:ACCESS_|AUTH_|SESSION_|REFRESH_)?TOKEN|SECRET(?:_ACCESS)?(?:_KEY)?"
+                          r"|PASSWORD|PASSWD|PASSPHRASE|CREDENTIALS?|PRIVATE_KEY)$", re.IGNORECASE)
+
+
+def looks_like_secret(variable: str) -> bool:
+    """Whether an environment variable's name says it holds a credential (``ANTHROPIC_API_KEY``,
+    ``GITHUB_TOKEN``, ``AWS_SECRET_ACCESS_KEY``). A name is all there is to go on: a credential
+    under an innocent name is not caught."""
+    return bool(_SECRET_NAME.search(variable))
+
+
+def command_placeholders(argument: str) -> list[str]:
+    """The placeholders one command argument names, in order; raises ValueError for a brace
+    that is neither a placeholder nor doubled. Anything else inside braces (``{title!r}``,
+    ``{task_id:>8}``, ``{0}``) is returned as written, for the caller to refuse."""
+    found = []
+    for _, name, spec, conversion in string.Formatter().parse(argument):
+        if name is not None:
+            found.append(name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else ""))
+    return found
+
+
+def expand_command(command: tuple[str, ...], values: Mapping[str, str]) -> list[str]:
+    """``command`` with each placeholder replaced by its value (one argument stays one argument,
+    whatever the value holds: no shell is involved). ``values`` has every COMMAND_PLACEHOLDERS."""
+    return [argument.format_map(values) for argument in command]
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A key of a Kubernetes Secret in the worker's namespace: where a variable's value lives."""
+
+    secret: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Egress:
+    """One destination an agent may reach: a CIDR, or the pods of a Service (an egress proxy)
+    named ``name`` (the worker's namespace) or ``name.namespace``; TCP ``ports``, all when empty."""
+
+    cidr: str | None = None
+    service: str | None = None
+    ports: tuple[int, ...] = ()
+
+    def service_pods(self, default_namespace: str) -> tuple[str, str]:
+        """(name, namespace) of the Service, its namespace ``default_namespace`` unless named."""
+        name, _, namespace = (self.service or "").partition(".")
+        return name, namespace or default_namespace
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """US dollars per million tokens of one model, for adapters whose CLI reports no cost."""
+
+    name: str  # the model, as the agent's output names it
+    input: float
+    output: float
+    cache_read: float = 0.0
+    cache_write: float = 0.0
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    """How to run one kind of agent: its argv (with COMMAND_PLACEHOLDERS), the adapter that
+    meters it, its image, environment (plain values, and Secret keys by reference only), what
+    it may reach, its models' prices and the limits its CLI takes."""
+
+    name: str
+    command: tuple[str, ...]
+    usage: str
+    image: str = DEFAULT_RUNTIME_IMAGE
+    env: Mapping[str, str] = field(default_factory=dict)
+    secret_env: Mapping[str, SecretRef] = field(default_factory=dict)
+    egress: tuple[Egress, ...] = ()
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+    max_turns: int | None = None
+    max_retries: int | None = None
+
+
 @dataclass(frozen=True)
 class StackConfig:
     stack: str
@@ -254,6 +356,9 @@ class StackConfig:
     approval: Approval = Approval()
     cluster: Cluster = Cluster()
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    agents: Mapping[str, AgentProfile] = field(default_factory=dict)
+    #: The profile of every worker and master that names none; None: the simulated payload.
+    default_agent: str | None = None
     #: The validated ``larry:*`` values as given: what the plan ConfigMaps carry, so the
     #: runtime and the policy pack load them through this same module.
     values: Mapping[str, Any] = field(default_factory=dict, compare=False)
@@ -291,6 +396,12 @@ class StackConfig:
     @property
     def workers(self) -> tuple[tuple[Larry, Worker], ...]:
         return tuple((larry, w) for larry in self.larrys for w in larry.workers)
+
+    def agent_of(self, member: Worker | Master) -> AgentProfile | None:
+        """The profile a worker or master runs: its own ``agent``, else the stack's
+        ``defaultAgent``; None when neither is set (the built-in simulated payload)."""
+        name = member.agent or self.default_agent
+        return self.agents[name] if name else None
 
 
 # ---- the account tree: what the token ledger books and the policy pack checks

@@ -1,6 +1,7 @@
 """What every pod of a stack sees, named once for the components that render it and the
 runtime that reads it: where the plan is mounted, the coordination volume's layout, the
-coordinator's port, the runtime's user and the worker Jobs' retry limit.
+coordinator's port, the runtime's user, the worker Jobs' retry limit, the Secret holding the
+Redis password and where an agent's home lives.
 """
 
 #: The user and group the runtime image runs as (the Dockerfile creates it).
@@ -21,3 +22,18 @@ COORDINATOR_PORT = 9100
 
 #: How often a worker Job (and `larry run`'s supervisor) restarts a worker that failed.
 WORKER_BACKOFF_LIMIT = 3
+
+#: The Secret, in every namespace that talks to Redis, holding the generated password: no
+#: agent profile may read it.
+REDIS_AUTH_SECRET = "redis-auth"
+REDIS_AUTH_KEY = "password"
+
+#: An agent's home and config directories, on an emptyDir of its own pod (the root filesystem
+#: is read-only): what the worker Job sets, and what a profile's env may therefore not set.
+AGENT_HOME = "/home/agent"
+AGENT_HOME_ENV = {
+    "HOME": AGENT_HOME,
+    "XDG_CONFIG_HOME": f"{AGENT_HOME}/.config",
+    "CLAUDE_CONFIG_DIR": f"{AGENT_HOME}/.claude",
+    "CODEX_HOME": f"{AGENT_HOME}/.codex",
+}

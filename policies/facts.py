@@ -49,12 +49,13 @@ def evaluating(report: ReportViolation, subject: str, urn: str | None = None) ->
 
 
 def describe(resource_type: str, props: Mapping[str, Any], fallback: str) -> str:
-    """How messages name an object: ``Job larry-01/cleanup-worker (Larry larry-01, worker cleanup-worker)``."""
+    """How messages name an object: ``Job larry-01/cleanup-worker (Larry larry-01, worker cleanup-worker)``,
+    with the agent profile its labels name, if any."""
     try:
         text = kube.ref(resource_type, props, fallback)
         found = kube.labels(props)
-        context = [f"{what} {found[key]}" for key, what in ((labels.LARRY, "Larry"), (labels.WORKER, "worker"))
-                   if key in found]
+        context = [f"{what} {found[key]}" for key, what in (
+            (labels.LARRY, "Larry"), (labels.WORKER, "worker"), (labels.AGENT, "agent profile")) if key in found]
     except UnknownValueError:  # a name unknown in preview: the Pulumi name still identifies it
         return f"{kube.kind(resource_type)} {fallback}"
     return f"{text} ({', '.join(context)})" if context else text

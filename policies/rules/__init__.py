@@ -5,7 +5,8 @@
 * ``compute``: node capacity, container requests and limits, namespace quotas
 * ``placement``: workers on their Larry's worker nodes, coordinators on master nodes
 * ``consistency``: the Jobs' annotations and the plan ConfigMaps are the same plan
-* ``safety``: Redis password and network fence, container privileges, read-only ClusterRoles, pinned images
+* ``safety``: Redis password and network fence, container privileges, read-only ClusterRoles, pinned images,
+  egress open to everything, credentials as literal values
 
 Guaranteed: every rule has a unique name; ``policies()`` lists them in the order above. Not
 guaranteed: one report per mistake; a missing plan ConfigMap, say, stops every rule that

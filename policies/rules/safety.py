@@ -1,13 +1,17 @@
 """Safety: Redis requires a password from a Secret and is fenced by a NetworkPolicy; no
-container is privileged or may run as root; ClusterRoles only read; images are pinned.
+container is privileged or may run as root; ClusterRoles only read; images are pinned; no
+NetworkPolicy (an agent profile's above all) opens egress to everything, and no container gets
+a credential as a literal value.
 
 Guaranteed: what the rendered objects say is checked, following the scripts and config files
 a Redis container's command names through the ConfigMaps the stack mounts. Not guaranteed:
 what an image does at run time (an entrypoint may ignore its arguments), nor a NetworkPolicy
-being enforced, which takes a CNI that implements them.
+being enforced, which takes a CNI that implements them; a credential is recognised by its
+variable's name only (``plan.model.looks_like_secret``).
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +19,7 @@ from typing import Any
 from pulumi_policy import ReportViolation
 from pulumi_policy.policy import PolicyResource
 
-from plan.model import StackConfig
+from plan.model import StackConfig, looks_like_secret
 from policies import kube
 from policies.facts import CannotEvaluate, container_name, containers, describe, evaluating, whole_number, workloads
 from policies.rule import ADVISORY, MANDATORY, Setting, resource_rule, stack_rule
@@ -234,4 +238,56 @@ def image_tag(args, report: ReportViolation, subject: str, settings) -> None:
                    f"is {'untagged' if tag is None else 'tagged ' + tag}, so it is not pinned", None)
 
 
-RULES = (redis_password, redis_network_policy, container_security, clusterrole_read_only, image_tag)
+def _wide_open(rule: Mapping[str, Any], minimum: Mapping[int, int]) -> list[str]:
+    """Why one egress rule opens a pod to everything: no destination at all, every address,
+    or every port of a network wider than ``minimum`` (shortest prefix allowed, by IP version)."""
+    peers = kube.items(rule.get("to"))
+    if not peers:
+        return ["has no 'to', so it admits every destination"]
+    reasons = []
+    for peer in map(kube.mapping, peers):
+        cidr = kube.dig(peer, "ipBlock", "cidr")
+        if cidr is None:
+            continue
+        try:
+            network = ipaddress.ip_network(str(cidr), strict=False)
+        except ValueError:
+            raise CannotEvaluate(f"ipBlock cidr {cidr!r} is not a network") from None
+        if network.prefixlen == 0:
+            reasons.append(f"admits every address ({cidr})")
+        elif network.prefixlen < minimum[network.version] and not kube.items(rule.get("ports")):
+            reasons.append(f"admits every port of {cidr}, wider than /{minimum[network.version]}")
+    return reasons
+
+
+@resource_rule("egress-open",
+               "No NetworkPolicy, an agent profile's above all, admits egress to every address, nor to every "
+               "port of a wide network: an agent holds an API key and runs commands a model chose",
+               MANDATORY, [kube.NETWORK_POLICY],
+               [Setting("ipv4MinPrefix", 16, {"type": "integer", "minimum": 1, "maximum": 32, "description":
+                        "The shortest IPv4 prefix an egress rule may admit without naming ports"}),
+                Setting("ipv6MinPrefix", 48, {"type": "integer", "minimum": 1, "maximum": 128, "description":
+                        "The shortest IPv6 prefix an egress rule may admit without naming ports"})])
+def egress_open(args, report: ReportViolation, subject: str, settings) -> None:
+    minimum = {4: settings["ipv4MinPrefix"], 6: settings["ipv6MinPrefix"]}
+    for i, rule in enumerate(map(kube.mapping, kube.items(kube.dig(args.props, "spec", "egress")))):
+        for reason in _wide_open(rule, minimum):
+            report(f"{subject}: egress rule {i} {reason}", None)
+
+
+@resource_rule("secret-env-from-secret",
+               "A container variable named like a credential (*_API_KEY, *_TOKEN, *_PASSWORD, ...) is set from a "
+               "Secret, never as a literal value", MANDATORY, kube.WORKLOAD_TYPES)
+def secret_env_from_secret(args, report: ReportViolation, subject: str, _settings) -> None:
+    """The plan loader refuses such a value in an agent profile; this covers every container
+    of the stack, however it was rendered. The value is never quoted."""
+    for container in containers(args):
+        for env in map(kube.mapping, kube.items(container.get("env"))):
+            name = str(env.get("name") or "")
+            if looks_like_secret(name) and env.get("value") is not None:
+                report(f"{subject}, container {container_name(container)}: {name} has a literal value "
+                       "(not shown); a credential comes from a Secret (valueFrom.secretKeyRef)", None)
+
+
+RULES = (redis_password, redis_network_policy, container_security, clusterrole_read_only, image_tag, egress_open,
+         secret_env_from_secret)

@@ -2,7 +2,7 @@
 
 ::
 
-    larry worker --plan /etc/larry/plan.yaml --larry larry-02 --worker scan-worker-01 -- <payload...>
+    larry worker --plan /etc/larry/plan.yaml --larry larry-02 --worker scan-worker-01 [--usage ADAPTER] -- <payload...>
 
 Guaranteed: a task's result is written only under the lease's fence (a worker that lost
 its lease writes nothing), and every token report is charged once. Not guaranteed: that a
@@ -103,7 +103,7 @@ import redis
 
 from plan import environment as envvar
 from plan.exits import ExitCode
-from plan.model import Larry, StackConfig, highest_priority, worker_account
+from plan.model import USAGE_ADAPTERS, Larry, StackConfig, highest_priority, worker_account
 from plan.model import Worker as WorkerSpec
 from plan.statuses import TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
@@ -135,6 +135,9 @@ log = logging.getLogger(__name__)
 
 #: Lease losses of one task before the worker hands over to a restart.
 MAX_LEASE_LOSSES = 3
+#: The usage adapters (plan.model.USAGE_ADAPTERS) this runtime can meter a payload with; the
+#: others are refused rather than run unmetered. The one list to extend as adapters land.
+AVAILABLE_USAGE = ("larry-protocol",)
 
 
 class GiveUp(Exception):
@@ -152,9 +155,24 @@ def configure_parser(parser) -> None:
                         help="the worker's name in the plan (default $LARRY_WORKER_ID)")
     parser.add_argument("--kill-grace", type=positive_number, default=5.0,
                         help="seconds between SIGTERM and SIGKILL when the payload has to stop (default 5)")
+    parser.add_argument("--usage", metavar="ADAPTER", default="larry-protocol",
+                        help=f"how the payload's token use is metered: one of {', '.join(USAGE_ADAPTERS)} "
+                             f"(default larry-protocol, its @larry lines); available in this version: "
+                             f"{', '.join(AVAILABLE_USAGE)}")
+
+
+def check_usage(adapter: str) -> None:
+    """Refuse an adapter that is not one of USAGE_ADAPTERS, or not yet available here: a payload
+    this runtime cannot meter must not run as if it were metered."""
+    if adapter not in USAGE_ADAPTERS:
+        raise UsageError(f"--usage {adapter!r}: expected one of {', '.join(USAGE_ADAPTERS)}")
+    if adapter not in AVAILABLE_USAGE:
+        raise UsageError(f"--usage {adapter}: this runtime cannot meter {adapter} yet "
+                         f"(available: {', '.join(AVAILABLE_USAGE)})")
 
 
 def main(args) -> int:
+    check_usage(args.usage)
     cfg = load_plan(args)
     larry = larry_of(cfg, args.larry)
     spec = next((w for w in larry.workers if w.name == args.worker), None)

@@ -86,7 +86,7 @@ def test_program_over_budget_variants_fail_the_right_policy(edit, policy, expect
 
 def test_policies_carry_their_levels_and_config_schemas():
     policies = {p.name: p for p in pack_policies()}
-    assert len(policies) == len(RULES) == 20
+    assert len(policies) == len(RULES) == 22
     advisory = {name for name, p in policies.items() if p.enforcement_level is EnforcementLevel.ADVISORY}
     assert advisory == {"master-pool-overcommit", "image-tag"}
     schema = policies["container-limit-ratio"].config_schema.properties

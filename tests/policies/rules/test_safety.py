@@ -1,6 +1,7 @@
 """Safety rules (policies/rules/safety.py)."""
 from __future__ import annotations
 
+import pytest
 from pulumi_policy import EnforcementLevel
 
 from policies import kube
@@ -11,10 +12,12 @@ from tests.policies.harness import (
     COORDINATOR_02,
     REDIS,
     K8s,
+    all_violations,
     containers_of,
     meta,
     named,
     plan,
+    program_resources,
     render,
     violations,
     without,
@@ -142,3 +145,91 @@ def test_untagged_or_latest_images_are_advised_against(dev_resources):
         "is not pinned",
         f"{COORDINATOR_02}, container coordinator: image registry:5000/larry-runtime is "
         "untagged, so it is not pinned"]
+
+
+# --------------------------------------------------------------------------- agent profiles (issue 14)
+
+CLAUDE = {"command": ["claude", "-p", "{title}"], "usage": "claude-code",
+          "image": "ghcr.io/example/larry-claude:2.1.332",
+          "secretEnv": {"ANTHROPIC_API_KEY": {"secret": "anthropic", "key": "api-key"}},
+          "egress": [{"service": "egress-proxy.proxy", "ports": [3128]}]}
+
+
+def with_agent(egress):
+    """The dev stack with every worker running a claude profile whose egress is ``egress``."""
+    def edit(values):
+        values["larry:agents"] = {"claude": {**CLAUDE, "egress": egress}}
+        values["larry:defaultAgent"] = "claude"
+    return edit
+
+
+def agent_policy(egress: list[dict]) -> K8s:
+    return K8s(kube.NETWORK_POLICY, "larry-01-agent-claude", {
+        "metadata": meta("agent-claude-egress", "larry-01", {"larry.dev/agent": "claude"}),
+        "spec": {"podSelector": {"matchLabels": {"app": "larry-worker", "larry.dev/agent": "claude"}},
+                 "policyTypes": ["Egress"], "egress": egress}})
+
+
+AGENT_POLICY = "NetworkPolicy larry-01/agent-claude-egress (agent profile claude)"
+
+
+def test_the_rendered_stack_with_a_fenced_profile_passes():
+    resources = program_resources("dev", with_agent([{"service": "egress-proxy.proxy", "ports": [3128]},
+                                                     {"cidr": "10.43.0.0/16"}, {"cidr": "192.0.2.7/32", "ports": [443]}]))
+    assert [r for r in resources if "agent-claude" in r.name]
+    assert all_violations(resources) == {}  # these two rules and every other
+
+
+@pytest.mark.parametrize("cidr,ports", [("0.0.0.0/0", [443]), ("::/0", None), ("0.0.0.0/0", None)])
+def test_a_profile_open_to_every_address_is_mandatory(cidr, ports):
+    assert RULES["egress-open"].level is EnforcementLevel.MANDATORY
+    rule = {"cidr": cidr, **({"ports": ports} if ports else {})}
+    found = violations("egress-open", program_resources("dev", with_agent([rule])))
+    # One per namespace whose workers run the profile, naming it (in no particular order: the
+    # program registers resources concurrently).
+    assert sorted(found) == [f"NetworkPolicy {ns}/agent-claude-egress (agent profile claude): egress rule 1 admits "
+                     f"every address ({cidr})" for ns in ("larry-01", "larry-02", "larry-03")]
+
+
+def test_every_port_of_a_wide_network_is_flagged_a_narrow_one_or_named_ports_are_not():
+    found = violations("egress-open", [agent_policy([
+        {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
+        {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"protocol": "TCP", "port": 443}]},
+        {"to": [{"ipBlock": {"cidr": "10.43.0.0/16"}}]},
+        {"to": [{"ipBlock": {"cidr": "2001:db8::/32"}}]},
+        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}], "ports": [{"port": 443}]},
+    ])])
+    assert found == [f"{AGENT_POLICY}: egress rule 0 admits every port of 10.0.0.0/8, wider than /16",
+                     f"{AGENT_POLICY}: egress rule 3 admits every port of 2001:db8::/32, wider than /48",
+                     f"{AGENT_POLICY}: egress rule 4 admits every address (0.0.0.0/0)"]
+    assert violations("egress-open", [agent_policy([{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}])],
+                      {"ipv4MinPrefix": 8}) == []
+
+
+def test_an_egress_rule_without_destinations_admits_everything():
+    found = violations("egress-open", [agent_policy([{"ports": [{"protocol": "TCP", "port": 443}]}, {"to": []}])])
+    assert found == [f"{AGENT_POLICY}: egress rule 0 has no 'to', so it admits every destination",
+                     f"{AGENT_POLICY}: egress rule 1 has no 'to', so it admits every destination"]
+
+
+def test_a_malformed_cidr_cannot_be_evaluated():
+    assert violations("egress-open", [agent_policy([{"to": [{"ipBlock": {"cidr": "somewhere"}}]}])]) == [
+        f"{AGENT_POLICY}: cannot evaluate, ipBlock cidr 'somewhere' "
+        "is not a network"]
+
+
+def test_the_committed_stacks_open_no_egress():
+    for stack in ("dev", "cortex"):
+        assert violations("egress-open", program_resources(stack)) == []
+
+
+def test_a_credential_as_a_literal_value_is_flagged_without_showing_it(dev_resources):
+    assert RULES["secret-env-from-secret"].level is EnforcementLevel.MANDATORY
+    # What the loader cannot see: a container rendered with the value written in.
+    containers_of(named(dev_resources, "larry-01-cleanup-worker"))[0]["env"] = [
+        {"name": "ANTHROPIC_API_KEY", "value": "sk-ant-api03-VERYSECRET"},
+        {"name": "OPENAI_API_KEY", "valueFrom": {"secretKeyRef": {"name": "openai", "key": "api-key"}}},
+        {"name": "CLAUDE_CODE_MAX_OUTPUT_TOKENS", "value": "4096"}]
+    found = violations("secret-env-from-secret", dev_resources)
+    assert found == [f"{CLEANUP}, container worker: ANTHROPIC_API_KEY has a literal value (not shown); "
+                     "a credential comes from a Secret (valueFrom.secretKeyRef)"]
