@@ -1,0 +1,70 @@
+"""The real agent CLIs, installed by scripts/agents.sh, run unattended against a stand-in model
+server on loopback.
+
+Guaranteed: a CLI runs with a HOME and config directory of its own (under the directory the
+caller gives), stdin from /dev/null, no telemetry, no update checks, no nonessential traffic,
+and its model API at the stand-in's URL; each run is bounded by a timeout that names what
+was awaited. Not guaranteed: that the CLI makes no other connection (the settings are the
+ones the facts note measured to keep it on loopback).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.project import ROOT
+
+AGENTS_SH = ROOT / "scripts" / "agents.sh"
+
+
+class MissingAgent(AssertionError):
+    """An agent CLI the tests need is not installed."""
+
+
+def agent_binary(cli: str) -> Path:
+    """The executable of ``cli`` (``claude_code``), installing it if missing (``agents.sh
+    ensure`` reuses an installed one in well under a second)."""
+    done = subprocess.run([AGENTS_SH, "ensure"], capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise MissingAgent(f"agent CLIs are not installed and could not be: run scripts/agents.sh ensure "
+                           f"({done.stderr.strip()[-500:]})")
+    env = subprocess.run(["bash", "-c", f'eval "$({AGENTS_SH} env)"; printf %s "$LARRY_AGENT_{cli.upper()}"'],
+                         capture_output=True, text=True, timeout=60)
+    binary = Path(env.stdout)
+    if env.returncode != 0 or not env.stdout or not os.access(binary, os.X_OK):
+        raise MissingAgent(f"{cli} CLI not found at {env.stdout!r}: run scripts/agents.sh ensure")
+    return binary
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    lines: list[str]
+    exit_code: int
+    stderr: str
+
+
+def claude_env(home: Path, base_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Claude Code's environment for an unattended run against ``base_url`` (facts note)."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+            "CLAUDE_CONFIG_DIR": str(home / ".claude"), "ANTHROPIC_BASE_URL": base_url,
+            "ANTHROPIC_API_KEY": "sk-ant-standin", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_MAX_RETRIES": "2",
+            **(extra or {})}
+
+
+def run_claude(binary: Path, home: Path, base_url: str, prompt: str, args: tuple[str, ...] = (),
+               env: dict[str, str] | None = None, timeout: float = 120) -> AgentRun:
+    """``claude -p PROMPT --output-format stream-json --verbose ARGS`` in ``home``/work."""
+    work = home / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    argv = [str(binary), "-p", prompt, "--output-format", "stream-json", "--verbose", *args]
+    try:
+        done = subprocess.run(argv, cwd=work, env=claude_env(home, base_url, env), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as error:
+        raise AssertionError(f"timed out after {timeout:g} s waiting for claude to finish {prompt!r}; "
+                             f"its output so far:\n{error.stdout}\n{error.stderr}") from None
+    return AgentRun(done.stdout.splitlines(), done.returncode, done.stderr)
