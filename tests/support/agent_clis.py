@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from tests.support.project import ROOT
 
@@ -56,15 +58,35 @@ def claude_env(home: Path, base_url: str, extra: dict[str, str] | None = None) -
 
 
 def run_claude(binary: Path, home: Path, base_url: str, prompt: str, args: tuple[str, ...] = (),
-               env: dict[str, str] | None = None, timeout: float = 120) -> AgentRun:
-    """``claude -p PROMPT --output-format stream-json --verbose ARGS`` in ``home``/work."""
+               env: dict[str, str] | None = None, on_line: Callable[[str], None] | None = None,
+               timeout: float = 120) -> AgentRun:
+    """``claude -p PROMPT --output-format stream-json --verbose ARGS`` in ``home``/work; each
+    stdout line goes to ``on_line`` as it is printed (the way a worker reads it)."""
     work = home / "work"
     work.mkdir(parents=True, exist_ok=True)
     argv = [str(binary), "-p", prompt, "--output-format", "stream-json", "--verbose", *args]
-    try:
-        done = subprocess.run(argv, cwd=work, env=claude_env(home, base_url, env), stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as error:
+    lines: list[str] = []
+    expired = threading.Event()
+    with open(home / "claude.stderr", "w+") as stderr:
+        process = subprocess.Popen(argv, cwd=work, env=claude_env(home, base_url, env), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True)
+        timer = threading.Timer(timeout, lambda: (expired.set(), process.kill()))
+        timer.start()
+        try:
+            for line in process.stdout:
+                lines.append(line.rstrip("\n"))
+                if on_line:
+                    on_line(lines[-1])
+            exit_code = process.wait()
+        finally:
+            timer.cancel()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            process.stdout.close()
+        stderr.seek(0)
+        errors = stderr.read()
+    if expired.is_set():
         raise AssertionError(f"timed out after {timeout:g} s waiting for claude to finish {prompt!r}; "
-                             f"its output so far:\n{error.stdout}\n{error.stderr}") from None
-    return AgentRun(done.stdout.splitlines(), done.returncode, done.stderr)
+                             f"its output:\n" + "\n".join(lines[-5:]) + f"\n{errors[-2000:]}")
+    return AgentRun(lines, exit_code, errors)

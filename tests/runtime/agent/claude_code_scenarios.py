@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from tests.support.agent_clis import AgentRun, agent_binary, run_claude
 from tests.support.model_server import ModelServer, Reply, Text, ToolCall, Usage
@@ -77,15 +78,16 @@ SCENARIOS = {
 }
 
 
-def run_scenario(binary: Path, name: str, home: Path) -> tuple[AgentRun, ModelServer]:
+def run_scenario(binary: Path, name: str, home: Path,
+                 on_line: Callable[[str], None] | None = None) -> tuple[AgentRun, ModelServer]:
     scenario = SCENARIOS[name]
     with ModelServer(Anthropic(), list(scenario.replies), then=scenario.then) as server:
-        run = run_claude(binary, home, server.url, scenario.prompt, scenario.args, scenario.env)
+        run = run_claude(binary, home, server.url, scenario.prompt, scenario.args, scenario.env, on_line)
     return run, server
 
 
 def served_record(run: AgentRun, server: ModelServer) -> dict:
-    return {"exit_code": run.exit_code, "served": server.served.__dict__,
+    return {"exit_code": run.exit_code, "served": asdict(server.served),
             "requests": [{"path": r.path, "status": r.status, "reply": r.reply} for r in server.requests]}
 
 

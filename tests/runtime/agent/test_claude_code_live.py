@@ -1,0 +1,56 @@
+"""The real Claude Code CLI (pinned, from scripts/agents.sh) against the stand-in Anthropic
+server, metered live through the adapter the way a worker reads it: the tokens booked equal
+the usage the stand-in served, and a persistent server error is a failure after a capped
+number of requests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import pytest
+
+from runtime.agent.usage import Tokens, make_adapter
+from tests.runtime.agent.claude_code_scenarios import MARKER, run_scenario
+
+
+def metered(claude_code, name, home):
+    """Run scenario ``name``; (charges as (line number, charge), outcome, run, server)."""
+    adapter = make_adapter("claude-code")
+    charges, seen = [], []
+
+    def on_line(line: str) -> None:
+        seen.append(line)
+        charges.extend((len(seen), charge) for charge in adapter.feed(line))
+
+    run, server = run_scenario(claude_code, name, home, on_line)
+    outcome = adapter.finish(run.exit_code)
+    if outcome.charge:
+        charges.append((len(seen) + 1, outcome.charge))
+    return charges, outcome, run, server
+
+
+@pytest.mark.parametrize("name", ["plain", "tool_call", "rate_limited", "cut_stream"])
+def test_booked_usage_equals_the_usage_the_stand_in_served(claude_code, tmp_path, name):
+    charges, outcome, run, server = metered(claude_code, name, tmp_path)
+    assert not outcome.failed, f"{outcome.reason}\n{run.stderr[-2000:]}"
+    assert server.unscripted == [], "every model request was scripted"
+    assert sum((c.tokens for _, c in charges), Tokens()) == Tokens(**asdict(server.served))
+    assert outcome.usage.total == server.served.total > 0
+    # Live: each message is charged when its first line is read, before the result line.
+    result_line = next(i for i, line in enumerate(run.lines, 1) if json.loads(line)["type"] == "result")
+    assert charges and all(at < result_line for at, c in charges if not c.key.endswith(":result"))
+
+
+def test_the_tool_call_ran_for_real(claude_code, tmp_path):
+    _, outcome, _, server = metered(claude_code, "tool_call", tmp_path)
+    assert (tmp_path / "work" / MARKER).read_text() == "larry\n"
+    assert len(server.requests) == 2 and outcome.text == "The marker file is written."
+
+
+def test_a_persistent_server_error_is_a_failure_without_a_retry_storm(claude_code, tmp_path):
+    charges, outcome, run, server = metered(claude_code, "server_error", tmp_path)
+    assert run.exit_code == 1
+    assert outcome.failed and outcome.reason.startswith("api_error (API status 500)"), outcome.reason
+    assert [r.status for r in server.requests] == [500, 500, 500], "CLAUDE_CODE_MAX_RETRIES=2: three requests"
+    assert charges == [] and server.served.total == 0
