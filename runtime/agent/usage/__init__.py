@@ -59,15 +59,16 @@ class Tokens:
     cache_read: int = 0
     cache_write: int = 0
 
-    @property
-    def total(self) -> int:
-        return self.input + self.output + self.cache_read + self.cache_write
-
     def __add__(self, other: "Tokens") -> "Tokens":
         return Tokens(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def total(self) -> int:
+        """What the ledger books: every kind, once."""
+        return sum(self.as_dict().values())
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,6 @@ class Charge:
     """Tokens to book now; ``key`` makes booking it twice a no-op."""
     key: str
     tokens: Tokens
-
-    @property
-    def total(self) -> int:
-        return self.tokens.total
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ def test_live_charges_above_the_result_are_reported_as_excess_not_refunded():
     lines = ['{"type":"assistant","session_id":"s","message":{"id":"m1","usage":{"input_tokens":100,"output_tokens":1}}}',
              '{"type":"result","session_id":"s","is_error":false,"result":"ok","usage":{"input_tokens":40,"output_tokens":10}}']
     live, outcome, _ = meter(lines, 0)
-    assert [c.total for c in live] == [101]
+    assert [c.tokens.total for c in live] == [101]
     assert (outcome.charge, outcome.excess, outcome.usage) == (None, 51, Tokens(40, 10))
 
 

@@ -15,7 +15,7 @@ some events. Once the script is used up, ``then`` answers every further request 
 error, say); without ``then`` such a request gets a 500 and is recorded as unscripted.
 
 The wire format is the provider's (a module beside this one: ``anthropic``); this module is
-provider-neutral: the server, the script, the recording, the usage arithmetic, SSE framing.
+provider-neutral: the server, the script, the recording, the served totals, SSE framing.
 
 Guaranteed: the server listens on 127.0.0.1 only, on a port the kernel chose free; every
 request is recorded before it is answered; ``served`` counts, for a cut stream, only what the
@@ -32,22 +32,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator, Protocol
 
-
-@dataclass(frozen=True)
-class Usage:
-    """Tokens one answer reported: fresh input, output, cache reads and cache writes (disjoint)."""
-    input: int = 0
-    output: int = 0
-    cache_read: int = 0
-    cache_write: int = 0
-
-    def __add__(self, other: "Usage") -> "Usage":
-        return Usage(self.input + other.input, self.output + other.output,
-                     self.cache_read + other.cache_read, self.cache_write + other.cache_write)
-
-    @property
-    def total(self) -> int:
-        return self.input + self.output + self.cache_read + self.cache_write
+# What an answer reported, in the ledger's four disjoint kinds (fresh input, output, cache
+# reads, cache writes), so that a test compares what was served with what was booked directly.
+from runtime.agent.usage import Tokens as Usage
 
 
 @dataclass(frozen=True)
