@@ -84,6 +84,8 @@ class ClaudeCode(UsageAdapter):
 
     def _event(self, event: dict) -> list:
         kind = event.get("type")
+        if not isinstance(kind, str):
+            raise Malformed("a stream-json line's type must be a string")
         session = event.get("session_id")
         if isinstance(session, str) and session and self._session is None:
             self._session = session
@@ -93,7 +95,9 @@ class ClaudeCode(UsageAdapter):
             if not isinstance(msg_id, str) or not msg_id:
                 raise Malformed("assistant.message.id must be a non-empty string")
             tokens = _tokens(message.get("usage"), "assistant.message.usage", 1)
-            texts = [b.get("text") for b in message.get("content") or () if isinstance(b, dict) and b.get("type") == "text"]
+            content = message.get("content")
+            texts = [b.get("text") for b in content if isinstance(b, dict) and b.get("type") == "text"] \
+                if isinstance(content, list) else []
             if texts and isinstance(texts[-1], str):
                 self._last_text = texts[-1]
             return self._charge(self._key(msg_id), tokens)

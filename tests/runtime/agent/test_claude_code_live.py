@@ -29,7 +29,7 @@ def metered(claude_code, name, home):
     return charges, outcome, run, server
 
 
-@pytest.mark.parametrize("name", ["plain", "tool_call", "rate_limited", "cut_stream"])
+@pytest.mark.parametrize("name", ["plain", "tool_call", "multi_block", "rate_limited", "cut_stream"])
 def test_booked_usage_equals_the_usage_the_stand_in_served(claude_code, tmp_path, name):
     charges, outcome, run, server = metered(claude_code, name, tmp_path)
     assert not outcome.failed, f"{outcome.reason}\n{run.stderr[-2000:]}"

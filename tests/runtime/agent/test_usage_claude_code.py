@@ -158,6 +158,41 @@ def test_a_malformed_line_is_counted_and_skipped_never_charged(line):
     assert outcome.malformed == 1 and booked(live, outcome) == Tokens(1203, 17, 5000, 310)
 
 
+def leaves(value, path=()):
+    """Every path to a leaf (or an empty container) of a parsed JSON value."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    found = [p for key, item in items for p in leaves(item, path + (key,))]
+    return found or [path]
+
+
+def replaced(value, path, new):
+    if not path:
+        return new
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = replaced(value[path[0]], path[1:], new)
+    return copy
+
+
+def test_no_change_of_one_field_of_a_recorded_line_makes_the_adapter_raise():
+    # Every leaf of every distinct kind of recorded line, replaced by each value of the wrong
+    # kind: the adapter returns (a charge or nothing), never raises.
+    samples = {}
+    for name in ("multi_block", "server_error", "max_budget"):
+        for line in recording(name)[0]:
+            event = json.loads(line)
+            samples.setdefault((event["type"], event.get("subtype")), event)
+    fed = 0
+    for event in samples.values():
+        for path in leaves(event):
+            for new in (None, -1, 1.5, "x", [], {}, [1], {"a": 1}):
+                adapter = ClaudeCode()
+                for charge in adapter.feed(json.dumps(replaced(event, path, new))):
+                    assert charge.tokens.total > 0
+                adapter.finish(0)
+                fed += 1
+    assert fed > 1000
+
+
 def test_lines_of_unknown_kind_are_counted_apart():
     adapter = ClaudeCode()
     assert adapter.feed('{"type":"something_new","usage":{"input_tokens":5}}') == []
