@@ -116,11 +116,14 @@ def count(value: Any, where: str) -> int:
 
 
 class UsageAdapter(ABC):
-    """Reads one agent run's output; see the module docstring for the contract."""
+    """Reads one agent run's output; see the module docstring for the contract. After each
+    ``feed``, ``rejected`` says why that line was skipped as malformed (None: it was not), for
+    the worker's log."""
 
     def __init__(self) -> None:
         self.malformed = 0
         self.unknown = 0
+        self.rejected: str | None = None
         self.charged = Tokens()  # the sum of the charges returned so far
         self._keys: set[str] = set()
 

@@ -69,26 +69,23 @@ class ClaudeCode(UsageAdapter):
         self._last_text = ""
 
     def _key(self, what: str) -> str:
-        return f"claude-code:{self._session or self._fallback}:{what}"
+        return f"claude-code:{self._session}:{what}"
 
     def feed(self, line: str) -> list:
+        self.rejected = None
         if not line.strip():
             return []
         try:
-            event = json.loads(line)
-            event = _object(event, "a stream-json line")
-            return self._event(event)
-        except (ValueError, RecursionError):  # JSONDecodeError and Malformed are ValueErrors
+            return self._event(_object(json.loads(line), "a stream-json line"))
+        except (ValueError, RecursionError) as error:  # JSONDecodeError and Malformed are ValueErrors
             self.malformed += 1
+            self.rejected = str(error) if isinstance(error, Malformed) else "not JSON"
             return []
 
     def _event(self, event: dict) -> list:
         kind = event.get("type")
         if not isinstance(kind, str):
             raise Malformed("a stream-json line's type must be a string")
-        session = event.get("session_id")
-        if isinstance(session, str) and session and self._session is None:
-            self._session = session
         if kind == "assistant":
             message = _object(event.get("message"), "assistant.message")
             msg_id = message.get("id")
@@ -98,15 +95,23 @@ class ClaudeCode(UsageAdapter):
             content = message.get("content")
             texts = [b.get("text") for b in content if isinstance(b, dict) and b.get("type") == "text"] \
                 if isinstance(content, list) else []
+            self._session_of(event)
             if texts and isinstance(texts[-1], str):
                 self._last_text = texts[-1]
             return self._charge(self._key(msg_id), tokens)
         if kind == "result":
             self._result_event(event)
-            return []
-        if kind not in NO_USAGE:
+        elif kind not in NO_USAGE:
             self.unknown += 1
+        self._session_of(event)
         return []
+
+    def _session_of(self, event: dict) -> None:
+        """Fix the run's session (its keys' scope) at the first well-formed line, once: keys
+        that changed mid-run could charge one message twice."""
+        if self._session is None:
+            session = event.get("session_id")
+            self._session = session if isinstance(session, str) and session else self._fallback
 
     def _result_event(self, event: dict) -> None:
         """Keep the result and its authoritative usage, both validated before either is kept."""

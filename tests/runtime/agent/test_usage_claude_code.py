@@ -153,6 +153,7 @@ BAD = ["not json", "[1, 2]", '"a string"', "{" * 100000,
 def test_a_malformed_line_is_counted_and_skipped_never_charged(line):
     adapter = ClaudeCode()
     assert adapter.feed(line) == []
+    assert adapter.rejected and "\n" not in adapter.rejected
     good, _ = recording("plain")
     live, outcome, _ = meter(good, 0, adapter)
     assert outcome.malformed == 1 and booked(live, outcome) == Tokens(1203, 17, 5000, 310)
@@ -191,6 +192,18 @@ def test_no_change_of_one_field_of_a_recorded_line_makes_the_adapter_raise():
                 adapter.finish(0)
                 fed += 1
     assert fed > 1000
+
+
+def test_the_first_well_formed_line_fixes_the_session_of_every_key():
+    adapter = ClaudeCode()
+    adapter.feed('{"type":"assistant","session_id":"forged","message":{"id":"m0","usage":{"input_tokens":-1}}}')
+    adapter.feed('{"type":"system","subtype":"init","session_id":"s1"}')
+    [first] = adapter.feed('{"type":"assistant","session_id":"s2","message":{"id":"m1","usage":{"input_tokens":5}}}')
+    assert first.key == "claude-code:s1:m1" and adapter.rejected is None
+    # Without a session in the output, keys name a session of the adapter's own, unique per run.
+    keys = [ClaudeCode().feed('{"type":"assistant","message":{"id":"m1","usage":{"input_tokens":5}}}')[0].key
+            for _ in range(2)]
+    assert keys[0] != keys[1]
 
 
 def test_lines_of_unknown_kind_are_counted_apart():
