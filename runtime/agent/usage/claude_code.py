@@ -19,7 +19,7 @@ The authority also counts requests whose stream was cut (their start usage), whi
 assistant event shows: ``finish`` charges the difference to the live charges.
 
 Failure is judged by ``is_error`` (with ``terminal_reason``, ``api_error_status`` and the
-result text as the reason), not by ``subtype``: a persistent API error ends with
+result text, or the ``errors`` a limit leaves, as the reason), not by ``subtype``: a persistent API error ends with
 ``subtype: "success"``, ``is_error: true``, ``terminal_reason: "api_error"``. A run that exits
 non-zero, or prints no ``result`` at all (killed, crashed), failed too.
 
@@ -143,7 +143,11 @@ class ClaudeCode(UsageAdapter):
             status = result.get("api_error_status")
             if status is not None:
                 reason += f" (API status {status})"
-            first = text.strip().splitlines()[0] if text.strip() else ""
+            # The error's words: the result text, or (a limit reached) the result's errors.
+            errors = result.get("errors")
+            said = text if isinstance(result.get("result"), str) else \
+                "; ".join(e for e in errors if isinstance(e, str)) if isinstance(errors, list) else ""
+            first = said.strip().splitlines()[0] if said.strip() else ""
             return True, f"{reason}: {first}" if first else reason
         if exit_code != 0:
             return True, f"claude exited {exit_code} after a result that reports no error"

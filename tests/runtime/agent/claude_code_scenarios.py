@@ -69,6 +69,18 @@ SCENARIOS = {
         (Reply(blocks=(Text("never seen"),), usage=Usage(1201, 11, 600, 30), cut_after=3),
          Reply(blocks=(Text("never seen"),), usage=Usage(1202, 12, 700, 40), cut_after=3),
          Reply.text("Hello at last.", Usage(1203, 13, 800, 50)))),
+    # An agent that keeps working: five tool turns, then its answer.
+    "many_turns": Scenario(
+        "Write the marker file five times.",
+        tuple(Reply.tool("Bash", _bash(f"echo larry >> {MARKER}").arguments, Usage(1000 + i, 20 + i, 3000 + i, 100 + i))
+              for i in range(5)) + (Reply.text("Five times.", Usage(1999, 9, 3999, 99)),),
+        args=("--allowedTools", "Bash")),
+    # --max-turns 2 ends the run after its second tool turn.
+    "max_turns": Scenario(
+        "Write the marker file until stopped.",
+        tuple(Reply.tool("Bash", _bash(f"echo larry >> {MARKER}").arguments, Usage(2000 + i, 30 + i, 0, 0))
+              for i in range(3)),
+        args=("--allowedTools", "Bash", "--max-turns", "2")),
     # The first turn alone costs more than the budget: the CLI stops after it.
     "max_budget": Scenario(
         "Write the marker file on a tiny budget.",

@@ -27,6 +27,10 @@ def meter(lines: list[str], exit_code: int, adapter: ClaudeCode | None = None):
     return live, adapter.finish(exit_code), adapter
 
 
+def served_tokens(name: str) -> Tokens:
+    return Tokens(**recording(name)[1]["served"])
+
+
 def booked(live, outcome) -> Tokens:
     return sum((c.tokens for c in live + ([outcome.charge] if outcome.charge else [])), Tokens())
 
@@ -47,6 +51,7 @@ def test_booked_usage_equals_what_the_stand_in_served(name):
 
 
 @pytest.mark.parametrize("name, text", [("plain", "Hello from the stand-in."),
+                                        ("many_turns", "Five times."),
                                         ("tool_call", "The marker file is written."),
                                         ("multi_block", "Done."),
                                         ("rate_limited", "Hello after waiting."),
@@ -81,8 +86,15 @@ def test_max_budget_books_model_usage_although_result_usage_is_zero():
     assert result["terminal_reason"] == "budget_exhausted" and not any(
         v for k, v in result["usage"].items() if k.endswith("tokens")), "the trap: result.usage all zeros"
     live, outcome, _ = meter(lines, served["exit_code"])
-    assert outcome.failed and outcome.reason == "budget_exhausted"
+    assert outcome.failed and outcome.reason == "budget_exhausted: Reached maximum budget ($0.01)"
     assert outcome.usage == Tokens(**served["served"]) == Tokens(90000, 2100, 0, 12000)
+
+
+def test_max_turns_is_a_failure_with_the_limit_as_its_reason():
+    lines, served = recording("max_turns")
+    live, outcome, _ = meter(lines, served["exit_code"])
+    assert (outcome.failed, outcome.reason) == (True, "max_turns: Reached maximum number of turns (2)")
+    assert len(live) == 2 and outcome.usage == served_tokens("max_turns")
 
 
 def test_start_of_message_usage_is_charged_live_and_the_rest_at_finish():
