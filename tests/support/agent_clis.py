@@ -58,10 +58,11 @@ def claude_env(home: Path, base_url: str, extra: dict[str, str] | None = None) -
 
 
 def run_claude(binary: Path, home: Path, base_url: str, prompt: str, args: tuple[str, ...] = (),
-               env: dict[str, str] | None = None, on_line: Callable[[str], None] | None = None,
+               env: dict[str, str] | None = None, on_line: Callable[[str], bool | None] | None = None,
                timeout: float = 120) -> AgentRun:
     """``claude -p PROMPT --output-format stream-json --verbose ARGS`` in ``home``/work; each
-    stdout line goes to ``on_line`` as it is printed (the way a worker reads it)."""
+    stdout line goes to ``on_line`` as it is printed (the way a worker reads it), and when
+    ``on_line`` returns True the CLI gets SIGTERM (the way a worker stops it)."""
     work = home / "work"
     work.mkdir(parents=True, exist_ok=True)
     argv = [str(binary), "-p", prompt, "--output-format", "stream-json", "--verbose", *args]
@@ -75,8 +76,8 @@ def run_claude(binary: Path, home: Path, base_url: str, prompt: str, args: tuple
         try:
             for line in process.stdout:
                 lines.append(line.rstrip("\n"))
-                if on_line:
-                    on_line(lines[-1])
+                if on_line and on_line(lines[-1]) and process.poll() is None:
+                    process.terminate()
             exit_code = process.wait()
         finally:
             timer.cancel()

@@ -91,7 +91,7 @@ SCENARIOS = {
 
 
 def run_scenario(binary: Path, name: str, home: Path,
-                 on_line: Callable[[str], None] | None = None) -> tuple[AgentRun, ModelServer]:
+                 on_line: Callable[[str], bool | None] | None = None) -> tuple[AgentRun, ModelServer]:
     scenario = SCENARIOS[name]
     with ModelServer(Anthropic(), list(scenario.replies), then=scenario.then) as server:
         run = run_claude(binary, home, server.url, scenario.prompt, scenario.args, scenario.env, on_line)
