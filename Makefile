@@ -13,7 +13,7 @@ ENGINE_ENV = eval "$$(scripts/engine.sh env)"
 PULUMI_STACK = $(ENGINE_ENV); mkdir -p .pulumi-state; \
 	pulumi stack select --create $(STACK) --non-interactive >/dev/null
 
-.PHONY: help setup venv system engine up run preview test bench clean
+.PHONY: help setup venv system engine agents up run preview test bench clean
 help:
 	@echo "make up                      set up what is missing, pulumi up the dev stack, run its plan locally"
 	@echo "make test                    the whole test suite"
@@ -21,7 +21,7 @@ help:
 	@echo "make run STACK=<name>        run a stack's plan on this machine (SPEED=600, ARGS=... for larry run)"
 	@echo "make bench                   the benchmarks in bench/"
 
-setup: venv system engine
+setup: venv system engine agents
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -35,6 +35,10 @@ system:
 
 engine: venv
 	@scripts/engine.sh ensure
+
+# The agent CLIs the profiles run and the tests drive (pinned, cached in ~/.cache/larry-agents).
+agents:
+	@scripts/agents.sh ensure
 
 up: setup
 	@$(PULUMI_STACK); pulumi up --yes --skip-preview --stack $(STACK)

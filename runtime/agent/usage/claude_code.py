@@ -1,0 +1,154 @@
+"""Claude Code's ``--output-format stream-json --verbose`` output, metered (checked on 2.1.332).
+
+Tokens: the four kinds map one to one — ``input_tokens`` (fresh input), ``output_tokens``,
+``cache_read_input_tokens``, ``cache_creation_input_tokens`` (cache writes); the API reports
+them disjoint, so the ledger's total is their sum.
+
+Live charges: each ``assistant`` event carries its message's usage as known when the message
+*started* (input and cache counts final, ``output_tokens: 1``), and a message with several
+content blocks is printed once per block with the same ``message.id``. So the first event of
+a message id charges that start-of-message usage, once (key: session and message id); later
+events of the same id charge nothing. Assistant events with zero usage (the ``<synthetic>``
+message the CLI prints for an API error) charge nothing.
+
+The final ``result`` event is the authority: its ``modelUsage`` (per model, summed) when it has
+any, else its ``usage``. ``modelUsage`` is preferred because it spans every model the run used
+and because a run stopped by ``--max-budget-usd`` reports ``usage`` all zeros while
+``modelUsage`` holds what was spent; when both are present they agree on the recorded runs.
+The authority also counts requests whose stream was cut (their start usage), which no
+assistant event shows: ``finish`` charges the difference to the live charges.
+
+Failure is judged by ``is_error`` (with ``terminal_reason``, ``api_error_status`` and the
+result text, or the ``errors`` a limit leaves, as the reason), not by ``subtype``: a persistent API error ends with
+``subtype: "success"``, ``is_error: true``, ``terminal_reason: "api_error"``. A run that exits
+non-zero, or prints no ``result`` at all (killed, crashed), failed too.
+
+Not guaranteed: the CLI's ``total_cost_usd`` is its own price table's figure (an unknown model
+is priced like the default); it is reported, not checked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from typing import Any
+
+from runtime.agent.usage import Malformed, Outcome, Tokens, UsageAdapter, count
+
+#: ``type`` values of stream-json lines that carry no usage and are skipped silently.
+NO_USAGE = {"system", "user", "stream_event", "rate_limit_event"}
+
+# (kind in Tokens, field in result.usage / assistant usage, field in modelUsage.<model>)
+FIELDS = (("input", "input_tokens", "inputTokens"),
+          ("output", "output_tokens", "outputTokens"),
+          ("cache_read", "cache_read_input_tokens", "cacheReadInputTokens"),
+          ("cache_write", "cache_creation_input_tokens", "cacheCreationInputTokens"))
+
+
+def _object(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise Malformed(f"{where} must be an object")
+    return value
+
+
+def _tokens(usage: Any, where: str, column: int) -> Tokens:
+    """Tokens from ``usage``'s fields (``column`` of FIELDS: 1 for snake_case, 2 for modelUsage's camelCase);
+    a missing field counts 0."""
+    usage = _object(usage, where)
+    return Tokens(**{f[0]: count(usage.get(f[column], 0), f"{where}.{f[column]}") for f in FIELDS})
+
+
+class ClaudeCode(UsageAdapter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._session: str | None = None
+        self._fallback = uuid.uuid4().hex  # keys of a run whose output names no session
+        self._result: dict | None = None
+        self._authority: Tokens | None = None
+        self._last_text = ""
+
+    def _key(self, what: str) -> str:
+        return f"claude-code:{self._session}:{what}"
+
+    def feed(self, line: str) -> list:
+        self.rejected = None
+        if not line.strip():
+            return []
+        try:
+            return self._event(_object(json.loads(line), "a stream-json line"))
+        except (ValueError, RecursionError) as error:  # JSONDecodeError and Malformed are ValueErrors
+            self.malformed += 1
+            self.rejected = str(error) if isinstance(error, Malformed) else "not JSON"
+            return []
+
+    def _event(self, event: dict) -> list:
+        kind = event.get("type")
+        if not isinstance(kind, str):
+            raise Malformed("a stream-json line's type must be a string")
+        if kind == "assistant":
+            message = _object(event.get("message"), "assistant.message")
+            msg_id = message.get("id")
+            if not isinstance(msg_id, str) or not msg_id:
+                raise Malformed("assistant.message.id must be a non-empty string")
+            tokens = _tokens(message.get("usage"), "assistant.message.usage", 1)
+            content = message.get("content")
+            texts = [b.get("text") for b in content if isinstance(b, dict) and b.get("type") == "text"] \
+                if isinstance(content, list) else []
+            self._session_of(event)
+            if texts and isinstance(texts[-1], str):
+                self._last_text = texts[-1]
+            return self._charge(self._key(msg_id), tokens)
+        if kind == "result":
+            self._result_event(event)
+        elif kind not in NO_USAGE:
+            self.unknown += 1
+        self._session_of(event)
+        return []
+
+    def _session_of(self, event: dict) -> None:
+        """Fix the run's session (its keys' scope) at the first well-formed line, once: keys
+        that changed mid-run could charge one message twice."""
+        if self._session is None:
+            session = event.get("session_id")
+            self._session = session if isinstance(session, str) and session else self._fallback
+
+    def _result_event(self, event: dict) -> None:
+        """Keep the result and its authoritative usage, both validated before either is kept."""
+        if not isinstance(event.get("is_error"), bool):
+            raise Malformed("result.is_error must be true or false")
+        per_model = _object(event.get("modelUsage", {}), "result.modelUsage")
+        models = [_tokens(u, f"result.modelUsage.{name}", 2) for name, u in per_model.items()]
+        usage = _tokens(event.get("usage", {}), "result.usage", 1)
+        self._result, self._authority = event, sum(models, Tokens()) if models else usage
+
+    def finish(self, exit_code: int) -> Outcome:
+        counters = {"malformed": self.malformed, "unknown": self.unknown}
+        result = self._result
+        if result is None:
+            how = f"was killed by signal {-exit_code}" if exit_code < 0 else f"exited {exit_code}"
+            return Outcome(None, True, f"claude {how} without a result line", self._last_text, self.charged,
+                           None, **counters)
+        charge, excess = self._reconcile(self._key("result"), self._authority)
+        text = result.get("result") if isinstance(result.get("result"), str) else self._last_text
+        cost = result.get("total_cost_usd")
+        cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost) and cost >= 0 else None
+        return Outcome(charge, *self._failure(result, exit_code, text), text, self._authority, cost,
+                       excess, **counters)
+
+    @staticmethod
+    def _failure(result: dict, exit_code: int, text: str) -> tuple[bool, str]:
+        if result["is_error"]:
+            reason = str(result.get("terminal_reason") or result.get("subtype") or "error")
+            status = result.get("api_error_status")
+            if status is not None:
+                reason += f" (API status {status})"
+            # The error's words: the result text, or (a limit reached) the result's errors.
+            errors = result.get("errors")
+            said = text if isinstance(result.get("result"), str) else \
+                "; ".join(e for e in errors if isinstance(e, str)) if isinstance(errors, list) else ""
+            first = said.strip().splitlines()[0] if said.strip() else ""
+            return True, f"{reason}: {first}" if first else reason
+        if exit_code != 0:
+            return True, f"claude exited {exit_code} after a result that reports no error"
+        return False, ""
