@@ -46,4 +46,6 @@ TASK_MINUTES = "LARRY_TASK_MINUTES"
 TOKEN_BUDGET = "LARRY_TOKEN_BUDGET"
 FENCE = "LARRY_FENCE"
 RESULTS_DIR = "LARRY_RESULTS_DIR"
+#: The task's prompt, as a Markdown file: title, phase, the results of its dependencies.
+PROMPT_FILE = "LARRY_PROMPT_FILE"
 PROTOCOL_FILE = "LARRY_PROTOCOL_FILE"

@@ -16,13 +16,24 @@ Larrys are waited for on the event stream (woken by their ``task_completed``), n
 polling; a wait re-reads state after at most one lease TTL because a lease that expires
 emits nothing.
 
-Each task runs the payload (the command after ``--``; the built-in simulated payload when
-none is given) with the environment of :mod:`runtime.agent.protocol`. The task's token budget is
-an equal share of what the worker has not spent yet; ``LARRY_TASK_MINUTES`` is the worker's
-minutes divided by its tasks. Every ``@larry`` report with tokens is charged at once to the
-worker's ledger account and every account above it: its master's pool (or its Larry when it
-names no master), the Larry, the system (one ``Ledger.record``, op id ``{task}:{fence}:{n}``,
-so a retried charge is never counted twice). The payload is stopped (SIGTERM to its process group, SIGKILL after
+Each task runs the payload (the command after ``--``; else the command of the worker's agent
+profile, ``larry:agents``; else the built-in simulated payload) with the environment of
+:mod:`runtime.agent.protocol` and the task's prompt in ``LARRY_PROMPT_FILE`` (title, phase,
+what the tasks it depends on found). A profile's command has its placeholders (``{task_id}``,
+``{title}``, ``{prompt_file}``, ``{results_dir}``) expanded; any other command runs as given.
+The task's token budget is an equal share of what the worker has not spent yet;
+``LARRY_TASK_MINUTES`` is the worker's minutes divided by its tasks.
+
+Metering (``--usage``, default the profile's, else ``larry-protocol``): every ``@larry``
+report with tokens, or every charge a usage adapter (:mod:`runtime.agent.usage`) reads from
+the agent's own output, is charged at once to the worker's ledger account and every account
+above it: its master's pool (or its Larry when it names no master), the Larry, the system
+(one ``Ledger.record``, op id ``{task}:{fence}:{key}``, the key the report's number or the
+adapter's idempotency key, so a retried charge is never counted twice). When an agent exits,
+the difference to its own final total is charged, its run is judged by its output (a failed
+agent run fails the task for good: retrying what the provider refused only spends more), and
+the result keeps its answer, usage by kind, cost and raw output (``agent-output-{fence}.jsonl``
+beside the prompt). The payload is stopped (SIGTERM to its process group, SIGKILL after
 ``--kill-grace``) when
 
 * the lease is lost: nothing is written (the fence forbids it) and the task is claimed again;
@@ -91,6 +102,7 @@ with its task still pending in Redis. The guarantees are weaker than Redis's:
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -103,12 +115,13 @@ import redis
 
 from plan import environment as envvar
 from plan.exits import ExitCode
-from plan.model import USAGE_ADAPTERS, Larry, StackConfig, highest_priority, worker_account
+from plan.model import USAGE_ADAPTERS, Larry, StackConfig, expand_command, highest_priority, worker_account
 from plan.model import Worker as WorkerSpec
 from plan.statuses import TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
 from runtime.agent.payload import PayloadProcess
 from runtime.agent.protocol import ProtocolError, is_protocol_line, merge_findings, parse_line
+from runtime.agent.usage import ADAPTERS, UsageAdapter, make_adapter
 from runtime.cli import (
     UsageError,
     add_process_arguments,
@@ -128,6 +141,7 @@ from runtime.coordination.registry import WorkerRegistry
 from runtime.coordination.tasks import TaskBoard
 from runtime.reporting.results import read_result, results_dir, write_result
 from runtime.support import callstats
+from runtime.support.files import write_atomic
 from runtime.support.timestamps import now
 from runtime.support.timing import Timing
 
@@ -137,7 +151,8 @@ log = logging.getLogger(__name__)
 MAX_LEASE_LOSSES = 3
 #: The usage adapters (plan.model.USAGE_ADAPTERS) this runtime can meter a payload with; the
 #: others are refused rather than run unmetered. The one list to extend as adapters land.
-AVAILABLE_USAGE = ("larry-protocol",)
+#: The adapters this runtime can meter with: the ``@larry`` protocol and every usage adapter.
+AVAILABLE_USAGE = ("larry-protocol", *ADAPTERS)
 
 
 class GiveUp(Exception):
@@ -155,10 +170,10 @@ def configure_parser(parser) -> None:
                         help="the worker's name in the plan (default $LARRY_WORKER_ID)")
     parser.add_argument("--kill-grace", type=positive_number, default=5.0,
                         help="seconds between SIGTERM and SIGKILL when the payload has to stop (default 5)")
-    parser.add_argument("--usage", metavar="ADAPTER", default="larry-protocol",
+    parser.add_argument("--usage", metavar="ADAPTER",
                         help=f"how the payload's token use is metered: one of {', '.join(USAGE_ADAPTERS)} "
-                             f"(default larry-protocol, its @larry lines); available in this version: "
-                             f"{', '.join(AVAILABLE_USAGE)}")
+                             f"(default: the worker's agent profile's, else larry-protocol, its @larry lines); "
+                             f"available in this version: {', '.join(AVAILABLE_USAGE)}")
 
 
 def check_usage(adapter: str) -> None:
@@ -172,20 +187,26 @@ def check_usage(adapter: str) -> None:
 
 
 def main(args) -> int:
-    check_usage(args.usage)
+    if args.usage is not None:
+        check_usage(args.usage)
     cfg = load_plan(args)
     larry = larry_of(cfg, args.larry)
     spec = next((w for w in larry.workers if w.name == args.worker), None)
     if spec is None:
         raise UsageError(f"{cfg.source}: {larry.id} has no worker {args.worker!r} "
                          f"(expected one of {', '.join(w.name for w in larry.workers)})")
-    command = args.payload or [sys.executable, "-m", "runtime.cli", "simulate", "--speed", f"{args.speed:g}"]
+    profile = cfg.agent_of(spec)
+    usage = args.usage or (profile.usage if profile else "larry-protocol")
+    check_usage(usage)
+    command = args.payload or (list(profile.command) if profile else
+                               [sys.executable, "-m", "runtime.cli", "simulate", "--speed", f"{args.speed:g}"])
     callstats.install(f"worker-{spec.name}")
     degrade_after = degrade_after_from_env()
     r, ks = open_redis(args, cfg)
     interrupt_on_sigterm()
     worker = Worker(cfg, larry, spec, r, ks, Timing.from_env(args.speed), command, args.coordination_dir,
-                    kill_grace=args.kill_grace, degrade_after=degrade_after)
+                    kill_grace=args.kill_grace, degrade_after=degrade_after, usage=usage,
+                    expand=profile is not None)
     try:
         return worker.run()
     except redis.exceptions.RedisError as error:
@@ -207,9 +228,12 @@ def degrade_after_from_env(env=None) -> float | None:
 class Worker:
     def __init__(self, cfg: StackConfig, larry: Larry, spec: WorkerSpec, r, ks, timing: Timing,
                  command: list[str], coordination_dir: Path, *, kill_grace: float = 5.0,
-                 degrade_after: float | None = None):
+                 degrade_after: float | None = None, usage: str = "larry-protocol", expand: bool = False):
         self.cfg, self.larry, self.spec, self.r, self.ks = cfg, larry, spec, r, ks
         self.timing, self.command, self.kill_grace = timing, command, kill_grace
+        #: how each run's token use is metered, and whether the command's placeholders are expanded
+        #: (an agent profile's command; any other command runs as given)
+        self.usage, self.expand = usage, expand
         self.name = spec.name
         # Read the stream position before any state: nothing that happens after a state
         # read can then be missed by a wait that follows it.
@@ -487,11 +511,17 @@ class Worker:
             return
         workdir = self.results / task
         workdir.mkdir(parents=True, exist_ok=True)
+        run_name = f"{lease.token}{attempt.replace(':', '-')}"
+        prompt = workdir / f"prompt-{run_name}.md"
+        write_atomic(prompt, self.prompt(task, share))
         env = {**os.environ, envvar.LARRY_ID: self.larry.id, envvar.WORKER_ID: self.name, envvar.TASK_ID: task,
                envvar.TASK_TITLE: self.titles[task], envvar.TASK_MINUTES: f"{self.spec.minutes / len(self.own):g}",
                envvar.TOKEN_BUDGET: str(share), envvar.FENCE: str(lease.token),
-               envvar.RESULTS_DIR: str(workdir),
-               envvar.PROTOCOL_FILE: str(workdir / f"protocol-{lease.token}{attempt.replace(':', '-')}.log")}
+               envvar.RESULTS_DIR: str(workdir), envvar.PROMPT_FILE: str(prompt),
+               envvar.PROTOCOL_FILE: str(workdir / f"protocol-{run_name}.log")}
+        command = expand_command(tuple(self.command), {"task_id": task, "title": self.titles[task],
+                                                       "prompt_file": str(prompt), "results_dir": str(workdir)}) \
+            if self.expand else self.command
         self.log(f"running {task} (fence {lease.token}, budget {share} tokens"
                  + (", file mode)" if self.file_mode else ")"))
         if not self.file_mode:
@@ -500,7 +530,9 @@ class Worker:
         items: queue.Queue = queue.Queue()
         keeper = None if self.file_mode else self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
         run = _TaskRun(self, task, lease, share, attempt)
-        payload = PayloadProcess(self.command, env, Path(env[envvar.PROTOCOL_FILE]), items,
+        if self.usage != "larry-protocol":
+            run.meter(make_adapter(self.usage), workdir / f"agent-output-{run_name}.jsonl")
+        payload = PayloadProcess(command, env, Path(env[envvar.PROTOCOL_FILE]), items,
                                  label=f"{self.name}: ").start()
         try:
             code = run.follow(items, payload)
@@ -520,6 +552,22 @@ class Worker:
         if run.short is not None and run.stopped == "budget exhausted":
             return self._escalate(run, code, tasks_left)
         self._finish(run, code)
+
+    def prompt(self, task: str, share: int) -> str:
+        """The task as an agent reads it: what to do, in which phase, and what the tasks it
+        depends on found."""
+        spec = next(t for t in self.spec.tasks if t.id == task)
+        lines = [f"# {spec.title}", "", f"- task: {task} (priority {self.priorities[task]})",
+                 f"- Larry: {self.larry.id}, phase: {self.larry.phase}", f"- worker: {self.name}",
+                 f"- token budget for this task: {share:,}", ""]
+        if spec.depends_on:
+            lines += ["## Results of the tasks it depends on", ""]
+            for dep in spec.depends_on:
+                result = self.board.result(dep) or {}
+                data = result.get("data") or {}
+                lines.append(f"- {dep} ({result.get('outcome', 'no result')}): {data.get('message') or ''} "
+                             f"findings {json.dumps(data.get('findings') or {}, sort_keys=True)}")
+        return "\n".join(lines) + "\n"
 
     def _escalate(self, run: "_TaskRun", code: int, tasks_left: int) -> None:
         """A pool above this worker (its master's, its Larry's, the system's) ran dry and the
@@ -623,6 +671,16 @@ class _TaskRun:
         self.message: str | None = None
         self.stopped: str | None = None
         self.exit_code: int | None = None
+        #: an agent metered from its own output (None: the @larry protocol), and where its
+        #: output is kept
+        self.adapter: UsageAdapter | None = None
+        self.output: Path | None = None
+        self.usage: dict | None = None
+        self.cost_usd: float | None = None
+
+    def meter(self, adapter: UsageAdapter, output: Path) -> None:
+        self.adapter, self.output = adapter, output
+        output.write_text("")
 
     def follow(self, items: queue.Queue, payload: PayloadProcess) -> int:
         """Handle the payload's lines until it exits; returns its exit status."""
@@ -634,6 +692,8 @@ class _TaskRun:
                 kind, value = "deadline", None
             if kind == "exit":
                 self.exit_code = value
+                if self.adapter is not None:
+                    self._conclude(value)
                 return value
             if kind == "line":
                 self._line(value)
@@ -651,6 +711,12 @@ class _TaskRun:
         payload.stop(self.worker.kill_grace)
 
     def _line(self, line: str) -> None:
+        if self.adapter is not None:
+            with self.output.open("a") as raw:
+                raw.write(line + "\n")
+            for charge in self.adapter.feed(line):
+                self._book(charge.key, charge.tokens.total)
+            return
         if not is_protocol_line(line):
             print(f"[{self.task}] {line}", flush=True)
             return
@@ -662,26 +728,46 @@ class _TaskRun:
             return
         merge_findings(self.findings, report.findings)
         self.message = report.message or self.message
-        if report.tokens and self.stopped:
-            # Lines a stopped payload had queued (or prints while it dies) are not booked: the
+        if report.tokens:
+            self._book(str(self.reports + 1), report.tokens)
+
+    def _book(self, key: str, tokens: int) -> None:
+        """Charge ``tokens`` under op id ``{task}:{fence}{attempt}:{key}``; stop the payload once
+        the task's share or an account of its path is spent."""
+        if self.stopped:
+            # What a stopped payload had queued (or reports while it dies) is not booked: the
             # ledger holds what was reported up to the stop, so a payload flooding reports
             # cannot drain the reserve after it has been told to stop.
-            self.unbooked += report.tokens
+            self.unbooked += tokens
             return
-        if report.tokens:  # spent is spent, whatever happened to the lease
-            self.reports += 1
-            self.tokens += report.tokens
-            booked = self.worker.charge(f"{self.task}:{self.lease.token}{self.attempt}:{self.reports}",
-                                        report.tokens, self.task)
-            if booked.status == "overrun" and booked.account != self.worker.account and self.short is None:
-                self.short = booked
-            if (not booked.ok or self.tokens > self.share) and self.stopped is None:
-                self.stopped = "budget exhausted"
-                self.worker.log(f"{self.task}: stopping the payload (budget exhausted: {self.tokens} tokens "
-                                f"of {self.share})")
+        # spent is spent, whatever happened to the lease
+        self.reports += 1
+        self.tokens += tokens
+        booked = self.worker.charge(f"{self.task}:{self.lease.token}{self.attempt}:{key}", tokens, self.task)
+        if booked.status == "overrun" and booked.account != self.worker.account and self.short is None:
+            self.short = booked
+        if (not booked.ok or self.tokens > self.share) and self.stopped is None:
+            self.stopped = "budget exhausted"
+            self.worker.log(f"{self.task}: stopping the payload (budget exhausted: {self.tokens} tokens "
+                            f"of {self.share})")
+
+    def _conclude(self, code: int) -> None:
+        """The agent exited: book the difference to its own final total, and judge the run by
+        its output, not by its exit status alone. A failed agent run fails the task for good:
+        retrying what the provider refused would only spend more."""
+        outcome = self.adapter.finish(code)
+        if outcome.charge is not None:
+            self._book(outcome.charge.key, outcome.charge.tokens.total)
+        self.message = outcome.text or self.message
+        self.usage, self.cost_usd = outcome.usage.as_dict(), outcome.cost_usd
+        self.malformed += outcome.malformed
+        if outcome.failed and self.stopped is None:
+            self.stopped = f"agent failed: {outcome.reason}"
+            self.worker.log(f"{self.task}: {self.stopped}")
 
     def data(self, detail: str | None = None) -> dict:
         data = {"tokens": self.tokens, "findings": self.findings, "budget": self.share, "exit_code": self.exit_code,
                 "malformed_lines": self.malformed, "message": self.message, "detail": detail,
-                "unbooked_tokens": self.unbooked or None}
+                "unbooked_tokens": self.unbooked or None, "usage": self.usage, "cost_usd": self.cost_usd,
+                "agent_output": self.output.name if self.output else None}
         return {k: v for k, v in data.items() if v is not None}

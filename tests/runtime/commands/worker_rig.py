@@ -36,11 +36,12 @@ class Rig:
         coordinator.initialise()
         return coordinator
 
-    def worker(self, larry: str, name: str, command: list[str], *, speed: float = 600, kill_grace: float = 0.5) -> int:
+    def worker(self, larry: str, name: str, command: list[str], *, speed: float = 600, kill_grace: float = 0.5,
+               usage: str | None = None) -> int:
         return cli.main(["worker", "--stack", "cortex", "--project-dir", str(ROOT), "--larry", larry,
                          "--worker", name, "--redis-url", self.url, "--key-prefix", self.ks.prefix,
                          "--coordination-dir", str(self.dir), "--speed", str(speed),
-                         "--kill-grace", str(kill_grace), "--", *command])
+                         "--kill-grace", str(kill_grace), *(["--usage", usage] if usage else []), "--", *command])
 
     def events(self, name: str, task: str | None = None) -> list:
         return [e for e in EventLog(self.r, self.ks).history()
