@@ -11,7 +11,7 @@
 #   ${LARRY_AGENTS_CACHE:-$HOME/.cache/larry-agents}/
 #     claude-code-<ver>/       npm prefix of @anthropic-ai/claude-code@<ver>
 #
-# Pins (see ../shared notes "agent-cli-facts" for why each one):
+# Pins, and why:
 #   * Claude Code 2.1.332: the newest release declares engines.node >= 22 and an unpinned
 #     install on Node 20 silently picks an old one; 2.1.332 installs with an EBADENGINE warning
 #     and runs. Its native linux-x64 binary comes in the optional dependency
