@@ -5,7 +5,7 @@
 #   scripts/agents.sh ensure     install every CLI of AGENTS that is missing (idempotent)
 #   scripts/agents.sh env        print `export ...` lines: PATH and one LARRY_AGENT_<CLI> per CLI
 #
-# Each CLI has one function `ensure_<cli>` (installs it, prints its executable's path) and one
+# Each CLI has one function `ensure_<cli>` (installs it unless it is installed) and one
 # `bin_<cli>` (the executable's path, installed or not); AGENTS lists what `ensure` installs.
 # Everything lives in versioned directories, one per CLI and version, reused once complete:
 #   ${LARRY_AGENTS_CACHE:-$HOME/.cache/larry-agents}/
