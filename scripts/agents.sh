@@ -5,13 +5,13 @@
 #   scripts/agents.sh ensure     install every CLI of AGENTS that is missing (idempotent)
 #   scripts/agents.sh env        print `export ...` lines: PATH and one LARRY_AGENT_<CLI> per CLI
 #
-# Each CLI has one function `ensure_<cli>` (installs it, prints its executable's path) and one
+# Each CLI has one function `ensure_<cli>` (installs it unless it is installed) and one
 # `bin_<cli>` (the executable's path, installed or not); AGENTS lists what `ensure` installs.
 # Everything lives in versioned directories, one per CLI and version, reused once complete:
 #   ${LARRY_AGENTS_CACHE:-$HOME/.cache/larry-agents}/
 #     claude-code-<ver>/       npm prefix of @anthropic-ai/claude-code@<ver>
 #
-# Pins (see ../shared notes "agent-cli-facts" for why each one):
+# Pins, and why:
 #   * Claude Code 2.1.332: the newest release declares engines.node >= 22 and an unpinned
 #     install on Node 20 silently picks an old one; 2.1.332 installs with an EBADENGINE warning
 #     and runs. Its native linux-x64 binary comes in the optional dependency

@@ -9,5 +9,7 @@
                seeds' workers without an AI agent
 ``master``     the built-in master, played by its Larry's coordinator: reviews its
                workers' tasks on its personal budget, releases its finished pool
+``usage``      usage adapters: meter an agent CLI from its own output (tokens charged
+               once per key, reconciled to the CLI's final total; failure as it reports it)
 =============  =================================================================
 """

@@ -2,13 +2,15 @@
 
 One adapter object per agent run. The worker hands it every line the agent prints::
 
-    adapter = make_adapter("claude-code")
+    adapter = make_adapter("claude-code")   # by the profile's ``usage`` name (ADAPTERS)
     for line in output:
         for charge in adapter.feed(line):   # book now: the agent spent this
-            ledger.charge(charge.key, charge.tokens)
+            ledger.charge(charge.key, charge.tokens.total)
+        if adapter.rejected:                # the line was malformed: say why, once
+            log(adapter.rejected)
     outcome = adapter.finish(exit_code)     # once the agent has exited
     if outcome.charge:                      # the difference to the CLI's authoritative total
-        ledger.charge(outcome.charge.key, outcome.charge.tokens)
+        ledger.charge(outcome.charge.key, outcome.charge.tokens.total)
 
 The ledger's token
     Every token the provider processed for the run counts once: fresh input, cache writes,
@@ -36,9 +38,10 @@ Not guaranteed: that the CLI's own figures are right (the adapter books what the
 provider reported), or that a run killed before its final summary is reconciled (its live
 charges stand; ``finish`` then reports the run as failed).
 
-========================  ==========================================================
-``claude_code``           Claude Code ``--output-format stream-json --verbose``
-========================  ==========================================================
+===============  ===========================================================================
+``claude_code``  Claude Code ``-p --output-format stream-json --verbose`` (best with
+                 ``--include-partial-messages``)
+===============  ===========================================================================
 """
 
 from __future__ import annotations

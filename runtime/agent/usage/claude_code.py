@@ -1,15 +1,27 @@
 """Claude Code's ``--output-format stream-json --verbose`` output, metered (checked on 2.1.332).
+Run it with ``--include-partial-messages`` too, for charges that are complete as each message
+ends (below).
 
 Tokens: the four kinds map one to one — ``input_tokens`` (fresh input), ``output_tokens``,
 ``cache_read_input_tokens``, ``cache_creation_input_tokens`` (cache writes); the API reports
 them disjoint, so the ledger's total is their sum.
 
-Live charges: each ``assistant`` event carries its message's usage as known when the message
+Live charges. Each ``assistant`` event carries its message's usage as known when the message
 *started* (input and cache counts final, ``output_tokens: 1``), and a message with several
 content blocks is printed once per block with the same ``message.id``. So the first event of
 a message id charges that start-of-message usage, once (key: session and message id); later
 events of the same id charge nothing. Assistant events with zero usage (the ``<synthetic>``
-message the CLI prints for an API error) charge nothing.
+message the CLI prints for an API error) charge nothing. Without partial messages, a
+message's output beyond its first token is therefore booked only at ``finish``; a run stopped
+before its result line keeps its messages' start usage only.
+
+With ``--include-partial-messages`` the CLI also prints the API's stream as ``stream_event``
+lines: ``message_start`` (the message id and start usage: charged under the same key as the
+assistant event, which then charges nothing) and ``message_delta`` (the message's final,
+cumulative usage: what it adds to the start usage is charged at once). The booked total then
+lags the provider's by at most the message being streamed, and a stream cut after its
+``message_start`` is charged as it happens. Stream events are tracked per stream
+(``parent_tool_use_id``), so a subagent's stream does not mix with the main one.
 
 The final ``result`` event is the authority: its ``modelUsage`` (per model, summed) when it has
 any, else its ``usage``. ``modelUsage`` is preferred because it spans every model the run used
@@ -19,9 +31,10 @@ The authority also counts requests whose stream was cut (their start usage), whi
 assistant event shows: ``finish`` charges the difference to the live charges.
 
 Failure is judged by ``is_error`` (with ``terminal_reason``, ``api_error_status`` and the
-result text, or the ``errors`` a limit leaves, as the reason), not by ``subtype``: a persistent API error ends with
-``subtype: "success"``, ``is_error: true``, ``terminal_reason: "api_error"``. A run that exits
-non-zero, or prints no ``result`` at all (killed, crashed), failed too.
+result text, or the ``errors`` a limit leaves, as the reason), not by ``subtype``: a
+persistent API error ends with ``subtype: "success"``, ``is_error: true``,
+``terminal_reason: "api_error"``. A run that exits non-zero, or prints no ``result`` at all
+(killed, crashed: SIGTERM makes the CLI exit 143 without one), failed too.
 
 Not guaranteed: the CLI's ``total_cost_usd`` is its own price table's figure (an unknown model
 is priced like the default); it is reported, not checked.
@@ -37,7 +50,7 @@ from typing import Any
 from runtime.agent.usage import Malformed, Outcome, Tokens, UsageAdapter, count
 
 #: ``type`` values of stream-json lines that carry no usage and are skipped silently.
-NO_USAGE = {"system", "user", "stream_event", "rate_limit_event"}
+NO_USAGE = {"system", "user", "rate_limit_event"}
 
 # (kind in Tokens, field in result.usage / assistant usage, field in modelUsage.<model>)
 FIELDS = (("input", "input_tokens", "inputTokens"),
@@ -59,6 +72,13 @@ def _tokens(usage: Any, where: str, column: int) -> Tokens:
     return Tokens(**{f[0]: count(usage.get(f[column], 0), f"{where}.{f[column]}") for f in FIELDS})
 
 
+def _message_id(message: dict, where: str) -> str:
+    msg_id = message.get("id")
+    if not isinstance(msg_id, str) or not msg_id:
+        raise Malformed(f"{where} must be a non-empty string")
+    return msg_id
+
+
 class ClaudeCode(UsageAdapter):
     def __init__(self) -> None:
         super().__init__()
@@ -67,6 +87,9 @@ class ClaudeCode(UsageAdapter):
         self._result: dict | None = None
         self._authority: Tokens | None = None
         self._last_text = ""
+        #: stream (parent_tool_use_id) -> (id of its message being streamed, tokens charged for
+        #: it so far, message_delta events seen)
+        self._streaming: dict[str, tuple[str, Tokens, int]] = {}
 
     def _key(self, what: str) -> str:
         return f"claude-code:{self._session}:{what}"
@@ -88,9 +111,7 @@ class ClaudeCode(UsageAdapter):
             raise Malformed("a stream-json line's type must be a string")
         if kind == "assistant":
             message = _object(event.get("message"), "assistant.message")
-            msg_id = message.get("id")
-            if not isinstance(msg_id, str) or not msg_id:
-                raise Malformed("assistant.message.id must be a non-empty string")
+            msg_id = _message_id(message, "assistant.message.id")
             tokens = _tokens(message.get("usage"), "assistant.message.usage", 1)
             content = message.get("content")
             texts = [b.get("text") for b in content if isinstance(b, dict) and b.get("type") == "text"] \
@@ -99,11 +120,35 @@ class ClaudeCode(UsageAdapter):
             if texts and isinstance(texts[-1], str):
                 self._last_text = texts[-1]
             return self._charge(self._key(msg_id), tokens)
+        if kind == "stream_event":
+            return self._stream_event(event)
         if kind == "result":
             self._result_event(event)
         elif kind not in NO_USAGE:
             self.unknown += 1
         self._session_of(event)
+        return []
+
+    def _stream_event(self, event: dict) -> list:
+        inner = _object(event.get("event"), "stream_event.event")
+        what, stream = inner.get("type"), str(event.get("parent_tool_use_id"))
+        if what == "message_start":
+            message = _object(inner.get("message"), "stream_event.event.message")
+            msg_id = _message_id(message, "stream_event.event.message.id")
+            tokens = _tokens(message.get("usage"), "stream_event.event.message.usage", 1)
+            self._session_of(event)
+            self._streaming[stream] = (msg_id, tokens, 0)
+            return self._charge(self._key(msg_id), tokens)
+        if what == "message_delta":
+            final = _tokens(inner.get("usage"), "stream_event.event.usage", 1)
+            if stream not in self._streaming:
+                raise Malformed("stream_event message_delta without a message_start before it")
+            msg_id, charged, deltas = self._streaming[stream]
+            # Cumulative: charge only what it adds, kind by kind, to what this message was charged.
+            grown = Tokens(*(max(0, f - c) for f, c in zip(final.as_dict().values(), charged.as_dict().values())))
+            self._streaming[stream] = (msg_id, charged + grown, deltas + 1)
+            self._session_of(event)
+            return self._charge(self._key(f"{msg_id}:delta{deltas + 1}"), grown)
         return []
 
     def _session_of(self, event: dict) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -88,6 +88,11 @@ SCENARIOS = {
          Reply.text("Should not be reached.", Usage(1000, 10, 0, 0))),
         args=("--allowedTools", "Bash", "--max-budget-usd", "0.01")),
 }
+
+# The same runs with --include-partial-messages: the API's stream events printed as well.
+PARTIAL = "--include-partial-messages"
+SCENARIOS.update({f"partial_{name}": replace(SCENARIOS[name], args=SCENARIOS[name].args + (PARTIAL,))
+                  for name in ("multi_block", "many_turns", "cut_stream", "server_error", "max_budget")})
 
 
 def run_scenario(binary: Path, name: str, home: Path,

@@ -31,7 +31,8 @@ def metered(claude_code, name, home, stop_after: int | None = None):
     return charges, outcome, run, server
 
 
-@pytest.mark.parametrize("name", ["plain", "tool_call", "multi_block", "rate_limited", "cut_stream"])
+@pytest.mark.parametrize("name", ["plain", "tool_call", "multi_block", "rate_limited", "cut_stream",
+                                  "partial_many_turns", "partial_cut_stream"])
 def test_booked_usage_equals_the_usage_the_stand_in_served(claude_code, tmp_path, name):
     charges, outcome, run, server = metered(claude_code, name, tmp_path)
     assert not outcome.failed, f"{outcome.reason}\n{run.stderr[-2000:]}"
@@ -57,14 +58,26 @@ def test_a_persistent_server_error_is_a_failure_without_a_retry_storm(claude_cod
     assert charges == [] and server.served.total == 0
 
 
-def test_a_run_stopped_mid_way_keeps_what_it_was_charged_within_its_messages_output(claude_code, tmp_path):
+@pytest.mark.parametrize("name", ["many_turns", "partial_many_turns"])
+def test_a_run_stopped_mid_way_keeps_what_it_was_charged(claude_code, tmp_path, name):
     # The worker stops an agent at its budget with SIGTERM: the CLI then prints no result, so
-    # the booked tokens are the start-of-message usage of the messages seen. What the stand-in
-    # served beyond that is output only, of those messages, plus any request under way.
-    charges, outcome, run, server = metered(claude_code, "many_turns", tmp_path, stop_after=2)
+    # what stays booked is what was charged live. With partial messages that is every message
+    # the stand-in finished serving (and the start of one under way, if any); without, each
+    # seen message's start usage, short of what was served by its output beyond one token.
+    partial = name.startswith("partial_")
+    charges, outcome, run, server = metered(claude_code, name, tmp_path, stop_after=4 if partial else 2)
     assert outcome.failed and "without a result line" in outcome.reason and outcome.charge is None
     booked = sum((c.tokens for _, c in charges), Tokens())
-    assert len(charges) == 2 and booked == outcome.usage
-    served = sum((r.served for r in server.requests[:2]), Tokens())
-    assert booked == Tokens(served.input, 2, served.cache_read, served.cache_write), "one output token per message"
+    assert booked == outcome.usage
     assert len(server.requests) <= 3, "stopped: at most the request under way after the second message"
+    if partial:
+        # Within one message: the two finished messages exactly, of the one under way (if the
+        # CLI sent it before the signal) at most what the stand-in served.
+        gap = [s - b for s, b in zip(server.served.as_dict().values(), booked.as_dict().values())]
+        last = server.requests[-1].served.as_dict().values() if len(server.requests) == 3 else [0] * 4
+        assert all(0 <= g <= most for g, most in zip(gap, last)), (booked, server.served)
+        assert booked.total >= sum((r.served for r in server.requests[:2]), Tokens()).total
+    else:
+        seen = [int(c.key.rsplit("msg_standin", 1)[1]) for _, c in charges]
+        served = sum((server.requests[n - 1].served for n in seen), Tokens())
+        assert booked == Tokens(served.input, len(seen), served.cache_read, served.cache_write), "one output token each"

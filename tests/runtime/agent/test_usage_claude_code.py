@@ -120,8 +120,33 @@ def test_cut_streams_no_assistant_event_shows_are_charged_at_finish():
     assert outcome.charge.tokens == Tokens(1201 + 1202, 1 + 1, 600 + 700, 30 + 40)
 
 
-def test_feeding_the_same_output_twice_charges_nothing_more():
-    lines, served = recording("multi_block")
+@pytest.mark.parametrize("name", sorted(n for n in SCENARIOS if n.startswith("partial_")))
+def test_with_partial_messages_live_charges_alone_equal_what_was_served(name):
+    # message_delta completes each message as it ends, cut streams included: nothing is left
+    # for the result to reconcile.
+    lines, served = recording(name)
+    live, outcome, _ = meter(lines, served["exit_code"])
+    assert outcome.charge is None
+    assert sum((c.tokens for c in live), Tokens()) == served_tokens(name)
+
+
+def test_a_message_delta_charges_only_what_it_adds_to_its_message():
+    lines, served = recording("partial_multi_block")
+    live, _, _ = meter(lines, served["exit_code"])
+    assert [(c.key.split(":", 2)[2], c.tokens) for c in live] == [
+        ("msg_standin000001", Tokens(1333, 1, 3900, 250)), ("msg_standin000001:delta1", Tokens(0, 60, 0, 0)),
+        ("msg_standin000002", Tokens(1444, 1, 4050, 90)), ("msg_standin000002:delta1", Tokens(0, 6, 0, 0))]
+
+
+def test_a_message_delta_without_its_message_start_is_malformed():
+    adapter = ClaudeCode()
+    assert adapter.feed('{"type":"stream_event","event":{"type":"message_delta","usage":{"output_tokens":9}}}') == []
+    assert adapter.malformed == 1 and "without a message_start" in adapter.rejected
+
+
+@pytest.mark.parametrize("name", ["multi_block", "partial_multi_block"])
+def test_feeding_the_same_output_twice_charges_nothing_more(name):
+    lines, served = recording(name)
     adapter = ClaudeCode()
     first = [c for line in lines for c in adapter.feed(line)]
     again = [c for line in lines for c in adapter.feed(line)]
@@ -190,7 +215,7 @@ def test_no_change_of_one_field_of_a_recorded_line_makes_the_adapter_raise():
     # Every leaf of every distinct kind of recorded line, replaced by each value of the wrong
     # kind: the adapter returns (a charge or nothing), never raises.
     samples = {}
-    for name in ("multi_block", "server_error", "max_budget"):
+    for name in ("partial_multi_block", "server_error", "max_budget"):
         for line in recording(name)[0]:
             event = json.loads(line)
             samples.setdefault((event["type"], event.get("subtype")), event)

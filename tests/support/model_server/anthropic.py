@@ -17,7 +17,8 @@ A non-streaming request gets the whole message as JSON. Errors carry the API's e
 ``{"type": "error", "error": {"type": ..., "message": ...}}`` with the type the API uses for
 that status (429 ``rate_limit_error``, 529 ``overloaded_error``, ...).
 
-Not modelled: thinking blocks, server tools, several ``message_delta`` events, token counting.
+Not modelled: thinking blocks, server tools, several ``message_delta`` events, an ``error``
+event inside a stream (errors come as an HTTP status before the stream), token counting.
 """
 
 from __future__ import annotations
