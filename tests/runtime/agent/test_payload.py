@@ -149,7 +149,10 @@ def test_stop_reaches_a_descendant_in_a_session_of_its_own(tmp_path):
 
 
 def test_a_double_forked_daemon_is_stopped_when_the_payload_exits(tmp_path):
-    daemon = "import os, time; os.fork() and os._exit(0); os.setsid(); print(os.getpid(), flush=True); time.sleep(300)"
+    # The payload exits only once its daemon runs and has said so: a payload that exits first
+    # has its leftovers stopped at once, maybe before the daemon printed anything (seen under load).
+    daemon = ("import os, time\nr, w = os.pipe()\nif os.fork():\n    os.close(w); os.read(r, 1); os._exit(0)\n"
+              "os.setsid(); print(os.getpid(), flush=True); os.write(w, b'x'); time.sleep(300)")
     _, events = start([sys.executable, "-c", daemon], tmp_path)
     pid = int(first_line(events))
     assert items_until_exit(events) == [("exit", 0)]
