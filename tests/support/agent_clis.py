@@ -15,10 +15,11 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from tests.support.model_server import Reply
 from tests.support.project import ROOT
 
 AGENTS_SH = ROOT / "scripts" / "agents.sh"
@@ -48,6 +49,24 @@ class AgentRun:
     lines: list[str]
     exit_code: int
     stderr: str
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One recorded situation: the prompt, the stand-in's script (``then`` once it is used up),
+    extra CLI arguments and environment."""
+    prompt: str
+    replies: tuple[Reply, ...]
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    then: Reply | None = None
+
+
+def served_record(run: AgentRun, server) -> dict:
+    """What a recording keeps beside the CLI's output: its exit code, the usage the stand-in
+    ``server`` served and each request's path, status and scripted reply."""
+    return {"exit_code": run.exit_code, "served": server.served.__dict__,
+            "requests": [{"path": r.path, "status": r.status, "reply": r.reply} for r in server.requests]}
 
 
 def claude_env(home: Path, base_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:

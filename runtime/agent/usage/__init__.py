@@ -51,9 +51,10 @@ file grows, at most one poll period late.
 from __future__ import annotations
 
 import importlib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Callable
 
 from plan.model import MAX_TOKENS
 
@@ -125,6 +126,13 @@ def count(value: Any, where: str) -> int:
     raise Malformed(f"{where} must be an integer 0-{MAX_TOKENS:,}, got {value!r:.40}")
 
 
+def json_object(value: Any, where: str) -> dict:
+    """``value`` if it is a JSON object; :class:`Malformed` naming ``where``."""
+    if not isinstance(value, dict):
+        raise Malformed(f"{where} must be an object")
+    return value
+
+
 class UsageAdapter(ABC):
     """Reads one agent run's output; see the module docstring for the contract."""
 
@@ -137,6 +145,18 @@ class UsageAdapter(ABC):
     @abstractmethod
     def feed(self, line: str) -> list[Charge]:
         """The charges ``line`` makes due now (usually none)."""
+
+    def _read(self, line: str, what: str, handle: Callable[[dict], list[Charge]]) -> list[Charge]:
+        """``handle(event)`` for ``line`` parsed as a JSON object (``what`` names such a line);
+        a blank line is nothing, a malformed one (``handle`` raising :class:`Malformed`
+        included) is counted and skipped, charging nothing."""
+        if not line.strip():
+            return []
+        try:
+            return handle(json_object(json.loads(line), what))
+        except (ValueError, RecursionError):  # JSONDecodeError and Malformed are ValueErrors
+            self.malformed += 1
+            return []
 
     def poll(self) -> list[Charge]:
         """The charges a file the adapter tails beside stdout makes due now; the worker calls it

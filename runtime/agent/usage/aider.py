@@ -31,13 +31,11 @@ warnings' lines among it); events of other names carry no usage and are skipped 
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from pathlib import Path
-from typing import Any
 
-from runtime.agent.usage import Charge, Malformed, Outcome, Tokens, UsageAdapter, count
+from runtime.agent.usage import Charge, Malformed, Outcome, Tokens, UsageAdapter, count, json_object
 
 #: Where aider's start-up banner begins; it ends at the next blank line.
 BANNER = "Aider v"
@@ -68,12 +66,6 @@ class LogTail:
         return [line.decode(errors="replace") for line in complete]
 
 
-def _object(value: Any, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise Malformed(f"{where} must be an object")
-    return value
-
-
 class Aider(UsageAdapter):
     def __init__(self, log: Path | str) -> None:
         super().__init__()
@@ -99,20 +91,14 @@ class Aider(UsageAdapter):
         return [charge for line in self._tail.lines() for charge in self._line(line)]
 
     def _line(self, line: str) -> list[Charge]:
-        if not line.strip():
-            return []
-        try:
-            return self._event(_object(json.loads(line), "an analytics log line"))
-        except (ValueError, RecursionError):  # JSONDecodeError and Malformed are ValueErrors
-            self.malformed += 1
-            return []
+        return self._read(line, "an analytics log line", self._event)
 
     def _event(self, event: dict) -> list[Charge]:
         name = event.get("event")
         if not isinstance(name, str):
             raise Malformed("an analytics log line's event must be a string")
         if name == "message_send":
-            properties = _object(event.get("properties"), "message_send.properties")
+            properties = json_object(event.get("properties"), "message_send.properties")
             tokens = Tokens(input=count(properties.get("prompt_tokens"), "message_send.properties.prompt_tokens"),
                             output=count(properties.get("completion_tokens"),
                                          "message_send.properties.completion_tokens"))
@@ -123,7 +109,7 @@ class Aider(UsageAdapter):
             self._cost += cost
             return self._charge(f"aider:{self._run}:message:{self._messages}", tokens)
         if name == "message_send_exception":
-            self._exception = str(_object(event.get("properties"), "message_send_exception.properties")
+            self._exception = str(json_object(event.get("properties"), "message_send_exception.properties")
                                   .get("exception", ""))
         return []
 

@@ -30,11 +30,10 @@ stand-in no reasoning); that the model named to the adapter is the one Codex use
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any, Mapping, Protocol
 
-from runtime.agent.usage import Charge, Malformed, Outcome, Tokens, UsageAdapter, count
+from runtime.agent.usage import Charge, Malformed, Outcome, Tokens, UsageAdapter, count, json_object
 
 #: ``type`` values that carry neither usage nor an outcome, skipped silently.
 NO_USAGE = {"turn.started", "item.started", "item.updated"}
@@ -48,15 +47,9 @@ class Price(Protocol):
     cache_write: float
 
 
-def _object(value: Any, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise Malformed(f"{where} must be an object")
-    return value
-
-
 def turn_tokens(usage: Any) -> Tokens:
     """The disjoint kinds of a ``turn.completed`` usage (module docstring)."""
-    usage = _object(usage, "turn.completed.usage")
+    usage = json_object(usage, "turn.completed.usage")
     total = count(usage.get("input_tokens"), "turn.completed.usage.input_tokens")
     cached = count(usage.get("cached_input_tokens", 0), "turn.completed.usage.cached_input_tokens")
     written = count(usage.get("cache_write_input_tokens", 0), "turn.completed.usage.cache_write_input_tokens")
@@ -85,13 +78,7 @@ class Codex(UsageAdapter):
         self._text = ""
 
     def feed(self, line: str) -> list[Charge]:
-        if not line.strip():
-            return []
-        try:
-            return self._event(_object(json.loads(line), "a codex --json line"))
-        except (ValueError, RecursionError):  # JSONDecodeError and Malformed are ValueErrors
-            self.malformed += 1
-            return []
+        return self._read(line, "a codex --json line", self._event)
 
     def _event(self, event: dict) -> list[Charge]:
         kind = event.get("type")
@@ -110,11 +97,11 @@ class Codex(UsageAdapter):
             self._error = None
             return self._charge(f"codex:{self._thread}:turn:{self._turns}", tokens)
         elif kind == "item.completed":
-            item = _object(event.get("item"), "item.completed.item")
+            item = json_object(event.get("item"), "item.completed.item")
             if item.get("type") == "agent_message" and isinstance(item.get("text"), str):
                 self._text = item["text"]
         elif kind == "turn.failed":
-            self._failed = _message(_object(event.get("error"), "turn.failed.error"), "turn.failed.error")
+            self._failed = _message(json_object(event.get("error"), "turn.failed.error"), "turn.failed.error")
         elif kind == "error":
             self._error = _message(event, "error")
         elif kind not in NO_USAGE:

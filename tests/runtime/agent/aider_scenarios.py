@@ -19,24 +19,15 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.agent_clis import AgentRun, agent_binary, run_aider
+from tests.support.agent_clis import AgentRun, Scenario, agent_binary, run_aider, served_record
 from tests.support.model_server import ModelServer, Reply, Usage
 from tests.support.model_server.openai import ChatCompletions
 
 VERSION = "0.86.2"
 RECORDINGS = Path(__file__).parent / "recordings" / f"aider-{VERSION}"
 MARKER = "larry-tool-ran.txt"  # the file the edit scenario makes aider write
-
-
-@dataclass(frozen=True)
-class Scenario:
-    prompt: str
-    replies: tuple[Reply, ...]
-    args: tuple[str, ...] = ()
-    then: Reply | None = None
 
 
 SCENARIOS = {
@@ -60,11 +51,6 @@ def run_scenario(binary: Path, name: str, home: Path, on_line=None) -> tuple[Age
     with ModelServer(ChatCompletions(), list(scenario.replies), then=scenario.then) as server:
         run = run_aider(binary, home, server.url, scenario.prompt, log, scenario.args, on_line)
     return run, server, log
-
-
-def served_record(run: AgentRun, server: ModelServer) -> dict:
-    return {"exit_code": run.exit_code, "served": server.served.__dict__,
-            "requests": [{"path": r.path, "status": r.status, "reply": r.reply} for r in server.requests]}
 
 
 def record(names: list[str]) -> None:

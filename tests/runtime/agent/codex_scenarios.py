@@ -16,10 +16,9 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.agent_clis import AgentRun, agent_binary, run_codex
+from tests.support.agent_clis import AgentRun, Scenario, agent_binary, run_codex, served_record
 from tests.support.model_server import ModelServer, Reply, Usage
 from tests.support.model_server.openai import Responses
 
@@ -28,14 +27,6 @@ RECORDINGS = Path(__file__).parent / "recordings" / f"codex-{VERSION}"
 MARKER = "larry-tool-ran.txt"  # the file the tool-call scenario makes the agent write
 # Codex's sandbox is read-only by default; the tool call must really write.
 WRITE = ("--dangerously-bypass-approvals-and-sandbox",)
-
-
-@dataclass(frozen=True)
-class Scenario:
-    prompt: str
-    replies: tuple[Reply, ...]
-    args: tuple[str, ...] = ()
-    then: Reply | None = None
 
 
 SCENARIOS = {
@@ -59,11 +50,6 @@ def run_scenario(binary: Path, name: str, home: Path, on_line=None) -> tuple[Age
     with ModelServer(Responses(), list(scenario.replies), then=scenario.then) as server:
         run = run_codex(binary, home, server.url, scenario.prompt, scenario.args, on_line)
     return run, server
-
-
-def served_record(run: AgentRun, server: ModelServer) -> dict:
-    return {"exit_code": run.exit_code, "served": server.served.__dict__,
-            "requests": [{"path": r.path, "status": r.status, "reply": r.reply} for r in server.requests]}
 
 
 def record(names: list[str]) -> None:

@@ -49,11 +49,6 @@ ERRORS = {400: ("invalid_request_error", None), 401: ("invalid_request_error", "
           500: ("server_error", None), 502: ("server_error", None), 503: ("server_error", None)}
 
 
-def _error(status: int, message: str) -> dict:
-    kind, code = ERRORS.get(status, ("server_error", None))
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
 def _model(body: Any) -> str:
     return (body.get("model") if isinstance(body, dict) else None) or MODEL
 
@@ -64,17 +59,24 @@ def _checked(usage: Usage) -> Usage:
     return usage
 
 
-class Responses:
-    """``POST /v1/responses``, streaming (SSE) or not."""
+class _OpenAI:
+    """What both APIs share: one POST path, ``stream: true`` asks for SSE, the error body."""
+    path = ""
 
     def is_model_request(self, method: str, path: str) -> bool:
-        return method == "POST" and path.split("?")[0] == "/v1/responses"
+        return method == "POST" and path.split("?")[0] == self.path
 
     def is_streaming(self, body: Any) -> bool:
         return isinstance(body, dict) and body.get("stream") is True
 
     def error(self, status: int, message: str) -> dict:
-        return _error(status, message)
+        kind, code = ERRORS.get(status, ("server_error", None))
+        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+class Responses(_OpenAI):
+    """``POST /v1/responses``, streaming (SSE) or not."""
+    path = "/v1/responses"
 
     @staticmethod
     def usage(usage: Usage) -> dict:
@@ -137,17 +139,9 @@ class Responses:
                     response=self._response(body, n, "completed", items, self.usage(reply.usage)))
 
 
-class ChatCompletions:
+class ChatCompletions(_OpenAI):
     """``POST /v1/chat/completions``, JSON or streaming chunks."""
-
-    def is_model_request(self, method: str, path: str) -> bool:
-        return method == "POST" and path.split("?")[0] == "/v1/chat/completions"
-
-    def is_streaming(self, body: Any) -> bool:
-        return isinstance(body, dict) and body.get("stream") is True
-
-    def error(self, status: int, message: str) -> dict:
-        return _error(status, message)
+    path = "/v1/chat/completions"
 
     @staticmethod
     def usage(usage: Usage) -> dict:
