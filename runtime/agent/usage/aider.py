@@ -88,6 +88,8 @@ class Aider(UsageAdapter):
         return []
 
     def poll(self) -> list[Charge]:
+        """The charges of the events the log gained. Safe beside ``feed`` in another thread
+        (they share no state); not beside another ``poll`` or ``finish``."""
         return [charge for line in self._tail.lines() for charge in self._line(line)]
 
     def _line(self, line: str) -> list[Charge]:
