@@ -115,13 +115,21 @@ import redis
 
 from plan import environment as envvar
 from plan.exits import ExitCode
-from plan.model import USAGE_ADAPTERS, Larry, StackConfig, expand_command, highest_priority, worker_account
+from plan.model import (
+    USAGE_ADAPTERS,
+    AgentProfile,
+    Larry,
+    StackConfig,
+    expand_command,
+    highest_priority,
+    worker_account,
+)
 from plan.model import Worker as WorkerSpec
 from plan.statuses import TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
 from runtime.agent.payload import PayloadProcess
 from runtime.agent.protocol import ProtocolError, is_protocol_line, merge_findings, parse_line
-from runtime.agent.usage import ADAPTERS, UsageAdapter, make_adapter
+from runtime.agent.usage import POLL_SECONDS, UsageAdapter, make_adapter
 from runtime.cli import (
     UsageError,
     add_process_arguments,
@@ -151,8 +159,6 @@ log = logging.getLogger(__name__)
 MAX_LEASE_LOSSES = 3
 #: The usage adapters (plan.model.USAGE_ADAPTERS) this runtime can meter a payload with; the
 #: others are refused rather than run unmetered. The one list to extend as adapters land.
-#: The adapters this runtime can meter with: the ``@larry`` protocol and every usage adapter.
-AVAILABLE_USAGE = ("larry-protocol", *ADAPTERS)
 
 
 class GiveUp(Exception):
@@ -172,18 +178,14 @@ def configure_parser(parser) -> None:
                         help="seconds between SIGTERM and SIGKILL when the payload has to stop (default 5)")
     parser.add_argument("--usage", metavar="ADAPTER",
                         help=f"how the payload's token use is metered: one of {', '.join(USAGE_ADAPTERS)} "
-                             f"(default: the worker's agent profile's, else larry-protocol, its @larry lines); "
-                             f"available in this version: {', '.join(AVAILABLE_USAGE)}")
+                             f"(default: the worker's agent profile's, else larry-protocol, its @larry lines)")
 
 
 def check_usage(adapter: str) -> None:
-    """Refuse an adapter that is not one of USAGE_ADAPTERS, or not yet available here: a payload
-    this runtime cannot meter must not run as if it were metered."""
+    """Refuse an adapter that is not one of USAGE_ADAPTERS: a payload this runtime cannot meter
+    must not run as if it were metered."""
     if adapter not in USAGE_ADAPTERS:
         raise UsageError(f"--usage {adapter!r}: expected one of {', '.join(USAGE_ADAPTERS)}")
-    if adapter not in AVAILABLE_USAGE:
-        raise UsageError(f"--usage {adapter}: this runtime cannot meter {adapter} yet "
-                         f"(available: {', '.join(AVAILABLE_USAGE)})")
 
 
 def main(args) -> int:
@@ -205,8 +207,7 @@ def main(args) -> int:
     r, ks = open_redis(args, cfg)
     interrupt_on_sigterm()
     worker = Worker(cfg, larry, spec, r, ks, Timing.from_env(args.speed), command, args.coordination_dir,
-                    kill_grace=args.kill_grace, degrade_after=degrade_after, usage=usage,
-                    expand=profile is not None)
+                    kill_grace=args.kill_grace, degrade_after=degrade_after, usage=usage, profile=profile)
     try:
         return worker.run()
     except redis.exceptions.RedisError as error:
@@ -228,12 +229,13 @@ def degrade_after_from_env(env=None) -> float | None:
 class Worker:
     def __init__(self, cfg: StackConfig, larry: Larry, spec: WorkerSpec, r, ks, timing: Timing,
                  command: list[str], coordination_dir: Path, *, kill_grace: float = 5.0,
-                 degrade_after: float | None = None, usage: str = "larry-protocol", expand: bool = False):
+                 degrade_after: float | None = None, usage: str = "larry-protocol",
+                 profile: AgentProfile | None = None):
         self.cfg, self.larry, self.spec, self.r, self.ks = cfg, larry, spec, r, ks
         self.timing, self.command, self.kill_grace = timing, command, kill_grace
-        #: how each run's token use is metered, and whether the command's placeholders are expanded
-        #: (an agent profile's command; any other command runs as given)
-        self.usage, self.expand = usage, expand
+        #: how each run's token use is metered, and the agent profile whose command this is (its
+        #: placeholders are expanded; any other command runs as given)
+        self.usage, self.profile = usage, profile
         self.name = spec.name
         # Read the stream position before any state: nothing that happens after a state
         # read can then be missed by a wait that follows it.
@@ -521,7 +523,7 @@ class Worker:
                envvar.PROTOCOL_FILE: str(workdir / f"protocol-{run_name}.log")}
         command = expand_command(tuple(self.command), {"task_id": task, "title": self.titles[task],
                                                        "prompt_file": str(prompt), "results_dir": str(workdir)}) \
-            if self.expand else self.command
+            if self.profile else list(self.command)
         self.log(f"running {task} (fence {lease.token}, budget {share} tokens"
                  + (", file mode)" if self.file_mode else ")"))
         if not self.file_mode:
@@ -531,7 +533,8 @@ class Worker:
         keeper = None if self.file_mode else self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
         run = _TaskRun(self, task, lease, share, attempt)
         if self.usage != "larry-protocol":
-            run.meter(make_adapter(self.usage), workdir / f"agent-output-{run_name}.jsonl")
+            adapter, command = self.adapter(command, workdir / f"agent-analytics-{run_name}.jsonl")
+            run.meter(adapter, workdir / f"agent-output-{run_name}.jsonl")
         payload = PayloadProcess(command, env, Path(env[envvar.PROTOCOL_FILE]), items,
                                  label=f"{self.name}: ").start()
         try:
@@ -552,6 +555,19 @@ class Worker:
         if run.short is not None and run.stopped == "budget exhausted":
             return self._escalate(run, code, tasks_left)
         self._finish(run, code)
+
+    def adapter(self, command: list[str], log: Path) -> tuple[UsageAdapter, list[str]]:
+        """A fresh adapter for one run of ``command``, and the command as it must then run.
+        Codex reports no cost: it is priced from the profile's prices for the model the command
+        names (``-m``/``--model``). aider reports its usage only in its analytics log: the
+        command gets a fresh one."""
+        if self.usage == "codex":
+            flags = [i for i, arg in enumerate(command[:-1]) if arg in ("-m", "--model")]
+            model = command[flags[-1] + 1] if flags else None
+            return make_adapter("codex", model=model, prices=self.profile.prices if self.profile else {}), command
+        if self.usage == "aider":
+            return make_adapter("aider", log=log), [*command, "--analytics-log", str(log)]
+        return make_adapter(self.usage), command
 
     def prompt(self, task: str, share: int) -> str:
         """The task as an agent reads it: what to do, in which phase, and what the tasks it
@@ -684,17 +700,25 @@ class _TaskRun:
 
     def follow(self, items: queue.Queue, payload: PayloadProcess) -> int:
         """Handle the payload's lines until it exits; returns its exit status."""
+        polls = self.adapter is not None and self.adapter.tails_a_file
         while True:
             timeout = None if self.stopped else max(0.0, self.worker.deadline - time.monotonic())
+            if polls:
+                timeout = POLL_SECONDS if timeout is None else min(timeout, POLL_SECONDS)
             try:
                 kind, value = items.get(timeout=timeout)
             except queue.Empty:
-                kind, value = "deadline", None
+                # Only a poll's timeout can end before the deadline (or after a stop).
+                early = self.stopped or time.monotonic() < self.worker.deadline
+                kind, value = ("poll", None) if polls and early else ("deadline", None)
             if kind == "exit":
                 self.exit_code = value
                 if self.adapter is not None:
                     self._conclude(value)
                 return value
+            if polls and kind in ("poll", "line"):
+                for charge in self.adapter.poll():
+                    self._book(charge.key, charge.tokens.total)
             if kind == "line":
                 self._line(value)
             elif kind == "lost":

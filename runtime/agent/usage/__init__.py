@@ -38,18 +38,26 @@ Not guaranteed: that the CLI's own figures are right (the adapter books what the
 provider reported), or that a run killed before its final summary is reconciled (its live
 charges stand; ``finish`` then reports the run as failed).
 
+Most CLIs print their usage on stdout. One that writes it to a file of its own instead
+(aider's ``--analytics-log``) is tailed by its adapter: the worker calls ``poll()`` every so
+often while the agent runs (and ``finish`` reads what is left), so its charges arrive as the
+file grows, at most one poll period late.
+
 ===============  ===========================================================================
 ``claude_code``  Claude Code ``-p --output-format stream-json --verbose`` (best with
                  ``--include-partial-messages``)
+``codex``        Codex ``exec --json``
+``aider``        aider's ``--analytics-log`` file (stdout only for its text)
 ===============  ===========================================================================
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Callable
 
 from plan.model import MAX_TOKENS
 
@@ -107,6 +115,10 @@ class Outcome:
     unknown: int = 0
 
 
+#: How often the worker polls an adapter that tails a file (the most its charges lag).
+POLL_SECONDS = 0.2
+
+
 class Malformed(ValueError):
     """A line of the agent's output that is not what its CLI's format promises."""
 
@@ -116,6 +128,13 @@ def count(value: Any, where: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
         return value
     raise Malformed(f"{where} must be an integer 0-{MAX_TOKENS:,}, got {value!r:.40}")
+
+
+def json_object(value: Any, where: str) -> dict:
+    """``value`` if it is a JSON object; :class:`Malformed` naming ``where``."""
+    if not isinstance(value, dict):
+        raise Malformed(f"{where} must be an object")
+    return value
 
 
 class UsageAdapter(ABC):
@@ -133,6 +152,29 @@ class UsageAdapter(ABC):
     @abstractmethod
     def feed(self, line: str) -> list[Charge]:
         """The charges ``line`` makes due now (usually none)."""
+
+    def _read(self, line: str, what: str, handle: Callable[[dict], list[Charge]]) -> list[Charge]:
+        """``handle(event)`` for ``line`` parsed as a JSON object (``what`` names such a line);
+        a blank line is nothing, a malformed one (``handle`` raising :class:`Malformed`
+        included) is counted, said in ``rejected`` and skipped, charging nothing."""
+        self.rejected = None
+        if not line.strip():
+            return []
+        try:
+            return handle(json_object(json.loads(line), what))
+        except (ValueError, RecursionError) as error:  # JSONDecodeError and Malformed are ValueErrors
+            self.malformed += 1
+            self.rejected = str(error) or type(error).__name__
+            return []
+
+    #: Whether the adapter tails a file of the agent's beside stdout: the worker then calls
+    #: ``poll`` every :data:`POLL_SECONDS` while the agent runs.
+    tails_a_file = False
+
+    def poll(self) -> list[Charge]:
+        """The charges a file the adapter tails beside stdout makes due now; the worker calls it
+        periodically while the agent runs. Adapters that read stdout alone charge nothing here."""
+        return []
 
     @abstractmethod
     def finish(self, exit_code: int) -> Outcome:
@@ -166,12 +208,16 @@ class UsageAdapter(ABC):
 #: ``usage`` name -> "module:class" of its adapter (imported when asked for).
 ADAPTERS = {
     "claude-code": "runtime.agent.usage.claude_code:ClaudeCode",
+    "codex": "runtime.agent.usage.codex:Codex",
+    "aider": "runtime.agent.usage.aider:Aider",
 }
 
 
-def make_adapter(name: str) -> UsageAdapter:
-    """A fresh adapter for one run; ValueError with one line naming the known adapters."""
+def make_adapter(name: str, **options: Any) -> UsageAdapter:
+    """A fresh adapter for one run, given the ``options`` its class takes (Codex: ``model`` and
+    ``prices``; aider: ``log``, the path of its analytics log); ValueError with one line naming
+    the known adapters."""
     if name not in ADAPTERS:
         raise ValueError(f"unknown usage adapter {name!r} (expected one of: {', '.join(sorted(ADAPTERS))})")
     module, cls = ADAPTERS[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    return getattr(importlib.import_module(module), cls)(**options)

@@ -16,26 +16,17 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from tests.support.agent_clis import AgentRun, agent_binary, run_claude
+from tests.support.agent_clis import AgentRun, Scenario, agent_binary, run_claude, served_record
 from tests.support.model_server import ModelServer, Reply, Text, ToolCall, Usage
 from tests.support.model_server.anthropic import Anthropic
 
 VERSION = "2.1.332"
 RECORDINGS = Path(__file__).parent / "recordings" / f"claude-code-{VERSION}"
 MARKER = "larry-tool-ran.txt"  # the file the tool-call scenarios make the agent write
-
-
-@dataclass(frozen=True)
-class Scenario:
-    prompt: str
-    replies: tuple[Reply, ...]
-    args: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
-    then: Reply | None = None
 
 
 def _bash(command: str) -> ToolCall:
@@ -101,11 +92,6 @@ def run_scenario(binary: Path, name: str, home: Path,
     with ModelServer(Anthropic(), list(scenario.replies), then=scenario.then) as server:
         run = run_claude(binary, home, server.url, scenario.prompt, scenario.args, scenario.env, on_line)
     return run, server
-
-
-def served_record(run: AgentRun, server: ModelServer) -> dict:
-    return {"exit_code": run.exit_code, "served": asdict(server.served),
-            "requests": [{"path": r.path, "status": r.status, "reply": r.reply} for r in server.requests]}
 
 
 def record(names: list[str]) -> None:

@@ -7,11 +7,25 @@ import pytest
 from tests.support.agent_clis import MissingAgent, agent_binary
 
 
-@pytest.fixture(scope="session")
-def claude_code():
-    """The pinned Claude Code executable (installed by scripts/agents.sh ensure when missing);
+def _binary(cli: str):
+    """The pinned executable of ``cli`` (installed by scripts/agents.sh ensure when missing);
     a test that cannot have it fails saying so."""
     try:
-        return agent_binary("claude_code")
+        return agent_binary(cli)
     except MissingAgent as error:
         pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def claude_code():
+    return _binary("claude_code")
+
+
+@pytest.fixture(scope="session")
+def codex():
+    return _binary("codex")
+
+
+@pytest.fixture(scope="session")
+def aider():
+    return _binary("aider")

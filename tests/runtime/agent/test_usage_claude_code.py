@@ -253,5 +253,5 @@ def test_lines_of_unknown_kind_are_counted_apart():
 
 def test_adapters_are_chosen_by_their_usage_name():
     assert isinstance(make_adapter("claude-code"), ClaudeCode)
-    with pytest.raises(ValueError, match=r"unknown usage adapter 'claude' \(expected one of: claude-code"):
+    with pytest.raises(ValueError, match=r"unknown usage adapter 'claude' \(expected one of: aider, claude-code, codex\)"):
         make_adapter("claude")

@@ -1,8 +1,8 @@
-"""`larry worker --usage claude-code`: the real Claude Code CLI run as a task's payload against
-the stand-in Anthropic server, metered from its own output. The ledger holds what the stand-in
-served, the result keeps the agent's answer, usage and raw output, the prompt reaches it as a
-file; an agent past its budget is stopped, and one the provider keeps refusing fails the task
-for good after the CLI's capped retries."""
+"""`larry worker --usage claude-code|codex|aider`: the real agent CLIs run as a task's payload
+against the stand-in model servers, metered from their own output. The ledger holds what the
+stand-in served, the result keeps the agent's answer, usage and raw output, the prompt reaches
+it as a file; an agent past its budget is stopped, and one the provider keeps refusing fails
+the task for good after the CLI's capped retries."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import json
 
 from plan.model import worker_account
 from runtime.agent.usage import Tokens
+from tests.runtime.agent import aider_scenarios, codex_scenarios
 from tests.runtime.agent.claude_code_scenarios import SCENARIOS
-from tests.runtime.agent.conftest import claude_code  # noqa: F401 - fixture
-from tests.support.agent_clis import claude_env
+from tests.runtime.agent.conftest import aider, claude_code, codex  # noqa: F401 - fixtures
+from tests.support.agent_clis import aider_argv, aider_env, claude_env, codex_argv, codex_env
 from tests.support.model_server import ModelServer
 from tests.support.model_server.anthropic import Anthropic
+from tests.support.model_server.openai import ChatCompletions, Responses
 
 LARRY, WORKER, TASK = "security", "scan-worker-01", "scan-cortex-namespace"  # one task, 8,000 tokens
 
@@ -67,3 +69,34 @@ def test_an_agent_the_provider_keeps_refusing_fails_the_task_without_a_retry(rig
     error = rig.board.result(TASK)["data"]["error"]
     assert error.startswith("agent failed: api_error (API status 500)"), error
     assert rig.ledger().figures(worker_account(LARRY, WORKER))["committed"] == 0
+
+
+def wrapped(env: dict[str, str], home, argv: list[str]) -> list[str]:
+    """``argv`` run in ``home``/work with ``env`` set (on top of what the worker gives it)."""
+    (home / "work").mkdir(parents=True, exist_ok=True)
+    return ["env", "-C", str(home / "work"), *(f"{k}={v}" for k, v in env.items()), *argv]
+
+
+def test_codex_through_the_worker_books_what_the_stand_in_served(rig, codex, tmp_path):  # noqa: F811
+    scenario, home = codex_scenarios.SCENARIOS["plain"], tmp_path / "home"
+    rig.start_phase(LARRY)
+    with ModelServer(Responses(), list(scenario.replies)) as server:
+        command = wrapped(codex_env(home, server.url), home, codex_argv(codex, scenario.prompt))
+        assert rig.worker(LARRY, WORKER, command, usage="codex") == 0
+    data = rig.board.result(TASK)["data"]
+    assert rig.ledger().figures(worker_account(LARRY, WORKER))["committed"] == data["tokens"] == server.served.total > 0
+    assert Tokens(**data["usage"]) == server.served and data["message"] == "Hello from the stand-in."
+    assert "cost_usd" not in data, "no profile prices the model: Codex reports no cost"
+
+
+def test_aider_through_the_worker_is_metered_from_its_analytics_log(rig, aider, tmp_path):  # noqa: F811
+    scenario, home = aider_scenarios.SCENARIOS["plain"], tmp_path / "home"
+    rig.start_phase(LARRY)
+    with ModelServer(ChatCompletions(), list(scenario.replies)) as server:
+        command = wrapped(aider_env(home), home, aider_argv(aider, server.url, scenario.prompt))
+        assert rig.worker(LARRY, WORKER, command, usage="aider") == 0
+    data = rig.board.result(TASK)["data"]
+    assert rig.ledger().figures(worker_account(LARRY, WORKER))["committed"] == data["tokens"] == server.served.total > 0
+    assert Tokens(**data["usage"]) == server.served
+    logs = list((rig.dir / "results" / LARRY / TASK).glob("agent-analytics-*.jsonl"))
+    assert len(logs) == 1 and '"message_send"' in logs[0].read_text(), "the worker gave aider its analytics log"

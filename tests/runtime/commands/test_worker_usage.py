@@ -1,11 +1,11 @@
-"""`larry worker --usage ADAPTER`: a name outside plan.model.USAGE_ADAPTERS, or one this
-runtime cannot meter yet, is one line and exit 2 before anything runs; the available one
-(and the default) goes on to start the worker."""
+"""`larry worker --usage ADAPTER`: a name outside plan.model.USAGE_ADAPTERS is one line and
+exit 2 before anything runs; every adapter the plan names can be metered here, and each (and
+the default) goes on to start the worker."""
 import pytest
 
 from plan.model import USAGE_ADAPTERS
 from runtime import cli
-from runtime.commands.worker import AVAILABLE_USAGE
+from runtime.agent.usage import ADAPTERS
 from tests.support.project import ROOT
 from tests.support.redis_servers import free_port
 
@@ -29,19 +29,11 @@ def test_an_unknown_adapter_is_one_line(capsys, monkeypatch):
     assert err.strip() == "larry worker: --usage 'claude': expected one of claude-code, codex, aider, larry-protocol"
 
 
-@pytest.mark.parametrize("adapter", [a for a in USAGE_ADAPTERS if a not in AVAILABLE_USAGE])
-def test_an_adapter_not_available_yet_is_refused_not_run_unmetered(adapter, capsys, monkeypatch):
-    code, err, _ = _run(adapter, capsys, monkeypatch)
-    assert code == 2
-    assert err.strip() == (f"larry worker: --usage {adapter}: this runtime cannot meter {adapter} yet "
-                           f"(available: {', '.join(AVAILABLE_USAGE)})")
-
-
-@pytest.mark.parametrize("adapter", [*AVAILABLE_USAGE, None])
-def test_an_available_adapter_and_the_default_start_the_worker(adapter, capsys, monkeypatch):
+@pytest.mark.parametrize("adapter", [*USAGE_ADAPTERS, None])
+def test_every_adapter_and_the_default_start_the_worker(adapter, capsys, monkeypatch):
     code, err, url = _run(adapter, capsys, monkeypatch)
     assert code == 2 and err.startswith(f"larry worker: cannot reach Redis at {url} (")
 
 
-def test_the_available_adapters_are_usage_adapters():
-    assert set(AVAILABLE_USAGE) <= set(USAGE_ADAPTERS)
+def test_every_usage_name_of_the_plan_has_an_adapter():
+    assert set(USAGE_ADAPTERS) == {"larry-protocol", *ADAPTERS}, "the @larry protocol is the worker's own"
