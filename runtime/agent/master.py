@@ -13,7 +13,8 @@ played by that Larry's coordinator, spending its budgets as seed 003/004's maste
   :meth:`runtime.coordination.ledger.Ledger.release`).
 
 Guaranteed: each review is charged once and each pool released once, whatever restarts the
-coordinator goes through (op ids). Not guaranteed: that a review reads anything (no agent
+coordinator goes through (op ids). At the end its part of the Larry's report
+(:func:`master_report`) says what it reviewed, spent, used and handed back. Not guaranteed: that a review reads anything (no agent
 runs), or that tokens a worker reports after its pool was released are lent to it (they are
 booked, past the pool's limit: ``overrun``).
 """
@@ -24,7 +25,7 @@ import zlib
 from typing import Mapping
 
 from plan.model import Larry, Master, master_account
-from plan.statuses import TERMINAL
+from plan.statuses import TERMINAL, TaskStatus
 from runtime.coordination.ledger import Ledger
 
 #: A review costs this share of the master's personal tokens per task of its workers.
@@ -36,15 +37,34 @@ def review_tokens(master: Master, task: str, tasks: int) -> int:
     return int(master.personal_tokens / max(tasks, 1) * rng.uniform(*REVIEW_SHARE))
 
 
+def overseen(larry: Larry, master: Master) -> tuple[list[str], set[str]]:
+    """(the tasks ``master`` reviews, the tasks of the workers drawing on its pool)."""
+    unowned = [w for w in larry.workers if w.master is None]
+    dealt = unowned[[m.name for m in larry.masters].index(master.name)::len(larry.masters)]
+    own = [w for w in larry.workers if w.master == master.name]
+    return [t.id for w in own + dealt for t in w.tasks], {t.id for w in own for t in w.tasks}
+
+
+def master_report(larry: Larry, master: Master, tasks: Mapping[str, dict], accounts: Mapping[str, dict]) -> dict:
+    """The master's part of its Larry's final report, from the report's tasks and accounts:
+    what it reviewed and how those tasks ended, what it spent, what its pool used and handed
+    back, and what its tasks found."""
+    reviewed, _ = overseen(larry, master)
+    ended = [tasks[t] for t in reviewed]
+    personal, pool = (accounts[master_account(larry.id, master.name, part)] for part in ("personal", "pool"))
+    return {"name": master.name, "reviewed": len(ended),
+            "completed": sum(t["status"] == TaskStatus.COMPLETED for t in ended),
+            "failed": sum(t["status"] == TaskStatus.FAILED for t in ended),
+            "personal": {k: personal[k] for k in ("limit", "committed")},
+            "pool": {k: pool[k] for k in ("limit", "granted", "committed", "released")},
+            "tasks": reviewed}
+
+
 class BuiltInMaster:
     def __init__(self, ledger: Ledger, larry: Larry, master: Master):
         self.ledger, self.larry, self.master = ledger, larry, master
         self.name = f"{larry.id}/{master.name}"
-        unowned = [w for w in larry.workers if w.master is None]
-        dealt = unowned[[m.name for m in larry.masters].index(master.name)::len(larry.masters)]
-        own = [w for w in larry.workers if w.master == master.name]
-        self.pool_tasks = {t.id for w in own for t in w.tasks}
-        self.tasks = [t.id for w in own + dealt for t in w.tasks]
+        self.tasks, self.pool_tasks = overseen(larry, master)
         self.personal = master_account(larry.id, master.name, "personal")
         self.pool = master_account(larry.id, master.name, "pool")
         self._reviewed: set[str] = set()

@@ -14,6 +14,7 @@ from pathlib import Path
 from plan.model import Larry, StackConfig
 from plan.statuses import TERMINAL, PhaseStatus, TaskStatus
 from plan.taskgraph import TaskGraph
+from runtime.agent.master import master_report
 from runtime.agent.protocol import count_of, normalise_findings
 from runtime.reporting.history import History
 from runtime.reporting.results import read_result
@@ -50,6 +51,7 @@ def build_report(cfg: StackConfig, larry: Larry, *, phase: dict, statuses: dict,
                    "emergency_drawn": ledger["emergency"]},
         "accounts": [{"account": a["account"], "kind": a["kind"], **{k: a[k] for k in ACCOUNT_FIGURES}}
                      for a in accounts],
+        "masters": [],
         "findings": aggregate_findings(t["findings"] for t in tasks),
         "validation": [],
         "workers": {w.name: {"node": w.node, "status": workers.get(w.name) or "never started",
@@ -57,6 +59,8 @@ def build_report(cfg: StackConfig, larry: Larry, *, phase: dict, statuses: dict,
         "requeued_tasks": list(dict.fromkeys(history.requeued)),
         "alerts": history.alerts,
     }
+    by_id, by_account = {t["id"]: t for t in tasks}, {a["account"]: a for a in report["accounts"]}
+    report["masters"] = [master_report(larry, m, by_id, by_account) for m in larry.masters]
     report["validation"] = validate(report)
     return report
 

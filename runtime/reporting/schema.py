@@ -16,6 +16,8 @@ Schema version 1::
      "tokens": {"limit", "reserved", "committed", "emergency_drawn"},   # the ledger's figures
      "accounts": [{"account", "kind": "larry" | "personal" | "pool" | "worker",
                    "limit", "granted", "released", "reserved", "committed": int}],
+     "masters": [{"name", "reviewed", "completed", "failed": int, "tasks": [task id],
+                  "personal": {"limit", "committed"}, "pool": {"limit", "granted", "committed", "released"}}],
      "findings": FINDINGS,               # == aggregate_findings(task findings)
      "validation": [{"check": str, "passed": bool, "detail": str}],
      "workers": {name: {"node": str, "status": str, "restarts": int}},
@@ -287,6 +289,10 @@ _REPORT = _Record({
     "tokens": _Record({k: _COUNT for k in ("limit", "reserved", "committed", "emergency_drawn")}),
     "accounts": _List(_Record({"account": _TEXT, "kind": _one_of(LARRY_ACCOUNT_KINDS),
                                **{k: _COUNT for k in ACCOUNT_FIGURES}})),
+    "masters": _List(_Record({
+        "name": _TEXT, "reviewed": _COUNT, "completed": _COUNT, "failed": _COUNT, "tasks": _List(_TEXT),
+        "personal": _Record({k: _COUNT for k in ("limit", "committed")}),
+        "pool": _Record({k: _COUNT for k in ("limit", "granted", "committed", "released")})})),
     "findings": _FINDINGS,
     "validation": _List(_Record({"check": _TEXT, "passed": _FLAG, "detail": _STRING})),
     "workers": _Map(_Record({"node": _TEXT, "status": _TEXT, "restarts": _COUNT})),

@@ -373,6 +373,13 @@ def _larry_results(run: _Run, r: Report) -> list[str]:
                     ((t["id"], t["title"], t["worker"], t["status"] + (f" ({t['detail']})" if t.get("detail") else ""),
                       t["attempts"], t["fence"], f"{t['tokens']:,}", _task_findings(t["findings"]))
                      for t in r["tasks"]))
+    lines += ["", "### Masters", ""]
+    lines += _table(["Master", "Reviewed", "Completed", "Failed", "Personal tokens", "Pool used", "Pool returned"],
+                    ((m["name"], m["reviewed"], m["completed"], m["failed"],
+                      f"{m['personal']['committed']:,} of {m['personal']['limit']:,}",
+                      f"{m['pool']['committed']:,} of {m['pool']['limit'] + m['pool']['granted']:,}",
+                      f"{m['pool']['released']:,}") for m in r["masters"])
+                    ) if r["masters"] else ["This Larry has no masters."]
     lines += ["", "### Workers", ""]
     lines += _table(["Worker", "Node", "Status", "Restarts"],
                     ((name, w["node"], w["status"], w["restarts"]) for name, w in r["workers"].items()))

@@ -255,6 +255,16 @@ def test_dev_masters_charge_their_personal_accounts_and_return_their_pools(dev_r
             assert pool["committed"] == 0 and pool["released"] == pool["limit"] == master.worker_pool_tokens
             assert accounts[master_account(larry.id, master.name, "pool")]["released"] == pool["released"]
         assert sorted(reviewed) == sorted(t.id for t in larry.tasks), "every task reviewed by one master"
+        masters = {m["name"]: m for m in dev_run.report(larry.id)["masters"]}
+        for master in larry.masters:
+            mine = masters[master.name]
+            personal = figures(dev_run.r, dev_run.ks, master_account(larry.id, master.name, "personal"))
+            assert mine["personal"]["committed"] == personal["committed"] and mine["completed"] == mine["reviewed"]
+        assert sum(m["reviewed"] for m in masters.values()) == len(larry.tasks)
+        text = summary_of(dev_run.out).read_text()
+        for master in masters.values():
+            assert re.search(rf"^\| {master['name']} \| {master['reviewed']} \| {master['completed']} \| 0 \| "
+                             rf"{master['personal']['committed']:,} of ", text, re.M), f"{master['name']} not in the summary"
         own = figures(dev_run.r, dev_run.ks, larry.id)
         assert own["returned"] == sum(figures(dev_run.r, dev_run.ks, master_account(larry.id, m.name, "pool"))
                                       ["released"] for m in larry.masters)

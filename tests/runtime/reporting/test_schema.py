@@ -35,6 +35,7 @@ def report() -> dict:
             "tokens": {"limit": 100, "reserved": 0, "committed": 10, "emergency_drawn": 0},
             "accounts": [{"account": "larry-02", "kind": "larry", "limit": 100, "granted": 0, "released": 0,
                           "reserved": 0, "committed": 10}],
+            "masters": [],
             "findings": aggregate_findings(t["findings"] for t in tasks),
             "validation": [{"check": "All plan tasks completed", "passed": False, "detail": "1/2 completed"}],
             "workers": {"scan-worker": {"node": "n1", "status": "completed", "restarts": 0}},

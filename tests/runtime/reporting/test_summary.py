@@ -21,6 +21,7 @@ from moto.server import ThreadedMotoServer
 
 from plan.loader import load_plan_document, load_stack
 from plan.model import account_path, budget_accounts, larry_of_account, master_account, utilisation, worker_account
+from runtime.agent.master import master_report
 from runtime.reporting.schema import (
     ReportError,
     aggregate_findings,
@@ -81,6 +82,7 @@ def make_reports(cfg, speed: float = SPEED) -> dict[str, dict]:
                        "committed": sum(t["tokens"] for t in own) + 1500 * len(larry.masters),
                        "emergency_drawn": 0},
             "accounts": accounts_of(cfg, larry, own),
+            "masters": masters_of(larry, own, accounts_of(cfg, larry, own)),
             "findings": {},
             "validation": [{"check": "All tasks completed", "passed": True, "detail": f"{len(own)}/{len(own)}"}],
             "workers": {w.name: {"node": w.node, "status": "completed", "restarts": 0} for w in larry.workers},
@@ -101,6 +103,11 @@ def accounts_of(cfg, larry, tasks: list[dict]) -> list[dict]:
     return [{"account": a.name, "kind": a.kind, "limit": a.limit, "granted": 0, "released": 0, "reserved": 0,
              "committed": spent[a.name]}
             for a in budget_accounts(cfg).values() if larry_of_account(budget_accounts(cfg), a.name) == larry.id]
+
+
+def masters_of(larry, tasks: list[dict], accounts: list[dict]) -> list[dict]:
+    by_id, by_account = {t["id"]: t for t in tasks}, {a["account"]: a for a in accounts}
+    return [master_report(larry, m, by_id, by_account) for m in larry.masters]
 
 
 def finalise(report: dict) -> dict:
