@@ -10,15 +10,18 @@ ones the facts note measured to keep it on loopback).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from runtime.agent.usage import Tokens
 from tests.support.model_server import Reply
 from tests.support.project import ROOT
 
@@ -67,6 +70,21 @@ def served_record(run: AgentRun, server) -> dict:
     ``server`` served and each request's path, status and scripted reply."""
     return {"exit_code": run.exit_code, "served": server.served.__dict__,
             "requests": [{"path": r.path, "status": r.status, "reply": r.reply} for r in server.requests]}
+
+
+def save_recording(directory: Path, name: str, run: AgentRun, server, stdout: str = ".jsonl") -> None:
+    """Keep scenario ``name``'s run for the adapter's unit tests: the CLI's stdout
+    (``<name><stdout>``) and :func:`served_record` (``<name>.served.json``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}{stdout}").write_text("".join(line + "\n" for line in run.lines))
+    (directory / f"{name}.served.json").write_text(json.dumps(served_record(run, server), indent=1) + "\n")
+    print(f"{name}: exit {run.exit_code}, {len(run.lines)} lines, {len(server.requests)} requests, "
+          f"served {server.served}", file=sys.stderr)
+
+
+def booked(live: list, outcome) -> Tokens:
+    """What an adapter booked for a run: its live charges and the reconciling one."""
+    return sum((c.tokens for c in live + ([outcome.charge] if outcome.charge else [])), Tokens())
 
 
 def claude_env(home: Path, base_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -16,12 +16,11 @@ one cannot match by accident. Cached tokens are left out (0): aider ignores them
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
 
-from tests.support.agent_clis import AgentRun, Scenario, agent_binary, run_aider, served_record
+from tests.support.agent_clis import AgentRun, Scenario, agent_binary, run_aider, save_recording
 from tests.support.model_server import ModelServer, Reply, Usage
 from tests.support.model_server.openai import ChatCompletions
 
@@ -63,10 +62,7 @@ def record(names: list[str]) -> None:
                 raise SystemExit(f"{name}: aider did not apply the edit (no {MARKER}); output:\n"
                                  + "\n".join(run.lines) + run.stderr)
             (RECORDINGS / f"{name}.log.jsonl").write_text(log.read_text() if log.exists() else "")
-        (RECORDINGS / f"{name}.stdout.txt").write_text("".join(line + "\n" for line in run.lines))
-        (RECORDINGS / f"{name}.served.json").write_text(json.dumps(served_record(run, server), indent=1) + "\n")
-        print(f"{name}: exit {run.exit_code}, {len(server.requests)} requests, served {server.served}",
-              file=sys.stderr)
+        save_recording(RECORDINGS, name, run, server, stdout=".stdout.txt")
 
 
 if __name__ == "__main__":

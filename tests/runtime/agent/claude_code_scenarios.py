@@ -13,14 +13,13 @@ one cannot match by accident.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from tests.support.agent_clis import AgentRun, Scenario, agent_binary, run_claude, served_record
+from tests.support.agent_clis import AgentRun, Scenario, agent_binary, run_claude, save_recording
 from tests.support.model_server import ModelServer, Reply, Text, ToolCall, Usage
 from tests.support.model_server.anthropic import Anthropic
 
@@ -100,10 +99,7 @@ def record(names: list[str]) -> None:
     for name in names:
         with tempfile.TemporaryDirectory(prefix=f"claude-{name}-") as home:
             run, server = run_scenario(binary, name, Path(home))
-        (RECORDINGS / f"{name}.jsonl").write_text("".join(line + "\n" for line in run.lines))
-        (RECORDINGS / f"{name}.served.json").write_text(json.dumps(served_record(run, server), indent=1) + "\n")
-        print(f"{name}: exit {run.exit_code}, {len(run.lines)} lines, {len(server.requests)} requests, "
-              f"served {server.served}", file=sys.stderr)
+        save_recording(RECORDINGS, name, run, server)
 
 
 if __name__ == "__main__":

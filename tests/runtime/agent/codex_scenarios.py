@@ -13,12 +13,11 @@ one cannot match by accident.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
 
-from tests.support.agent_clis import AgentRun, Scenario, agent_binary, run_codex, served_record
+from tests.support.agent_clis import AgentRun, Scenario, agent_binary, run_codex, save_recording
 from tests.support.model_server import ModelServer, Reply, Usage
 from tests.support.model_server.openai import Responses
 
@@ -60,10 +59,7 @@ def record(names: list[str]) -> None:
             run, server = run_scenario(binary, name, Path(home))
             if name == "tool_call" and not (Path(home) / "work" / MARKER).exists():
                 raise SystemExit(f"{name}: codex did not run the tool call (no {MARKER}); stderr:\n{run.stderr}")
-        (RECORDINGS / f"{name}.jsonl").write_text("".join(line + "\n" for line in run.lines))
-        (RECORDINGS / f"{name}.served.json").write_text(json.dumps(served_record(run, server), indent=1) + "\n")
-        print(f"{name}: exit {run.exit_code}, {len(run.lines)} lines, {len(server.requests)} requests, "
-              f"served {server.served}", file=sys.stderr)
+        save_recording(RECORDINGS, name, run, server)
 
 
 if __name__ == "__main__":

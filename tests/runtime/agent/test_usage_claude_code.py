@@ -13,6 +13,7 @@ from plan.model import MAX_TOKENS
 from runtime.agent.usage import Tokens, make_adapter
 from runtime.agent.usage.claude_code import ClaudeCode
 from tests.runtime.agent.claude_code_scenarios import RECORDINGS, SCENARIOS
+from tests.support.agent_clis import booked
 
 
 def recording(name: str) -> tuple[list[str], dict]:
@@ -29,10 +30,6 @@ def meter(lines: list[str], exit_code: int, adapter: ClaudeCode | None = None):
 
 def served_tokens(name: str) -> Tokens:
     return Tokens(**recording(name)[1]["served"])
-
-
-def booked(live, outcome) -> Tokens:
-    return sum((c.tokens for c in live + ([outcome.charge] if outcome.charge else [])), Tokens())
 
 
 def test_every_scenario_is_recorded():

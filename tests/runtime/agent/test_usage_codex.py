@@ -14,6 +14,7 @@ from plan.model import MAX_TOKENS
 from runtime.agent.usage import Tokens, make_adapter
 from runtime.agent.usage.codex import Codex
 from tests.runtime.agent.codex_scenarios import RECORDINGS, SCENARIOS
+from tests.support.agent_clis import booked
 
 MODEL = "gpt-5.5"
 # US dollars per million tokens (the profile's ``prices`` entry; plan.model.ModelPrice's fields)
@@ -30,10 +31,6 @@ def meter(lines: list[str], exit_code: int, adapter: Codex | None = None):
     adapter = adapter or Codex(MODEL, {MODEL: PRICE})
     live = [charge for line in lines for charge in adapter.feed(line)]
     return live, adapter.finish(exit_code)
-
-
-def booked(live, outcome) -> Tokens:
-    return sum((c.tokens for c in live + ([outcome.charge] if outcome.charge else [])), Tokens())
 
 
 def test_every_scenario_is_recorded():
