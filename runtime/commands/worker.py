@@ -188,6 +188,19 @@ def check_usage(adapter: str) -> None:
         raise UsageError(f"--usage {adapter!r}: expected one of {', '.join(USAGE_ADAPTERS)}")
 
 
+def choose_payload(profile: AgentProfile | None, payload: list[str], usage: str | None,
+                   simulate: list[str]) -> tuple[list[str], str, AgentProfile | None]:
+    """(command, usage, the profile it runs or None). The command after ``--`` runs if given
+    (the cluster's Job passes its profile's command there), else the worker's profile's, else
+    the simulated payload. Only a profile's own command has its placeholders expanded and is
+    metered by the profile's adapter by default: another command (``larry run``'s simulated
+    payload, a test's) runs as given, metered by ``--usage`` or the ``@larry`` protocol."""
+    runs_profile = profile is not None and (not payload or tuple(payload) == profile.command)
+    command = payload or (list(profile.command) if runs_profile else simulate)
+    return command, usage or (profile.usage if runs_profile else "larry-protocol"), \
+        (profile if runs_profile else None)
+
+
 def main(args) -> int:
     if args.usage is not None:
         check_usage(args.usage)
@@ -197,11 +210,9 @@ def main(args) -> int:
     if spec is None:
         raise UsageError(f"{cfg.source}: {larry.id} has no worker {args.worker!r} "
                          f"(expected one of {', '.join(w.name for w in larry.workers)})")
-    profile = cfg.agent_of(spec)
-    usage = args.usage or (profile.usage if profile else "larry-protocol")
+    simulate = [sys.executable, "-m", "runtime.cli", "simulate", "--speed", f"{args.speed:g}"]
+    command, usage, profile = choose_payload(cfg.agent_of(spec), args.payload, args.usage, simulate)
     check_usage(usage)
-    command = args.payload or (list(profile.command) if profile else
-                               [sys.executable, "-m", "runtime.cli", "simulate", "--speed", f"{args.speed:g}"])
     callstats.install(f"worker-{spec.name}")
     degrade_after = degrade_after_from_env()
     r, ks = open_redis(args, cfg)

@@ -3,9 +3,10 @@ exit 2 before anything runs; every adapter the plan names can be metered here, a
 the default) goes on to start the worker."""
 import pytest
 
-from plan.model import USAGE_ADAPTERS
+from plan.model import USAGE_ADAPTERS, AgentProfile
 from runtime import cli
 from runtime.agent.usage import ADAPTERS
+from runtime.commands.worker import choose_payload
 from tests.support.project import ROOT
 from tests.support.redis_servers import free_port
 
@@ -37,3 +38,22 @@ def test_every_adapter_and_the_default_start_the_worker(adapter, capsys, monkeyp
 
 def test_every_usage_name_of_the_plan_has_an_adapter():
     assert set(USAGE_ADAPTERS) == {"larry-protocol", *ADAPTERS}, "the @larry protocol is the worker's own"
+
+
+PROFILE = AgentProfile("claude", ("claude", "-p", "{title}"), "claude-code")
+SIMULATE = ["python", "-m", "runtime.cli", "simulate"]
+
+
+@pytest.mark.parametrize("profile, payload, usage, expected", [
+    (None, [], None, (SIMULATE, "larry-protocol", None)),
+    (PROFILE, [], None, (["claude", "-p", "{title}"], "claude-code", PROFILE)),
+    # the cluster's Job passes the profile's own command after --
+    (PROFILE, ["claude", "-p", "{title}"], None, (["claude", "-p", "{title}"], "claude-code", PROFILE)),
+    # larry run's simulated payload for a worker with a profile: run as given, not as the agent
+    (PROFILE, ["sh", "-c", "simulate {x}"], None, (["sh", "-c", "simulate {x}"], "larry-protocol", None)),
+    (PROFILE, ["my-agent"], "codex", (["my-agent"], "codex", None)),
+    (None, ["my-agent"], None, (["my-agent"], "larry-protocol", None)),
+])
+def test_the_payload_its_metering_and_its_placeholders_come_from_the_profile_only_for_its_command(
+        profile, payload, usage, expected):
+    assert choose_payload(profile, payload, usage, SIMULATE) == expected
