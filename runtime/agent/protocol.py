@@ -10,6 +10,8 @@ The worker starts the payload once per task with this environment:
 ``LARRY_TOKEN_BUDGET``      tokens the payload may still spend on this task
 ``LARRY_FENCE``             the lease's fencing token (pass it on to anything you write)
 ``LARRY_RESULTS_DIR``       a directory for the payload's own output files
+``LARRY_PROMPT_FILE``       the task as an agent reads it (Markdown: title, phase, budget,
+                            what the tasks it depends on found)
 ``LARRY_PROTOCOL_FILE``     a file the payload may append protocol lines to instead
 ==========================  ===========================================================
 
