@@ -487,3 +487,15 @@ def test_with_a_required_sign_off_no_task_starts_before_the_run_is_approved(rig,
     (approved,) = rig.events("run_approved")
     assert approved.data["from"] == "ops" and "cicd" in approved.data["larrys"] and approved.data["at"]
     assert len(rig.events("task_completed")) == 2
+
+
+def test_the_prompt_file_holds_the_task_and_what_its_dependencies_found(rig):
+    rig.start_phase("monitoring")
+    assert rig.worker("monitoring", "analysis-worker-02", GOOD) == 0
+    dependent = results_dir(rig.dir, "monitoring") / "configure-critical-alerts"
+    env = json.loads((dependent / "env.json").read_text())
+    prompt = open(env["LARRY_PROMPT_FILE"]).read()
+    assert prompt.startswith("# ") and "- task: configure-critical-alerts" in prompt
+    assert "- Larry: monitoring, phase: " in prompt
+    assert ('- analyze-prometheus-metrics (completed): done findings {"cves": {"high": 3}, "prs_created": 1}'
+            in prompt), prompt
