@@ -38,11 +38,8 @@ def node_object(name: str, role: str, cpu: str, memory: str) -> dict:
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": name, "labels": labels, "annotations": dict(KWOK_ANNOTATION)},
-        "status": {
-            "capacity": resources,
-            "allocatable": resources,
-            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "fake"},
-        },
+        # kwok's node-initialize stage fills in the conditions, addresses and nodeInfo.
+        "status": {"capacity": resources, "allocatable": resources},
     }
 
 
