@@ -13,13 +13,14 @@ ENGINE_ENV = eval "$$(scripts/engine.sh env)"
 PULUMI_STACK = $(ENGINE_ENV); mkdir -p .pulumi-state; \
 	pulumi stack select --create $(STACK) --non-interactive >/dev/null
 
-.PHONY: help setup venv system engine agents up run preview test bench clean
+.PHONY: help setup venv system engine agents up run preview test bench cluster clean
 help:
 	@echo "make up                      set up what is missing, pulumi up the dev stack, run its plan locally"
 	@echo "make test                    the whole test suite"
 	@echo "make preview STACK=<name>    pulumi preview of a stack (POLICY=1 adds the policy pack)"
 	@echo "make run STACK=<name>        run a stack's plan on this machine (SPEED=600, ARGS=... for larry run)"
 	@echo "make bench                   the benchmarks in bench/"
+	@echo "make cluster STACK=<name>    a local Kubernetes cluster with the stack's nodes (scripts/cluster.sh)"
 
 setup: venv system engine agents
 
@@ -57,6 +58,11 @@ test: setup
 bench: setup
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PYTHON) $$script; done
 	@echo "== bench/bench_engine.sh --skip-cold (the cold build: bench/bench_engine.sh)"; bench/bench_engine.sh --skip-cold
+
+# Builds (once, cached) and starts a local cluster; `scripts/cluster.sh env` says how to use it.
+cluster: venv
+	@scripts/cluster.sh ensure
+	@scripts/cluster.sh up --stack $(STACK)
 
 clean:
 	rm -rf rendered .larry-runs .pytest_cache

@@ -1,0 +1,66 @@
+"""Prints, as a Kubernetes ``v1/List`` in JSON, one kwok fake Node per node of a stack's
+``larry:nodes``: named and sized (cpu, memory) as the stack says, with the labels a k3s node
+carries, and on ``role: master`` the role labels k3s sets on its servers
+(``node-role.kubernetes.io/control-plane`` and ``.../master``, both ``"true"``).
+
+k3s taints no server by default (a taint comes only from ``--node-taint``), so no taint is
+added here. The stack's node ``ip`` is not used: kwok gives every fake node the cluster's own
+node address, so nothing the cluster does can reach an address outside its network namespace.
+
+Usage: fake_nodes.py STACK [PROJECT_DIR]. A stack mistake prints one line per problem and
+exits 2; nothing is printed on stdout then.
+"""
+
+import json
+import sys
+
+from plan.loader import ConfigError, load_stack
+
+#: The annotation kwok is told to manage (scripts/cluster.sh starts it with this selector).
+KWOK_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}
+#: What k3s puts on its servers (pkg/server: ControlPlaneRoleLabelKey, MasterRoleLabelKey).
+SERVER_LABELS = {"node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/master": "true"}
+MAX_PODS = "110"  # the kubelet's default, which k3s keeps
+
+
+def node_object(name: str, role: str, cpu: str, memory: str) -> dict:
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "node.kubernetes.io/instance-type": "k3s",
+        "type": "kwok",
+    }
+    if role == "master":
+        labels.update(SERVER_LABELS)
+    resources = {"cpu": cpu, "memory": memory, "pods": MAX_PODS}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels, "annotations": dict(KWOK_ANNOTATION)},
+        # kwok's node-initialize stage fills in the conditions, addresses and nodeInfo.
+        "status": {"capacity": resources, "allocatable": resources},
+    }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) not in (2, 3):
+        print("usage: fake_nodes.py STACK [PROJECT_DIR]", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_stack(argv[1], argv[2] if len(argv) == 3 else ".")
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"stack {argv[1]}: {err.strerror}: {err.filename}", file=sys.stderr)
+        return 2
+    items = [node_object(n.name, n.role, n.cpu, n.memory) for n in cfg.nodes.values()]
+    json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

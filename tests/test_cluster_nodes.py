@@ -1,0 +1,41 @@
+"""scripts/cluster/fake_nodes.py: the kwok fake Nodes `scripts/cluster.sh up` creates for a
+stack, from the stack's own larry:nodes (the real loader), run as the script runs it."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from plan.loader import load_stack
+from tests.support.project import ROOT
+
+SCRIPT = ROOT / "scripts" / "cluster" / "fake_nodes.py"
+
+
+def run(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *argv], cwd=ROOT, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT)}, timeout=60)
+
+
+@pytest.mark.parametrize("stack", ["dev", "cortex"])
+def test_one_fake_node_per_stack_node_named_sized_and_labelled_as_k3s_does(stack):
+    done = run(stack, str(ROOT))
+    assert done.returncode == 0, done.stderr
+    nodes = {n["metadata"]["name"]: n for n in json.loads(done.stdout)["items"]}
+    planned = load_stack(stack, ROOT).nodes
+    assert set(nodes) == set(planned)
+    for name, node in planned.items():
+        fake = nodes[name]
+        assert fake["metadata"]["annotations"] == {"kwok.x-k8s.io/node": "fake"}
+        assert (fake["status"]["capacity"]["cpu"], fake["status"]["capacity"]["memory"]) == (node.cpu, node.memory)
+        labels = fake["metadata"]["labels"]
+        is_server = labels.get("node-role.kubernetes.io/control-plane") == "true" == \
+            labels.get("node-role.kubernetes.io/master")
+        assert is_server == (node.role == "master"), name
+        assert "taints" not in fake.get("spec", {}), "k3s taints no server by default"
+
+
+def test_a_stack_that_does_not_load_is_one_line_and_nothing_on_stdout(tmp_path):
+    done = run("nope", str(tmp_path))
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and "nope" in done.stderr
