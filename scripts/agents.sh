@@ -37,8 +37,8 @@ AIDER_PYTHON="${LARRY_AIDER_PYTHON:-python3.11}"
 # What `ensure` installs, in order; `env` exports a LARRY_AGENT_<CLI> for each.
 AGENTS=(claude_code codex aider)
 
-log() { printf '%s\n' "$*" >&2; }
-die() { printf 'agents.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # True when the executable $1 reports version $2 (its --version output contains it).
 answers_version() {

@@ -52,16 +52,8 @@ declare -A DEB_PACKAGES=(
   [containernetworking-plugins]=/usr/lib/cni/bridge
 )
 
-log() { printf '%s\n' "$*" >&2; }
-die() { printf 'cluster.sh: %s\n' "$*" >&2; exit 1; }
-
-go_env() {
-  export GOMODCACHE="$CACHE/go/mod"
-  export GOCACHE="$CACHE/go/build"
-  export GOFLAGS="-mod=mod -buildvcs=false"
-  export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
-  export CGO_ENABLED=0
-}
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 # What the binaries were built from: a rebuild happens when this changes.
 recipe() {
@@ -116,7 +108,7 @@ build_k8s() { # outdir
 
 build_all() {
   local t0=$SECONDS tmp="$CACHE/$KEY/bin.partial"
-  go_env
+  go_env "$CACHE/go/mod" "$CACHE/go/build"
   rm -rf "$tmp" && mkdir -p "$tmp"
   build_k8s "$tmp"
   log "kubernetes $K8S_VERSION: built in $((SECONDS - t0))s"
@@ -172,7 +164,7 @@ cmd_ensure() {
 # stops with "no stages found".
 write_kwok_stages() {
   local dir="$CACHE/go/mod/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage" f
-  [[ -d "$dir" ]] || { go_env; GOFLAGS= go mod download "sigs.k8s.io/kwok@$KWOK_VERSION"; }
+  [[ -d "$dir" ]] || { go_env "$CACHE/go/mod" "$CACHE/go/build"; GOFLAGS= go mod download "sigs.k8s.io/kwok@$KWOK_VERSION"; }
   for f in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
            pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
     printf -- '---\n'; cat "$dir/$f.yaml"

@@ -60,16 +60,12 @@ declare -A PROVIDER_SOURCES=(
 PINNED_SUMS='github.com/pulumi/pulumi-kubernetes/provider/v4 v4.0.0-20260115033456-f47bc2d6f199 h1:j2bphCf7c2YhnBrhwht2f3TNRRgcMImltUlAgzxr9H4=
 github.com/pulumi/pulumi-kubernetes/provider/v4 v4.0.0-20260115033456-f47bc2d6f199/go.mod h1:61at6ZXhz4COFbTksqENrBzq5VUQ/LV8sdZ7WJt9KT4='
 
-log() { printf '%s\n' "$*" >&2; }
-die() { printf 'engine.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
-go_env() {
-  export GOMODCACHE="${LARRY_ENGINE_GOMODCACHE:-$CACHE/go/mod}"
-  export GOCACHE="${LARRY_ENGINE_GOCACHE:-$CACHE/go/build}"
-  export GOFLAGS="-mod=mod -buildvcs=false"
-  export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+engine_go_env() {
+  go_env "${LARRY_ENGINE_GOMODCACHE:-$CACHE/go/mod}" "${LARRY_ENGINE_GOCACHE:-$CACHE/go/build}"
   case ",${GONOSUMDB:-}," in *,github.com/pulumi,*) ;; *) export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/pulumi" ;; esac
-  export CGO_ENABLED="${CGO_ENABLED:-0}"
 }
 
 venv_python() {
@@ -127,7 +123,7 @@ build_cli() { # version -> builds pulumi, language host, scripts into cli_dir
   out="$(cli_dir "$ver")"; src="$CACHE/src/pulumi-v$ver"
   t0=$SECONDS
   rm -rf "$src" && mkdir -p "$src/cli" "$src/langhost" "$out"
-  go_env
+  engine_go_env
 
   # pulumi CLI: consumer module importing pkg/v3's main package.
   write_gomod "$src/cli" larry.local/engine/pulumi \
@@ -201,7 +197,7 @@ build_provider() { # name version modversion stamp -> prints binary path
   modpath="github.com/pulumi/pulumi-$name/provider/v4"
   src="$CACHE/src/provider-$name-v$ver"; out="$CACHE/providers/$name-v$ver"
   rm -rf "$src" && mkdir -p "$src" "$out"
-  go_env
+  engine_go_env
   write_gomod "$src" "larry.local/engine/pulumi-resource-$name" "$modpath $modver"
   # The provider's main package, copied next to its generated embed files.
   moddir="$(cd "$src" && go mod download -json "$modpath@$modver" | "$(venv_python)" -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')" \
