@@ -110,6 +110,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TextIO
 
 import redis
 
@@ -129,7 +130,7 @@ from plan.statuses import TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
 from runtime.agent.payload import PayloadProcess
 from runtime.agent.protocol import ProtocolError, is_protocol_line, merge_findings, parse_line
-from runtime.agent.usage import POLL_SECONDS, UsageAdapter, make_adapter
+from runtime.agent.usage import POLL_SECONDS, UsageAdapter, adapter_class
 from runtime.cli import (
     UsageError,
     add_process_arguments,
@@ -157,8 +158,6 @@ log = logging.getLogger(__name__)
 
 #: Lease losses of one task before the worker hands over to a restart.
 MAX_LEASE_LOSSES = 3
-#: The usage adapters (plan.model.USAGE_ADAPTERS) this runtime can meter a payload with; the
-#: others are refused rather than run unmetered. The one list to extend as adapters land.
 
 
 class GiveUp(Exception):
@@ -211,8 +210,8 @@ def main(args) -> int:
         raise UsageError(f"{cfg.source}: {larry.id} has no worker {args.worker!r} "
                          f"(expected one of {', '.join(w.name for w in larry.workers)})")
     simulate = [sys.executable, "-m", "runtime.cli", "simulate", "--speed", f"{args.speed:g}"]
+    # A profile's usage needs no check: the plan's loader allows only USAGE_ADAPTERS.
     command, usage, profile = choose_payload(cfg.agent_of(spec), args.payload, args.usage, simulate)
-    check_usage(usage)
     callstats.install(f"worker-{spec.name}")
     degrade_after = degrade_after_from_env()
     r, ks = open_redis(args, cfg)
@@ -544,7 +543,9 @@ class Worker:
         keeper = None if self.file_mode else self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
         run = _TaskRun(self, task, lease, share, attempt)
         if self.usage != "larry-protocol":
-            adapter, command = self.adapter(command, workdir / f"agent-analytics-{run_name}.jsonl")
+            adapter, command = adapter_class(self.usage).for_run(
+                command, prices=self.profile.prices if self.profile else {},
+                scratch=workdir / f"agent-analytics-{run_name}.jsonl")
             run.meter(adapter, workdir / f"agent-output-{run_name}.jsonl")
         payload = PayloadProcess(command, env, Path(env[envvar.PROTOCOL_FILE]), items,
                                  label=f"{self.name}: ").start()
@@ -566,19 +567,6 @@ class Worker:
         if run.short is not None and run.stopped == "budget exhausted":
             return self._escalate(run, code, tasks_left)
         self._finish(run, code)
-
-    def adapter(self, command: list[str], log: Path) -> tuple[UsageAdapter, list[str]]:
-        """A fresh adapter for one run of ``command``, and the command as it must then run.
-        Codex reports no cost: it is priced from the profile's prices for the model the command
-        names (``-m``/``--model``). aider reports its usage only in its analytics log: the
-        command gets a fresh one."""
-        if self.usage == "codex":
-            flags = [i for i, arg in enumerate(command[:-1]) if arg in ("-m", "--model")]
-            model = command[flags[-1] + 1] if flags else None
-            return make_adapter("codex", model=model, prices=self.profile.prices if self.profile else {}), command
-        if self.usage == "aider":
-            return make_adapter("aider", log=log), [*command, "--analytics-log", str(log)]
-        return make_adapter(self.usage), command
 
     def prompt(self, task: str, share: int) -> str:
         """The task as an agent reads it: what to do, in which phase, and what the tasks it
@@ -698,16 +686,17 @@ class _TaskRun:
         self.message: str | None = None
         self.stopped: str | None = None
         self.exit_code: int | None = None
-        #: an agent metered from its own output (None: the @larry protocol), and where its
-        #: output is kept
+        #: an agent metered from its own output (None: the @larry protocol), where its output is
+        #: kept, and that file, open while the agent runs
         self.adapter: UsageAdapter | None = None
         self.output: Path | None = None
+        self._raw: TextIO | None = None
         self.usage: dict | None = None
         self.cost_usd: float | None = None
 
     def meter(self, adapter: UsageAdapter, output: Path) -> None:
         self.adapter, self.output = adapter, output
-        output.write_text("")
+        self._raw = output.open("w")
 
     def follow(self, items: queue.Queue, payload: PayloadProcess) -> int:
         """Handle the payload's lines until it exits; returns its exit status."""
@@ -725,6 +714,7 @@ class _TaskRun:
             if kind == "exit":
                 self.exit_code = value
                 if self.adapter is not None:
+                    self._raw.close()
                     self._conclude(value)
                 return value
             if polls and kind in ("poll", "line"):
@@ -747,10 +737,13 @@ class _TaskRun:
 
     def _line(self, line: str) -> None:
         if self.adapter is not None:
-            with self.output.open("a") as raw:
-                raw.write(line + "\n")
+            # Flushed line by line: the raw output survives a worker killed mid-run.
+            self._raw.write(line + "\n")
+            self._raw.flush()
             for charge in self.adapter.feed(line):
                 self._book(charge.key, charge.tokens.total)
+            if self.adapter.rejected:
+                self.worker.log(f"{self.task}: skipping a malformed line of the agent's output ({self.adapter.rejected})")
             return
         if not is_protocol_line(line):
             print(f"[{self.task}] {line}", flush=True)

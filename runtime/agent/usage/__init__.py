@@ -57,7 +57,8 @@ import importlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from plan.model import MAX_TOKENS
 
@@ -164,12 +165,21 @@ class UsageAdapter(ABC):
             return handle(json_object(json.loads(line), what))
         except (ValueError, RecursionError) as error:  # JSONDecodeError and Malformed are ValueErrors
             self.malformed += 1
-            self.rejected = str(error) or type(error).__name__
+            self.rejected = str(error) if isinstance(error, Malformed) else "not JSON"
             return []
 
     #: Whether the adapter tails a file of the agent's beside stdout: the worker then calls
     #: ``poll`` every :data:`POLL_SECONDS` while the agent runs.
     tails_a_file = False
+
+    @classmethod
+    def for_run(cls, command: list[str], *, prices: Mapping[str, Any], scratch: Path
+                ) -> tuple["UsageAdapter", list[str]]:
+        """A fresh adapter for one run of ``command`` and the command as it must then run, for
+        a CLI that needs something of the run (its model's price, a file to write its usage
+        to): ``prices`` are the profile's per-model prices, ``scratch`` a fresh file the
+        adapter may have the agent write. Most need neither."""
+        return cls(), command
 
     def poll(self) -> list[Charge]:
         """The charges a file the adapter tails beside stdout makes due now; the worker calls it
@@ -213,11 +223,15 @@ ADAPTERS = {
 }
 
 
-def make_adapter(name: str, **options: Any) -> UsageAdapter:
-    """A fresh adapter for one run, given the ``options`` its class takes (Codex: ``model`` and
-    ``prices``; aider: ``log``, the path of its analytics log); ValueError with one line naming
-    the known adapters."""
+def adapter_class(name: str) -> type[UsageAdapter]:
+    """The adapter class of usage ``name``; ValueError with one line naming the known adapters."""
     if name not in ADAPTERS:
         raise ValueError(f"unknown usage adapter {name!r} (expected one of: {', '.join(sorted(ADAPTERS))})")
     module, cls = ADAPTERS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_adapter(name: str, **options: Any) -> UsageAdapter:
+    """A fresh adapter for one run, given the ``options`` its class takes (Codex: ``model`` and
+    ``prices``; aider: ``log``, the path of its analytics log)."""
+    return adapter_class(name)(**options)

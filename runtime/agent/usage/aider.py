@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import uuid
 from pathlib import Path
+from typing import Any, Mapping
 
 from runtime.agent.usage import Charge, Malformed, Outcome, Tokens, UsageAdapter, count, json_object
 
@@ -68,6 +69,11 @@ class LogTail:
 
 class Aider(UsageAdapter):
     tails_a_file = True
+
+    @classmethod
+    def for_run(cls, command: list[str], *, prices: Mapping[str, Any], scratch: Path) -> tuple["Aider", list[str]]:
+        """aider reports its usage only in its analytics log: the command writes one to ``scratch``."""
+        return cls(scratch), [*command, "--analytics-log", str(scratch)]
 
     def __init__(self, log: Path | str) -> None:
         super().__init__()

@@ -42,12 +42,11 @@ is priced like the default); it is reported, not checked.
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from typing import Any
 
-from runtime.agent.usage import Malformed, Outcome, Tokens, UsageAdapter, count
+from runtime.agent.usage import Malformed, Outcome, Tokens, UsageAdapter, count, json_object
 
 #: ``type`` values of stream-json lines that carry no usage and are skipped silently.
 NO_USAGE = {"system", "user", "rate_limit_event"}
@@ -59,16 +58,10 @@ FIELDS = (("input", "input_tokens", "inputTokens"),
           ("cache_write", "cache_creation_input_tokens", "cacheCreationInputTokens"))
 
 
-def _object(value: Any, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise Malformed(f"{where} must be an object")
-    return value
-
-
 def _tokens(usage: Any, where: str, column: int) -> Tokens:
     """Tokens from ``usage``'s fields (``column`` of FIELDS: 1 for snake_case, 2 for modelUsage's camelCase);
     a missing field counts 0."""
-    usage = _object(usage, where)
+    usage = json_object(usage, where)
     return Tokens(**{f[0]: count(usage.get(f[column], 0), f"{where}.{f[column]}") for f in FIELDS})
 
 
@@ -95,22 +88,14 @@ class ClaudeCode(UsageAdapter):
         return f"claude-code:{self._session}:{what}"
 
     def feed(self, line: str) -> list:
-        self.rejected = None
-        if not line.strip():
-            return []
-        try:
-            return self._event(_object(json.loads(line), "a stream-json line"))
-        except (ValueError, RecursionError) as error:  # JSONDecodeError and Malformed are ValueErrors
-            self.malformed += 1
-            self.rejected = str(error) if isinstance(error, Malformed) else "not JSON"
-            return []
+        return self._read(line, "a stream-json line", self._event)
 
     def _event(self, event: dict) -> list:
         kind = event.get("type")
         if not isinstance(kind, str):
             raise Malformed("a stream-json line's type must be a string")
         if kind == "assistant":
-            message = _object(event.get("message"), "assistant.message")
+            message = json_object(event.get("message"), "assistant.message")
             msg_id = _message_id(message, "assistant.message.id")
             tokens = _tokens(message.get("usage"), "assistant.message.usage", 1)
             content = message.get("content")
@@ -130,10 +115,10 @@ class ClaudeCode(UsageAdapter):
         return []
 
     def _stream_event(self, event: dict) -> list:
-        inner = _object(event.get("event"), "stream_event.event")
+        inner = json_object(event.get("event"), "stream_event.event")
         what, stream = inner.get("type"), str(event.get("parent_tool_use_id"))
         if what == "message_start":
-            message = _object(inner.get("message"), "stream_event.event.message")
+            message = json_object(inner.get("message"), "stream_event.event.message")
             msg_id = _message_id(message, "stream_event.event.message.id")
             tokens = _tokens(message.get("usage"), "stream_event.event.message.usage", 1)
             self._session_of(event)
@@ -162,7 +147,7 @@ class ClaudeCode(UsageAdapter):
         """Keep the result and its authoritative usage, both validated before either is kept."""
         if not isinstance(event.get("is_error"), bool):
             raise Malformed("result.is_error must be true or false")
-        per_model = _object(event.get("modelUsage", {}), "result.modelUsage")
+        per_model = json_object(event.get("modelUsage", {}), "result.modelUsage")
         models = [_tokens(u, f"result.modelUsage.{name}", 2) for name, u in per_model.items()]
         usage = _tokens(event.get("usage", {}), "result.usage", 1)
         self._result, self._authority = event, sum(models, Tokens()) if models else usage

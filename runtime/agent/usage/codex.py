@@ -31,6 +31,7 @@ stand-in no reasoning); that the model named to the adapter is the one Codex use
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any, Mapping, Protocol
 
 from runtime.agent.usage import Charge, Malformed, Outcome, Tokens, UsageAdapter, count, json_object
@@ -76,6 +77,13 @@ class Codex(UsageAdapter):
         self._failed: str | None = None   # turn.failed's message
         self._error: str | None = None    # the last error event since the last completed turn
         self._text = ""
+
+    @classmethod
+    def for_run(cls, command: list[str], *, prices: Mapping[str, Price], scratch: Path) -> tuple["Codex", list[str]]:
+        """Codex reports no cost: it is priced from ``prices`` for the model the command names
+        (``-m``/``--model``; the last one given wins, as in Codex)."""
+        flags = [i for i, arg in enumerate(command[:-1]) if arg in ("-m", "--model")]
+        return cls(command[flags[-1] + 1] if flags else None, prices), command
 
     def feed(self, line: str) -> list[Charge]:
         return self._read(line, "a codex --json line", self._event)
