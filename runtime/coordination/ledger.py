@@ -155,6 +155,8 @@ local add = amount
 if kind == 'commit' or kind == 'refund' then add = amount - held end
 local function used(a) return a.reserved + a.committed end
 local function cap(a) return a.limit + a.granted - a.released end
+-- What a lender holding ``holds`` tokens, ``lent`` of them out, may still lend this priority.
+local function lendable(holds, lent) return holds - lent - math.ceil(holds * kept / 1000) end
 local record = {kind = kind, amount = amount, path = names, who = who}
 if kind == 'release' then
   -- A finished pool hands what it did not use back to its parent, which lends it again.
@@ -167,7 +169,7 @@ if kind == 'release' then
   redis.call('HSET', KEYS[1], op, cjson.encode(record))
   local move = {op=op, kind='release', ['from']=who, account=names[1], source=names[1], to=names[2],
                 amount=unused, why=names[1] .. ' finished with ' .. used(a) .. ' of ' .. cap(a) .. ' tokens used',
-                used=used(a), limit=cap(a) - unused, pool_left=a.returned - a.lent, at=now()}
+                used=used(a), limit=cap(a) - unused, pool_left=acc[2].returned + unused - acc[2].lent, at=now()}
   redis.call('RPUSH', KEYS[4], cjson.encode(move))
   move.event, move.larry, move.at = 'token_pool_released', names[n - 1], nil
   emit(true, move)
@@ -184,12 +186,12 @@ for i = 1, (kind == 'refund' or kind == 'grant') and 0 or n do
   if string.sub(ARGV[9], i, i) == '1' and (used(a) + add) * 1000 >= cap(a) * threshold then
     -- A released pool has finished: nothing is lent to it again.
     if a.released > 0 then break end
-    for j = i + 1, n do
-      local left = acc[j].returned - acc[j].lent - math.ceil(acc[j].returned * kept / 1000)
-      if j < n and left > 0 then take, lender = math.min(draw, left), j break end
+    for j = i + 1, n - 1 do
+      local left = lendable(acc[j].returned, acc[j].lent)
+      if left > 0 then take, lender = math.min(draw, left), j break end
     end
     if not lender then
-      take, lender = math.min(draw, math.max(reserve.limit - reserve.lent - math.ceil(reserve.limit * kept / 1000), 0)), n
+      take, lender = math.min(draw, math.max(lendable(reserve.limit, reserve.lent), 0)), n
     end
     if take > 0 then from = i end
     break
@@ -403,11 +405,8 @@ class Ledger:
         pipe = self.r.pipeline(transaction=True)
         for name in names:
             pipe.hmget(self.ks.token_account(name), FIELDS)
-        rows = []
-        for name, raw in zip(names, pipe.execute()):
-            f = {k: int(v or 0) for k, v in zip(FIELDS, raw)}
-            rows.append({"account": name, "kind": self.accounts[name].kind, **f})
-        return rows
+        return [{"account": name, "kind": self.accounts[name].kind, **_figures(raw)}
+                for name, raw in zip(names, pipe.execute())]
 
     def tightest(self, account: str) -> tuple[str, int]:
         """The account of ``account``'s path with the least room, and that room: what a charge
@@ -416,10 +415,14 @@ class Ledger:
         return min(rooms, key=lambda room: room[1])
 
 
+def _figures(raw: list) -> dict[str, int]:
+    """An account's HMGET of :data:`FIELDS` as numbers, 0 where unset."""
+    return {f: int(v or 0) for f, v in zip(FIELDS, raw)}
+
+
 def figures(r: redis.Redis, ks: Keyspace, account: str) -> dict[str, int]:
     """One account's stored figures (:data:`FIELDS`, 0 where unset)."""
-    raw = r.hmget(ks.token_account(account), FIELDS)
-    return {f: int(v or 0) for f, v in zip(FIELDS, raw)}
+    return _figures(r.hmget(ks.token_account(account), FIELDS))
 
 
 def snapshot(r: redis.Redis, ks: Keyspace, account: str) -> dict:
