@@ -14,9 +14,9 @@ played by that Larry's coordinator, spending its budgets as seed 003/004's maste
 
 Guaranteed: each review is charged once and each pool released once, whatever restarts the
 coordinator goes through (op ids). At the end its part of the Larry's report
-(:func:`master_report`) says what it reviewed, spent, used and handed back. Not guaranteed: that a review reads anything (no agent
-runs), or that tokens a worker reports after its pool was released are lent to it (they are
-booked, past the pool's limit: ``overrun``).
+(:func:`master_report`) says what it reviewed, spent, used and handed back. Not guaranteed:
+that a review reads anything (no agent runs), or that tokens a worker reports after its pool
+was released are lent to it (they are booked, past the pool's limit: ``overrun``).
 """
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def overseen(larry: Larry, master: Master) -> tuple[list[str], set[str]]:
 
 def master_report(larry: Larry, master: Master, tasks: Mapping[str, dict], accounts: Mapping[str, dict]) -> dict:
     """The master's part of its Larry's final report, from the report's tasks and accounts:
-    what it reviewed and how those tasks ended, what it spent, what its pool used and handed
-    back, and what its tasks found."""
+    what it reviewed and how those tasks ended, what it spent, and what its pool used and
+    handed back."""
     reviewed, _ = overseen(larry, master)
     ended = [tasks[t] for t in reviewed]
     personal, pool = (accounts[master_account(larry.id, master.name, part)] for part in ("personal", "pool"))

@@ -336,6 +336,6 @@ class Coordinator:
         return build_report(
             self.cfg, self.larry, phase=self.phase.snapshot(), statuses=statuses,
             results={t: self.board.result(t) for t in self.own}, ledger=self.ledger.snapshot(self.larry.id),
-            accounts=self.ledger.accounts_of(self.larry.id), workers=workers, history=self.history, speed=self.timing.speed,
-            planned_seconds=self.timing.scaled(self.larry.deadline_minutes),
+            accounts=self.ledger.accounts_of(self.larry.id), workers=workers, history=self.history,
+            speed=self.timing.speed, planned_seconds=self.timing.scaled(self.larry.deadline_minutes),
             results_dir=results_dir(self.coordination_dir, self.larry.id))

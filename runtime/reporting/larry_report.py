@@ -29,17 +29,18 @@ def _seconds_between(start: str, end: str) -> float:
 
 def build_report(cfg: StackConfig, larry: Larry, *, phase: dict, statuses: dict, results: dict,
                  ledger: dict, accounts: list[dict], workers: dict, history: History, speed: float,
-                 planned_seconds: float,
-                 results_dir: Path) -> dict:
+                 planned_seconds: float, results_dir: Path) -> dict:
     """The validated-shape report. ``statuses``: every task of the stack -> status;
     ``results``: own task -> TaskBoard.result; ``accounts``: Ledger.accounts_of(larry);
     ``workers``: own worker -> registry status."""
     doomed = TaskGraph(cfg).doomed(statuses)
+    shown = [{"account": a["account"], "kind": a["kind"], **{k: a[k] for k in ACCOUNT_FIGURES}} for a in accounts]
     tasks = []
     for worker in larry.workers:
         for task in worker.tasks:
             tasks.append(_task(task, worker.name, statuses.get(task.id), results.get(task.id), doomed,
                                history, results_dir))
+    by_id, by_account = {t["id"]: t for t in tasks}, {a["account"]: a for a in shown}
     report = {
         "schema": SCHEMA_VERSION, "stack": cfg.stack, "larry": larry.id, "phase": larry.phase,
         "status": PhaseStatus.COMPLETED if phase["status"] == PhaseStatus.COMPLETED else PhaseStatus.FAILED,
@@ -49,9 +50,8 @@ def build_report(cfg: StackConfig, larry: Larry, *, phase: dict, statuses: dict,
         "tasks": tasks,
         "tokens": {"limit": ledger["limit"], "reserved": ledger["reserved"], "committed": ledger["committed"],
                    "emergency_drawn": ledger["emergency"]},
-        "accounts": [{"account": a["account"], "kind": a["kind"], **{k: a[k] for k in ACCOUNT_FIGURES}}
-                     for a in accounts],
-        "masters": [],
+        "accounts": shown,
+        "masters": [master_report(larry, m, by_id, by_account) for m in larry.masters],
         "findings": aggregate_findings(t["findings"] for t in tasks),
         "validation": [],
         "workers": {w.name: {"node": w.node, "status": workers.get(w.name) or "never started",
@@ -59,8 +59,6 @@ def build_report(cfg: StackConfig, larry: Larry, *, phase: dict, statuses: dict,
         "requeued_tasks": list(dict.fromkeys(history.requeued)),
         "alerts": history.alerts,
     }
-    by_id, by_account = {t["id"]: t for t in tasks}, {a["account"]: a for a in report["accounts"]}
-    report["masters"] = [master_report(larry, m, by_id, by_account) for m in larry.masters]
     report["validation"] = validate(report)
     return report
 
