@@ -143,12 +143,15 @@ def test_tokens_the_ledger_refuses_stop_the_payload_and_are_recorded_as_an_overr
     assert rig.board.result("optimize-cronjob-schedules")["data"] == {"error": "budget exhausted"}
 
 
-def test_deadline_stops_the_payload_and_fails_the_task(rig, monkeypatch):
+# A hanging agent is stopped at the deadline whatever meters it: the @larry protocol, an
+# adapter reading stdout, or one polling a file (its poll timeouts must not hide the deadline).
+@pytest.mark.parametrize("usage", [None, "claude-code", "aider"])
+def test_deadline_stops_the_payload_and_fails_the_task(rig, monkeypatch, usage):
     monkeypatch.setenv("LARRY_DEADLINE_ALLOWANCE", "0.5")
     rig.start_phase("security")
     started = time.monotonic()
     # 15 plan minutes at speed 1800 = 0.5 s, plus the allowance.
-    assert rig.worker("security", "scan-worker-01", SLEEP, speed=1800) == 3
+    assert rig.worker("security", "scan-worker-01", SLEEP, speed=1800, usage=usage) == 3
     assert 1.0 <= time.monotonic() - started < 30
     assert rig.board.result("scan-cortex-namespace")["data"] == {"error": "deadline"}
 
