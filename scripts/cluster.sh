@@ -5,7 +5,8 @@
 #   scripts/cluster.sh ensure              find or build the binaries; install Debian's etcd,
 #                                          containerd, runc and CNI plugins when missing
 #   scripts/cluster.sh up [--stack NAME]   start a cluster (default stack: dev) with one kwok fake
-#                                          node per node of the stack's larry:nodes
+#                                          node per node of the stack's larry:nodes, its storage
+#                                          classes, and prometheus-operator's CRDs
 #   scripts/cluster.sh env                 print what kubectl and pulumi need (KUBECONFIG, netns)
 #   scripts/cluster.sh status              say what runs
 #   scripts/cluster.sh down                stop everything `up` started and remove its state
@@ -26,6 +27,9 @@
 #     src/kubernetes-<ver>/  generated consumer Go module (never committed)
 #     <key>/bin/             kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
 #                            kubelet, kube-proxy, kwok, coredns; <key> names every version
+#     crds-prometheus-operator-<ver>/  the ServiceMonitor and PrometheusRule CRDs, from the
+#                            prometheus-operator module (a cluster with kube-prometheus-stack
+#                            has them; the stacks' monitoring objects are validated against them)
 #
 # Why a consumer module: k8s.io/kubernetes replaces its staging modules (k8s.io/api,
 # k8s.io/client-go, ...) with ./staging/src/k8s.io/* in its own go.mod, so `go install
@@ -40,6 +44,9 @@ CACHE="${LARRY_CLUSTER_CACHE:-$HOME/.cache/larry-cluster}"
 K8S_VERSION=v1.34.4
 KWOK_VERSION=v0.8.0
 COREDNS_VERSION=v1.14.7
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
+CRDS="$CACHE/crds-prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
+CRD_KINDS=(servicemonitors prometheusrules)
 KEY="k8s-$K8S_VERSION-kwok-$KWOK_VERSION-coredns-$COREDNS_VERSION"
 BIN="$CACHE/$KEY/bin"
 K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
@@ -156,6 +163,7 @@ cmd_ensure() {
     build_all
   fi
   [[ -f "$STAGES" ]] || write_kwok_stages
+  [[ -d "$CRDS" ]] || fetch_crds
   log "cluster ready to start in $((SECONDS - t0))s"
 }
 
@@ -170,6 +178,20 @@ write_kwok_stages() {
     printf -- '---\n'; cat "$dir/$f.yaml"
   done >"$STAGES.tmp"
   mv "$STAGES.tmp" "$STAGES"
+}
+
+fetch_crds() {
+  local mod="$CACHE/go/mod/github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" kind
+  if [[ ! -d "$mod" ]]; then
+    go_env "$CACHE/go/mod" "$CACHE/go/build"
+    GOFLAGS= go mod download "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
+      || die "prometheus-operator@$PROMETHEUS_OPERATOR_VERSION is not served by the Go module proxy"
+  fi
+  rm -rf "$CRDS.partial" && mkdir -p "$CRDS.partial"
+  for kind in "${CRD_KINDS[@]}"; do
+    cp "$mod/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$CRDS.partial/"
+  done
+  mv "$CRDS.partial" "$CRDS"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +210,7 @@ DNS_IP=10.43.0.10
 POD_CIDR=10.42.0.0/16
 CLUSTER_DOMAIN=cluster.local
 # Start order; `down` stops them in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok coredns)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok coredns provisioner)
 START_TIMEOUT=${LARRY_CLUSTER_START_TIMEOUT:-120}
 
 in_ns() { ip netns exec "$NS" "$@"; }
@@ -261,7 +283,10 @@ make_pki() {
   # to one node, so kwok gets cluster-admin rights instead.
   issue kwok /O=system:masters/CN=kwok clientAuth
   issue coredns /CN=system:coredns clientAuth
-  for name in kube-controller-manager kube-scheduler kwok coredns; do
+  # The volume provisioner creates and deletes PersistentVolumes: cluster-admin, as k3s's
+  # local-path provisioner is in effect.
+  issue provisioner /O=system:masters/CN=larry-provisioner clientAuth
+  for name in kube-controller-manager kube-scheduler kwok coredns provisioner; do
     kubeconfig "$name" "$RUN/kubeconfigs/$name.yaml"
   done
   kubeconfig admin "$RUN/kubeconfig"
@@ -369,7 +394,7 @@ failed_up() { # exit status
 }
 
 cmd_up() {
-  local stack=dev t0=$SECONDS nodes
+  local stack=dev t0=$SECONDS objects kind
   while (($#)); do
     case "$1" in
       --stack) [[ $# -ge 2 && -n "$2" ]] || die "--stack needs a stack name"; stack="$2"; shift 2 ;;
@@ -377,20 +402,20 @@ cmd_up() {
     esac
   done
   [[ "$(id -u)" -eq 0 ]] || die "up needs root (network namespaces)"
-  built && [[ -f "$STAGES" ]] || die "cluster binaries missing in $BIN: run $0 ensure first"
+  built && [[ -f "$STAGES" && -d "$CRDS" ]] || die "cluster binaries missing in $BIN: run $0 ensure first"
   [[ -x /usr/bin/etcd ]] || die "etcd missing (Debian etcd-server): run $0 ensure first"
   [[ -x "$VENV/bin/python" ]] || die "no virtualenv at $VENV (run make venv, or set LARRY_VENV)"
   if ns_exists || [[ -e "$RUN/stack" ]]; then
     die "a cluster is already up (netns $NS, run dir $RUN): run $0 down first"
   fi
   # The stack is read before anything is created: a mistake leaves nothing to clean.
-  nodes="$(cd "$ROOT" && PYTHONPATH="$ROOT" "$VENV/bin/python" scripts/cluster/fake_nodes.py "$stack" "$ROOT")" \
-    || die "stack $stack: cannot read its larry:nodes (above)"
+  objects="$(cd "$ROOT" && PYTHONPATH="$ROOT" "$VENV/bin/python" scripts/cluster/stack_objects.py "$stack" "$ROOT")" \
+    || die "stack $stack: cannot read its nodes and storage classes (above)"
   # From here on a failure stops what was started; the logs are kept for the diagnosis.
   trap 'failed_up $?' EXIT
   mkdir -p "$RUN/logs" "$RUN/pids"
   printf '%s\n' "$stack" >"$RUN/stack"
-  printf '%s\n' "$nodes" >"$RUN/nodes.json"
+  printf '%s\n' "$objects" >"$RUN/stack-objects.json"
   make_pki
   write_configs
   make_netns
@@ -416,7 +441,10 @@ cmd_up() {
   await "$START_TIMEOUT" "the API server's /readyz" "$RUN/logs/kube-apiserver.log" kctl get --raw /readyz
 
   kctl apply -f "$RUN/coredns-rbac.yaml" >/dev/null
-  kctl create -f "$RUN/nodes.json" >/dev/null
+  kctl create -f "$RUN/stack-objects.json" >/dev/null
+  for kind in "${CRD_KINDS[@]}"; do
+    kctl apply --server-side -f "$CRDS/monitoring.coreos.com_$kind.yaml" >/dev/null
+  done
 
   start kube-controller-manager "$BIN/kube-controller-manager" \
     --kubeconfig="$RUN/kubeconfigs/kube-controller-manager.yaml" \
@@ -436,11 +464,18 @@ cmd_up() {
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --node-ip="$NODE_IP" --cidr="$POD_CIDR"
   start coredns "$BIN/coredns" -conf "$RUN/Corefile"
+  mkdir -p "$RUN/volumes"
+  start provisioner /usr/bin/python3 "$ROOT/scripts/cluster/provisioner.py" "$BIN/kubectl" \
+    "$RUN/kubeconfigs/provisioner.yaml" "$RUN/volumes"
 
   await "$START_TIMEOUT" "every fake node Ready" "$RUN/logs/kwok.log" \
     kctl wait --for=condition=Ready node --all --timeout=5s
   await "$START_TIMEOUT" "the default ServiceAccount (controller-manager)" "$RUN/logs/kube-controller-manager.log" \
     kctl get serviceaccount default -n default
+  for kind in "${CRD_KINDS[@]}"; do
+    await "$START_TIMEOUT" "the $kind CRD established" "$RUN/logs/kube-apiserver.log" \
+      kctl wait --for=condition=Established "crd/$kind.monitoring.coreos.com" --timeout=5s
+  done
   await "$START_TIMEOUT" "CoreDNS ready" "$RUN/logs/coredns.log" in_ns curl -fsS http://127.0.0.1:8181/ready
   await "$START_TIMEOUT" "kubernetes.default.svc.$CLUSTER_DOMAIN to resolve to $API_SERVICE_IP" "$RUN/logs/coredns.log" \
     in_ns sh -c "getent hosts kubernetes.default.svc.$CLUSTER_DOMAIN | grep -q '^$API_SERVICE_IP '"

@@ -1,4 +1,4 @@
-"""scripts/cluster/fake_nodes.py: the kwok fake Nodes `scripts/cluster.sh up` creates for a
+"""scripts/cluster/stack_objects.py: the kwok fake Nodes `scripts/cluster.sh up` creates for a
 stack, from the stack's own larry:nodes (the real loader), run as the script runs it."""
 import json
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 from plan.loader import load_stack
 from tests.support.project import ROOT
 
-SCRIPT = ROOT / "scripts" / "cluster" / "fake_nodes.py"
+SCRIPT = ROOT / "scripts" / "cluster" / "stack_objects.py"
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:
@@ -21,8 +21,10 @@ def run(*argv: str) -> subprocess.CompletedProcess:
 def test_one_fake_node_per_stack_node_named_sized_and_labelled_as_k3s_does(stack):
     done = run(stack, str(ROOT))
     assert done.returncode == 0, done.stderr
-    nodes = {n["metadata"]["name"]: n for n in json.loads(done.stdout)["items"]}
-    planned = load_stack(stack, ROOT).nodes
+    items = json.loads(done.stdout)["items"]
+    nodes = {n["metadata"]["name"]: n for n in items if n["kind"] == "Node"}
+    cfg = load_stack(stack, ROOT)
+    planned = cfg.nodes
     assert set(nodes) == set(planned)
     for name, node in planned.items():
         fake = nodes[name]
@@ -39,3 +41,15 @@ def test_a_stack_that_does_not_load_is_one_line_and_nothing_on_stdout(tmp_path):
     done = run("nope", str(tmp_path))
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1 and "nope" in done.stderr
+
+
+@pytest.mark.parametrize("stack", ["dev", "cortex"])
+def test_every_storage_class_the_stack_names_exists_with_k3s_default_beside_it(stack):
+    done = run(stack, str(ROOT))
+    assert done.returncode == 0, done.stderr
+    classes = {c["metadata"]["name"]: c for c in json.loads(done.stdout)["items"] if c["kind"] == "StorageClass"}
+    assert set(classes) == {"local-path"} | {larry.storage_class for larry in load_stack(stack, ROOT).larrys}
+    defaults = [name for name, c in classes.items()
+                if c["metadata"]["annotations"].get("storageclass.kubernetes.io/is-default-class") == "true"]
+    assert defaults == ["local-path"], "exactly one default class, k3s's"
+    assert {c["provisioner"] for c in classes.values()} == {"larry.local/host-path"}

@@ -1,26 +1,38 @@
-"""Prints, as a Kubernetes ``v1/List`` in JSON, one kwok fake Node per node of a stack's
-``larry:nodes``: named and sized (cpu, memory) as the stack says, with the labels a k3s node
-carries, and on ``role: master`` the role labels k3s sets on its servers
-(``node-role.kubernetes.io/control-plane`` and ``.../master``, both ``"true"``).
+"""Prints, as a Kubernetes ``v1/List`` in JSON, the cluster-scoped objects a stack expects of
+the k3s cluster it runs on, for `scripts/cluster.sh up` to create:
+
+* one kwok fake Node per node of the stack's ``larry:nodes``: named and sized (cpu, memory) as
+  the stack says, with the labels a k3s node carries, and on ``role: master`` the role labels
+  k3s sets on its servers (``node-role.kubernetes.io/control-plane`` and ``.../master``, both
+  ``"true"``);
+* StorageClasses: k3s's default ``local-path``, and the classes its Larrys name (``larry:storageClass``; on a
+  real cluster Longhorn's), both served by the local cluster's provisioner
+  (``scripts/cluster/provisioner.py``).
 
 k3s taints no server by default (a taint comes only from ``--node-taint``), so no taint is
 added here. The stack's node ``ip`` is not used: kwok gives every fake node the cluster's own
 node address, so nothing the cluster does can reach an address outside its network namespace.
 
-Usage: fake_nodes.py STACK [PROJECT_DIR]. A stack mistake prints one line per problem and
+Usage: stack_objects.py STACK [PROJECT_DIR]. A stack mistake prints one line per problem and
 exits 2; nothing is printed on stdout then.
 """
 
 import json
 import sys
+from pathlib import Path
 
 from plan.loader import ConfigError, load_stack
+
+sys.path.insert(0, str(Path(__file__).parent))
+from provisioner import PROVISIONER  # noqa: E402
 
 #: The annotation kwok is told to manage (scripts/cluster.sh starts it with this selector).
 KWOK_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}
 #: What k3s puts on its servers (pkg/server: ControlPlaneRoleLabelKey, MasterRoleLabelKey).
 SERVER_LABELS = {"node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/master": "true"}
 MAX_PODS = "110"  # the kubelet's default, which k3s keeps
+#: k3s's default StorageClass (its bundled local-path provisioner).
+K3S_STORAGE_CLASS = "local-path"
 
 
 def node_object(name: str, role: str, cpu: str, memory: str) -> dict:
@@ -43,9 +55,21 @@ def node_object(name: str, role: str, cpu: str, memory: str) -> dict:
     }
 
 
+def storage_class(name: str, default: bool) -> dict:
+    annotations = {"storageclass.kubernetes.io/is-default-class": "true"} if default else {}
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name, "annotations": annotations},
+        "provisioner": PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+    }
+
+
 def main(argv: list[str]) -> int:
     if len(argv) not in (2, 3):
-        print("usage: fake_nodes.py STACK [PROJECT_DIR]", file=sys.stderr)
+        print("usage: stack_objects.py STACK [PROJECT_DIR]", file=sys.stderr)
         return 2
     try:
         cfg = load_stack(argv[1], argv[2] if len(argv) == 3 else ".")
@@ -57,6 +81,7 @@ def main(argv: list[str]) -> int:
         print(f"stack {argv[1]}: {err.strerror}: {err.filename}", file=sys.stderr)
         return 2
     items = [node_object(n.name, n.role, n.cpu, n.memory) for n in cfg.nodes.values()]
+    items += [storage_class(name, name == K3S_STORAGE_CLASS) for name in sorted({K3S_STORAGE_CLASS, *(larry.storage_class for larry in cfg.larrys)})]
     json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout, indent=1)
     print()
     return 0
