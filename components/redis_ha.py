@@ -12,6 +12,8 @@ require the same password as the servers.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from components import kube
 from components.namespace import AUTH_KEY, AUTH_SECRET, auth_secret, default_deny, namespace
 from components.observability import service_monitor
 from components.password import GeneratedPassword
+from plan import labels
 from plan.model import Redis
 from plan.quantities import ResourceList, Resources
 
@@ -74,10 +77,13 @@ class RedisHA(pulumi.ComponentResource):
         self.secret = auth_secret(ns, f"{name}-redis-auth", self.password, self._child)
         self._headless = f"{redis.service_name}-headless"
 
+        scripts = {"redis.conf": redis_conf(redis),
+                   **{script.name: script.read_text() for script in sorted(SCRIPTS.glob("*.sh"))}}
+        # A pod reads its scripts only when it starts: their digest in the pod template rolls
+        # the StatefulSets when a script or the configuration changes.
+        self._scripts_digest = hashlib.sha256(json.dumps(scripts, sort_keys=True).encode()).hexdigest()
         k8s.core.v1.ConfigMap(f"{name}-scripts", metadata=kube.metadata(
-            f"{redis.service_name}-scripts", ns, self._labels("scripts")), data={
-            "redis.conf": redis_conf(redis),
-            **{script.name: script.read_text() for script in sorted(SCRIPTS.glob("*.sh"))}}, opts=self._child)
+            f"{redis.service_name}-scripts", ns, self._labels("scripts")), data=scripts, opts=self._child)
         self._services(args.service_monitors)
         self._servers()
         self._sentinels()
@@ -165,7 +171,9 @@ class RedisHA(pulumi.ComponentResource):
                    *({"name": mount["name"], "emptyDir": {}} for mount in run_mounts)]
         spec: dict[str, Any] = {
             "serviceName": self._headless, "replicas": replicas, "selector": {"matchLabels": selector},
-            "template": {"metadata": {"labels": self._labels(component)}, "spec": kube.pod_spec(
+            "template": {"metadata": {"labels": self._labels(component),
+                                      "annotations": {labels.SCRIPTS_DIGEST: self._scripts_digest}},
+                         "spec": kube.pod_spec(
                 containers, uid=REDIS_UID, gid=REDIS_GID, volumes=volumes,
                 affinity=kube.spread_across_nodes(selector))}}
         if claims:

@@ -460,8 +460,12 @@ cmd_up() {
     --authentication-kubeconfig="$RUN/kubeconfigs/kube-scheduler.yaml" \
     --authorization-kubeconfig="$RUN/kubeconfigs/kube-scheduler.yaml" \
     --bind-address=127.0.0.1 --leader-elect=false
+  # With node leases kwok renews each fake node's Lease, as a kubelet does; without them the
+  # heartbeat-with-lease stage renews nothing, the node lifecycle controller finds every node
+  # NotReady after its grace period, and Deployments and StatefulSets stop becoming available.
   start kwok "$BIN/kwok" --config="$STAGES" --kubeconfig="$RUN/kubeconfigs/kwok.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --node-lease-duration-seconds=40 \
     --node-ip="$NODE_IP" --cidr="$POD_CIDR"
   start coredns "$BIN/coredns" -conf "$RUN/Corefile"
   mkdir -p "$RUN/volumes"

@@ -1,13 +1,18 @@
 """The Redis start scripts exactly as the scripts ConfigMap ships them, run with /bin/sh against
 fake redis-cli / redis-server / hostname commands: which server is primary on first start,
 after a failover and after all sentinels restarted, and where the password goes."""
+import hashlib
+import json
 import os
+import shutil
 import stat
 import subprocess
 
 import pytest
 
-from tests.components.pulumi_graph import MOCK_PASSWORD
+from components import redis_ha
+from plan.labels import SCRIPTS_DIGEST
+from tests.components.pulumi_graph import CM, MOCK_PASSWORD, STS, run_program, stack_values
 
 DOMAIN = "redis-cluster-headless.redis-ha.svc.cluster.local"
 FAKE_CLI = r"""#!/bin/sh
@@ -100,3 +105,27 @@ def test_sentinels_restarted_together_find_the_running_primary(run_script):
     assert "sentinel failover-timeout larry 60000" in conf
     assert f'requirepass "{MOCK_PASSWORD}"' in conf
     assert "sentinel get-master-addr-by-name larry" in calls and MOCK_PASSWORD not in calls
+
+
+def test_the_stateful_sets_carry_the_digest_of_the_scripts_they_read(graph):
+    scripts = [cm for cm in graph.of(CM) if cm.metadata["name"].endswith("-scripts")]
+    assert len(scripts) == 1
+    digest = hashlib.sha256(json.dumps(scripts[0].manifest["data"], sort_keys=True).encode()).hexdigest()
+    stateful_sets = graph.of(STS)
+    assert len(stateful_sets) == 2
+    for sts in stateful_sets:
+        assert sts.manifest["spec"]["template"]["metadata"]["annotations"][SCRIPTS_DIGEST] == digest
+
+
+def test_a_changed_script_changes_the_digest(tmp_path, monkeypatch):
+    def digest_of_program() -> str:
+        graph = run_program("dev", stack_values("dev"))
+        return graph.of(STS)[0].manifest["spec"]["template"]["metadata"]["annotations"][SCRIPTS_DIGEST]
+
+    before = digest_of_program()
+    scripts = tmp_path / "scripts"
+    shutil.copytree(redis_ha.SCRIPTS, scripts)
+    with (scripts / "sentinel.sh").open("a") as f:
+        f.write("# changed\n")
+    monkeypatch.setattr(redis_ha, "SCRIPTS", scripts)
+    assert digest_of_program() != before
