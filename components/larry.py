@@ -33,11 +33,6 @@ CONTROL_PLANE_TOLERATIONS = [
 ]
 READ = ["get", "list", "watch"]
 #: The coordinator manages its own worker Jobs and reads their pods, logs and events.
-COORDINATOR_RULES = [
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": [*READ, "create", "delete", "patch"]},
-    {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": READ},
-    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": READ},
-]
 #: clusterRead Larrys scan and inventory the cluster (seed 002). Resources are listed one by
 #: one because a wildcard would include Secrets (and Helm 3 release records, which are Secrets).
 CLUSTER_READ_RULES = [
@@ -146,14 +141,9 @@ class Larry(pulumi.ComponentResource):
     def _rbac(self, cluster_reader: ClusterReader | None) -> None:
         larry, ns = self._larry, self._larry.namespace
         labels = self._labels("rbac", larry.id)
-        k8s.core.v1.ServiceAccount(f"{self._name}-coordinator", metadata=kube.metadata(
-            self._coordinator, ns, labels), opts=self._child)
-        k8s.rbac.v1.Role(f"{self._name}-coordinator", metadata=kube.metadata(self._coordinator, ns, labels),
-                         rules=COORDINATOR_RULES, opts=self._child)
-        k8s.rbac.v1.RoleBinding(f"{self._name}-coordinator", metadata=kube.metadata(self._coordinator, ns, labels),
-                                role_ref=self._role_ref("Role", self._coordinator),
-                                subjects=[self._subject(self._coordinator)], opts=self._child)
-        api_clients = [contract.COORDINATOR_APP]
+        # Only the processes that call the Kubernetes API get an identity, a token and a route
+        # to the API server: the clusterRead Larrys' workers. Coordinators never call it (they
+        # coordinate through Redis), so they run with no token at all.
         if larry.cluster_read:
             if cluster_reader is None:
                 raise ValueError(f"{larry.id} has clusterRead: its LarryArgs need the stack's ClusterReader")
@@ -164,17 +154,15 @@ class Larry(pulumi.ComponentResource):
             k8s.rbac.v1.ClusterRoleBinding(
                 f"{self._name}-cluster-read", metadata=kube.metadata(f"larry:{ns}:{larry.id}:cluster-read", None, labels),
                 role_ref=self._role_ref("ClusterRole", cluster_reader.role_name),
-                subjects=[self._subject(self._coordinator), self._subject(self._worker_sa)],
+                subjects=[self._subject(self._worker_sa)],
                 opts=kube.opts(self, depends_on=[self._namespace, cluster_reader]))
-            api_clients.append(contract.WORKER_APP)
-        self._api_egress(api_clients)
+            self._api_egress()
 
-    def _api_egress(self, apps: list[str]) -> None:
+    def _api_egress(self) -> None:
         """The pods holding an API token may reach the API server on the k3s servers, nothing more."""
         k8s.networking.v1.NetworkPolicy(f"{self._name}-kube-api", metadata=kube.metadata(
             f"{self._larry.id}-kube-api", self._larry.namespace, self._labels("network", self._larry.id)), spec={
-            "podSelector": {"matchLabels": {contract.LARRY: self._larry.id},
-                            "matchExpressions": [{"key": contract.APP, "operator": "In", "values": apps}]},
+            "podSelector": {"matchLabels": {contract.LARRY: self._larry.id, contract.APP: contract.WORKER_APP}},
             "policyTypes": ["Egress"],
             # 443 is the kubernetes Service (10.43.0.1 on k3s), 6443 the servers it forwards to;
             # CNIs differ in which of the two the policy sees, so both are admitted.
@@ -210,7 +198,7 @@ class Larry(pulumi.ComponentResource):
             "template": {
                 # The digest rolls the coordinator when the plan changes; Jobs read it at start.
                 "metadata": {"labels": labels, "annotations": {contract.PLAN_DIGEST: pods.plan.digest}},
-                "spec": pods.pod_spec(container, self._plan_map, self._claim, service_account=self._coordinator,
+                "spec": pods.pod_spec(container, self._plan_map, self._claim,
                                       affinity=kube.node_affinity([larry.node]),
                                       tolerations=CONTROL_PLANE_TOLERATIONS)}}, opts=self._child)
         k8s.core.v1.Service(f"{self._name}-coordinator", metadata=kube.metadata(self._coordinator, ns, labels), spec={

@@ -364,8 +364,11 @@ class StackConfig:
     values: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def plan_document(self) -> str:
-        """The stack config as a YAML document of the stack file's shape."""
-        return yaml.safe_dump({"stack": self.stack, "config": dict(self.values)}, sort_keys=False)
+        """The stack config as a YAML document of the stack file's shape, without
+        ``larry:cluster``: where `pulumi` deploys (a kubeconfig path or context) is no business
+        of the pods, and a kubeconfig is a credential."""
+        config = {key: value for key, value in self.values.items() if key != f"{PROJECT}:cluster"}
+        return yaml.safe_dump({"stack": self.stack, "config": config}, sort_keys=False)
 
     # ---- budget arithmetic: the one place it is done
     @property

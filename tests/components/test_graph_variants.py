@@ -15,9 +15,13 @@ def test_dev_renders_manifests_per_stack(dev):
 def test_a_cluster_context_replaces_render_mode():
     values = stack_values("dev")
     values["larry:cluster"] = {"kubeconfig": "~/.kube/k3s.yaml", "context": "k3s"}
-    (provider,) = run_program("dev", values).of(PROVIDER)
+    graph = run_program("dev", values)
+    (provider,) = graph.of(PROVIDER)
     assert (provider.inputs["kubeconfig"], provider.inputs["context"]) == ("~/.kube/k3s.yaml", "k3s")
     assert "renderYamlToDirectory" not in provider.inputs
+    # Where pulumi deploys is no business of the pods: no plan ConfigMap carries it.
+    plans = [cm.manifest["data"]["plan.yaml"] for cm in graph.of(CM) if "plan.yaml" in cm.manifest.get("data", {})]
+    assert plans and not any("k3s.yaml" in plan or "larry:cluster" in plan for plan in plans)
 
 
 def test_monitoring_objects_follow_their_flags():
