@@ -32,6 +32,14 @@ CONTROL_PLANE_TOLERATIONS = [
     for key in ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 ]
 READ = ["get", "list", "watch"]
+#: What a failed worker pod means to its Job: an exit a retry cannot help (usage mistake, or the
+#: worker gave up for good: budget, deadline, a failed dependency) fails the Job at once; a pod
+#: lost to a drain, preemption or eviction is not a failure of the worker and costs no retry.
+WORKER_FAILURE_POLICY = {"rules": [
+    {"action": "FailJob", "onExitCodes": {"containerName": "worker", "operator": "In",
+                                          "values": [int(ExitCode.USAGE), int(ExitCode.GAVE_UP)]}},
+    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+]}
 #: The coordinator manages its own worker Jobs and reads their pods, logs and events.
 #: clusterRead Larrys scan and inventory the cluster (seed 002). Resources are listed one by
 #: one because a wildcard would include Secrets (and Helm 3 release records, which are Secrets).
@@ -87,6 +95,8 @@ class LarryArgs:
     service_monitors: bool
     #: The LarryNamespace this Larry runs in: its namespace, guardrails and password Secret.
     namespace: pulumi.Resource
+    #: The stack's Redis hub: the coordinator and workers start once its StatefulSets are ready.
+    redis: pulumi.Resource
     #: The stack's read-only ClusterRole; required when the Larry has clusterRead.
     cluster_reader: ClusterReader | None = None
     #: The agent profile each worker runs, by worker name; a worker not listed runs the
@@ -106,16 +116,20 @@ class Larry(pulumi.ComponentResource):
         self.namespace = larry.namespace
         self._namespace = args.namespace
         self._child = kube.opts(self, depends_on=[args.namespace])
-        # A Job's pod template is immutable: a changed worker is replaced, and with a fixed
-        # name the old Job has to go first.
-        self._job_opts = pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(delete_before_replace=True))
         self._coordinator = f"{larry.id}-coordinator"
         self._worker_sa = f"{larry.id}-worker"
         self._plan_map, self._claim = f"{larry.id}-plan", f"{larry.id}-coordination"
         self._shared_env = args.pods.redis_env() + COORDINATION_ENV
 
-        self._storage()
-        self._rbac(args.cluster_reader)
+        # Pods are created once what they mount, run as and talk to exists: otherwise the
+        # controllers' first attempts fail (a missing ServiceAccount is a FailedCreate) and the
+        # runtime starts before Redis accepts writes.
+        needs = [args.namespace, args.redis, *self._storage(), *self._rbac(args.cluster_reader)]
+        self._workload_opts = kube.opts(self, depends_on=needs)
+        # A Job's pod template is immutable: a changed worker is replaced, and with a fixed
+        # name the old Job has to go first.
+        self._job_opts = pulumi.ResourceOptions.merge(self._workload_opts,
+                                                      pulumi.ResourceOptions(delete_before_replace=True))
         self._coordinator_workload()
         for worker in larry.workers:
             self._worker_job(worker)
@@ -127,36 +141,39 @@ class Larry(pulumi.ComponentResource):
         })
 
     # ---- plan and coordination volume
-    def _storage(self) -> None:
+    def _storage(self) -> list[pulumi.Resource]:
         larry, ns = self._larry, self._larry.namespace
-        k8s.core.v1.ConfigMap(f"{self._name}-plan", metadata=kube.metadata(
+        plan = k8s.core.v1.ConfigMap(f"{self._name}-plan", metadata=kube.metadata(
             self._plan_map, ns, self._labels("plan", larry.id)),
             data=self._args.pods.plan.config_map_data(larry.id), opts=self._child)
-        k8s.core.v1.PersistentVolumeClaim(f"{self._name}-coordination", metadata=kube.metadata(
+        claim = k8s.core.v1.PersistentVolumeClaim(f"{self._name}-coordination", metadata=kube.metadata(
             self._claim, ns, self._labels("coordination", larry.id)), spec={
             "accessModes": ["ReadWriteMany"], "storageClassName": larry.storage_class,
             "resources": {"requests": {"storage": larry.storage}}}, opts=self._child)
+        return [plan, claim]
 
     # ---- identities and permissions
-    def _rbac(self, cluster_reader: ClusterReader | None) -> None:
+    def _rbac(self, cluster_reader: ClusterReader | None) -> list[pulumi.Resource]:
         larry, ns = self._larry, self._larry.namespace
         labels = self._labels("rbac", larry.id)
         # Only the processes that call the Kubernetes API get an identity, a token and a route
         # to the API server: the clusterRead Larrys' workers. Coordinators never call it (they
         # coordinate through Redis), so they run with no token at all.
-        if larry.cluster_read:
-            if cluster_reader is None:
-                raise ValueError(f"{larry.id} has clusterRead: its LarryArgs need the stack's ClusterReader")
-            # Workers get an identity, and an API token, only when their Larry reads the cluster.
-            k8s.core.v1.ServiceAccount(f"{self._name}-worker", metadata=kube.metadata(self._worker_sa, ns, labels),
-                                       opts=self._child)
-            # Cluster-scoped, so qualified by namespace and Larry to stay unique in the cluster.
-            k8s.rbac.v1.ClusterRoleBinding(
-                f"{self._name}-cluster-read", metadata=kube.metadata(f"larry:{ns}:{larry.id}:cluster-read", None, labels),
-                role_ref=self._role_ref("ClusterRole", cluster_reader.role_name),
-                subjects=[self._subject(self._worker_sa)],
-                opts=kube.opts(self, depends_on=[self._namespace, cluster_reader]))
-            self._api_egress()
+        if not larry.cluster_read:
+            return []
+        if cluster_reader is None:
+            raise ValueError(f"{larry.id} has clusterRead: its LarryArgs need the stack's ClusterReader")
+        # Workers get an identity, and an API token, only when their Larry reads the cluster.
+        account = k8s.core.v1.ServiceAccount(f"{self._name}-worker", metadata=kube.metadata(
+            self._worker_sa, ns, labels), opts=self._child)
+        # Cluster-scoped, so qualified by namespace and Larry to stay unique in the cluster.
+        binding = k8s.rbac.v1.ClusterRoleBinding(
+            f"{self._name}-cluster-read", metadata=kube.metadata(f"larry:{ns}:{larry.id}:cluster-read", None, labels),
+            role_ref=self._role_ref("ClusterRole", cluster_reader.role_name),
+            subjects=[self._subject(self._worker_sa)],
+            opts=kube.opts(self, depends_on=[self._namespace, cluster_reader]))
+        self._api_egress()
+        return [account, binding]
 
     def _api_egress(self) -> None:
         """The pods holding an API token may reach the API server on the k3s servers, nothing more."""
@@ -200,7 +217,7 @@ class Larry(pulumi.ComponentResource):
                 "metadata": {"labels": labels, "annotations": {contract.PLAN_DIGEST: pods.plan.digest}},
                 "spec": pods.pod_spec(container, self._plan_map, self._claim,
                                       affinity=kube.node_affinity([larry.node]),
-                                      tolerations=CONTROL_PLANE_TOLERATIONS)}}, opts=self._child)
+                                      tolerations=CONTROL_PLANE_TOLERATIONS)}}, opts=self._workload_opts)
         k8s.core.v1.Service(f"{self._name}-coordinator", metadata=kube.metadata(self._coordinator, ns, labels), spec={
             "type": "ClusterIP", "selector": selector,
             "ports": [{"name": "http", "port": COORDINATOR_PORT, "targetPort": "http", "protocol": "TCP"}]},
@@ -241,14 +258,18 @@ class Larry(pulumi.ComponentResource):
         pod = pods.pod_spec(container, self._plan_map, self._claim,
                             volumes=[agents.HOME_VOLUME] if profile else (),
                             service_account=self._worker_sa if larry.cluster_read else None,
-                            restartPolicy="OnFailure", affinity=kube.node_affinity([worker.node]))
+                            restartPolicy="Never", affinity=kube.node_affinity([worker.node]))
         k8s.batch.v1.Job(
             f"{self._name}-{worker.name}",
             metadata=kube.metadata(worker.name, larry.namespace, labels, annotations),
             # No ttlSecondsAfterFinished: a Job deleted by its TTL would be re-created, and re-run,
             # by the next `pulumi up`. Finished Jobs go with `larry cleanup` / `pulumi destroy`.
             # Seed risk 1: Kubernetes restarts a failed worker; its task lease expires and is re-claimed.
-            spec={"backoffLimit": WORKER_BACKOFF_LIMIT, "activeDeadlineSeconds": worker.minutes * 60,
+            # The worker enforces its own `minutes` (and records a `deadline` failure); the Job's
+            # deadline counts from the Job's creation, through image pulls, Redis bootstrap and
+            # the waits for the phase and dependencies, so it is the phase's: a backstop only.
+            spec={"backoffLimit": WORKER_BACKOFF_LIMIT, "activeDeadlineSeconds": larry.deadline_minutes * 60,
+                  "podFailurePolicy": WORKER_FAILURE_POLICY,
                   "template": {"metadata": {"labels": labels}, "spec": pod}},
             opts=self._job_opts)
 

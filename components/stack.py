@@ -63,7 +63,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     window = cfg.execution_window_minutes
     larrys = [Larry(larry.id, LarryArgs(
         larry=larry, pods=pods, execution_window_minutes=window, api_servers=api_servers,
-        service_monitors=cfg.observability.service_monitors, namespace=namespaces[larry.namespace],
+        service_monitors=cfg.observability.service_monitors, namespace=namespaces[larry.namespace], redis=redis,
         cluster_reader=reader, agents={w.name: cfg.agent_of(w) for w in larry.workers if cfg.agent_of(w)}), opts)
         for larry in cfg.larrys]
     # The stack-wide parts live in the Redis hub's namespace, the one no single Larry owns.
