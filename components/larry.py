@@ -22,6 +22,7 @@ from components.observability import service_monitor
 from components.runtime_pod import COORDINATION_ENV, RuntimePods
 from plan import environment as envvar
 from plan import labels as contract
+from plan.exits import ExitCode
 from plan.model import AgentProfile, Worker
 from plan.model import Larry as LarryConfig
 from plan.pods import COORDINATOR_PORT, PLAN_PATH, WORKER_BACKOFF_LIMIT
@@ -38,7 +39,7 @@ READ = ["get", "list", "watch"]
 WORKER_FAILURE_POLICY = {"rules": [
     {"action": "FailJob", "onExitCodes": {"containerName": "worker", "operator": "In",
                                           "values": [int(ExitCode.USAGE), int(ExitCode.GAVE_UP)]}},
-    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
 ]}
 #: The coordinator manages its own worker Jobs and reads their pods, logs and events.
 #: clusterRead Larrys scan and inventory the cluster (seed 002). Resources are listed one by

@@ -136,9 +136,12 @@ def test_worker_job_contract(dev):
     assert meta["annotations"] == {
         "larry.dev/tokens": "12000", "larry.dev/minutes": "25", "larry.dev/phase-deadline-minutes": "30",
         "larry.dev/execution-window-minutes": "40", "pulumi.com/skipAwait": "true"}
-    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (3, 25 * 60)
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (3, 30 * 60)  # the phase deadline
     pod = spec["template"]["spec"]
-    assert pod["restartPolicy"] == "OnFailure"
+    assert pod["restartPolicy"] == "Never"
+    assert spec["podFailurePolicy"]["rules"] == [
+        {"action": "FailJob", "onExitCodes": {"containerName": "worker", "operator": "In", "values": [2, 3]}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
     assert spec["template"]["metadata"]["labels"] == meta["labels"]
     (container,) = pod["containers"]
     assert container["command"] == ["larry", "worker", "--plan", "/etc/larry/plan.yaml",

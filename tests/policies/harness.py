@@ -166,10 +166,10 @@ def worker_job(cfg: StackConfig, larry, worker) -> K8s:
              **({MASTER: worker.master} if worker.master else {}), "pulumi.com/skipAwait": "true"}
     return K8s(kube.JOB, f"{larry.id}-{worker.name}", {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": meta(worker.name, larry.namespace, labels, notes),
-        "spec": {"backoffLimit": 3, "activeDeadlineSeconds": worker.minutes * 60, "template": {
+        "spec": {"backoffLimit": 3, "activeDeadlineSeconds": larry.deadline_minutes * 60, "template": {
             "metadata": {"labels": labels},
             "spec": pod([container("worker", cfg.runtime_image, worker.resources.as_dict())],
-                        affinity=pinned([worker.node]), restartPolicy="OnFailure")}}})
+                        affinity=pinned([worker.node]), restartPolicy="Never")}}})
 
 
 def coordinator(cfg: StackConfig, larry) -> K8s:

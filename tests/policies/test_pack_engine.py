@@ -71,7 +71,7 @@ def _stretch_cleanup_worker(document):
     (_raise_feature_worker, "larry-token-budget", ["229,000", "211,000"]),
     (_shrink_system_budget, "system-token-budget", ["478,000", "400,000"]),
     (_crowd_worker01, "node-capacity", ["k3s-worker01"]),
-    (_stretch_cleanup_worker, "worker-deadline", ["1,800", "1,500"]),
+    (_stretch_cleanup_worker, "worker-deadline", ["30 min exceed the phase deadline 25 min"]),
 ], ids=["worker-past-larry-budget", "system-past-cap", "node-overfull", "deadline-past-phase"])
 def test_over_budget_variants_are_blocked_by_the_right_policy(tmp_path, mutate, policy, numbers):
     document = stack_document("dev")

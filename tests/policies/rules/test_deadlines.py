@@ -18,10 +18,14 @@ from tests.policies.harness import (
 def test_worker_deadline_beyond_its_phase(dev):
     cfg = plan("dev", lambda values: worker_values(values, "cleanup-worker").update(minutes=35))
     assert violations("worker-deadline", render(cfg)) == [
-        f"{CLEANUP}: activeDeadlineSeconds 2,100 exceeds "
-        "the phase deadline 25 min = 1,500 s",
-        f"{CLEANUP}: the worker's 35 min exceed the "
-        "phase deadline 25 min"]
+        f"{CLEANUP}: the worker's 35 min exceed the phase deadline 25 min"]
+
+
+def test_a_job_deadline_past_its_phase(dev_resources):
+    job = named(dev_resources, "larry-01-cleanup-worker")
+    job.props["spec"]["activeDeadlineSeconds"] = 2_100
+    assert violations("worker-deadline", [job]) == [
+        f"{CLEANUP}: activeDeadlineSeconds 2,100 exceeds the phase deadline 25 min = 1,500 s"]
 
 
 def test_worker_deadline_needs_active_deadline_and_annotations(dev_resources):
