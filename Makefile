@@ -13,7 +13,7 @@ ENGINE_ENV = eval "$$(scripts/engine.sh env)"
 PULUMI_STACK = $(ENGINE_ENV); mkdir -p .pulumi-state; \
 	pulumi stack select --create $(STACK) --non-interactive >/dev/null
 
-.PHONY: help setup venv system engine agents up run preview test bench cluster clean
+.PHONY: help setup venv system engine agents kubernetes up run preview test bench cluster clean
 help:
 	@echo "make up                      set up what is missing, pulumi up the dev stack, run its plan locally"
 	@echo "make test                    the whole test suite"
@@ -41,6 +41,11 @@ engine: venv
 agents:
 	@scripts/agents.sh ensure
 
+# The local cluster's binaries, built from the Go module proxy (cached in ~/.cache/larry-cluster):
+# the cluster tests start their own cluster from them.
+kubernetes:
+	@scripts/cluster.sh ensure
+
 up: setup
 	@$(PULUMI_STACK); pulumi up --yes --skip-preview --stack $(STACK)
 	@$(MAKE) --no-print-directory run STACK=$(STACK)
@@ -52,7 +57,7 @@ run: venv system
 preview: setup
 	@$(PULUMI_STACK); pulumi preview --stack $(STACK) $(if $(POLICY),--policy-pack policies)
 
-test: setup
+test: setup kubernetes
 	@$(PYTHON) -m pytest
 
 bench: setup
@@ -60,8 +65,7 @@ bench: setup
 	@echo "== bench/bench_engine.sh --skip-cold (the cold build: bench/bench_engine.sh)"; bench/bench_engine.sh --skip-cold
 
 # Builds (once, cached) and starts a local cluster; `scripts/cluster.sh env` says how to use it.
-cluster: venv
-	@scripts/cluster.sh ensure
+cluster: venv kubernetes
 	@scripts/cluster.sh up --stack $(STACK)
 
 clean:

@@ -35,9 +35,9 @@ class Cluster:
         """``argv`` run inside the cluster's network namespace, where its addresses live."""
         return ["ip", "netns", "exec", self.netns, *argv]
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def kubectl(self, *args: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
         done = subprocess.run(self.inside([str(self.bin / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]),
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=timeout)
         if check and done.returncode != 0:
             pytest.fail(f"kubectl {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
         return done

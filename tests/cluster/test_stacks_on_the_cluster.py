@@ -118,6 +118,12 @@ def assert_destroy_leaves_nothing(deployed: Deployed) -> None:
         assert left == [], f"{kind} left after destroy"
 
 
+#: A stack's life here is several `pulumi up`s, each awaiting what pulumi-kubernetes awaits.
+LIFE_TIMEOUT = 1800
+ROLL_TIMEOUT = 300
+
+
+@pytest.mark.timeout(LIFE_TIMEOUT)
 def test_dev_up_again_edit_and_destroy_on_the_seed_topology(tmp_path, cluster):
     deployed = Deployed(tmp_path, cluster, "dev")
     deployed.up()
@@ -142,6 +148,11 @@ def test_dev_up_again_edit_and_destroy_on_the_seed_topology(tmp_path, cluster):
     with (deployed.project / "components" / "redis" / "common.sh").open("a") as f:
         f.write("# edited by the cluster test\n")
     deployed.up()
+    for name in revisions:
+        # pulumi-kubernetes may return once the new revision is out; the roll itself is the
+        # StatefulSet controller's, one pod at a time.
+        cluster.kubectl("rollout", "status", f"statefulset/{name}", "-n", redis.namespace,
+                        f"--timeout={ROLL_TIMEOUT}s", timeout=ROLL_TIMEOUT + 30)
     for sts in cluster.get("statefulsets", "-n", redis.namespace)["items"]:
         name = sts["metadata"]["name"]
         assert sts["status"]["updateRevision"] != revisions[name], f"{name} did not roll"
@@ -151,6 +162,7 @@ def test_dev_up_again_edit_and_destroy_on_the_seed_topology(tmp_path, cluster):
     assert_destroy_leaves_nothing(deployed)
 
 
+@pytest.mark.timeout(LIFE_TIMEOUT)
 def test_cortex_up_and_the_policy_pack_against_the_cluster(tmp_path, cluster):
     deployed = Deployed(tmp_path, cluster, "cortex")
     preview = deployed.pulumi("preview", "--stack", "cortex", "--policy-pack", "policies", check=False)
