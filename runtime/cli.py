@@ -33,6 +33,7 @@ from runtime.support.credentials import take_password
 COMMANDS = {
     "worker": ("runtime.commands.worker", "run one worker: claim its tasks by lease and run the payload"),
     "coordinator": ("runtime.commands.coordinator", "run one Larry's coordinator"),
+    "master": ("runtime.commands.master", "run one master: plan, decide escalations, review, report"),
     "converge": ("runtime.commands.converge", "aggregate the Larry reports into the summary and archive the run"),
     "run": ("runtime.commands.run", "run a stack's whole plan on this machine"),
     "simulate": ("runtime.commands.simulate", "the built-in simulated payload (used after `larry worker ... --`)"),

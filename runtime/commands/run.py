@@ -11,6 +11,8 @@ entrypoints the pods use:
 
 * one ``larry coordinator`` per Larry: restarted whenever it dies, with the kubelet's
   crash-loop backoff (10 s doubling, scaled by the speed), like a Deployment's pod;
+* one ``larry master`` per master of each Larry, beside its coordinator and restarted like it
+  (its own Deployment in a cluster): the built-in master, or its agent profile's command;
 * one ``larry worker ... -- larry simulate --speed N`` per worker: restarted after a
   non-zero exit up to the Job's backoffLimit (3); exit status 3 (the worker gave up:
   budget, deadline, failed dependency) is final, as a podFailurePolicy rule would make it;
@@ -112,7 +114,7 @@ examples:
 class Child:
     name: str
     argv: list[str]
-    kind: str  # coordinator | worker | converge
+    kind: str  # coordinator | master | worker | converge
     restarts: int = 0
     proc: subprocess.Popen | None = None
     done: bool = False
@@ -220,6 +222,9 @@ class Supervisor:
         children = [Child(f"coordinator-{each.id}", larry + ["coordinator", *common, "--larry", each.id,
                                                                "--host", "127.0.0.1", "--port", str(self.ports[each.id])],
                           "coordinator") for each in self.cfg.larrys]
+        children += [Child(f"master-{each.id}-{master.name}", larry + ["master", *common, "--larry", each.id,
+                                                                     "--master", master.name, "--kill-grace", "2"],
+                           "master") for each in self.cfg.larrys for master in each.masters]
         for each, worker in self.cfg.workers:
             payload = payload_command(self.args.speed, self.args.overspend_task, [t.id for t in worker.tasks],
                                       self.args.payload)
@@ -270,11 +275,11 @@ class Supervisor:
     def exited(self, child: Child, code: int) -> None:
         """Handle an exit the way the cluster would: final, or a restart (with backoff)."""
         child.exit_codes.append(code)
-        # A Deployment restarts its pod whatever the exit status; a Job stops on success and,
+        # A Deployment (coordinator, master) restarts its pod whatever the exit status; a Job stops on success and,
         # here, on the statuses that say a retry cannot help.
         final = {"worker": code in (ExitCode.OK, ExitCode.GAVE_UP),
                  "converge": code in (ExitCode.OK, ExitCode.USAGE)}.get(child.kind, False)
-        if final or (child.kind != "coordinator" and child.restarts >= WORKER_BACKOFF_LIMIT):
+        if final or (child.kind in ("worker", "converge") and child.restarts >= WORKER_BACKOFF_LIMIT):
             child.done = True
             if code:
                 why = "gave up" if final else f"reached backoffLimit {WORKER_BACKOFF_LIMIT}"
@@ -282,7 +287,7 @@ class Supervisor:
             return
         child.restarts += 1
         delay = self._backoff(child.restarts)
-        limit = "" if child.kind == "coordinator" else f"/{WORKER_BACKOFF_LIMIT}"
+        limit = "" if child.kind in ("coordinator", "master") else f"/{WORKER_BACKOFF_LIMIT}"
         self.say(f"{child.name} exited with status {code}; restart {child.restarts}{limit} in {delay:.2f}s")
         self.pending_restarts.append((time.monotonic() + delay, child))
 
