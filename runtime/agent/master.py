@@ -341,8 +341,14 @@ class MasterDuties:
         for escalation in self.escalations.all():
             duty_id = f"escalation:{escalation['id']}"
             worker = (escalation["from"].split("/") + [""])[1]  # a worker's sender is {larry}/{worker}
-            if (duty_id in self.done or escalation["status"] != "open" or escalation["larry"] != self.larry.id
-                    or worker not in self.workers):
+            if escalation["larry"] != self.larry.id or worker not in self.workers:
+                continue
+            if duty_id in self.done:
+                # A predecessor decided retry and died before approving: approve (once, by op id).
+                if self.done[duty_id]["decision"] == "retry" and escalation["status"] in ("open", "approving"):
+                    self.escalations.approve(escalation["id"], self.ledger, 0, by=self.name)
+                continue
+            if escalation["status"] != "open":
                 continue
             need = int(escalation.get("tokens_short") or 0)
             tightest, available = self.ledger.tightest(worker_account(self.larry.id, worker))
