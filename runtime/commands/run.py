@@ -13,7 +13,9 @@ entrypoints the pods use:
   crash-loop backoff (10 s doubling, scaled by the speed), like a Deployment's pod;
 * one ``larry master`` per master of each Larry, beside its coordinator and restarted like it
   (its own Deployment in a cluster): the built-in master, or its agent profile's command;
-* one ``larry worker ... -- larry simulate --speed N`` per worker: restarted after a
+* one ``larry worker ... -- larry simulate --speed N`` per worker (a worker with an agent
+  profile runs the profile's command instead, as its Job would; the command after ``--``
+  given to `larry run` replaces both): restarted after a
   non-zero exit up to the Job's backoffLimit (3); exit status 3 (the worker gave up:
   budget, deadline, failed dependency) is final, as a podFailurePolicy rule would make it;
 * ``larry converge``, the meta-coordinator Job: it waits at the barriers, then writes the
@@ -61,7 +63,7 @@ from pathlib import Path
 
 from plan import environment as envvar
 from plan.exits import ExitCode
-from plan.model import StackConfig
+from plan.model import AgentProfile, StackConfig
 from plan.pods import WORKER_BACKOFF_LIMIT
 from plan.statuses import PhaseStatus, TaskStatus
 from runtime.agent.payload import die_with_parent
@@ -127,11 +129,16 @@ def larry_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "runtime.cli"]
 
 
-def payload_command(speed: float, overspend_task: str | None, tasks: list[str], payload: list[str]) -> list[str]:
+def payload_command(speed: float, overspend_task: str | None, tasks: list[str], payload: list[str],
+                    profile: AgentProfile | None = None) -> list[str]:
     """What each worker runs after ``--``: the command given to `larry run` after its own
-    ``--`` (the agent), or else the simulated payload."""
+    ``--`` (the agent); else nothing for a worker with an agent profile (`larry worker` runs
+    the profile's command, placeholders expanded, metered by its adapter, as in a cluster);
+    else the simulated payload."""
     if payload:
         return payload
+    if profile is not None:
+        return []
     simulate = larry_command() + ["simulate", "--speed", f"{speed:g}"]
     if overspend_task not in tasks:
         return simulate
@@ -147,6 +154,10 @@ def main(args) -> int:
         raise UsageError(f"--overspend-task: {args.overspend_task!r} is not a task of {cfg.source}")
     if args.overspend_task and args.payload:
         raise UsageError("--overspend-task plays the simulated payload; it cannot go with a payload after --")
+    agent = next((cfg.agent_of(w) for _, w in cfg.workers if args.overspend_task in {t.id for t in w.tasks}), None)
+    if args.overspend_task and agent is not None:
+        raise UsageError(f"--overspend-task plays the simulated payload; {args.overspend_task} runs agent profile "
+                         f"{agent.name!r}")
     problems = budget_problems(cfg)
     if problems and not args.allow_over_budget:
         raise UsageError(f"{cfg.source}: the policy pack would block this plan ({'; '.join(problems)}); "
@@ -227,10 +238,11 @@ class Supervisor:
                            "master") for each in self.cfg.larrys for master in each.masters]
         for each, worker in self.cfg.workers:
             payload = payload_command(self.args.speed, self.args.overspend_task, [t.id for t in worker.tasks],
-                                      self.args.payload)
+                                      self.args.payload, self.cfg.agent_of(worker))
             children.append(Child(f"worker-{worker.name}", larry + ["worker", *common, "--larry", each.id,
                                                                     "--worker", worker.name, "--kill-grace", "2",
-                                                                    "--", *payload], "worker"))
+                                                                    *(["--", *payload] if payload else [])],
+                                  "worker"))
         converge = larry + ["converge", *common] + (["--s3-url", self.args.s3_url] if self.args.s3_url else []) \
             + (["--private-redis"] if self.local is not None else [])
         children.append(Child("converge", converge, "converge"))
