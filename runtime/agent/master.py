@@ -66,7 +66,6 @@ from plan.model import (
     AgentProfile,
     Larry,
     Master,
-    expand_command,
     highest_priority,
     master_account,
     worker_account,
@@ -75,7 +74,7 @@ from plan.statuses import TERMINAL, TaskStatus
 from plan.taskgraph import TaskGraph
 from runtime.agent.payload import PayloadProcess
 from runtime.agent.protocol import ProtocolError, is_protocol_line, parse_line
-from runtime.agent.usage import POLL_SECONDS, adapter_class
+from runtime.agent.usage import POLL_SECONDS, adapter_class, profile_command
 from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import EventLog
 from runtime.coordination.ledger import Ledger
@@ -182,8 +181,8 @@ class AgentMind:
         env = {**self.env, envvar.TASK_ID: duty.id, envvar.TASK_TITLE: duty.title, envvar.PROMPT_FILE: str(prompt),
                envvar.RESULTS_DIR: str(self.workdir), envvar.PROTOCOL_FILE: str(self.workdir / f"{slug}-protocol.log"),
                envvar.TOKEN_BUDGET: str(max(0, self.ledger.tightest(self.account)[1]))}
-        command = expand_command(tuple(self.command), {"task_id": duty.id, "title": duty.title,
-                                                       "prompt_file": str(prompt), "results_dir": str(self.workdir)}) \
+        command = profile_command(self.profile, self.usage, {
+            "task_id": duty.id, "title": duty.title, "prompt_file": str(prompt), "results_dir": str(self.workdir)}) \
             if self.profile else list(self.command)
         adapter = None
         if self.usage != "larry-protocol":

@@ -121,7 +121,6 @@ from plan.model import (
     AgentProfile,
     Larry,
     StackConfig,
-    expand_command,
     highest_priority,
     worker_account,
 )
@@ -130,7 +129,7 @@ from plan.statuses import TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
 from runtime.agent.payload import PayloadProcess
 from runtime.agent.protocol import ProtocolError, is_protocol_line, merge_findings, parse_line
-from runtime.agent.usage import POLL_SECONDS, UsageAdapter, adapter_class
+from runtime.agent.usage import POLL_SECONDS, UsageAdapter, adapter_class, profile_command
 from runtime.cli import (
     UsageError,
     add_process_arguments,
@@ -531,8 +530,8 @@ class Worker:
                envvar.TOKEN_BUDGET: str(share), envvar.FENCE: str(lease.token),
                envvar.RESULTS_DIR: str(workdir), envvar.PROMPT_FILE: str(prompt),
                envvar.PROTOCOL_FILE: str(workdir / f"protocol-{run_name}.log")}
-        command = expand_command(tuple(self.command), {"task_id": task, "title": self.titles[task],
-                                                       "prompt_file": str(prompt), "results_dir": str(workdir)}) \
+        command = profile_command(self.profile, self.usage, {
+            "task_id": task, "title": self.titles[task], "prompt_file": str(prompt), "results_dir": str(workdir)}) \
             if self.profile else list(self.command)
         self.log(f"running {task} (fence {lease.token}, budget {share} tokens"
                  + (", file mode)" if self.file_mode else ")"))

@@ -83,18 +83,19 @@ def test_the_built_in_master_retries_an_escalation_once_the_tokens_are_back(rig)
     assert any("decided esc-1 (scan-cortex-namespace): 8,000 tokens on its path again" in line for line in lines)
 
 
-def plan_with_claude(rig, binary, home, url) -> str:
-    """The cortex plan, its security-master running Claude Code through an agent profile whose
-    command reads the duty's prompt from {prompt_file}."""
+def plan_with_profile(rig, home, env: dict[str, str], command: list[str], *, master: str | None = None,
+                      worker: str | None = None, **limits) -> str:
+    """The cortex plan with a profile ``claude`` running ``command`` in ``home``/work with ``env``
+    (and ``limits``: maxTurns, maxRetries), given to the security Larry's ``master`` or ``worker``."""
     document = yaml.safe_load(CORTEX.plan_document())
-    env = [f"{k}={v}" for k, v in claude_env(home, url).items()]
-    (home / "work").mkdir(parents=True)
+    (home / "work").mkdir(parents=True, exist_ok=True)
     document["config"]["larry:agents"] = {"claude": {
-        "command": ["env", "-C", str(home / "work"), *env, "sh", "-c",
-                    'exec "$0" -p "$(cat "$1")" --output-format stream-json --verbose', str(binary), "{prompt_file}"],
-        "usage": "claude-code"}}
+        "command": ["env", "-C", str(home / "work"), *(f"{k}={v}" for k, v in env.items()), *command],
+        "usage": "claude-code", **limits}}
     larry = next(each for each in document["config"]["larry:larrys"] if each["id"] == LARRY)
-    larry["masters"][0]["agent"] = "claude"
+    for member in larry["masters"] + larry["workers"]:
+        if member["name"] in (master, worker):
+            member["agent"] = "claude"
     path = rig.dir / "plan.yaml"
     path.write_text(yaml.safe_dump(document))
     return str(path)
@@ -107,7 +108,10 @@ def test_a_master_running_claude_code_decides_its_workers_escalation(rig, claude
                Reply.text("The scan result holds up.", Usage(1403, 19, 2200, 50))]
     listener = EventListener(rig.r, rig.ks, "$")
     with ModelServer(Anthropic(), replies, then=Reply.text("Nothing more.", Usage(1000, 1, 0, 0))) as server:
-        plan = plan_with_claude(rig, claude_code, tmp_path / "home", server.url)
+        # The duty's prompt goes to the model as the prompt itself: the stand-in then shows it arrived.
+        plan = plan_with_profile(rig, tmp_path / "home", claude_env(tmp_path / "home", server.url),
+                                 ["sh", "-c", 'exec "$0" -p "$(cat "$1")" --output-format stream-json --verbose',
+                                  str(claude_code), "{prompt_file}"], master=MASTER)
         master = subprocess.Popen(
             [sys.executable, "-m", "runtime.cli", "master", "--plan", plan, "--larry", LARRY, "--master", MASTER,
              "--redis-url", rig.url, "--key-prefix", rig.ks.prefix, "--coordination-dir", str(rig.dir),
