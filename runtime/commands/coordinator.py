@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 
 import redis
@@ -50,7 +49,7 @@ from plan.exits import ExitCode
 from plan.model import Larry, StackConfig, larry_of_account
 from plan.statuses import RUNNING, TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
-from runtime.cli import UsageError, add_process_arguments, interrupt_on_sigterm, larry_of, load_plan, open_redis
+from runtime.cli import UsageError, add_process_arguments, hold, interrupt_on_sigterm, larry_of, load_plan, open_redis
 from runtime.coordination.barrier import Barrier, BarrierTimeout
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
@@ -103,12 +102,8 @@ def main(args) -> int:
     except redis.exceptions.RedisError as error:
         log.error("larry coordinator: %s: lost Redis (%s); a restart resumes from Redis state", larry.id, error)
         return ExitCode.FAILED
-    if args.once:
-        return ExitCode.OK
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:  # SIGTERM: the end of a finished coordinator's life
-        return ExitCode.OK
+        return hold(args.once)
     finally:
         server.shutdown()
 

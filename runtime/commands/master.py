@@ -33,8 +33,6 @@ usage errors; 130 when interrupted.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from pathlib import Path
 
@@ -47,15 +45,11 @@ from plan.statuses import TERMINAL, PhaseStatus
 from plan.taskgraph import TaskGraph
 from runtime.agent.master import AgentMind, BuiltInMind, MasterDuties, environment_of
 from runtime.cli import (
-    UsageError,
-    add_process_arguments,
+    hold,
     interrupt_on_sigterm,
-    larry_of,
-    load_plan,
     open_redis,
-    positive_number,
 )
-from runtime.commands.worker import check_usage, choose_payload
+from runtime.commands.worker import add_member_arguments, choose_payload, load_member
 from runtime.coordination.events import EventListener
 from runtime.coordination.ledger import Ledger
 from runtime.support import callstats
@@ -68,13 +62,7 @@ DUTY_MINUTES = 10
 
 
 def configure_parser(parser) -> None:
-    add_process_arguments(parser)
-    parser.add_argument("--larry", default=os.environ.get(envvar.LARRY_ID), help="the master's Larry (default $LARRY_ID)")
-    parser.add_argument("--master", default=os.environ.get(envvar.MASTER),
-                        help="the master's name in the plan (default $LARRY_MASTER)")
-    parser.add_argument("--usage", metavar="ADAPTER", help="how the agent's token use is metered (as `larry worker`)")
-    parser.add_argument("--kill-grace", type=positive_number, default=5.0,
-                        help="seconds between SIGTERM and SIGKILL when the agent has to stop (default 5)")
+    add_member_arguments(parser, "master", envvar.MASTER)
     parser.add_argument("--once", action="store_true", help="exit once the master's report is written")
 
 
@@ -86,14 +74,7 @@ examples:
 
 
 def main(args) -> int:
-    if args.usage is not None:
-        check_usage(args.usage)
-    cfg = load_plan(args)
-    larry = larry_of(cfg, args.larry)
-    master = next((m for m in larry.masters if m.name == args.master), None)
-    if master is None:
-        raise UsageError(f"{cfg.source}: {larry.id} has no master {args.master!r} "
-                         f"(expected one of {', '.join(m.name for m in larry.masters) or 'none'})")
+    cfg, larry, master = load_member(args, "master")
     command, usage, profile = choose_payload(cfg.agent_of(master), args.payload, args.usage, [])
     callstats.install(f"master-{larry.id}-{master.name}")
     r, ks = open_redis(args, cfg)
@@ -130,9 +111,4 @@ def main(args) -> int:
     except redis.exceptions.RedisError as error:
         log.error("larry master: %s: lost Redis (%s); a restart resumes from Redis state", name, error)
         return ExitCode.FAILED
-    if args.once:
-        return ExitCode.OK
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:  # SIGTERM: the end of a finished master's life
-        return ExitCode.OK
+    return hold(args.once)
