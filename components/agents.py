@@ -1,4 +1,4 @@
-"""What an agent profile (``larry:agents``) adds to a worker's pod, and the egress it is allowed.
+"""What an agent profile (``larry:agents``) adds to a worker's (or master's) pod, and the egress it is allowed.
 
 A worker that runs a profile gets, on top of what every runtime pod gets: the profile's image;
 ``larry worker ... --usage <adapter> -- <the profile's command>``; the profile's plain
@@ -43,7 +43,8 @@ def env(profile: AgentProfile) -> list[dict[str, Any]]:
 
 
 def pod_selector(profile: AgentProfile) -> dict[str, Any]:
-    return {"matchLabels": {contract.APP: contract.WORKER_APP, contract.AGENT: profile.name}}
+    """Every pod running the profile: its workers' and its masters' (only they carry the label)."""
+    return {"matchLabels": {contract.AGENT: profile.name}}
 
 
 def egress_rule(egress: Egress, namespace: str) -> dict[str, Any]:

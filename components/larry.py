@@ -1,12 +1,22 @@
-"""The Larry component: one domain coordinator, its worker Jobs and everything they need.
+"""The Larry component: one domain coordinator, its masters, its worker Jobs and everything they need.
 
 Per Larry (seed 002 "Kubernetes Deployments"): the plan ConfigMap, the coordination volume
 (seed 001 "Shared State Volume"), least-privilege RBAC, the coordinator Deployment pinned to
-its master node with its Service and ServiceMonitor, one Job per worker pinned to that
+its master node with its Service and ServiceMonitor, one Deployment of one pod per master
+(``larry master``, :mod:`runtime.commands.master`), one Job per worker pinned to that
 worker's node (seed 001 "Node Affinity Rules") and running its agent profile, if it has one
 (``components.agents``), a PodDisruptionBudget for the workers (seed
 risk 3) and the egress to the API server the coordinator needs. What exists once per
 namespace comes from the ``LarryNamespace`` the Larry is given.
+
+Masters are Deployments of their own rather than containers beside the coordinator: a master
+running an agent gets the profile's image, Secrets and egress NetworkPolicy (selected by
+``larry.dev/agent``), which the coordinator — holding the Larry's API token and metrics port —
+must not share; and a master restarts (a crash, a failed agent) without taking its
+coordinator down. It needs no API token, no Service and no port: it only talks to Redis. It is
+pinned to its Larry's master node like the coordinator, sized by ``plan.pods.MASTER_RESOURCES``
+(it waits on Redis, and now and then runs an agent CLI), with the same
+``Recreate`` strategy (never two pods doing one master's duties).
 """
 from __future__ import annotations
 
@@ -23,9 +33,9 @@ from components.runtime_pod import COORDINATION_ENV, RuntimePods
 from plan import environment as envvar
 from plan import labels as contract
 from plan.exits import ExitCode
-from plan.model import AgentProfile, Worker
+from plan.model import AgentProfile, Master, Worker
 from plan.model import Larry as LarryConfig
-from plan.pods import COORDINATOR_PORT, PLAN_PATH, WORKER_BACKOFF_LIMIT
+from plan.pods import COORDINATOR_PORT, MASTER_RESOURCES, PLAN_PATH, WORKER_BACKOFF_LIMIT
 
 #: Coordinators run on the k3s servers, which may carry either taint name.
 CONTROL_PLANE_TOLERATIONS = [
@@ -103,6 +113,8 @@ class LarryArgs:
     #: The agent profile each worker runs, by worker name; a worker not listed runs the
     #: built-in simulated payload. Its egress policy is the LarryNamespace's.
     agents: Mapping[str, AgentProfile] = field(default_factory=dict)
+    #: The agent profile each master runs, by master name; a master not listed is the built-in one.
+    master_agents: Mapping[str, AgentProfile] = field(default_factory=dict)
 
 
 class Larry(pulumi.ComponentResource):
@@ -132,6 +144,8 @@ class Larry(pulumi.ComponentResource):
         self._job_opts = pulumi.ResourceOptions.merge(self._workload_opts,
                                                       pulumi.ResourceOptions(delete_before_replace=True))
         self._coordinator_workload()
+        for master in larry.masters:
+            self._master_workload(master)
         for worker in larry.workers:
             self._worker_job(worker)
         self.worker_jobs = [worker.name for worker in larry.workers]
@@ -225,6 +239,31 @@ class Larry(pulumi.ComponentResource):
             opts=self._child)
         if self._args.service_monitors:
             service_monitor(f"{self._name}-coordinator", self._coordinator, ns, labels, selector, "http", self._child)
+
+    # ---- masters
+    def _master_workload(self, master: Master) -> None:
+        larry, pods, ns = self._larry, self._args.pods, self._larry.namespace
+        profile = self._args.master_agents.get(master.name)
+        selector = {contract.APP: contract.MASTER_APP, contract.LARRY: larry.id, contract.MASTER: master.name}
+        name = f"{larry.id}-master-{master.name}"
+        labels = self._labels("master", name, **selector, **({contract.AGENT: profile.name} if profile else {}),
+                              name=contract.MASTER_APP)
+        command = ["larry", "master", "--plan", PLAN_PATH, "--larry", larry.id, "--master", master.name]
+        env = kube.env({envvar.LARRY_ID: larry.id, envvar.MASTER: master.name,
+                        envvar.TOKEN_BUDGET: master.personal_tokens})
+        if profile:
+            command, env = agents.command(command, profile), env + agents.env(profile)
+        container = pods.container(
+            "master", MASTER_RESOURCES.as_dict(), command=command, env=env + self._shared_env,
+            **({"image": profile.image, "mounts": [agents.HOME_MOUNT]} if profile else {}))
+        k8s.apps.v1.Deployment(f"{self._name}-master-{master.name}", metadata=kube.metadata(name, ns, labels), spec={
+            "replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": labels, "annotations": {contract.PLAN_DIGEST: pods.plan.digest}},
+                "spec": pods.pod_spec(container, self._plan_map, self._claim,
+                                      volumes=[agents.HOME_VOLUME] if profile else (),
+                                      affinity=kube.node_affinity([larry.node]),
+                                      tolerations=CONTROL_PLANE_TOLERATIONS)}}, opts=self._workload_opts)
 
     # ---- workers
     def _worker_job(self, worker: Worker) -> None:

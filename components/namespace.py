@@ -19,7 +19,7 @@ from components import agents, kube
 from components.pod_security import NAMESPACE_LABELS
 from plan import labels
 from plan.model import AgentProfile, Larry, Redis
-from plan.pods import COORDINATOR_PORT, REDIS_AUTH_KEY, REDIS_AUTH_SECRET
+from plan.pods import COORDINATOR_PORT, MASTER_RESOURCES, REDIS_AUTH_KEY, REDIS_AUTH_SECRET
 from plan.quantities import ResourceList, Resources, parse_memory
 
 #: The Secret, in every namespace that talks to Redis, holding the generated password.
@@ -58,8 +58,9 @@ class PodShape:
 
 
 def pod_shapes(larry: Larry) -> list[PodShape]:
-    """The pods a Larry runs: its coordinator and one pod per worker."""
-    return [PodShape((larry.coordinator,))] + [PodShape((w.resources,)) for w in larry.workers]
+    """The pods a Larry runs: its coordinator, one pod per master and one pod per worker."""
+    return [PodShape((larry.coordinator,))] + [PodShape((MASTER_RESOURCES,))] * len(larry.masters) + [
+        PodShape((w.resources,)) for w in larry.workers]
 
 
 def quota_spec(pods: Sequence[PodShape], storage: Iterable[str]) -> dict[str, Any]:

@@ -41,8 +41,9 @@ def budget(larry: LarryConfig) -> dict[str, Any]:
 
 
 def agents_in(cfg: StackConfig, namespace: str) -> tuple[AgentProfile, ...]:
-    """The profiles the workers of ``namespace`` run, each once, in plan order."""
-    used = (cfg.agent_of(w) for larry, w in cfg.workers if larry.namespace == namespace)
+    """The profiles the workers and masters of ``namespace`` run, each once, in plan order."""
+    used = [cfg.agent_of(w) for larry, w in cfg.workers if larry.namespace == namespace] + [
+        cfg.agent_of(m) for larry in cfg.larrys if larry.namespace == namespace for m in larry.masters]
     return tuple({profile.name: profile for profile in used if profile}.values())
 
 
@@ -64,7 +65,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     larrys = [Larry(larry.id, LarryArgs(
         larry=larry, pods=pods, execution_window_minutes=window, api_servers=api_servers,
         service_monitors=cfg.observability.service_monitors, namespace=namespaces[larry.namespace], redis=redis,
-        cluster_reader=reader, agents={w.name: cfg.agent_of(w) for w in larry.workers if cfg.agent_of(w)}), opts)
+        cluster_reader=reader, agents={w.name: cfg.agent_of(w) for w in larry.workers if cfg.agent_of(w)},
+        master_agents={m.name: cfg.agent_of(m) for m in larry.masters if cfg.agent_of(m)}), opts)
         for larry in cfg.larrys]
     # The stack-wide parts live in the Redis hub's namespace, the one no single Larry owns.
     meta = MetaCoordinator("meta-coordinator", MetaCoordinatorArgs(

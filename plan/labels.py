@@ -4,6 +4,7 @@ between what gets deployed and what is allowed, kept in one place."""
 APP = "app"
 WORKER_APP = "larry-worker"
 COORDINATOR_APP = "larry-coordinator"
+MASTER_APP = "larry-master"
 
 LARRY = "larry.dev/larry"
 WORKER = "larry.dev/worker"

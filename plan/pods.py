@@ -1,8 +1,9 @@
 """What every pod of a stack sees, named once for the components that render it and the
 runtime that reads it: where the plan is mounted, the coordination volume's layout, the
 coordinator's port, the runtime's user, the worker Jobs' retry limit, the Secret holding the
-Redis password and where an agent's home lives.
+Redis password, where an agent's home lives and what a master's pod is given.
 """
+from plan.quantities import ResourceList, Resources
 
 #: The user and group the runtime image runs as (the Dockerfile creates it).
 RUNTIME_UID = 10001
@@ -19,6 +20,9 @@ RESULTS_DIR = f"{COORDINATION_DIR}/results"
 
 #: A coordinator's HTTP port: /metrics and /healthz.
 COORDINATOR_PORT = 9100
+
+#: A master's pod (``larry master``): mostly waiting on Redis, now and then an agent CLI's run.
+MASTER_RESOURCES = Resources(ResourceList("500m", "1Gi"), ResourceList("1", "2Gi"))
 
 #: How often a worker Job (and `larry run`'s supervisor) restarts a worker that failed.
 WORKER_BACKOFF_LIMIT = 3

@@ -33,6 +33,7 @@ from runtime.support.credentials import take_password
 COMMANDS = {
     "worker": ("runtime.commands.worker", "run one worker: claim its tasks by lease and run the payload"),
     "coordinator": ("runtime.commands.coordinator", "run one Larry's coordinator"),
+    "master": ("runtime.commands.master", "run one master: plan, decide escalations, review, report"),
     "converge": ("runtime.commands.converge", "aggregate the Larry reports into the summary and archive the run"),
     "run": ("runtime.commands.run", "run a stack's whole plan on this machine"),
     "simulate": ("runtime.commands.simulate", "the built-in simulated payload (used after `larry worker ... --`)"),
@@ -149,6 +150,16 @@ def larry_of(cfg: StackConfig, larry_id: str | None):
                      f"(expected one of {', '.join(larry.id for larry in cfg.larrys)})")
 
 
+def member_of(cfg: StackConfig, larry, kind: str, name: str | None):
+    """``larry``'s worker or master (``kind``) named ``name`` (UsageError naming the choices if there is none)."""
+    members = larry.workers if kind == "worker" else larry.masters
+    for member in members:
+        if member.name == name:
+            return member
+    raise UsageError(f"{cfg.source}: {larry.id} has no {kind} {name!r} "
+                     f"(expected one of {', '.join(m.name for m in members) or 'none'})")
+
+
 def add_process_arguments(parser: argparse.ArgumentParser, coordination_dir: bool = True) -> None:
     """What every process of a run takes: plan, Redis, key prefix, speed (and the volume)."""
     add_plan_arguments(parser)
@@ -198,6 +209,19 @@ def interrupt_on_sigterm(*, claim_ctrl_c: bool = False) -> None:
     signal.signal(signal.SIGTERM, interrupt)
     if claim_ctrl_c:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def hold(once: bool) -> int:
+    """The end of a Deployment's process whose work is done: keep running until SIGTERM, as its
+    pod must (exiting would only get it restarted); ``once``: exit 0 at once."""
+    if once:
+        return ExitCode.OK
+    import threading
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:  # SIGTERM
+        pass
+    return ExitCode.OK
 
 
 def load_plan(args: argparse.Namespace) -> StackConfig:

@@ -14,15 +14,16 @@
    every heartbeat interval looks after its workers: a worker silent past the grace is
    reaped (``worker_dead``) and its orphaned tasks are put back to ``pending``
    (``task_requeued``). It raises the phase's progress (``progress_update``) as tasks
-   complete, and pauses / resumes the workers a ``critical_cve`` alert names. It plays its
-   Larry's masters (:mod:`runtime.agent.master`): each reviews its workers' finished tasks on
-   its personal budget and hands its pool's unused tokens back to the Larry when its work is over.
+   complete, and pauses / resumes the workers a ``critical_cve`` alert names. Its Larry's
+   masters are processes of their own (:mod:`runtime.commands.master`): the coordinator never
+   waits on them while the phase runs.
 4. Ends the phase: ``completed`` when every task completed; ``failed`` as soon as every
    task has either finished or can never run (a dependency failed for good, its worker
    gave up), or when the phase deadline passes (``deadlineMinutes * 60 / speed`` plus the
    allowance of :mod:`runtime.support.timing`, counted from the phase's start in Redis).
-5. Arrives at the ``convergence`` barrier and waits for every Larry, runs its Phase 4
-   validation (:mod:`runtime.reporting.validation`), writes ``{coordination-dir}/reports/{larry}-final.json``
+5. Arrives at the ``convergence`` barrier and waits for every Larry, gives its masters up to
+   :data:`MASTER_REPORT_HEARTBEATS` heartbeats to write their reports (a master still down then
+   is reported by the coordinator: ``reported_by: coordinator``), runs its Phase 4 validation (:mod:`runtime.reporting.validation`), writes ``{coordination-dir}/reports/{larry}-final.json``
    (:mod:`runtime.reporting.larry_report`) and arrives at the ``reports`` barrier, which is what
    ``larry converge`` waits for.
 6. Keeps serving /metrics with the final figures until SIGTERM, as a Deployment's pod must
@@ -39,7 +40,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 
 import redis
@@ -49,8 +49,7 @@ from plan.exits import ExitCode
 from plan.model import Larry, StackConfig, larry_of_account
 from plan.statuses import RUNNING, TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
-from runtime.agent.master import BuiltInMaster
-from runtime.cli import UsageError, add_process_arguments, interrupt_on_sigterm, larry_of, load_plan, open_redis
+from runtime.cli import UsageError, add_process_arguments, hold, interrupt_on_sigterm, larry_of, load_plan, open_redis
 from runtime.coordination.barrier import Barrier, BarrierTimeout
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
@@ -73,6 +72,9 @@ DEFAULT_PORT = 9100
 #: Seconds between metric refreshes while the phase runs (Prometheus scrapes every 15-30 s);
 #: the final figures are set when the phase ends and after the report.
 METRICS_INTERVAL = 5.0
+#: Heartbeats the coordinator waits, after the barrier, for its masters' reports (a master
+#: restarted after a crash has that long to come back and report).
+MASTER_REPORT_HEARTBEATS = 6
 
 def configure_parser(parser) -> None:
     add_process_arguments(parser)
@@ -100,12 +102,8 @@ def main(args) -> int:
     except redis.exceptions.RedisError as error:
         log.error("larry coordinator: %s: lost Redis (%s); a restart resumes from Redis state", larry.id, error)
         return ExitCode.FAILED
-    if args.once:
-        return ExitCode.OK
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:  # SIGTERM: the end of a finished coordinator's life
-        return ExitCode.OK
+        return hold(args.once)
     finally:
         server.shutdown()
 
@@ -125,7 +123,6 @@ class Coordinator:
         self.history = History(larry, ks)
         self.graph = TaskGraph(cfg)
         self.own = [t.id for t in larry.tasks]
-        self.masters = [BuiltInMaster(self.ledger, larry, m) for m in larry.masters]
         self._alive_at = time.monotonic()
         self._converging = False
         self._requeued_seen = 0
@@ -157,7 +154,6 @@ class Coordinator:
             status, message = outcome
             (self.phase.complete if status == PhaseStatus.COMPLETED else self.phase.fail)(message)
             self.log(f"phase {status}: {message}")
-        self.tend_masters(self._statuses()[0], phase_ended=True)
         self.update_metrics()
         self.converge()
         return self.report
@@ -189,7 +185,6 @@ class Coordinator:
                 statuses, workers = self._statuses()
                 if tick:
                     self.requeue_orphans(workers)
-                self.tend_masters(statuses)
                 progress = self._raise_progress(statuses, progress)
                 outcome = self.outcome(deadline, statuses, workers)
                 if outcome:
@@ -257,11 +252,6 @@ class Coordinator:
                 if self.board.requeue(self.larry.id, task.id, worker.name):
                     self.log(f"re-queued {task.id} of dead worker {worker.name}")
 
-    def tend_masters(self, statuses: dict, *, phase_ended: bool = False) -> None:
-        for master in self.masters:
-            for line in master.tend(statuses, phase_ended=phase_ended):
-                self.log(line)
-
     def apply_pauses(self) -> None:
         requests, self.history.pause_requests = self.history.pause_requests, {}
         for worker, reason in requests.items():
@@ -310,6 +300,7 @@ class Coordinator:
             self.log(f"{timeout}; reporting anyway")
         self.metrics.barrier_wait.labels(self.larry.id).observe(time.monotonic() - waited)
         self._await_sign_offs()
+        self._await_master_reports()
         self.report = self.build_report()
         path = write_larry_report(os.path.join(self.coordination_dir, "reports"), self.report)
         # In a cluster each Larry's volume lives in its own namespace, where the converge Job
@@ -331,6 +322,22 @@ class Coordinator:
                 return
             listener.poll(block_ms=max(1, int(left * 1000)))
 
+    def _master_reports(self) -> dict[str, dict | None]:
+        raw = self.r.mget([self.ks.master_report(self.larry.id, m.name) for m in self.larry.masters]) \
+            if self.larry.masters else []
+        return {m.name: json.loads(text) if text else None for m, text in zip(self.larry.masters, raw)}
+
+    def _await_master_reports(self) -> None:
+        """Give the masters (they report once they see the phase ended) a few heartbeats; one
+        still down after that is reported by the coordinator."""
+        listener = EventListener(self.r, self.ks, "$")
+        until = time.monotonic() + MASTER_REPORT_HEARTBEATS * self.timing.heartbeat
+        while (missing := [m for m, report in self._master_reports().items() if report is None]):
+            if (left := until - time.monotonic()) <= 0:
+                self.log(f"no report from master {', '.join(missing)}; the coordinator reports its figures")
+                return
+            listener.poll(block_ms=max(1, int(left * 1000)))
+
     def build_report(self) -> dict:
         statuses, workers = self._statuses()
         return build_report(
@@ -338,4 +345,4 @@ class Coordinator:
             results={t: self.board.result(t) for t in self.own}, ledger=self.ledger.snapshot(self.larry.id),
             accounts=self.ledger.accounts_of(self.larry.id), workers=workers, history=self.history,
             speed=self.timing.speed, planned_seconds=self.timing.scaled(self.larry.deadline_minutes),
-            results_dir=results_dir(self.coordination_dir, self.larry.id))
+            results_dir=results_dir(self.coordination_dir, self.larry.id), masters=self._master_reports())

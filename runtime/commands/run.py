@@ -11,7 +11,11 @@ entrypoints the pods use:
 
 * one ``larry coordinator`` per Larry: restarted whenever it dies, with the kubelet's
   crash-loop backoff (10 s doubling, scaled by the speed), like a Deployment's pod;
-* one ``larry worker ... -- larry simulate --speed N`` per worker: restarted after a
+* one ``larry master`` per master of each Larry, beside its coordinator and restarted like it
+  (its own Deployment in a cluster): the built-in master, or its agent profile's command;
+* one ``larry worker ... -- larry simulate --speed N`` per worker (a worker with an agent
+  profile runs the profile's command instead, as its Job would; the command after ``--``
+  given to `larry run` replaces both): restarted after a
   non-zero exit up to the Job's backoffLimit (3); exit status 3 (the worker gave up:
   budget, deadline, failed dependency) is final, as a podFailurePolicy rule would make it;
 * ``larry converge``, the meta-coordinator Job: it waits at the barriers, then writes the
@@ -59,7 +63,7 @@ from pathlib import Path
 
 from plan import environment as envvar
 from plan.exits import ExitCode
-from plan.model import StackConfig
+from plan.model import AgentProfile, StackConfig
 from plan.pods import WORKER_BACKOFF_LIMIT
 from plan.statuses import PhaseStatus, TaskStatus
 from runtime.agent.payload import die_with_parent
@@ -112,7 +116,7 @@ examples:
 class Child:
     name: str
     argv: list[str]
-    kind: str  # coordinator | worker | converge
+    kind: str  # coordinator | master | worker | converge
     restarts: int = 0
     proc: subprocess.Popen | None = None
     done: bool = False
@@ -125,11 +129,16 @@ def larry_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "runtime.cli"]
 
 
-def payload_command(speed: float, overspend_task: str | None, tasks: list[str], payload: list[str]) -> list[str]:
+def payload_command(speed: float, overspend_task: str | None, tasks: list[str], payload: list[str],
+                    profile: AgentProfile | None = None) -> list[str]:
     """What each worker runs after ``--``: the command given to `larry run` after its own
-    ``--`` (the agent), or else the simulated payload."""
+    ``--`` (the agent); else nothing for a worker with an agent profile (`larry worker` runs
+    the profile's command, placeholders expanded, metered by its adapter, as in a cluster);
+    else the simulated payload."""
     if payload:
         return payload
+    if profile is not None:
+        return []
     simulate = larry_command() + ["simulate", "--speed", f"{speed:g}"]
     if overspend_task not in tasks:
         return simulate
@@ -145,6 +154,10 @@ def main(args) -> int:
         raise UsageError(f"--overspend-task: {args.overspend_task!r} is not a task of {cfg.source}")
     if args.overspend_task and args.payload:
         raise UsageError("--overspend-task plays the simulated payload; it cannot go with a payload after --")
+    agent = next((cfg.agent_of(w) for _, w in cfg.workers if args.overspend_task in {t.id for t in w.tasks}), None)
+    if args.overspend_task and agent is not None:
+        raise UsageError(f"--overspend-task plays the simulated payload; {args.overspend_task} runs agent profile "
+                         f"{agent.name!r}")
     problems = budget_problems(cfg)
     if problems and not args.allow_over_budget:
         raise UsageError(f"{cfg.source}: the policy pack would block this plan ({'; '.join(problems)}); "
@@ -220,12 +233,16 @@ class Supervisor:
         children = [Child(f"coordinator-{each.id}", larry + ["coordinator", *common, "--larry", each.id,
                                                                "--host", "127.0.0.1", "--port", str(self.ports[each.id])],
                           "coordinator") for each in self.cfg.larrys]
+        children += [Child(f"master-{each.id}-{master.name}", larry + ["master", *common, "--larry", each.id,
+                                                                     "--master", master.name, "--kill-grace", "2"],
+                           "master") for each in self.cfg.larrys for master in each.masters]
         for each, worker in self.cfg.workers:
             payload = payload_command(self.args.speed, self.args.overspend_task, [t.id for t in worker.tasks],
-                                      self.args.payload)
+                                      self.args.payload, self.cfg.agent_of(worker))
             children.append(Child(f"worker-{worker.name}", larry + ["worker", *common, "--larry", each.id,
                                                                     "--worker", worker.name, "--kill-grace", "2",
-                                                                    "--", *payload], "worker"))
+                                                                    *(["--", *payload] if payload else [])],
+                                  "worker"))
         converge = larry + ["converge", *common] + (["--s3-url", self.args.s3_url] if self.args.s3_url else []) \
             + (["--private-redis"] if self.local is not None else [])
         children.append(Child("converge", converge, "converge"))
@@ -270,11 +287,11 @@ class Supervisor:
     def exited(self, child: Child, code: int) -> None:
         """Handle an exit the way the cluster would: final, or a restart (with backoff)."""
         child.exit_codes.append(code)
-        # A Deployment restarts its pod whatever the exit status; a Job stops on success and,
+        # A Deployment (coordinator, master) restarts its pod whatever the exit status; a Job stops on success and,
         # here, on the statuses that say a retry cannot help.
         final = {"worker": code in (ExitCode.OK, ExitCode.GAVE_UP),
                  "converge": code in (ExitCode.OK, ExitCode.USAGE)}.get(child.kind, False)
-        if final or (child.kind != "coordinator" and child.restarts >= WORKER_BACKOFF_LIMIT):
+        if final or (child.kind in ("worker", "converge") and child.restarts >= WORKER_BACKOFF_LIMIT):
             child.done = True
             if code:
                 why = "gave up" if final else f"reached backoffLimit {WORKER_BACKOFF_LIMIT}"
@@ -282,7 +299,7 @@ class Supervisor:
             return
         child.restarts += 1
         delay = self._backoff(child.restarts)
-        limit = "" if child.kind == "coordinator" else f"/{WORKER_BACKOFF_LIMIT}"
+        limit = "" if child.kind in ("coordinator", "master") else f"/{WORKER_BACKOFF_LIMIT}"
         self.say(f"{child.name} exited with status {code}; restart {child.restarts}{limit} in {delay:.2f}s")
         self.pending_restarts.append((time.monotonic() + delay, child))
 

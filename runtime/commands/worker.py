@@ -121,7 +121,6 @@ from plan.model import (
     AgentProfile,
     Larry,
     StackConfig,
-    expand_command,
     highest_priority,
     worker_account,
 )
@@ -130,13 +129,14 @@ from plan.statuses import TERMINAL, PhaseStatus, TaskStatus, WorkerStatus
 from plan.taskgraph import TaskGraph
 from runtime.agent.payload import PayloadProcess
 from runtime.agent.protocol import ProtocolError, is_protocol_line, merge_findings, parse_line
-from runtime.agent.usage import POLL_SECONDS, UsageAdapter, adapter_class
+from runtime.agent.usage import POLL_SECONDS, UsageAdapter, adapter_class, profile_command
 from runtime.cli import (
     UsageError,
     add_process_arguments,
     interrupt_on_sigterm,
     larry_of,
     load_plan,
+    member_of,
     open_redis,
     positive_number,
 )
@@ -169,15 +169,22 @@ class GiveUp(Exception):
 
 
 def configure_parser(parser) -> None:
+    add_member_arguments(parser, "worker", envvar.WORKER_ID)
+
+
+def add_member_arguments(parser, whose: str, variable: str) -> None:
+    """What a process of one worker or master (``whose``) takes: the run's arguments, --larry,
+    --worker or --master (default ``$variable``), and how its agent is stopped and metered
+    (--kill-grace, --usage)."""
     add_process_arguments(parser)
-    parser.add_argument("--larry", default=os.environ.get(envvar.LARRY_ID), help="the worker's Larry (default $LARRY_ID)")
-    parser.add_argument("--worker", default=os.environ.get(envvar.WORKER_ID),
-                        help="the worker's name in the plan (default $LARRY_WORKER_ID)")
+    parser.add_argument("--larry", default=os.environ.get(envvar.LARRY_ID), help=f"the {whose}'s Larry (default $LARRY_ID)")
+    parser.add_argument(f"--{whose}", default=os.environ.get(variable),
+                        help=f"the {whose}'s name in the plan (default ${variable})")
     parser.add_argument("--kill-grace", type=positive_number, default=5.0,
                         help="seconds between SIGTERM and SIGKILL when the payload has to stop (default 5)")
     parser.add_argument("--usage", metavar="ADAPTER",
                         help=f"how the payload's token use is metered: one of {', '.join(USAGE_ADAPTERS)} "
-                             f"(default: the worker's agent profile's, else larry-protocol, its @larry lines)")
+                             f"(default: the {whose}'s agent profile's, else larry-protocol, its @larry lines)")
 
 
 def check_usage(adapter: str) -> None:
@@ -200,15 +207,18 @@ def choose_payload(profile: AgentProfile | None, payload: list[str], usage: str 
         (profile if runs_profile else None)
 
 
-def main(args) -> int:
+def load_member(args, whose: str):
+    """(plan, Larry, the worker or master ``whose`` names) of a member's process, its --usage
+    checked first; UsageError naming what was expected."""
     if args.usage is not None:
         check_usage(args.usage)
     cfg = load_plan(args)
     larry = larry_of(cfg, args.larry)
-    spec = next((w for w in larry.workers if w.name == args.worker), None)
-    if spec is None:
-        raise UsageError(f"{cfg.source}: {larry.id} has no worker {args.worker!r} "
-                         f"(expected one of {', '.join(w.name for w in larry.workers)})")
+    return cfg, larry, member_of(cfg, larry, whose, getattr(args, whose))
+
+
+def main(args) -> int:
+    cfg, larry, spec = load_member(args, "worker")
     simulate = [sys.executable, "-m", "runtime.cli", "simulate", "--speed", f"{args.speed:g}"]
     # A profile's usage needs no check: the plan's loader allows only USAGE_ADAPTERS.
     command, usage, profile = choose_payload(cfg.agent_of(spec), args.payload, args.usage, simulate)
@@ -531,8 +541,8 @@ class Worker:
                envvar.TOKEN_BUDGET: str(share), envvar.FENCE: str(lease.token),
                envvar.RESULTS_DIR: str(workdir), envvar.PROMPT_FILE: str(prompt),
                envvar.PROTOCOL_FILE: str(workdir / f"protocol-{run_name}.log")}
-        command = expand_command(tuple(self.command), {"task_id": task, "title": self.titles[task],
-                                                       "prompt_file": str(prompt), "results_dir": str(workdir)}) \
+        command = profile_command(self.profile, self.usage, {
+            "task_id": task, "title": self.titles[task], "prompt_file": str(prompt), "results_dir": str(workdir)}) \
             if self.profile else list(self.command)
         self.log(f"running {task} (fence {lease.token}, budget {share} tokens"
                  + (", file mode)" if self.file_mode else ")"))

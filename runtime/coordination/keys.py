@@ -166,6 +166,20 @@ class Keyspace:
         """The Larry's final report (JSON), for a converge that cannot mount the Larry's volume."""
         return self._k("phase", larry, "report")
 
+    def task_plan(self, task_id: str) -> str:
+        """What the task's master planned for it (JSON: master, order, priority, note); the
+        dependency graph is never changed by it."""
+        return self._k("task", "plan", task_id)
+
+    # -- masters ----------------------------------------------------------------
+    def master_duties(self, larry: str, master: str) -> str:
+        """A master's finished duties: duty id -> its outcome (JSON), so a restart skips them."""
+        return self._k("master", larry, master, "duties")
+
+    def master_report(self, larry: str, master: str) -> str:
+        """The master's own part of its Larry's report (JSON), written once its duties are over."""
+        return self._k("master", larry, master, "report")
+
     # -- metrics ----------------------------------------------------------------
     def metric(self, larry: str, name: str) -> str:
         return self._k("metrics", larry, name)
@@ -228,11 +242,11 @@ class Keyspace:
 
     # -- SCAN MATCH patterns (operators' tools; never KEYS) ----------------------
     #: the key families above: every key a run leaves, except the event stream
-    RUN_FAMILIES = ("phase", "task", "worker", "metrics", "tokens", "escalation", "barrier")
+    RUN_FAMILIES = ("phase", "task", "worker", "master", "metrics", "tokens", "escalation", "barrier")
 
     def run_patterns(self) -> tuple[str, ...]:
         """Patterns matching every key of a run: ``phase:*``, ``task:*``, ``worker:*`` (seed
-        001 "Post-Execution Cleanup"), ``metrics:*``, ``tokens:*``, ``barrier:*`` and the stream."""
+        001 "Post-Execution Cleanup"), ``master:*``, ``metrics:*``, ``tokens:*``, ``barrier:*`` and the stream."""
         p = glob_escape(self.prefix)
         return tuple(f"{p}{family}:*" for family in self.RUN_FAMILIES) + (glob_escape(self.stream),)
 

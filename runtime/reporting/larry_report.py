@@ -10,6 +10,7 @@ registry's worker statuses, the phase's timestamps, and the folded event stream
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 from plan.model import Larry, StackConfig
 from plan.statuses import TERMINAL, PhaseStatus, TaskStatus
@@ -29,10 +30,11 @@ def _seconds_between(start: str, end: str) -> float:
 
 def build_report(cfg: StackConfig, larry: Larry, *, phase: dict, statuses: dict, results: dict,
                  ledger: dict, accounts: list[dict], workers: dict, history: History, speed: float,
-                 planned_seconds: float, results_dir: Path) -> dict:
+                 planned_seconds: float, results_dir: Path, masters: Mapping[str, Mapping | None]) -> dict:
     """The validated-shape report. ``statuses``: every task of the stack -> status;
     ``results``: own task -> TaskBoard.result; ``accounts``: Ledger.accounts_of(larry);
-    ``workers``: own worker -> registry status."""
+    ``workers``: own worker -> registry status; ``masters``: master -> its own report (None: it
+    wrote none)."""
     doomed = TaskGraph(cfg).doomed(statuses)
     shown = [{"account": a["account"], "kind": a["kind"], **{k: a[k] for k in ACCOUNT_FIGURES}} for a in accounts]
     tasks = []
@@ -51,7 +53,7 @@ def build_report(cfg: StackConfig, larry: Larry, *, phase: dict, statuses: dict,
         "tokens": {"limit": ledger["limit"], "reserved": ledger["reserved"], "committed": ledger["committed"],
                    "emergency_drawn": ledger["emergency"]},
         "accounts": shown,
-        "masters": [master_report(larry, m, by_id, by_account) for m in larry.masters],
+        "masters": [master_report(larry, m, by_id, by_account, masters.get(m.name)) for m in larry.masters],
         "findings": aggregate_findings(t["findings"] for t in tasks),
         "validation": [],
         "workers": {w.name: {"node": w.node, "status": workers.get(w.name) or "never started",

@@ -72,6 +72,8 @@ class ProgressPrinter:
             "escalation_raised": f"{larry}: {d.get('id')} from {d.get('from')}: {d.get('issue')} "
                                  f"(larry approve / larry deny {d.get('id')})",
             "escalation_decided": f"{d.get('id')} {d.get('status')} by {d.get('from')}",
+            "master_decided": f"{larry}: master {d.get('master')} decided {d.get('id')} ({d.get('task')}): "
+                              f"{d.get('decision')}",
             "run_approved": f"the run is approved by {d.get('from')}",
             "critical_cve": f"alert critical_cve from {d.get('from')}",
             "critical_cve_resolved": f"critical_cve resolved by {d.get('from')}",

@@ -16,7 +16,9 @@ Schema version 1::
      "tokens": {"limit", "reserved", "committed", "emergency_drawn"},   # the ledger's figures
      "accounts": [{"account", "kind": "larry" | "personal" | "pool" | "worker",
                    "limit", "granted", "released", "reserved", "committed": int}],
-     "masters": [{"name", "reviewed", "completed", "failed": int, "tasks": [task id],
+     "masters": [{"name", "reported_by": "master" | "coordinator", "agent": str,
+                  "planned", "reviewed", "completed", "failed": int, "tasks": [task id],
+                  "decisions": [{"escalation", "task", "decision": "retry" | "reserve" | "human", "detail"}],
                   "personal": {"limit", "committed"}, "pool": {"limit", "granted", "committed", "released"}}],
      "findings": FINDINGS,               # == aggregate_findings(task findings)
      "validation": [{"check": str, "passed": bool, "detail": str}],
@@ -290,7 +292,10 @@ _REPORT = _Record({
     "accounts": _List(_Record({"account": _TEXT, "kind": _one_of(LARRY_ACCOUNT_KINDS),
                                **{k: _COUNT for k in ACCOUNT_FIGURES}})),
     "masters": _List(_Record({
-        "name": _TEXT, "reviewed": _COUNT, "completed": _COUNT, "failed": _COUNT, "tasks": _List(_TEXT),
+        "name": _TEXT, "reported_by": _one_of(("master", "coordinator")), "agent": _TEXT,
+        "planned": _COUNT, "reviewed": _COUNT, "completed": _COUNT, "failed": _COUNT, "tasks": _List(_TEXT),
+        "decisions": _List(_Record({"escalation": _TEXT, "task": _TEXT,
+                                    "decision": _one_of(("retry", "reserve", "human")), "detail": _STRING})),
         "personal": _Record({k: _COUNT for k in ("limit", "committed")}),
         "pool": _Record({k: _COUNT for k in ("limit", "granted", "committed", "released")})})),
     "findings": _FINDINGS,

@@ -374,11 +374,15 @@ def _larry_results(run: _Run, r: Report) -> list[str]:
                       t["attempts"], t["fence"], f"{t['tokens']:,}", _task_findings(t["findings"]))
                      for t in r["tasks"]))
     lines += ["", "### Masters", ""]
-    lines += _table(["Master", "Reviewed", "Completed", "Failed", "Personal tokens", "Pool used", "Pool returned"],
+    lines += _table(["Master", "Reviewed", "Completed", "Failed", "Personal tokens", "Pool used", "Pool returned",
+                     "Mind", "Planned", "Escalations decided"],
                     ((m["name"], m["reviewed"], m["completed"], m["failed"],
                       f"{m['personal']['committed']:,} of {m['personal']['limit']:,}",
                       f"{m['pool']['committed']:,} of {m['pool']['limit'] + m['pool']['granted']:,}",
-                      f"{m['pool']['released']:,}") for m in r["masters"])
+                      f"{m['pool']['released']:,}",
+                      m["agent"] if m["reported_by"] == "master" else "**no report** (figures from the coordinator)",
+                      m["planned"], "; ".join(f"{d['escalation']} ({d['task']}): {d['decision']}"
+                                              for d in m["decisions"]) or "none") for m in r["masters"])
                     ) if r["masters"] else ["This Larry has no masters."]
     lines += ["", "### Workers", ""]
     lines += _table(["Worker", "Node", "Status", "Restarts"],

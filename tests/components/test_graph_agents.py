@@ -131,7 +131,7 @@ def test_one_egress_policy_per_profile_and_namespace(agents):
         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
     claude = policies["larry-02/agent-claude-egress"]["spec"]
     assert claude == {
-        "podSelector": {"matchLabels": {"app": "larry-worker", "larry.dev/agent": "claude"}},
+        "podSelector": {"matchLabels": {"larry.dev/agent": "claude"}},  # its workers' and masters' pods
         "policyTypes": ["Egress"],
         "egress": [dns,
                    {"to": [{"namespaceSelector": {"matchExpressions": [

@@ -29,8 +29,8 @@ def test_shared_namespace_created_once(cortex):
 def test_quota_covers_all_six_larrys(cortex):
     cfg = load_stack("cortex", ROOT)
     hard = cortex.named(QUOTA)[f"{CORTEX_NS}/larry-budget"].manifest["spec"]["hard"]
-    # 6 coordinators + 16 workers = 22 pods, plus 25 % headroom; six claims.
-    assert hard["pods"] == "28"
+    # 6 coordinators + 6 masters + 16 workers = 28 pods, plus 25 % headroom; six claims.
+    assert hard["pods"] == "35"
     assert hard["persistentvolumeclaims"] == str(len(cfg.larrys)) == "6"
     assert hard["requests.storage"] == "35Gi"  # 5 + 5 + 10 + 5 + 5 + 5
 

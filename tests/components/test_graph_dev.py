@@ -54,7 +54,7 @@ def test_exactly_the_expected_graph(dev):
         f"{K}core/v1:ServiceAccount": 2,  # the workers of the clusterRead Larrys: nothing else calls the API
         SVC: 6,  # 3 coordinators + Redis headless/server/sentinel
         f"{RBAC}ClusterRole": 1, f"{RBAC}ClusterRoleBinding": 2,
-        DEPLOY: 3, JOB: 17, STS: 2, PDB: 5, NETPOL: 14, SM: 4, RULE: 1,
+        DEPLOY: 3 + 6, JOB: 17, STS: 2, PDB: 5, NETPOL: 14, SM: 4, RULE: 1,  # 3 coordinators, 6 masters
     })
 
 
@@ -75,7 +75,7 @@ def test_sixteen_workers_pinned_to_the_seed_nodes(dev):
 
 def test_coordinators_pinned_to_the_three_masters(dev):
     deployments = dev.named(DEPLOY)
-    assert sorted(deployments) == [f"{l}/{l}-coordinator" for l in LARRYS]
+    assert sorted(k for k in deployments if k.endswith("-coordinator")) == [f"{l}/{l}-coordinator" for l in LARRYS]
     for i, larry in enumerate(LARRYS, 1):
         spec = deployments[f"{larry}/{larry}-coordinator"].manifest["spec"]
         pod = spec["template"]["spec"]
@@ -201,15 +201,15 @@ def test_service_and_service_monitor_per_larry(dev):
 
 
 def test_quota_derived_from_the_planned_pods(dev):
-    # larry-03: coordinator 4 CPU / 8Gi (limits 8 / 16Gi) + 8 workers at 1 CPU / 2Gi (2 / 4Gi),
-    # plus 25 % headroom; one 20Gi claim.
+    # larry-03: coordinator 4 CPU / 8Gi (limits 8 / 16Gi) + 3 masters at 500m / 1Gi (1 / 2Gi) +
+    # 8 workers at 1 CPU / 2Gi (2 / 4Gi), plus 25 % headroom; one 20Gi claim.
     hard = dev.named(QUOTA)["larry-03/larry-budget"].manifest["spec"]["hard"]
-    assert hard == {"requests.cpu": "15", "requests.memory": "30Gi", "limits.cpu": "30", "limits.memory": "60Gi",
-                    "pods": "12", "persistentvolumeclaims": "1", "requests.storage": "20Gi",
+    assert hard == {"requests.cpu": "16875m", "requests.memory": "34560Mi", "limits.cpu": "33750m",
+                    "limits.memory": "69120Mi", "pods": "15", "persistentvolumeclaims": "1", "requests.storage": "20Gi",
                     "services.loadbalancers": "0", "services.nodeports": "0"}
     (limits,) = dev.named(LIMITS)["larry-03/larry-budget"].manifest["spec"]["limits"]
     assert limits["max"] == {"cpu": "8", "memory": "16Gi"}
-    assert limits["defaultRequest"] == {"cpu": "1", "memory": "2Gi"}
+    assert limits["defaultRequest"] == {"cpu": "500m", "memory": "1Gi"}  # the smallest pod: a master's
 
 
 def test_redis_ha(dev):

@@ -23,7 +23,7 @@ import pytest
 from plan.loader import load_stack
 from plan.model import master_account
 from runtime import cli
-from runtime.agent.master import BuiltInMaster, review_tokens
+from runtime.agent.master import PLAN_SHARE, overseen, review_tokens
 from runtime.commands.converge import fetch_missing_reports
 from runtime.commands.run import larry_command
 from runtime.coordination.connection import RedisSettings, connect
@@ -239,17 +239,23 @@ def test_dev_summary_has_nine_sections_and_the_ledgers_token_figures(dev_run):
 
 
 def test_dev_masters_charge_their_personal_accounts_and_return_their_pools(dev_run):
-    """The built-in masters review every task of their workers on their personal budgets and,
-    their work over, hand the pools' unused tokens back; the summary shows every level."""
+    """The built-in masters, each a process of its own, plan and review every task of their
+    workers on their personal budgets, write their reports and, their work over, hand the pools'
+    unused tokens back; the summary shows every level."""
     tokens, reports = section(summary_of(dev_run.out), "Token Budget Utilization"), {}
     for larry in DEV.larrys:
         reports[larry.id] = accounts = {a["account"]: a for a in dev_run.report(larry.id)["accounts"]}
         reviewed = []
         for master in larry.masters:
-            tasks = BuiltInMaster(None, larry, master).tasks
+            tasks = overseen(larry, master)[0]
             reviewed += tasks
             personal = figures(dev_run.r, dev_run.ks, master_account(larry.id, master.name, "personal"))
-            assert personal["committed"] == sum(review_tokens(master, t, len(tasks)) for t in tasks) > 0
+            assert personal["committed"] == int(master.personal_tokens * PLAN_SHARE) + sum(
+                review_tokens(master, t, len(tasks)) for t in tasks) > 0, "the plan and each review, charged once"
+            for task in tasks:
+                planned = json.loads(dev_run.r.get(dev_run.ks.task_plan(task)))
+                assert planned["master"] == master.name and 1 <= planned["order"] <= len(tasks)
+            assert len(dev_run.r.hgetall(dev_run.ks.master_duties(larry.id, master.name))) == len(tasks) + 2
             # Seed 001's workers draw on their Larry, not on a master's pool: each pool goes back whole.
             pool = figures(dev_run.r, dev_run.ks, master_account(larry.id, master.name, "pool"))
             assert pool["committed"] == 0 and pool["released"] == pool["limit"] == master.worker_pool_tokens
@@ -260,6 +266,7 @@ def test_dev_masters_charge_their_personal_accounts_and_return_their_pools(dev_r
             mine = masters[master.name]
             personal = figures(dev_run.r, dev_run.ks, master_account(larry.id, master.name, "personal"))
             assert mine["personal"]["committed"] == personal["committed"] and mine["completed"] == mine["reviewed"]
+            assert (mine["reported_by"], mine["agent"], mine["planned"]) == ("master", "built-in", mine["reviewed"])
         assert sum(m["reviewed"] for m in masters.values()) == len(larry.tasks)
         text = summary_of(dev_run.out).read_text()
         for master in masters.values():

@@ -60,7 +60,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from plan.model import MAX_TOKENS
+from plan.model import MAX_TOKENS, AgentProfile, expand_command
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,16 @@ class UsageAdapter(ABC):
         adapter may have the agent write. Most need neither."""
         return cls(), command
 
+    @classmethod
+    def limited(cls, command: list[str], *, max_turns: int | None, max_retries: int | None) -> list[str]:
+        """``command`` with a profile's ``maxTurns`` and ``maxRetries`` handed to the CLI the ways
+        it takes them (None: not set). The default is for a CLI that takes neither from its
+        command line: it runs as given. Codex caps retries only per model provider in its
+        ``config.toml`` (``request_max_retries``, ``stream_max_retries``; the provider is not
+        known from the command) and has no turn limit; aider retries until its back-off passes 60 s
+        and answers one ``--message`` per run: neither can be capped by larry."""
+        return command
+
     def poll(self) -> list[Charge]:
         """The charges a file the adapter tails beside stdout makes due now; the worker calls it
         periodically while the agent runs. Adapters that read stdout alone charge nothing here."""
@@ -229,6 +239,15 @@ def adapter_class(name: str) -> type[UsageAdapter]:
         raise ValueError(f"unknown usage adapter {name!r} (expected one of: {', '.join(sorted(ADAPTERS))})")
     module, cls = ADAPTERS[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def profile_command(profile: AgentProfile, usage: str, values: Mapping[str, str]) -> list[str]:
+    """A profile's command for one run: its placeholders expanded (``values``: every
+    COMMAND_PLACEHOLDERS), its limits handed to the CLI by the adapter ``usage`` names."""
+    command = expand_command(profile.command, values)
+    if usage not in ADAPTERS:  # the @larry protocol: a payload of larry's own kind, no CLI to cap
+        return command
+    return adapter_class(usage).limited(command, max_turns=profile.max_turns, max_retries=profile.max_retries)
 
 
 def make_adapter(name: str, **options: Any) -> UsageAdapter:

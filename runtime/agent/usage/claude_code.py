@@ -73,6 +73,19 @@ def _message_id(message: dict, where: str) -> str:
 
 
 class ClaudeCode(UsageAdapter):
+    @classmethod
+    def limited(cls, command: list[str], *, max_turns: int | None, max_retries: int | None) -> list[str]:
+        """Retries through ``CLAUDE_CODE_MAX_RETRIES`` (``env`` in front of the command, whatever
+        runs it), turns with ``--max-turns`` after the command's own arguments: a profile's
+        command must end with Claude Code's arguments (not a shell script's) for it to apply.
+        A run that reaches the limit ends with ``error_max_turns`` (terminal reason ``max_turns``): a
+        failed run."""
+        if max_turns is not None:
+            command = [*command, "--max-turns", str(max_turns)]
+        if max_retries is not None:
+            command = ["env", f"CLAUDE_CODE_MAX_RETRIES={max_retries}", *command]
+        return command
+
     def __init__(self) -> None:
         super().__init__()
         self._session: str | None = None

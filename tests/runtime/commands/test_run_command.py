@@ -8,8 +8,9 @@ import re
 from argparse import Namespace
 
 import pytest
+import yaml
 
-from plan.loader import load_stack
+from plan.loader import load_config, load_stack
 from runtime import cli
 from runtime.commands.run import Supervisor, new_run_dir
 from runtime.coordination.connection import RedisSettings, connect
@@ -36,6 +37,11 @@ def clean_env(monkeypatch):
     for name in ("LARRY_REDIS_PASSWORD", "LARRY_REDIS_URL"):
         monkeypatch.setenv(name, "")
     monkeypatch.setenv("LARRY_REDIS_RETRY_FOR", "0.5")
+
+
+def stack_values(stack: str) -> dict:
+    """The ``larry:*`` config of a committed stack file, to edit."""
+    return yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
 
 
 def one_line(capsys) -> str:
@@ -114,3 +120,32 @@ def test_a_payload_cannot_be_combined_with_the_simulated_overspend(tmp_path, cap
     assert cli.main(["run", "--stack", "dev", "--project-dir", str(ROOT), "--coordination-dir", str(tmp_path / "r"),
                      "--overspend-task", "fix-pgadmin-crashloop", "--", "my-agent"]) == 2
     assert "--overspend-task plays the simulated payload" in one_line(capsys)
+
+
+def test_a_worker_with_an_agent_profile_runs_it_and_the_others_the_simulation(tmp_path, clean_env):
+    """`larry run` gives a worker with a profile no command after ``--``: `larry worker` then runs
+    the profile's command with its adapter, as the worker's Job does. Every master is a process."""
+    values = stack_values("dev")
+    values["larry:agents"] = {"echo": {"command": ["sh", "-c", "echo {task_id}"], "usage": "larry-protocol"}}
+    values["larry:larrys"][0]["workers"][1]["agent"] = "echo"  # larry-01/consolidation-worker
+    values["larry:larrys"][0]["masters"][0]["agent"] = "echo"
+    cfg = load_config(values, "dev")
+    args = cli.build_parser("run").parse_args(["run", "--stack", "dev", "--project-dir", str(ROOT)])
+    supervisor = Supervisor(cfg, args, tmp_path, None)
+    workers = {name: child.argv for name, child in supervisor.children.items() if child.kind == "worker"}
+    assert "--" not in workers.pop("worker-consolidation-worker")
+    assert all(argv[argv.index("--") + 1:][-3:] == ["simulate", "--speed", "1"] for argv in workers.values())
+    masters = sorted(name for name, child in supervisor.children.items() if child.kind == "master")
+    assert masters == sorted(f"master-{larry.id}-{m.name}" for larry in cfg.larrys for m in larry.masters)
+    assert all("--" not in supervisor.children[name].argv for name in masters), "a master finds its own profile"
+
+
+def test_the_simulated_overspend_of_a_task_an_agent_runs_is_refused(tmp_path, capsys, monkeypatch):
+    values = stack_values("dev")
+    values["larry:agents"] = {"echo": {"command": ["sh", "-c", "echo {task_id}"], "usage": "larry-protocol"}}
+    values["larry:larrys"][0]["workers"][0]["agent"] = "echo"  # larry-01/cleanup-worker
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": values}))
+    task = load_config(values, "dev").larrys[0].workers[0].tasks[0].id
+    assert cli.main(["run", "--stack", "dev", "--project-dir", str(tmp_path), "--coordination-dir", str(tmp_path / "r"),
+                     "--overspend-task", task]) == 2
+    assert f"--overspend-task plays the simulated payload; {task} runs agent profile 'echo'" in one_line(capsys)

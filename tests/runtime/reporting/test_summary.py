@@ -21,7 +21,7 @@ from moto.server import ThreadedMotoServer
 
 from plan.loader import load_plan_document, load_stack
 from plan.model import account_path, budget_accounts, larry_of_account, master_account, utilisation, worker_account
-from runtime.agent.master import master_report
+from runtime.agent.master import master_report, overseen
 from runtime.reporting.schema import (
     ReportError,
     aggregate_findings,
@@ -107,7 +107,9 @@ def accounts_of(cfg, larry, tasks: list[dict]) -> list[dict]:
 
 def masters_of(larry, tasks: list[dict], accounts: list[dict]) -> list[dict]:
     by_id, by_account = {t["id"]: t for t in tasks}, {a["account"]: a for a in accounts}
-    return [master_report(larry, m, by_id, by_account) for m in larry.masters]
+    return [master_report(larry, m, by_id, by_account, {"agent": "built-in", "planned": len(overseen(larry, m)[0]),
+                                                       "reviewed": overseen(larry, m)[0], "decisions": []})
+            for m in larry.masters]
 
 
 def finalise(report: dict) -> dict:
