@@ -130,7 +130,7 @@ def _tags(value: Any, where: str) -> tuple[str, ...]:
 
 def _lineage(value: Any, where: str, source: str) -> tuple[str, ...]:
     """Ids, or natural keys ``{type, name, namespace?, source?}`` (the source defaults to the
-    asset's own), each resolved to its id."""
+    asset's own, the namespace to none: an image or a node is in none), each resolved to its id."""
     if value is None:
         return ()
     if not isinstance(value, list) or len(value) > MAX_LINEAGE:

@@ -4,6 +4,7 @@ import uuid
 import pytest
 
 from tests.runtime.catalog.service import CatalogProcess, redis_env
+from tests.runtime.commands.conftest import rig  # noqa: F401 - the worker tests' rig
 from tests.support.project import ROOT
 
 
@@ -31,3 +32,4 @@ def replicas(redis_server, prefix, tmp_path):
 
 
 BASELINE = ROOT / "catalog-baseline.yaml"
+
