@@ -9,7 +9,9 @@
 or the environment, Sentinel through ``$LARRY_REDIS_SENTINELS``, as every process of a run)
 under the run's key prefix. With ``--baseline`` it first adds the file's assets the catalog
 lacks (:mod:`runtime.catalog.baseline`): a bad file ends the command with one line and
-nothing written. ``replay`` sends every worker outbox under ``{coordination-dir}/results``
+nothing written. `larry run` starts one replica beside the run's processes when the stack
+enables ``larry:catalog`` (:func:`local_catalog`) and gives the workers its URL in
+``$LARRY_CATALOG_URL``. ``replay`` sends every worker outbox under ``{coordination-dir}/results``
 to the catalog (``--url``, default ``$LARRY_CATALOG_URL``) and says what is left.
 """
 from __future__ import annotations
@@ -20,8 +22,9 @@ from types import SimpleNamespace
 
 from plan import environment as envvar
 from plan.exits import ExitCode
-from plan.model import Channels
+from plan.model import Catalog, Channels
 from runtime.cli import UsageError, add_coordination_dir, add_key_prefix, add_redis_arguments, open_redis
+from runtime.support.local_redis import free_port
 
 EXAMPLES = """\
 examples:
@@ -45,6 +48,16 @@ def configure_parser(parser) -> None:
     add_coordination_dir(replay)
     replay.add_argument("--url", default=os.environ.get(envvar.CATALOG_URL),
                         help="the catalog's /graphql URL (default $LARRY_CATALOG_URL)")
+
+
+def local_catalog(catalog: Catalog, project_dir: Path) -> tuple[str, list[str]]:
+    """For `larry run`: (the URL its workers report to, the `larry` arguments of one replica on
+    a free loopback port, seeded with the stack's baseline file relative to the project)."""
+    port = free_port()
+    argv = ["catalog", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if catalog.baseline:
+        argv += ["--baseline", str((Path(project_dir) / catalog.baseline).resolve())]
+    return f"http://127.0.0.1:{port}/graphql", argv
 
 
 def main(args) -> int:

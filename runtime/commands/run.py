@@ -64,6 +64,7 @@ from plan.pods import WORKER_BACKOFF_LIMIT
 from plan.statuses import PhaseStatus, TaskStatus
 from runtime.agent.payload import die_with_parent
 from runtime.cli import UsageError, add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
+from runtime.commands.catalog import local_catalog
 from runtime.coordination.escalations import Escalations
 from runtime.reporting.progress import ProgressPrinter
 from runtime.reporting.schema import ReportError
@@ -220,6 +221,9 @@ class Supervisor:
         children = [Child(f"coordinator-{each.id}", larry + ["coordinator", *common, "--larry", each.id,
                                                                "--host", "127.0.0.1", "--port", str(self.ports[each.id])],
                           "coordinator") for each in self.cfg.larrys]
+        if self.cfg.catalog.enabled:  # restarted whatever its exit, like the coordinators' Deployment pods
+            self.env[envvar.CATALOG_URL], serve = local_catalog(self.cfg.catalog, self.args.project_dir)
+            children.append(Child("catalog", larry + serve, "coordinator"))
         for each, worker in self.cfg.workers:
             payload = payload_command(self.args.speed, self.args.overspend_task, [t.id for t in worker.tasks],
                                       self.args.payload)
