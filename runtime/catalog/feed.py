@@ -6,7 +6,9 @@ on the server's event loop. Every replica reads the same stream, so a subscripti
 writes made through any replica, and the listener resumes after a Redis outage or failover
 from the last entry it read: no change is skipped or delivered twice because of a reconnect.
 
-Guaranteed: a subscription gets the changes written after it was opened, in stream order.
+Guaranteed: a subscription gets every change the replica reads after it was opened, in
+stream order: all written after it opened (and possibly a few written just before, which the
+replica had not read yet).
 Not guaranteed: changes trimmed from the stream before the thread read them (it logs the
 gap), changes lost with a failover (asynchronous replication); a subscription that falls
 :data:`MAX_BEHIND` changes behind is ended with an error instead of buffering without bound.

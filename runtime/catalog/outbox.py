@@ -52,6 +52,8 @@ class CatalogOutbox:
         self._stop = threading.Event()
         self._progress: dict[str, Any] | None = None
         self._progress_lock = threading.Lock()
+        #: one flush at a time (the sender thread's and a closing worker's)
+        self._sending = threading.Lock()
         self._thread: threading.Thread | None = None
         self._down_since: float | None = None
         self.sent = 0
@@ -106,6 +108,10 @@ class CatalogOutbox:
     # ---- sending
     def flush(self) -> bool:
         """Send the latest progress and every pending batch, in order; True once nothing is pending."""
+        with self._sending:
+            return self._flush()
+
+    def _flush(self) -> bool:
         try:
             with self._progress_lock:
                 status, self._progress = self._progress, None

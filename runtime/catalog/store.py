@@ -105,6 +105,10 @@ return 1
 # ARGV[1] the writer, ARGV[2] MAXLEN, ARGV[3] the worker, ARGV[4] its status as a JSON object
 # without the time (validated by the caller), to which the primary's clock adds ``at``.
 _PROGRESS = r"""
+local ok, status = pcall(cjson.decode, ARGV[4])
+if not ok or type(status) ~= 'table' or type(status.workerId) ~= 'string' or string.sub(ARGV[4], 1, 1) ~= '{' then
+  return redis.error_reply('ERR catalog progress: expected a JSON object with a workerId')
+end
 local data = '{"at":"' .. now() .. '",' .. string.sub(ARGV[4], 2)
 redis.call('HSET', KEYS[1], ARGV[3], data)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'channel', KEYS[2], 'data',
