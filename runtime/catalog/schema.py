@@ -28,7 +28,9 @@ import logging
 from datetime import datetime
 from typing import Any, AsyncGenerator
 
+import redis
 import strawberry
+from starlette.responses import Response
 from strawberry.scalars import JSON
 from strawberry.types import Info
 from strawberry.utils.str_converters import to_camel_case
@@ -53,12 +55,19 @@ def _store(info: Info) -> CatalogStore:
     return info.context["store"]
 
 
-async def _call(function, *args, **kwargs):
-    """A store call off the event loop: the Redis client blocks (and retries through a failover)."""
+async def _call(info: Info, method: str, *args):
+    """A store call off the event loop: the Redis client blocks (and retries through a failover).
+    A Redis that stays away past the retries answers the HTTP request 503, so a client knows to
+    send it again later (a worker's outbox keeps the batch) rather than take it as refused."""
     try:
-        return await asyncio.to_thread(function, *args, **kwargs)
+        return await asyncio.to_thread(getattr(_store(info), method), *args)
     except (AssetError, UpdateConflict) as error:
         raise CatalogError(str(error)) from None
+    except redis.exceptions.RedisError as error:
+        response = info.context.get("response")
+        if isinstance(response, Response):
+            response.status_code = 503
+        raise CatalogError(f"the catalog's Redis is unavailable ({error}); try again") from None
 
 
 @strawberry.type(description="A thing the inventory found: a cluster object, an image, a repository ...")
@@ -78,7 +87,7 @@ class Asset:
 
     @strawberry.field(description="The assets this one comes from (Pod -> ReplicaSet -> Deployment ...)")
     async def lineage(self, info: Info) -> list["Asset"]:
-        return [asset_of(rec) for rec in await _call(_store(info).get_many, list(self.lineage_ids))]
+        return [asset_of(rec) for rec in await _call(info, "get_many", list(self.lineage_ids))]
 
 
 def asset_of(rec: Record) -> Asset:
@@ -183,8 +192,8 @@ async def _add(info: Info, inputs: list[AddAssetInput]) -> list[Asset]:
         assets = parse_batch([{k: v for k, v in raw.items() if k != "discoveredBy"} for raw in raws], "input")
     except AssetError as error:
         raise CatalogError(str(error)) from None
-    await _call(_store(info).upsert_by, [(a, raw["discoveredBy"]) for a, raw in zip(assets, raws)])
-    records = {rec.id: rec for rec in await _call(_store(info).get_many, [a.id for a in assets])}
+    await _call(info, "upsert_by", [(a, raw["discoveredBy"]) for a, raw in zip(assets, raws)])
+    records = {rec.id: rec for rec in await _call(info, "get_many", [a.id for a in assets])}
     return [asset_of(records[a.id]) for a in assets]
 
 
@@ -192,21 +201,21 @@ async def _add(info: Info, inputs: list[AddAssetInput]) -> list[Asset]:
 class Query:
     @strawberry.field
     async def assets(self, info: Info, type: AssetType | None = None, source: str | None = None) -> list[Asset]:
-        records = await _call(_store(info).assets, type.value if type else None, source)
+        records = await _call(info, "assets", type.value if type else None, source)
         return [asset_of(rec) for rec in records]
 
     @strawberry.field
     async def asset(self, info: Info, id: strawberry.ID) -> Asset | None:
-        rec = await _call(_store(info).get, str(id))
+        rec = await _call(info, "get", str(id))
         return asset_of(rec) if rec else None
 
     @strawberry.field(description="assets whose name, type, source, namespace, tags or metadata hold every word")
     async def search(self, info: Info, query: str) -> list[Asset]:
-        return [asset_of(rec) for rec in await _call(_store(info).search, query)]
+        return [asset_of(rec) for rec in await _call(info, "search", query)]
 
     @strawberry.field
     async def stats(self, info: Info) -> AssetStats:
-        s = await _call(_store(info).stats)
+        s = await _call(info, "stats")
         return AssetStats(
             assets=AssetCounts(total=s["total"], baseline=s["baseline"], new=s["new"], by_type=_counts(s["by_type"]),
                                by_source=_counts(s["by_source"]), by_health=_counts(s["by_health"]),
@@ -215,7 +224,7 @@ class Query:
 
     @strawberry.field
     async def worker_status(self, info: Info, worker_id: strawberry.ID) -> WorkerStatus | None:
-        data = await _call(_store(info).progress, str(worker_id))
+        data = await _call(info, "progress", str(worker_id))
         return worker_status_of(data) if data else None
 
 
@@ -232,13 +241,13 @@ class Mutation:
     @strawberry.mutation(description="change an asset's metadata, health, lineage or tags")
     async def update_asset(self, info: Info, id: strawberry.ID, input: UpdateAssetInput) -> Asset:
         try:
-            return asset_of(await _call(_store(info).update, str(id), _raw(input)))
+            return asset_of(await _call(info, "update", str(id), _raw(input)))
         except KeyError:
             raise CatalogError(f"id: no asset {str(id)!r}") from None
 
     @strawberry.mutation
     async def delete_asset(self, info: Info, id: strawberry.ID) -> bool:
-        return await _call(_store(info).delete, str(id))
+        return await _call(info, "delete", str(id))
 
     @strawberry.mutation(description="a worker's status, for workerProgress subscribers")
     async def report_progress(self, info: Info, input: WorkerProgressInput) -> WorkerStatus:
@@ -246,7 +255,7 @@ class Mutation:
             status = parse_progress(_raw(input))
         except ValueError as error:
             raise CatalogError(str(error)) from None
-        return worker_status_of(await _call(_store(info).report_progress, status))
+        return worker_status_of(await _call(info, "report_progress", status))
 
 
 @strawberry.type

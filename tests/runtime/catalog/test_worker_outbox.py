@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import httpx
+
 from runtime.agent.protocol import parse_line
 from runtime.agent.simulated import assets_for
 from runtime.catalog.assets import Asset
@@ -117,3 +119,21 @@ def test_the_simulated_catalog_workers_report_plausible_linked_assets():
     assert pods and all(set(p.lineage) <= ids for p in pods)  # each pod's ReplicaSet and image are reported too
     line = json.dumps({"assets": [json.loads(a.content()) for a in assets]})
     assert parse_line("@larry " + line).assets == tuple(assets)
+
+
+def test_a_replica_without_redis_answers_503_and_the_outbox_keeps_the_batch(own_server, tmp_path, prefix):
+    env = {**redis_env(own_server.url), "LARRY_REDIS_RETRY_FOR": "2"}
+    replica = CatalogProcess(tmp_path, "catalog", env, prefix).start()
+    try:
+        outbox = CatalogOutbox(tmp_path / "catalog-outbox-w.jsonl", CatalogClient(replica.url))
+        own_server.kill()
+        outbox.put([Asset("k3s-worker03", "NODE", "k3s-cluster")], "w")
+        assert outbox.flush() is False and outbox.pending() == 1  # unavailable, not refused: kept
+        answer = httpx.post(replica.url, json={"query": "{ stats { assets { total } } }"}, timeout=30)
+        assert answer.status_code == 503 and "Redis is unavailable" in answer.json()["errors"][0]["message"]
+        own_server.start()
+        wait_for(outbox.flush, "the outbox to deliver its batch once Redis is back", 30)
+        assert replica.data('{ assets { name discoveredBy } }')["assets"] == \
+            [{"name": "k3s-worker03", "discoveredBy": "w"}]
+    finally:
+        replica.stop()
