@@ -1,9 +1,9 @@
 """A worker's client of the catalog: GraphQL over HTTP with the standard library.
 
-Guaranteed: :class:`CatalogUnavailable` for what waiting can cure (no connection, a timeout,
-an HTTP 5xx or a 503 from a replica without Redis) and :class:`CatalogRejected` for what it
-cannot (the catalog answered with a GraphQL error: bad input, or a catalog of another
-version), so a caller buffers the first and drops the second. Not guaranteed: that a request
+Guaranteed: :class:`CatalogRejected` only for what sending again cannot cure (the catalog
+answered with a GraphQL error, or HTTP 400: bad input, or a catalog of another version) and
+:class:`CatalogUnavailable` for everything else (no connection, a timeout, a 503 from a
+replica without Redis, any other HTTP status, such as a wrong URL's 404), so a caller buffers the first and drops the second. Not guaranteed: that a request
 that timed out was not applied (the upserts it sends are idempotent, so sending it again is
 safe).
 """
@@ -47,9 +47,11 @@ class CatalogClient:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 reply = json.loads(response.read())
         except urllib.error.HTTPError as error:
-            if error.code >= 500:
+            # Only a 400 judges the request; anything else (a 404 from a wrong URL, a proxy's
+            # 502) says nothing about the batch, which must then be kept.
+            if error.code != 400:
                 raise CatalogUnavailable(f"{self.url}: HTTP {error.code}") from None
-            raise CatalogRejected(f"{self.url}: HTTP {error.code}: {error.read()[:200]!r}") from None
+            raise CatalogRejected(f"{self.url}: HTTP 400: {error.read()[:200]!r}") from None
         except (urllib.error.URLError, OSError) as error:
             raise CatalogUnavailable(f"{self.url}: {getattr(error, 'reason', error)}") from None
         except ValueError as error:

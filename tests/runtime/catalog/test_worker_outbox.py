@@ -10,11 +10,12 @@ import sys
 import textwrap
 
 import httpx
+import pytest
 
 from runtime.agent.protocol import parse_line
 from runtime.agent.simulated import assets_for
 from runtime.catalog.assets import Asset
-from runtime.catalog.client import CatalogClient, asset_input
+from runtime.catalog.client import CatalogClient, CatalogUnavailable, asset_input
 from runtime.catalog.outbox import CatalogOutbox, outbox_path
 from runtime.catalog.store import CatalogStore
 from runtime.coordination.keys import Keyspace
@@ -126,6 +127,8 @@ def test_a_replica_without_redis_answers_503_and_the_outbox_keeps_the_batch(own_
     replica = CatalogProcess(tmp_path, "catalog", env, prefix).start()
     try:
         outbox = CatalogOutbox(tmp_path / "catalog-outbox-w.jsonl", CatalogClient(replica.url))
+        with pytest.raises(CatalogUnavailable):  # a wrong URL is no verdict on the batch either
+            CatalogClient(replica.url.replace("/graphql", "/nowhere")).add_assets([])
         own_server.kill()
         outbox.put([Asset("k3s-worker03", "NODE", "k3s-cluster")], "w")
         assert outbox.flush() is False and outbox.pending() == 1  # unavailable, not refused: kept
