@@ -4,6 +4,7 @@ progress of each worker, and a change stream every replica reads.
 Keys (under the stack's key prefix, beside the run's keys but never removed by ``larry
 cleanup``: the catalog outlives runs): ``catalog:assets`` (hash id -> the asset's canonical
 JSON), ``catalog:discovered`` (hash id -> ``{discoveredAt, discoveredBy, updatedAt}``),
+``catalog:counts`` (the totals ``stats`` reads, kept by the same scripts as the assets),
 ``catalog:progress`` (hash worker -> its latest status) and ``catalog:changes`` (a stream of
 ``asset_added``, ``asset_updated``, ``asset_deleted`` and ``worker_progress`` entries in the
 event stream's entry format, so :class:`runtime.coordination.events.EventListener` reads it).
@@ -21,8 +22,8 @@ Guaranteed:
 * Through :mod:`runtime.coordination.connection`, commands ride out a Sentinel failover.
 
 Not guaranteed: a write acknowledged just before a failover can be lost with it (Redis
-replicates asynchronously; the reporter's replay restores it); reads scan the whole hash
-(fine at the seed's hundreds of assets, linear at 100,000); the change stream is trimmed to
+replicates asynchronously; the reporter's replay restores it); ``assets`` and ``search`` read
+every asset (linear in the catalog's size; ``stats`` is not); the change stream is trimmed to
 about :data:`CHANGES_MAXLEN` entries, so a replica away longer misses the oldest.
 """
 from __future__ import annotations
@@ -43,19 +44,34 @@ CHANGES_MAXLEN = 10_000
 #: Compare-and-set attempts of an update racing other writers before it gives up.
 UPDATE_ATTEMPTS = 20
 
+# Totals kept by the writes themselves, so `stats` reads one small hash instead of every asset:
+# 'total', 'type:T', 'source:S', 'health:H', 'by:D' (the discoverer) and 'last' (the latest
+# discovery, deleted assets included).
+_TALLY = r"""
+local function tally(counts, asset, by, delta)
+  redis.call('HINCRBY', counts, 'total', delta)
+  redis.call('HINCRBY', counts, 'type:' .. asset.type, delta)
+  redis.call('HINCRBY', counts, 'source:' .. asset.source, delta)
+  redis.call('HINCRBY', counts, 'health:' .. asset.health, delta)
+  redis.call('HINCRBY', counts, 'by:' .. by, delta)
+end
+"""
+
 # ARGV[1] the writer (the prelude's SENDER), ARGV[2] the stream's MAXLEN, then five per asset:
 # id, content (canonical JSON), discoveredBy, mode, expected content (mode 'cas' only).
 # Modes: 'upsert' (add or replace), 'if_absent' (add only: a baseline never undoes later
 # discoveries), 'cas' (replace only if the stored content is still the expected one).
-_UPSERT = r"""
-local ASSETS, DISCOVERED, CHANGES = KEYS[1], KEYS[2], KEYS[3]
+_UPSERT = _TALLY + r"""
+local ASSETS, DISCOVERED, CHANGES, COUNTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if (#ARGV - 2) % 5 ~= 0 or #ARGV < 7 then
   return redis.error_reply('ERR catalog upsert: expected 5 arguments per asset')
 end
 for i = 3, #ARGV, 5 do
   local ok, decoded = pcall(cjson.decode, ARGV[i + 1])
-  if ARGV[i] == '' or not ok or type(decoded) ~= 'table' or ARGV[i + 2] == '' then
-    return redis.error_reply('ERR catalog upsert: asset ' .. (i - 1) / 5 .. ' needs an id, JSON content, discoveredBy')
+  if ARGV[i] == '' or not ok or type(decoded) ~= 'table' or ARGV[i + 2] == '' or type(decoded.type) ~= 'string'
+      or type(decoded.source) ~= 'string' or type(decoded.health) ~= 'string' then
+    return redis.error_reply('ERR catalog upsert: asset ' .. (i - 1) / 5 .. ' needs an id, JSON content with '
+                             .. 'type, source and health, discoveredBy')
   end
   local mode = ARGV[i + 3]
   if mode ~= 'upsert' and mode ~= 'if_absent' and mode ~= 'cas' then
@@ -71,15 +87,23 @@ for i = 3, #ARGV, 5 do
   local current = redis.call('HGET', ASSETS, id)
   local kind = 'unchanged'
   local meta
+  local new = cjson.decode(content)
   if not current then
     kind = 'added'
     meta = cjson.encode({discoveredAt = now(), discoveredBy = by, updatedAt = now()})
+    tally(COUNTS, new, by, 1)
+    redis.call('HSET', COUNTS, 'last', now())
   elseif mode ~= 'if_absent' and current ~= content then
     kind = 'updated'
     local ok, old = pcall(cjson.decode, redis.call('HGET', DISCOVERED, id) or '')
     if not ok or type(old) ~= 'table' then old = {discoveredAt = now(), discoveredBy = by} end
     old.updatedAt = now()
     meta = cjson.encode(old)
+    local before = cjson.decode(current).health
+    if before ~= new.health then  -- the natural key (type, source) cannot change; health can
+      redis.call('HINCRBY', COUNTS, 'health:' .. before, -1)
+      redis.call('HINCRBY', COUNTS, 'health:' .. new.health, 1)
+    end
   end
   if kind ~= 'unchanged' then
     redis.call('HSET', ASSETS, id, content)
@@ -94,8 +118,12 @@ return kinds
 """
 
 # ARGV[1] the writer, ARGV[2] MAXLEN, ARGV[3] the id. Deleting what is gone emits nothing.
-_DELETE = r"""
-if redis.call('HDEL', KEYS[1], ARGV[3]) == 0 then return 0 end
+_DELETE = _TALLY + r"""
+local content = redis.call('HGET', KEYS[1], ARGV[3])
+if not content then return 0 end
+local ok, meta = pcall(cjson.decode, redis.call('HGET', KEYS[2], ARGV[3]) or '')
+tally(KEYS[4], cjson.decode(content), (ok and type(meta) == 'table' and meta.discoveredBy) or '', -1)
+redis.call('HDEL', KEYS[1], ARGV[3])
 redis.call('HDEL', KEYS[2], ARGV[3])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'channel', KEYS[3], 'data',
            '{"event":"asset_deleted","id":' .. cjson.encode(ARGV[3]) .. '}')
@@ -154,6 +182,7 @@ class CatalogStore:
         self.assets_key = ks.prefix + "catalog:assets"
         self.discovered_key = ks.prefix + "catalog:discovered"
         self.progress_key = ks.prefix + "catalog:progress"
+        self.counts_key = ks.prefix + "catalog:counts"
         self.changes_key = self.changes_ks.stream
         self._upsert = r.register_script(lua_script(ks, _UPSERT))
         self._delete = r.register_script(lua_script(ks, _DELETE))
@@ -210,7 +239,7 @@ class CatalogStore:
                                          args=[self.writer, CHANGES_MAXLEN, status["workerId"], text]))
 
     def _keys(self) -> list[str]:
-        return [self.assets_key, self.discovered_key, self.changes_key]
+        return [self.assets_key, self.discovered_key, self.changes_key, self.counts_key]
 
     # ---- reads
     def get(self, asset_id: str) -> Record | None:
@@ -256,20 +285,21 @@ class CatalogStore:
         return self.r.hlen(self.assets_key)
 
     def stats(self) -> dict[str, Any]:
-        """Totals: all, by type, source, health and discoverer, and the baseline's share."""
-        records = self.all()
+        """Totals: all, by type, source, health and discoverer, and the baseline's share (from
+        the counts the writes keep: one small hash, whatever the catalog holds)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(self.counts_key)
+        pipe.hlen(self.progress_key)
+        counts, workers = pipe.execute()
 
-        def by(key) -> dict[str, int]:
-            counts: dict[str, int] = {}
-            for rec in records:
-                counts[key(rec)] = counts.get(key(rec), 0) + 1
-            return dict(sorted(counts.items()))
-        baseline = sum(1 for rec in records if rec.discovered_by == BASELINE)
-        return {"total": len(records), "baseline": baseline, "new": len(records) - baseline,
-                "by_type": by(lambda rec: rec.asset.type), "by_source": by(lambda rec: rec.asset.source),
-                "by_health": by(lambda rec: rec.asset.health), "by_discoverer": by(lambda rec: rec.discovered_by),
-                "last_discovered_at": max((rec.discovered_at for rec in records), default=None),
-                "workers": self.r.hlen(self.progress_key)}
+        def by(kind: str) -> dict[str, int]:
+            return dict(sorted((key.removeprefix(kind), int(n)) for key, n in counts.items()
+                               if key.startswith(kind) and int(n) > 0))
+        total = int(counts.get("total", 0))
+        baseline = by("by:").get(BASELINE, 0)
+        return {"total": total, "baseline": baseline, "new": total - baseline, "by_type": by("type:"),
+                "by_source": by("source:"), "by_health": by("health:"), "by_discoverer": by("by:"),
+                "last_discovered_at": counts.get("last") if total else None, "workers": workers}
 
     def progress(self, worker_id: str) -> dict[str, Any] | None:
         raw = self.r.hget(self.progress_key, worker_id)
