@@ -39,7 +39,7 @@ from runtime.catalog.assets import ASSET_TYPES, HEALTH, AssetError, parse_batch
 from runtime.catalog.feed import ChangeFeed
 from runtime.catalog.progress import parse_progress
 from runtime.catalog.store import CatalogStore, Record, UpdateConflict
-from runtime.support.timestamps import parse_optional
+from runtime.support.timestamps import parse, parse_optional
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,9 @@ class Asset:
     type: AssetType
     source: str
     namespace: str
-    discovered_at: datetime | None
+    discovered_at: datetime
     discovered_by: str
-    updated_at: datetime | None
+    updated_at: datetime
     metadata: JSON
     health: HealthStatus
     tags: list[str]
@@ -93,8 +93,8 @@ class Asset:
 def asset_of(rec: Record) -> Asset:
     a = rec.asset
     return Asset(id=strawberry.ID(a.id), name=a.name, type=AssetType[a.type], source=a.source, namespace=a.namespace,
-                 discovered_at=parse_optional(rec.discovered_at), discovered_by=rec.discovered_by,
-                 updated_at=parse_optional(rec.updated_at), metadata=a.metadata or {},
+                 discovered_at=parse(rec.discovered_at), discovered_by=rec.discovered_by,
+                 updated_at=parse(rec.updated_at), metadata=a.metadata or {},
                  health=HealthStatus[a.health], tags=list(a.tags), lineage_ids=a.lineage)
 
 
