@@ -160,6 +160,8 @@ class CatalogOutbox:
             yield
 
     def _lines(self) -> list[str]:
+        if not self.path.exists():  # nothing ever buffered: no lock file either
+            return []
         with self._locked():
             try:
                 text = self.path.read_text(encoding="utf-8")
