@@ -1,11 +1,13 @@
 """The whole stack from its config: what ``__main__`` builds and exports, in testable form."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pulumi
 
 from components import kube
+from components.catalog import Catalog, CatalogArgs
 from components.larry import ClusterReader, ClusterReaderArgs, Larry, LarryArgs
 from components.meta_coordinator import MetaCoordinator, MetaCoordinatorArgs
 from components.namespace import LarryNamespace, LarryNamespaceArgs
@@ -15,6 +17,9 @@ from components.runtime_pod import RuntimePods
 from plan.loader import CONFIG_KEYS, load_config, parse_config_value
 from plan.model import PROJECT, AgentProfile, StackConfig
 from plan.model import Larry as LarryConfig
+
+#: Where Pulumi.yaml and the stack files are: paths in the config are relative to it.
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
 def read_config() -> StackConfig:
@@ -51,7 +56,10 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     """Create every component of the stack; returns the stack outputs."""
     opts = pulumi.ResourceOptions(providers=[kube.provider(cfg)])
     pods = RuntimePods.of(cfg)
-    redis = RedisHA("redis", RedisHAArgs(cfg.redis, cfg.namespaces, cfg.observability.service_monitors), opts)
+    catalog = cfg.catalog
+    # The catalog keeps its state on the hub, so its namespace is one of the hub's clients.
+    clients = cfg.namespaces + ((catalog.namespace,) if catalog.enabled else ())
+    redis = RedisHA("redis", RedisHAArgs(cfg.redis, clients, cfg.observability.service_monitors), opts)
     namespaces = {
         ns: LarryNamespace(ns, LarryNamespaceArgs(
             ns, tuple(larry for larry in cfg.larrys if larry.namespace == ns), cfg.redis, redis.password,
@@ -76,7 +84,14 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         enabled=cfg.observability, stack=cfg.stack, larry_namespaces=cfg.namespaces,
         execution_window_minutes=window, reserve_trigger=cfg.budget.reserve_trigger,
         namespace=cfg.redis.namespace, depends_on=redis.namespace), opts)
+    if catalog.enabled:
+        Catalog("catalog", CatalogArgs(
+            catalog=catalog, pods=pods, password=redis.password, writer_namespaces=cfg.namespaces,
+            service_monitors=cfg.observability.service_monitors,
+            baseline=(PROJECT_DIR / catalog.baseline).read_text(encoding="utf-8") if catalog.baseline else None,
+            depends_on=(redis, *namespaces.values())), opts)
     return {
+        **({"catalogUrl": catalog.url} if catalog.enabled else {}),
         "larrys": {
             larry.id: {
                 "namespace": component.namespace, "coordinatorDns": component.coordinator_dns,

@@ -31,6 +31,9 @@ SPEED = "LARRY_SPEED"
 #: The level every process of a run logs at (runtime.support.logs): DEBUG, INFO, WARNING, ERROR.
 LOG_LEVEL = "LARRY_LOG_LEVEL"
 ARCHIVE_S3_URL = "LARRY_ARCHIVE_S3_URL"
+#: The catalog's GraphQL endpoint a worker reports assets to (default: the stack's
+#: ``larry:catalog`` Service when enabled; `larry run` sets its local one).
+CATALOG_URL = "LARRY_CATALOG_URL"
 
 # ---- rendered into the pods for the payloads (the runtime itself does not read them)
 MASTER = "LARRY_MASTER"

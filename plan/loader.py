@@ -51,6 +51,7 @@ from plan.model import (
     DEFAULT_STORAGE_CLASS,
     MAX_AGENT_RETRIES,
     MAX_AGENT_TURNS,
+    MAX_CATALOG_REPLICAS,
     MAX_COUNT,
     MAX_MILLISECONDS,
     MAX_MINUTES,
@@ -63,6 +64,7 @@ from plan.model import (
     AgentProfile,
     Approval,
     Budget,
+    Catalog,
     Channels,
     Cluster,
     Egress,
@@ -635,6 +637,8 @@ _CHANNELS = _flat(Channels, coordination=_STRING, alerts=_STRING, events=_STRING
 _OBSERVABILITY = _flat(Observability, serviceMonitors=_BOOL, grafanaDashboard=_BOOL)
 _APPROVAL = _flat(Approval, required=_BOOL)
 _CLUSTER = _flat(Cluster, kubeconfig=_STRING, context=_STRING, renderDirectory=_STRING)
+_CATALOG = _flat(Catalog, enabled=_BOOL, replicas=replace(_COUNT, most=MAX_CATALOG_REPLICAS), port=_PORT,
+                 baseline=_STRING)
 #: The stack: the fields of StackConfig read from config. Order matters where a default or
 #: a reference reads an earlier key (larrys read storageClass, workerTypes and agents; agents
 #: read runtimeImage).
@@ -656,6 +660,7 @@ _STACK = _Record(lambda storage_class, **fields: fields, (
     _Field("larry:observability", _OBSERVABILITY, _OMIT),
     _Field("larry:cluster", _CLUSTER, _OMIT),
     _Field("larry:approval", _APPROVAL, _OMIT),
+    _Field("larry:catalog", _CATALOG, _OMIT),
 ), is_scope=True)
 
 #: The stack config keys this project reads, without the ``larry:`` prefix.

@@ -234,6 +234,29 @@ class Approval:
     required: bool = False
 
 
+#: Catalog replicas a stack may ask for (the seed runs 2; more only add failover headroom).
+MAX_CATALOG_REPLICAS = 10
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Seed 004's Catalog API (``larry:catalog``): the asset registry the inventory workers
+    fill. Its state lives in the stack's Redis hub under ``catalog:*`` keys."""
+
+    enabled: bool = False
+    replicas: int = 2
+    port: int = 3000
+    #: The assets it holds before a run (YAML ``{assets: [...]}``), relative to the project.
+    baseline: str | None = None
+    namespace: str = "catalog-system"
+    service_name: str = "catalog-api"
+
+    @property
+    def url(self) -> str:
+        """Where a worker in the cluster reaches the GraphQL endpoint."""
+        return f"http://{self.service_name}.{self.namespace}.svc.cluster.local:{self.port}/graphql"
+
+
 @dataclass(frozen=True)
 class Cluster:
     """Where `pulumi up` sends manifests: a kubeconfig/context, or render mode when neither."""
@@ -354,6 +377,7 @@ class StackConfig:
     channels: Channels = Channels()
     observability: Observability = Observability()
     approval: Approval = Approval()
+    catalog: Catalog = Catalog()
     cluster: Cluster = Cluster()
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
     agents: Mapping[str, AgentProfile] = field(default_factory=dict)

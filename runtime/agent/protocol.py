@@ -23,6 +23,7 @@ to ``LARRY_PROTOCOL_FILE``). Every other line is ordinary log output. Fields, al
 ``findings``  an object of the fields below, merged into the task's findings (counts are summed)
 ``progress``  0-100, the task's progress
 ``message``   a short status text
+``assets``    a list of at most 1,000 assets found, for the catalog (below)
 
 Findings (every field optional; no other field is accepted)::
 
@@ -33,10 +34,26 @@ Findings (every field optional; no other field is accepted)::
 
 where ``N`` is an integer 0 to :data:`MAX_COUNT` and ``X`` a number -100 to 100.
 
+Assets (:func:`runtime.catalog.assets.parse_asset`)::
+
+    {"name": "cortex-api", "type": "DEPLOYMENT", "source": "k3s-cluster",   # required
+     "namespace": "cortex",                                               # "" when none holds it
+     "health": "HEALTHY",            # HEALTHY, DEGRADED, UNHEALTHY or UNKNOWN (default)
+     "metadata": {...},              # a JSON object of at most 16 KiB
+     "lineage": ["<id>", {"type": "CONTAINER_IMAGE", "name": "ghcr.io/x/api:1.2"}],   # ids or natural keys
+     "tags": ["team=cortex"]}
+
+``type`` is one of :data:`runtime.catalog.assets.ASSET_TYPES`. An asset is named by source,
+type, namespace and name: reporting it again updates it, never duplicates it. The worker
+writes them to the catalog as discovered by itself (a ``discoveredBy`` in the line is
+ignored), through a buffer on the volume while the catalog is down
+(:mod:`runtime.catalog.outbox`).
+
 Example::
 
     @larry {"tokens": 1200, "progress": 40, "message": "scanned 3 of 7 namespaces"}
     @larry {"findings": {"cves": {"critical": 1, "high": 2}, "prs_created": 1}}
+    @larry {"assets": [{"name": "k3s-worker01", "type": "NODE", "source": "k3s-cluster", "health": "HEALTHY"}]}
 
 A malformed protocol line (not JSON, a field of the wrong type or out of its bounds, an
 unknown finding) is rejected as a whole: counted and skipped, nothing of it charged or
@@ -51,6 +68,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plan.model import MAX_TOKENS
+from runtime.catalog.assets import Asset, AssetError, parse_batch
+from runtime.catalog.assets import short as _short
 
 PREFIX = "@larry "
 #: The largest count a finding may carry.
@@ -66,6 +85,7 @@ class PayloadReport:
     findings: dict[str, Any] = field(default_factory=dict)
     progress: int | None = None
     message: str | None = None
+    assets: tuple[Asset, ...] = ()
 
 
 class ProtocolError(ValueError):
@@ -103,7 +123,11 @@ def parse_line(line: str) -> PayloadReport:
     message = data.get("message")
     if message is not None and not isinstance(message, str):
         raise ProtocolError("'message' must be a string")
-    return PayloadReport(tokens, findings, None if progress is None else int(progress), message)
+    try:
+        assets = tuple(parse_batch(data["assets"], "assets")) if "assets" in data else ()
+    except AssetError as error:
+        raise ProtocolError(str(error)) from None
+    return PayloadReport(tokens, findings, None if progress is None else int(progress), message, assets)
 
 
 def validate_findings(findings: Any) -> dict[str, Any]:
@@ -149,11 +173,6 @@ def count_of(value: Any) -> int:
     return int(value) if _is_number(value) and value >= 0 else 0
 
 
-def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def format_line(report: PayloadReport) -> str:
     """The line a payload prints for ``report`` (used by the simulated payload)."""
     data: dict[str, Any] = {}
@@ -165,6 +184,8 @@ def format_line(report: PayloadReport) -> str:
         data["progress"] = report.progress
     if report.message is not None:
         data["message"] = report.message
+    if report.assets:
+        data["assets"] = [json.loads(asset.content()) for asset in report.assets]
     return PREFIX + json.dumps(data, separators=(",", ":"))
 
 

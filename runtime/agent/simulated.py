@@ -4,7 +4,11 @@ It speaks the worker protocol (:mod:`runtime.agent.protocol`) like a real agent 
 sleeps for the task's planned share of time divided by a speed factor, reports token use in
 steps, and reports the findings the seeds show for that kind of worker (CVE counts by
 severity, PRs created, assets discovered, coverage delta). Its numbers are drawn from a
-generator seeded by the task id, so a run is reproducible. It reads its task from the
+generator seeded by the task id, so a run is reproducible. Catalog and inventory workers also
+report the assets they "discovered" (``@larry {"assets": [...]}``): workloads of a fixed
+simulated cluster, each a Deployment with its ReplicaSet, Pod, container image and Service
+linked by lineage. Workers draw from the same cluster, so the catalog, which names an asset
+by its natural key, counts what several of them found once. It reads its task from the
 environment the worker sets; ``larry simulate`` (:mod:`runtime.commands.simulate`) is its
 command.
 """
@@ -19,6 +23,7 @@ from typing import Any, Callable, Mapping
 
 from plan import environment as envvar
 from runtime.agent.protocol import PayloadReport, format_line
+from runtime.catalog.assets import Asset
 
 #: Share of the task's planned time the simulated work takes: the plan's minutes are
 #: timeouts, and a plan whose workers all ran to their timeout would miss its deadlines.
@@ -55,6 +60,35 @@ _FINDINGS: tuple[tuple[tuple[str, ...], Callable[[random.Random], dict[str, Any]
 )
 
 
+#: The simulated cluster's workloads: (namespace, app) pairs, 42 of them.
+_WORKLOADS = tuple((ns, f"{ns.split('-')[0]}-{part}") for ns in
+                   ("cortex", "aiana", "mcp-servers", "monitoring", "cortex-system", "catalog-system", "kube-system")
+                   for part in ("api", "worker", "scheduler", "gateway", "indexer", "exporter"))
+_SOURCE = "k3s-cluster"
+
+
+def _workload(namespace: str, app: str) -> list[Asset]:
+    """One workload as the cluster would show it: image, Deployment, ReplicaSet, Pod, Service."""
+    suffix = f"{zlib.crc32(app.encode()):08x}"
+    image = Asset(f"ghcr.io/cortex/{app}:1.{zlib.crc32(namespace.encode()) % 9}.0", "CONTAINER_IMAGE", _SOURCE,
+                  metadata={"registry": "ghcr.io"})
+    deployment = Asset(app, "DEPLOYMENT", _SOURCE, namespace, {"replicas": 1}, "HEALTHY", (image.id,),
+                       (f"app.kubernetes.io/name={app}",))
+    replica_set = Asset(f"{app}-{suffix[:10]}", "REPLICASET", _SOURCE, namespace, {"replicas": 1}, "HEALTHY",
+                        (deployment.id,))
+    pod = Asset(f"{replica_set.name}-{suffix[-5:]}", "POD", _SOURCE, namespace, {"phase": "Running"}, "HEALTHY",
+                (replica_set.id, image.id))
+    service = Asset(app, "SERVICE", _SOURCE, namespace, {"type": "ClusterIP"}, "HEALTHY", (deployment.id,))
+    return [image, deployment, replica_set, pod, service]
+
+
+def assets_for(task: str, count: int) -> list[Asset]:
+    """``count`` assets of the simulated cluster, whole workloads first, chosen by the task."""
+    rng = random.Random(zlib.crc32(f"{task}:assets".encode()))
+    chosen = rng.sample(_WORKLOADS, min(len(_WORKLOADS), -(-count // 5)))
+    return [asset for namespace, app in chosen for asset in _workload(namespace, app)][:count]
+
+
 def findings_for(worker: str, rng: random.Random) -> dict[str, Any]:
     for words, make in _FINDINGS:
         if any(word in worker for word in words):
@@ -83,5 +117,6 @@ def run(env: Mapping = os.environ, speed: float = 1.0, overspend: bool = False,
         print(format_line(report), file=out, flush=True)
     findings = findings_for(worker, rng)
     if findings:
-        print(format_line(PayloadReport(findings=findings)), file=out, flush=True)
+        assets = tuple(assets_for(task, findings.get("assets_discovered", 0)))
+        print(format_line(PayloadReport(findings=findings, assets=assets)), file=out, flush=True)
     return 0

@@ -68,6 +68,7 @@ from plan.pods import WORKER_BACKOFF_LIMIT
 from plan.statuses import PhaseStatus, TaskStatus
 from runtime.agent.payload import die_with_parent
 from runtime.cli import UsageError, add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
+from runtime.commands.catalog import local_catalog
 from runtime.coordination.escalations import Escalations
 from runtime.reporting.progress import ProgressPrinter
 from runtime.reporting.schema import ReportError
@@ -236,6 +237,9 @@ class Supervisor:
         children += [Child(f"master-{each.id}-{master.name}", larry + ["master", *common, "--larry", each.id,
                                                                      "--master", master.name, "--kill-grace", "2"],
                            "master") for each in self.cfg.larrys for master in each.masters]
+        if self.cfg.catalog.enabled:  # restarted whatever its exit, like the coordinators' Deployment pods
+            self.env[envvar.CATALOG_URL], serve = local_catalog(self.cfg.catalog, self.args.project_dir)
+            children.append(Child("catalog", larry + serve, "coordinator"))
         for each, worker in self.cfg.workers:
             payload = payload_command(self.args.speed, self.args.overspend_task, [t.id for t in worker.tasks],
                                       self.args.payload, self.cfg.agent_of(worker))

@@ -54,6 +54,16 @@ beside the prompt). The payload is stopped (SIGTERM to its process group, SIGKIL
 
 With ``larry:approval: {required: true}`` the worker starts no task before the run's sign-off.
 
+The catalog (seed 004's Catalog API, ``larry:catalog``): assets a payload reports
+(``@larry {"assets": [...]}``) are written to ``$LARRY_CATALOG_URL`` (default: the stack's
+catalog Service when it is enabled) as discovered by this worker, through an outbox on the
+coordination volume (:mod:`runtime.catalog.outbox`: ``{results}/catalog-outbox-{worker}.jsonl``)
+that keeps them while the catalog is unreachable and replays them when it answers; upserts by
+natural key make a replay safe. The worker's status (busy with each task's progress, then its
+final status) goes to the catalog's ``workerProgress`` subscribers, latest only. An exiting
+worker tries for :data:`CATALOG_DRAIN_SECONDS` to empty its outbox; what is left stays on the
+volume for its next start or ``larry catalog replay``. The catalog never holds up a task.
+
 A finished task is a fenced write (:meth:`LeaseManager.complete` / ``fail``); only once it
 is accepted does the worker write ``{coordination-dir}/results/{larry}/{task}.json``
 (with the fence). A worker that dies between the two has the file re-written from Redis by
@@ -130,6 +140,9 @@ from plan.taskgraph import TaskGraph
 from runtime.agent.payload import PayloadProcess
 from runtime.agent.protocol import ProtocolError, is_protocol_line, merge_findings, parse_line
 from runtime.agent.usage import POLL_SECONDS, UsageAdapter, adapter_class, profile_command
+from runtime.catalog.client import CatalogClient
+from runtime.catalog.outbox import CatalogOutbox, outbox_path
+from runtime.catalog.progress import MAX_MESSAGE, progress_of
 from runtime.cli import (
     UsageError,
     add_process_arguments,
@@ -158,6 +171,8 @@ log = logging.getLogger(__name__)
 
 #: Lease losses of one task before the worker hands over to a restart.
 MAX_LEASE_LOSSES = 3
+#: How long an exiting worker keeps trying to hand its buffered assets to an unreachable catalog.
+CATALOG_DRAIN_SECONDS = 10.0
 
 
 class GiveUp(Exception):
@@ -285,6 +300,10 @@ class Worker:
         self.files: FileCoordination | None = None
         self.file_mode = False
         self.degrader = None if degrade_after is None else Degrader(r, degrade_after)
+        # The catalog (seed 004): $LARRY_CATALOG_URL (`larry run` sets its own), else the stack's Service.
+        url = os.environ.get(envvar.CATALOG_URL) or (cfg.catalog.url if cfg.catalog.enabled else None)
+        self.catalog = CatalogOutbox(outbox_path(self.results, spec.name), CatalogClient(url),
+                                     label=f"{spec.name}: ") if url else None
 
     def log(self, text: str) -> None:
         """The worker's narrative: its output (stdout), what ``kubectl logs`` and the run's log show."""
@@ -297,6 +316,8 @@ class Worker:
                          node=self.spec.node, pid=os.getpid())
         stop = threading.Event()
         beating = self.registry.beat_forever(self.name, self.timing.heartbeat, stop)
+        if self.catalog is not None:
+            self.catalog.start()
         code = ExitCode.FAILED
         try:
             self._wait_for_phase()
@@ -314,6 +335,19 @@ class Worker:
             self._sign_off(code)
         return code
 
+    # ------------------------------------------------------------------ the catalog
+    def report_assets(self, assets) -> None:
+        """Hand assets the payload found to the catalog, through the outbox on the volume."""
+        if self.catalog is not None:
+            self.catalog.put(list(assets), self.name)
+
+    def report_progress(self, status: str, **fields) -> None:
+        """The worker's status for the catalog's ``workerProgress`` subscribers (latest wins)."""
+        if self.catalog is not None:
+            message = fields.get("message")
+            self.catalog.progress(progress_of(self.name, status, tokensUsed=self.spent + fields.pop("tokens", 0),
+                                              **{**fields, "message": message[:MAX_MESSAGE] if message else None}))
+
     def _sign_off(self, code: int) -> None:
         status = {ExitCode.OK: WorkerStatus.COMPLETED, ExitCode.FAILED: WorkerStatus.ERROR}.get(
             code, WorkerStatus.FAILED)
@@ -327,6 +361,9 @@ class Worker:
             self.events.emit("worker_finished", self.sender, larry=self.larry.id, worker=self.name, status=status)
         except Exception as error:  # the exit status matters more than the last status write
             log.warning("%s: could not record the final status: %s", self.name, error)
+        if self.catalog is not None:
+            self.report_progress(status)
+            self.catalog.close(CATALOG_DRAIN_SECONDS)
 
     def _left(self) -> float:
         left = self.deadline - time.monotonic()
@@ -548,6 +585,7 @@ class Worker:
                  + (", file mode)" if self.file_mode else ")"))
         if not self.file_mode:
             self.registry.heartbeat(self.name, WorkerStatus.BUSY)
+        self.report_progress(WorkerStatus.BUSY, task=task, progress=0)
         self.waiting = set()
         items: queue.Queue = queue.Queue()
         keeper = None if self.file_mode else self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
@@ -692,6 +730,8 @@ class _TaskRun:
         #: the overrun of an account above the worker's own: escalated rather than failed
         self.short: LedgerOp | None = None
         self.tokens = self.reports = self.malformed = self.unbooked = 0
+        #: assets the payload reported (handed to the catalog's outbox)
+        self.assets = 0
         self.findings: dict = {}
         self.message: str | None = None
         self.stopped: str | None = None
@@ -768,6 +808,12 @@ class _TaskRun:
         self.message = report.message or self.message
         if report.tokens:
             self._book(str(self.reports + 1), report.tokens)
+        if report.assets:
+            self.assets += len(report.assets)
+            self.worker.report_assets(report.assets)
+        if report.progress is not None or report.message is not None:
+            self.worker.report_progress(WorkerStatus.BUSY, task=self.task, progress=report.progress,
+                                        message=report.message, tokens=self.tokens)
 
     def _book(self, key: str, tokens: int) -> None:
         """Charge ``tokens`` under op id ``{task}:{fence}{attempt}:{key}``; stop the payload once
@@ -806,6 +852,7 @@ class _TaskRun:
     def data(self, detail: str | None = None) -> dict:
         data = {"tokens": self.tokens, "findings": self.findings, "budget": self.share, "exit_code": self.exit_code,
                 "malformed_lines": self.malformed, "message": self.message, "detail": detail,
-                "unbooked_tokens": self.unbooked or None, "usage": self.usage, "cost_usd": self.cost_usd,
+                "unbooked_tokens": self.unbooked or None, "assets_reported": self.assets or None,
+                "usage": self.usage, "cost_usd": self.cost_usd,
                 "agent_output": self.output.name if self.output else None}
         return {k: v for k, v in data.items() if v is not None}

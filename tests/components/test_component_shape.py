@@ -26,7 +26,7 @@ def component_classes() -> list[type[pulumi.ComponentResource]]:
 def test_each_component_takes_name_its_args_dataclass_and_opts():
     classes = component_classes()
     assert {cls.__name__ for cls in classes} == {
-        "ClusterReader", "Larry", "LarryNamespace", "MetaCoordinator", "Observability", "RedisHA"}
+        "Catalog", "ClusterReader", "Larry", "LarryNamespace", "MetaCoordinator", "Observability", "RedisHA"}
     for cls in classes:
         assert list(inspect.signature(cls.__init__).parameters) == ["self", "name", "args", "opts"], cls
         args = typing.get_type_hints(cls.__init__)["args"]
@@ -34,8 +34,8 @@ def test_each_component_takes_name_its_args_dataclass_and_opts():
         assert dataclasses.is_dataclass(args) and args.__dataclass_params__.frozen, args
 
 
-def test_each_component_registers_its_type_token(dev):
-    registered = {r.typ for r in dev.resources}
+def test_each_component_registers_its_type_token(dev, cortex):
+    registered = {r.typ for graph in (dev, cortex) for r in graph.resources}
     assert {f"larry:index:{cls.__name__}" for cls in component_classes()} <= registered
 
 

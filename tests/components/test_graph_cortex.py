@@ -15,9 +15,10 @@ def test_sixteen_workers_four_per_node(cortex):
 
 
 def test_shared_namespace_created_once(cortex):
-    assert sorted(cortex.named(NS)) == ["cortex-system", CORTEX_NS]
+    assert sorted(cortex.named(NS)) == ["catalog-system", "cortex-system", CORTEX_NS]
     assert [r.name for r in cortex.of("larry:index:LarryNamespace")] == [CORTEX_NS]
-    assert sorted(cortex.named(SECRET)) == ["cortex-system/redis-auth", f"{CORTEX_NS}/redis-auth"]
+    assert sorted(cortex.named(SECRET)) == ["catalog-system/redis-auth", "cortex-system/redis-auth",
+                                            f"{CORTEX_NS}/redis-auth"]
     assert list(cortex.named(QUOTA)) == [f"{CORTEX_NS}/larry-budget"]
     # Every Larry of the namespace depends on that one LarryNamespace (names are checked unique
     # per kind and namespace by Graph.named, which raises on a collision).

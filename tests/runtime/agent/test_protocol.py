@@ -15,6 +15,7 @@ from runtime.agent.protocol import (
     normalise_findings,
     parse_line,
 )
+from runtime.catalog.assets import asset_id
 
 
 def test_round_trip():
@@ -85,6 +86,32 @@ def test_overspending_payload_reports_more_than_its_budget():
 def test_findings_follow_the_kind_of_worker(worker, finding):
     reports, _ = _simulate(LARRY_WORKER_ID=worker)
     assert finding in reports[-1].findings
+    # Catalog workers report the assets they count, for the catalog; the others none.
+    assert len(reports[-1].assets) == reports[-1].findings.get("assets_discovered", 0)
+
+
+@pytest.mark.parametrize("line, reason", [
+    ('@larry {"assets": {"name": "a"}}', "assets: expected a list of at most 1,000 assets"),
+    ('@larry {"assets": [{"name": "a", "type": "POD"}]}', "assets[0].source: expected a non-empty string"),
+    ('@larry {"assets": [{"name": "a", "type": "ROCKET", "source": "k"}]}', "assets[0].type: expected one of"),
+    ('@larry {"assets": [{"name": "a", "type": "POD", "source": "k", "owner": "me"}]}',
+     "assets[0]: unknown field 'owner'"),
+    ('@larry {"assets": [{"name": "a", "type": "POD", "source": "k", "lineage": [{"type": "POD"}]}]}',
+     "assets[0].lineage[0].name: expected a non-empty string"),
+])
+def test_malformed_assets_reject_the_whole_line(line, reason):
+    with pytest.raises(ProtocolError) as caught:
+        parse_line(line)
+    assert reason in str(caught.value)
+
+
+def test_assets_are_read_with_lineage_by_natural_key():
+    report = parse_line('@larry {"assets": [{"name": "api-7d9", "type": "replicaset", "source": "k3s", '
+                        '"namespace": "cortex", "lineage": [{"type": "DEPLOYMENT", "name": "api"}]}]}')
+    (asset,) = report.assets
+    assert (asset.type, asset.health) == ("REPLICASET", "UNKNOWN")
+    # a natural key without a source or namespace: the asset's source, no namespace
+    assert asset.lineage == (asset_id("k3s", "DEPLOYMENT", "", "api"),)
 
 
 @pytest.mark.parametrize("line, reason", [
