@@ -58,16 +58,23 @@ log = logging.getLogger(__name__)
 
 # Prepended (after Keyspace.lua()'s names) to every script and function library of the runtime.
 # Convention: ARGV[1] is the sender (owner, Larry, participant) named in events.
-# begin(ARGV) starts every call (lua_script adds it; FunctionLibrary wraps each function in it):
-# NOW_* and now() are then the primary's clock, so all timestamps come from one clock and agree
-# with the stream IDs; the date arithmetic is H. Hinnant's civil_from_days.
+# begin(ARGV) starts every call (FunctionLibrary wraps each function in it). clock() reads the
+# primary's clock once per call, when first needed (a lease renewal never needs it), and sets
+# NOW_US and NOW_MS; lua_script reads it at once, so its bodies may use NOW_* directly. All
+# timestamps come from this one clock and agree with the stream IDs; the date arithmetic is
+# H. Hinnant's civil_from_days.
 _LUA_PRELUDE = r"""
 local NOW_T, NOW_US, NOW_MS, NOW_ISO, SENDER
 local function begin(argv)
-  NOW_T = redis.call('TIME')
-  NOW_US = tonumber(NOW_T[1]) * 1000000 + tonumber(NOW_T[2])
-  NOW_MS = math.floor(NOW_US / 1000)
-  NOW_ISO, SENDER = nil, argv[1]
+  NOW_T, NOW_ISO, SENDER = nil, nil, argv[1]
+end
+local function clock()
+  if not NOW_T then
+    NOW_T = redis.call('TIME')
+    NOW_US = tonumber(NOW_T[1]) * 1000000 + tonumber(NOW_T[2])
+    NOW_MS = math.floor(NOW_US / 1000)
+  end
+  return NOW_US
 end
 -- The formatted second: a function library keeps it between calls, so at a lease's rate most
 -- calls format only their milliseconds (string.format is a large part of a call's cost).
@@ -94,7 +101,10 @@ local function iso8601(secs, usec)
   return iso_second(secs) .. string.format('%03dZ', math.floor(usec / 1000))
 end
 local function now()  -- formatted on first use only
-  NOW_ISO = NOW_ISO or iso8601(tonumber(NOW_T[1]), tonumber(NOW_T[2]))
+  if not NOW_ISO then
+    clock()
+    NOW_ISO = iso8601(tonumber(NOW_T[1]), tonumber(NOW_T[2]))
+  end
   return NOW_ISO
 end
 local function append(channel, data)
@@ -130,7 +140,7 @@ end
 
 def lua_script(ks: Keyspace, body: str) -> str:
     """A runtime script for EVAL: the keyspace's names, the clock/emit prelude, then ``body``."""
-    return ks.lua() + _LUA_PRELUDE + "begin(ARGV)\n" + body
+    return ks.lua() + _LUA_PRELUDE + "begin(ARGV)\nclock()\n" + body
 
 
 # The server's reply to FCALL of a function it does not have (Redis 7.0 to 7.4).

@@ -121,7 +121,7 @@ end
 local blocked = blockers(task)
 if blocked then return blocked end
 -- counter for monotonicity on this primary, clock floor for monotonicity across a rollback
-local token = string.format('%d', math.max(tonumber(highest or '0') + 1, NOW_US))
+local token = string.format('%d', math.max(tonumber(highest or '0') + 1, clock()))
 redis.call('SET', lock, owner, 'PX', ttl)
 redis.call('MSET', fence, token, status_key, 'in_progress')
 record({event='task_claimed', task_id=task, owner=owner}, token)

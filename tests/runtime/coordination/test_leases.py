@@ -296,3 +296,18 @@ def test_a_forked_child_does_not_share_the_managers_connection(r, ks, tmp_path):
         assert child.recv("the child's 300 claims and releases", timeout=60) == "done"
     finally:
         child.stop()
+
+
+def test_renewals_and_refused_claims_do_not_read_the_servers_clock(own_server, ks):
+    # TIME is one of the few Redis calls a lease function makes: only a grant or an event needs it.
+    r = connect(RedisSettings(url=own_server.url, retry_for=5))
+    a, b = LeaseManager(r, ks, "larry-01"), LeaseManager(r, ks, "larry-02", alert_on_conflict=False)
+    lease = a.acquire("t").lease
+    r.config_resetstat()
+    assert a.extend(lease) == "extended"
+    assert a.acquire("t").status == "held"
+    assert b.acquire("t").status == "conflict"
+    assert "cmdstat_time" not in r.info("commandstats")
+    assert a.release(lease) == "released"
+    assert r.info("commandstats")["cmdstat_time"]["calls"] == 1, "the release event is stamped with it"
+    r.close()
