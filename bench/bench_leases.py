@@ -189,7 +189,7 @@ def print_accounting(found: dict, pairs: int) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one slice")
-    parser.add_argument("--slices", type=int, default=3, help="slices per contender and client count")
+    parser.add_argument("--slices", type=int, default=5, help="slices per contender and client count")
     parser.add_argument("--clients", default="1,16", help="client process counts, comma-separated")
     parser.add_argument("--pairs", type=int, default=2000, help="pairs per contender in the accounting run")
     args = parser.parse_args(argv)
