@@ -280,7 +280,6 @@ class LeaseManager:
                  ttl_ms: int = 30_000, durability: Durability = Durability(), alert_on_conflict: bool = True):
         require_text(r)
         self.r, self.ks, self.larry, self.ttl_ms = r, ks, larry, ttl_ms
-        self.durability, self.alert_on_conflict = durability, alert_on_conflict
         self.owner = make_owner(larry, worker)
         self._completed_metric = ks.metric(larry, "tasks_completed")
         self._alert = int(alert_on_conflict)
