@@ -130,7 +130,10 @@ def throughput(url: str, clients: int, slices: int, seconds: float) -> dict:
                        "p99": percentile(latencies[name], 0.99)} for name in ops}
     finally:
         for pipe in pipes:
-            pipe.send(None)
+            try:
+                pipe.send(None)
+            except OSError:  # that client died already; its error is what propagates
+                pass
         for proc in procs:
             proc.join(10)
             if proc.is_alive():
