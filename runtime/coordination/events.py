@@ -1,7 +1,12 @@
-"""Durable events: every event is appended to a bounded Redis Stream and PUBLISHed.
+"""Durable events: every event is appended to a bounded Redis Stream, and most are PUBLISHed.
 
 Design: the stream is the source of truth; PUBLISH is kept so operators (and
-seed-style subscribers) can ``redis-cli SUBSCRIBE larry:coordination``.
+seed-style subscribers) can ``redis-cli SUBSCRIBE larry:coordination``, for every alert and
+every coordination event except the task lease transitions (``task_claimed``,
+``task_released``, ``task_completed``, ``task_failed`` with a retry, ``task_takeover``,
+``task_requeued``): the seed publishes none of them, no listener of the runtime subscribes,
+and they are the busiest events, so they are on the stream only (``record`` in the Lua
+prelude; ``redis-cli XREAD BLOCK 0 STREAMS larry:events $`` follows them).
 Listeners do not use pub/sub at all: ``XREAD BLOCK`` wakes them as fast as a
 subscription would, and reading by stream ID from the last ID they processed
 gives gap- and duplicate-free catch-up after a disconnect for free, where
@@ -10,10 +15,13 @@ de-duplication against the stream.
 
 Guarantees:
 
-* An event and the state change it reports are one Lua script (every script
-  is built by :func:`lua_script` and can ``emit``), so an event
+* An event and the state change it reports are one Lua script or function (every one
+  is built by :func:`lua_script` or :class:`FunctionLibrary` and can ``emit``), so an event
   exists iff its change happened, and a retried script whose change is already
   done emits nothing: transition events are exactly-once.
+* A :class:`FunctionLibrary` is loaded into the server once and reloaded when the server
+  lacks it (restarted without it, or a replica promoted before the load reached it): a call
+  refused as ``Function not found`` ran nothing and is made again after the load.
 * :meth:`EventLog.emit` for free-form events is at-least-once if the caller
   retries after an error whose outcome is unknown.
 * A listener sees every entry after its start ID, in order, exactly once,
@@ -30,11 +38,16 @@ Guarantees:
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
+import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass
+from typing import Mapping
 
 import redis
 
@@ -43,42 +56,68 @@ from runtime.coordination.keys import Keyspace
 
 log = logging.getLogger(__name__)
 
-# Prepended (after Keyspace.lua()'s names) to every script of the runtime.
+# Prepended (after Keyspace.lua()'s names) to every script and function library of the runtime.
 # Convention: ARGV[1] is the sender (owner, Larry, participant) named in events.
-# NOW_* and now() are the primary's clock, so all timestamps come from one clock and agree
-# with the stream IDs; the date arithmetic is H. Hinnant's civil_from_days.
+# begin(ARGV) starts every call (FunctionLibrary wraps each function in it). clock() reads the
+# primary's clock once per call, when first needed (a lease renewal never needs it), and sets
+# NOW_US and NOW_MS; lua_script reads it at once, so its bodies may use NOW_* directly. All
+# timestamps come from this one clock and agree with the stream IDs; the date arithmetic is
+# H. Hinnant's civil_from_days.
 _LUA_PRELUDE = r"""
-local NOW_T = redis.call('TIME')
-local NOW_US = tonumber(NOW_T[1]) * 1000000 + tonumber(NOW_T[2])
-local NOW_MS = math.floor(NOW_US / 1000)
-local function iso8601(secs, usec)
-  local days = math.floor(secs / 86400)
-  local rem = secs - days * 86400
-  local z = days + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local month = mp < 10 and mp + 3 or mp - 9
-  local year = yoe + era * 400 + (month <= 2 and 1 or 0)
-  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', year, month, doy - math.floor((153 * mp + 2) / 5) + 1,
-                       math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, math.floor(usec / 1000))
+local NOW_T, NOW_US, NOW_MS, NOW_ISO, SENDER
+local function begin(argv)
+  NOW_T, NOW_ISO, SENDER = nil, nil, argv[1]
 end
-local NOW_ISO
-local function now()  -- formatted on first use only: string.format is a large part of a script's cost
-  NOW_ISO = NOW_ISO or iso8601(tonumber(NOW_T[1]), tonumber(NOW_T[2]))
+local function clock()
+  if not NOW_T then
+    NOW_T = redis.call('TIME')
+    NOW_US = tonumber(NOW_T[1]) * 1000000 + tonumber(NOW_T[2])
+    NOW_MS = math.floor(NOW_US / 1000)
+  end
+  return NOW_US
+end
+-- The formatted second: a function library keeps it between calls, so at a lease's rate most
+-- calls format only their milliseconds (string.format is a large part of a call's cost).
+local ISO_SECS, ISO_SECOND
+local function iso_second(secs)
+  if secs ~= ISO_SECS then
+    local days = math.floor(secs / 86400)
+    local rem = secs - days * 86400
+    local z = days + 719468
+    local era = math.floor(z / 146097)
+    local doe = z - era * 146097
+    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+    local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+    local mp = math.floor((5 * doy + 2) / 153)
+    local month = mp < 10 and mp + 3 or mp - 9
+    local year = yoe + era * 400 + (month <= 2 and 1 or 0)
+    ISO_SECS = secs
+    ISO_SECOND = string.format('%04d-%02d-%02dT%02d:%02d:%02d.', year, month, doy - math.floor((153 * mp + 2) / 5) + 1,
+                               math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60)
+  end
+  return ISO_SECOND
+end
+local function iso8601(secs, usec)
+  return iso_second(secs) .. string.format('%03dZ', math.floor(usec / 1000))
+end
+local function now()  -- formatted on first use only
+  if not NOW_ISO then
+    clock()
+    NOW_ISO = iso8601(tonumber(NOW_T[1]), tonumber(NOW_T[2]))
+  end
   return NOW_ISO
 end
-local SENDER = ARGV[1]
+local function append(channel, data)
+  return redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'channel', channel, 'data', data)
+end
 local function emit_raw(alert, data)
   local channel = CH_COORDINATION
   if alert then channel = CH_ALERTS end
-  local id = redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'channel', channel, 'data', data)
+  local id = append(channel, data)
   redis.call('PUBLISH', channel, data)
   return id
 end
-local function emit(alert, fields, token)
+local function encode(fields, token)
   fields['from'] = SENDER
   fields['timestamp'] = now()
   local data = cjson.encode(fields)
@@ -86,14 +125,131 @@ local function emit(alert, fields, token)
     -- cjson prints 14 significant digits; fencing tokens have 16, so splice them in as text
     data = string.sub(data, 1, -2) .. ',"token":' .. token .. '}'
   end
-  return emit_raw(alert, data)
+  return data
+end
+-- An event on the stream, PUBLISHed on its channel too.
+local function emit(alert, fields, token)
+  return emit_raw(alert, encode(fields, token))
+end
+-- A coordination event on the stream only (see the module docstring: which events, and why).
+local function record(fields, token)
+  return append(CH_COORDINATION, encode(fields, token))
 end
 """
 
 
 def lua_script(ks: Keyspace, body: str) -> str:
-    """A runtime script: the keyspace's names, the clock/emit prelude, then ``body``."""
-    return ks.lua() + _LUA_PRELUDE + body
+    """A runtime script for EVAL: the keyspace's names, the clock/emit prelude, then ``body``."""
+    return ks.lua() + _LUA_PRELUDE + "begin(ARGV)\nclock()\n" + body
+
+
+# The server's reply to FCALL of a function it does not have (Redis 7.0 to 7.4).
+_MISSING_FUNCTION = "Function not found"
+
+
+@functools.lru_cache(maxsize=64)
+def _library(ks: Keyspace, title: str, common: str, bodies: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """(name, code) of a function library. The name ends in a digest of the code, so it is the
+    library's version: changed code (or names) is a new library, never a stale one reused."""
+    source = ks.lua() + _LUA_PRELUDE + common + "".join(
+        f"redis.register_function(LIBRARY .. '_{fn}', function(KEYS, ARGV)\nbegin(ARGV)\n{body}\nend)\n"
+        for fn, body in bodies)
+    name = f"larry_{title}_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
+    return name, f"#!lua name={name}\nlocal LIBRARY = '{name}'\n{source}"
+
+
+def _bulk(value) -> bytes:
+    data = value.encode() if value.__class__ is str else str(value).encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _exchange(conn, packed: bytes):
+    """Send one command already in RESP and read its reply, under the connection's retry policy
+    (redis-py's command path without its per-command encoding and bookkeeping)."""
+    def attempt():
+        conn.send_packed_command((packed,))
+        return conn.read_response()
+
+    try:
+        return conn.retry.call_with_retry(attempt, lambda _error: conn.disconnect())
+    except redis.exceptions.ResponseError:
+        raise  # the reply was read whole: the connection is in step
+    except BaseException:
+        conn.disconnect()  # a reply may be left unread (interrupted, or out of retries)
+        raise
+
+
+class _FunctionCall:
+    """FCALL of one function in a pipeline, in the form :func:`run_script` runs a script."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, keys, args, client):
+        return client.fcall(self.name, len(keys), *keys, *args)
+
+
+class FunctionLibrary:
+    """Lua bodies (each written like a :func:`lua_script` body) loaded once into the server as
+    one Redis Functions library, and called with FCALL.
+
+    Compared with EVALSHA of a script holding the prelude, the prelude's functions are built once
+    per load instead of once per call, and a call is sent already encoded (see :meth:`_send`).
+    ``common`` is Lua shared by the bodies (after the prelude). A server without the library
+    (restarted empty, or promoted before the load reached it) answers ``Function not found``:
+    the library is then loaded (FUNCTION LOAD REPLACE, which replicates) and the call made
+    again, which is safe because the refused call ran nothing.
+
+    Not guaranteed: that old libraries go away. Each version and keyspace is its own library
+    (a few kB, kept in the server's RDB/AOF like its keys) until ``FUNCTION DELETE`` of its name.
+    """
+
+    def __init__(self, r: redis.Redis, ks: Keyspace, title: str, bodies: Mapping[str, str], *,
+                 common: str = "", durability: Durability = Durability()):
+        require_text(r)
+        self.r, self.durability = r, durability
+        self.name, self.code = _library(ks, title, common, tuple(bodies.items()))
+        self._heads = {fn: _bulk(f"{self.name}_{fn}") + b"$1\r\n0\r\n" for fn in bodies}
+        self._pipelined = {fn: _FunctionCall(f"{self.name}_{fn}") for fn in bodies}
+        self._own, self._conn, self._pid = threading.Lock(), None, 0
+
+    def call(self, fn: str, *args):
+        """The reply of function ``fn`` called with ``args`` (str or int) and no keys; with
+        ``durability.replicas`` > 0 confirmed by WAIT as :func:`run_script` does."""
+        try:
+            return self._call(fn, args)
+        except redis.exceptions.ResponseError as error:
+            if _MISSING_FUNCTION not in str(error):
+                raise
+        self.r.function_load(self.code, replace=True)
+        return self._call(fn, args)
+
+    def _call(self, fn: str, args: tuple):
+        if self.durability.replicas > 0:
+            return run_script(self.r, self._pipelined[fn], [], args, self.durability)
+        return self._send(b"*%d\r\n$5\r\nFCALL\r\n" % (3 + len(args)) + self._heads[fn] + b"".join(map(_bulk, args)))
+
+    def _send(self, packed: bytes):
+        """The reply to ``packed``, on the library's own connection when no other thread is using
+        it, else on one from the pool. Taking a pooled connection costs a lock and a poll()
+        system call per command: about 30 of the 90 µs of CPU a call took the client on the
+        two-core development machine.
+        ``runtime.support.callstats`` times this method as it times execute_command."""
+        if not self._own.acquire(blocking=False):
+            pool = self.r.connection_pool
+            conn = pool.get_connection()
+            try:
+                return _exchange(conn, packed)
+            finally:
+                pool.release(conn)
+        try:
+            if self._conn is None or self._pid != os.getpid():  # a forked child must not share a socket
+                pool = self.r.connection_pool
+                self._conn, self._pid = pool.get_connection(), os.getpid()
+                weakref.finalize(self, pool.release, self._conn)
+            return _exchange(self._conn, packed)
+        finally:
+            self._own.release()
 
 
 _EMIT = r"""

@@ -8,10 +8,14 @@ partitioned or simply slow can never overwrite the work of the next holder.
 
 Guarantees:
 
-* Acquire is one Lua script: terminal status, current holder and every
-  ``dependsOn`` task's status are checked, and on success the lock (SET PX), the
-  token, ``task:status = in_progress`` and a ``task_claimed`` event are written
-  together. A busy task publishes the seed's ``task_conflict`` alert.
+* Every operation is one function of a Redis Functions library loaded once per server
+  (:class:`runtime.coordination.events.FunctionLibrary`), which checks its arguments
+  before its first write and refuses bad ones with an error naming what was expected.
+* Acquire: terminal status, current holder and every ``dependsOn`` task's status are
+  checked, and on success the lock (SET PX), the token, ``task:status = in_progress``
+  and a ``task_claimed`` event are written together. A busy task publishes the seed's
+  ``task_conflict`` alert. Lease transitions are on the event stream only, alerts are
+  also published (see :mod:`runtime.coordination.events`).
 * Release/extend are owner- and token-checked in Lua and report
   ``released``/``extended``, ``expired`` (key gone) or ``stolen`` (someone
   else's lease, or a newer one of ours) instead of raising.
@@ -58,63 +62,96 @@ from typing import Callable
 import redis
 
 from plan.statuses import TaskStatus
-from runtime.coordination.connection import Durability, require_text, run_script
-from runtime.coordination.events import lua_script
+from runtime.coordination.connection import Durability, require_text
+from runtime.coordination.events import FunctionLibrary
 from runtime.coordination.keys import Keyspace
 
 log = logging.getLogger(__name__)
 
-# Lease scripts build their keys from the task id (Keyspace.lua() prefixes):
-# fewer arguments per call, and dependency keys must be built in Lua anyway.
+# The lease functions build their keys from the task id (Keyspace.lua() prefixes): fewer
+# arguments per call, and dependency keys must be built in Lua anyway. Each reads what it needs
+# in one MGET and checks every argument before its first write (Lua does not roll back); a
+# refused argument is an error reply naming what was expected.
+_COMMON = r"""
+local function refuse(what, value)
+  return redis.error_reply('ERR lease: ' .. what .. ', got ' .. string.format('%q', tostring(value)))
+end
+-- An error reply for a missing owner or task, or a ``number`` that is not a whole number above 0
+-- of at most 16 digits (a TTL in ms, a fencing token); nil when all is well.
+local function invalid(owner, task, number, what)
+  if owner == '' then return refuse('an owner is required', owner) end
+  if task == '' then return refuse('a task id is required', task) end
+  if number and not (#number <= 16 and string.find(number, '^[1-9]%d*$')) then
+    return refuse(what .. ' must be a whole number above 0', number)
+  end
+end
+-- {'blocked', dep...} naming the dependencies of ``task`` not completed; nil if there are none.
+local function blockers(task)
+  local deps = redis.call('SMEMBERS', DEPS_PREFIX .. task)
+  local blocked = {'blocked'}
+  for first = 1, #deps, 500 do  -- MGET in slices: unpack() of a huge table overflows Lua's stack
+    local keys = {}
+    for i = first, math.min(first + 499, #deps) do keys[#keys + 1] = STATUS_PREFIX .. deps[i] end
+    for i, state in ipairs(redis.call('MGET', unpack(keys))) do
+      if state ~= 'completed' then blocked[#blocked + 1] = deps[first + i - 1] end
+    end
+  end
+  if #blocked > 1 then return blocked end
+end
+"""
+
 _ACQUIRE = r"""
 -- ARGV[1] owner, [2] task, [3] ttl ms, [4] '1' to alert on conflict
 local owner, task, ttl = ARGV[1], ARGV[2], ARGV[3]
+local bad = invalid(owner, task, ttl, 'the ttl (ms)')
+if bad then return bad end
 local lock, fence, status_key = LOCK_PREFIX .. task, FENCE_PREFIX .. task, STATUS_PREFIX .. task
-local status = redis.call('GET', status_key)
+local state = redis.call('MGET', status_key, lock, fence)
+local status, holder, highest = state[1], state[2], state[3]
 if status == 'completed' or status == 'failed' then return {status} end
-local holder = redis.call('GET', lock)
 if holder == owner then
   -- a retried or re-asserted acquire of our own lease: same token, fresh TTL, no second event
   redis.call('PEXPIRE', lock, ttl)
-  return {'held', redis.call('GET', fence)}
+  return {'held', highest}
 end
 if holder then
   if ARGV[4] == '1' then emit(true, {event='task_conflict', task_id=task, owner=holder}) end
   return {'conflict', holder}
 end
-local blocked = {'blocked'}
-for _, dep in ipairs(redis.call('SMEMBERS', DEPS_PREFIX .. task)) do
-  if redis.call('GET', STATUS_PREFIX .. dep) ~= 'completed' then blocked[#blocked + 1] = dep end
-end
-if #blocked > 1 then return blocked end
+local blocked = blockers(task)
+if blocked then return blocked end
 -- counter for monotonicity on this primary, clock floor for monotonicity across a rollback
-local token = string.format('%d', math.max(tonumber(redis.call('GET', fence) or '0') + 1, NOW_US))
-redis.call('SET', fence, token)
+local token = string.format('%d', math.max(tonumber(highest or '0') + 1, clock()))
 redis.call('SET', lock, owner, 'PX', ttl)
-redis.call('SET', status_key, 'in_progress')
-emit(false, {event='task_claimed', task_id=task, owner=owner}, token)
+redis.call('MSET', fence, token, status_key, 'in_progress')
+record({event='task_claimed', task_id=task, owner=owner}, token)
 return {'acquired', token}
 """
 
 _EXTEND = r"""
 -- ARGV[1] owner, [2] task, [3] token, [4] ttl ms
+local bad = invalid(ARGV[1], ARGV[2], ARGV[3], 'the token') or invalid(ARGV[1], ARGV[2], ARGV[4], 'the ttl (ms)')
+if bad then return bad end
 local lock = LOCK_PREFIX .. ARGV[2]
-local holder = redis.call('GET', lock)
-if not holder then return 'expired' end
-if holder ~= ARGV[1] or redis.call('GET', FENCE_PREFIX .. ARGV[2]) ~= ARGV[3] then return 'stolen' end
+local state = redis.call('MGET', lock, FENCE_PREFIX .. ARGV[2])
+if not state[1] then return 'expired' end
+if state[1] ~= ARGV[1] or state[2] ~= ARGV[3] then return 'stolen' end
 redis.call('PEXPIRE', lock, ARGV[4])
 return 'extended'
 """
 
 _RELEASE = r"""
 -- ARGV[1] owner, [2] task, [3] token
-local lock, status_key = LOCK_PREFIX .. ARGV[2], STATUS_PREFIX .. ARGV[2]
-local holder = redis.call('GET', lock)
-if not holder then return 'expired' end
-if holder ~= ARGV[1] or redis.call('GET', FENCE_PREFIX .. ARGV[2]) ~= ARGV[3] then return 'stolen' end
+local owner, task, token = ARGV[1], ARGV[2], ARGV[3]
+local bad = invalid(owner, task, token, 'the token')
+if bad then return bad end
+local lock, status_key = LOCK_PREFIX .. task, STATUS_PREFIX .. task
+local state = redis.call('MGET', lock, FENCE_PREFIX .. task, status_key)
+if not state[1] then return 'expired' end
+if state[1] ~= owner or state[2] ~= token then return 'stolen' end
 redis.call('DEL', lock)
-if redis.call('GET', status_key) == 'in_progress' then redis.call('SET', status_key, 'pending') end
-emit(false, {event='task_released', task_id=ARGV[2], owner=ARGV[1]}, ARGV[3])
+if state[3] == 'in_progress' then redis.call('SET', status_key, 'pending') end
+record({event='task_released', task_id=task, owner=owner}, token)
 return 'released'
 """
 
@@ -122,36 +159,47 @@ _FINISH = r"""
 -- ARGV[1] owner, [2] task, [3] token, [4] outcome (completed|failed|pending), [5] payload JSON,
 -- [6] completed-tasks metric key
 local owner, task, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local lock, status_key, result = LOCK_PREFIX .. task, STATUS_PREFIX .. task, RESULT_PREFIX .. task
-if redis.call('HGET', result, 'token') == token and redis.call('HGET', result, 'outcome') == outcome then
-  return {'duplicate', outcome}
+local bad = invalid(owner, task, token, 'the token')
+if bad then return bad end
+if outcome ~= 'completed' and outcome ~= 'failed' and outcome ~= 'pending' then
+  return refuse('the outcome must be completed, failed or pending', outcome)
 end
-local status = redis.call('GET', status_key)
+local lock, status_key, result = LOCK_PREFIX .. task, STATUS_PREFIX .. task, RESULT_PREFIX .. task
+local written = redis.call('HMGET', result, 'token', 'outcome')
+if written[1] == token and written[2] == outcome then return {'duplicate', outcome} end
+local state = redis.call('MGET', status_key, FENCE_PREFIX .. task, lock)
+local status, highest = state[1], state[2]
 if status == 'completed' or status == 'failed' then return {'finished', status} end
-local highest = redis.call('GET', FENCE_PREFIX .. task)
 if not highest or tonumber(token) < tonumber(highest) then return {'stale', highest or ''} end
 redis.call('HSET', result, 'token', token, 'owner', owner, 'outcome', outcome, 'data', ARGV[5], 'at', now())
 redis.call('SET', status_key, outcome)
-if redis.call('GET', lock) == owner then redis.call('DEL', lock) end
+if state[3] == owner then redis.call('DEL', lock) end
 if outcome == 'completed' then
   redis.call('INCR', ARGV[6])
-  return {'accepted', emit(false, {event='task_completed', task_id=task, owner=owner}, token)}
+  return {'accepted', record({event='task_completed', task_id=task, owner=owner}, token)}
 end
-return {'accepted', emit(outcome == 'failed', {event='task_failed', task_id=task, owner=owner,
-                                              retry=(outcome == 'pending')}, token)}
+local failed = {event='task_failed', task_id=task, owner=owner, retry=(outcome == 'pending')}
+if outcome == 'failed' then return {'accepted', emit(true, failed, token)} end
+return {'accepted', record(failed, token)}
 """
 
 # The caller vouches that a holder whose name starts with ARGV[3] is dead (one process per
 # worker name: another holder of that name is a predecessor that was killed).
 _TAKE_OVER = r"""
 -- ARGV[1] new owner, [2] task, [3] owner prefix of the dead incarnations
+local bad = invalid(ARGV[1], ARGV[2])
+if bad then return bad end
+if ARGV[3] == '' then return refuse("the predecessors' owner prefix is required", ARGV[3]) end
 local lock = LOCK_PREFIX .. ARGV[2]
 local holder = redis.call('GET', lock)
 if not holder or holder == ARGV[1] or string.sub(holder, 1, #ARGV[3]) ~= ARGV[3] then return 0 end
 redis.call('DEL', lock)
-emit(false, {event='task_takeover', task_id=ARGV[2], previous=holder, owner=ARGV[1]})
+record({event='task_takeover', task_id=ARGV[2], previous=holder, owner=ARGV[1]})
 return 1
 """
+
+_FUNCTIONS = {"acquire": _ACQUIRE, "extend": _EXTEND, "release": _RELEASE, "finish": _FINISH,
+              "take_over": _TAKE_OVER}
 
 # Redlock's allowance for the server's clock running faster than ours.
 _DRIFT_FACTOR, _DRIFT_MS = 0.01, 2
@@ -232,25 +280,20 @@ class LeaseManager:
                  ttl_ms: int = 30_000, durability: Durability = Durability(), alert_on_conflict: bool = True):
         require_text(r)
         self.r, self.ks, self.larry, self.ttl_ms = r, ks, larry, ttl_ms
-        self.durability, self.alert_on_conflict = durability, alert_on_conflict
         self.owner = make_owner(larry, worker)
         self._completed_metric = ks.metric(larry, "tasks_completed")
-        self._acquire, self._extend, self._release, self._finish = (
-            r.register_script(lua_script(ks, body)) for body in (_ACQUIRE, _EXTEND, _RELEASE, _FINISH))
-        self._take_over = r.register_script(lua_script(ks, _TAKE_OVER))
-
-    def _run(self, script, *args):
-        return run_script(self.r, script, [], args, self.durability)
+        self._alert = int(alert_on_conflict)
+        self._call = FunctionLibrary(r, ks, "leases", _FUNCTIONS, common=_COMMON, durability=durability).call
 
     def take_over(self, task_id: str, predecessors: str) -> bool:
         """Free a lease held by a dead earlier incarnation of this owner (its owner name starts
         with ``predecessors``) so the next acquire gets a new, higher fence; True if one was."""
-        return bool(self._run(self._take_over, self.owner, task_id, predecessors))
+        return bool(self._call("take_over", self.owner, task_id, predecessors))
 
     def acquire(self, task_id: str, *, into: Lease | None = None) -> Claim:
         """Try to take the task. ``into``: an existing lease to re-assert (updated in place)."""
         sent_at = time.monotonic()
-        reply = self._run(self._acquire, self.owner, task_id, self.ttl_ms, int(self.alert_on_conflict))
+        reply = self._call("acquire", self.owner, task_id, self.ttl_ms, self._alert)
         status = reply[0]
         if status in ("acquired", "held"):
             lease = into or Lease(task_id, self.owner, 0, self.ttl_ms, 0.0)
@@ -265,7 +308,7 @@ class LeaseManager:
     def extend(self, lease: Lease) -> str:
         """``extended`` (validity pushed forward), ``expired`` or ``stolen``."""
         sent_at = time.monotonic()
-        status = self._run(self._extend, lease.owner, lease.task_id, lease.token, lease.ttl_ms)
+        status = self._call("extend", lease.owner, lease.task_id, lease.token, lease.ttl_ms)
         if status == "extended":
             lease.valid_until = _valid_until(sent_at, lease.ttl_ms)
         return status
@@ -275,7 +318,7 @@ class LeaseManager:
 
         A release retried after a lost reply reports ``expired``: the first run removed the key.
         """
-        return self._run(self._release, lease.owner, lease.task_id, lease.token)
+        return self._call("release", lease.owner, lease.task_id, lease.token)
 
     def complete(self, lease: Lease, result) -> Write:
         """Fenced write of the task's result (JSON-serialisable); marks it completed and frees the lock."""
@@ -286,8 +329,8 @@ class LeaseManager:
         return self._write(lease, TaskStatus.PENDING if retry else TaskStatus.FAILED, {"error": error})
 
     def _write(self, lease: Lease, outcome: str, payload) -> Write:
-        reply = self._run(self._finish, lease.owner, lease.task_id, lease.token, outcome, json.dumps(payload),
-                          self._completed_metric)
+        reply = self._call("finish", lease.owner, lease.task_id, lease.token, outcome, json.dumps(payload),
+                           self._completed_metric)
         return Write(reply[0], reply[1] if len(reply) > 1 else None)
 
     def keep(self, lease: Lease, on_lost: Callable[[Lease, str], None] | None = None, **kwargs) -> "LeaseKeeper":

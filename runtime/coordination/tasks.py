@@ -7,10 +7,10 @@ Guarantees: :meth:`TaskBoard.define` is one MULTI/EXEC and idempotent (an existi
 its status); a cyclic graph is refused before anything is written. :meth:`TaskBoard.requeue`
 is one Lua script that puts a task back to ``pending`` only while it is still
 ``in_progress`` with no lease, so a live holder never loses its task, and emits
-``task_requeued`` exactly once.
+``task_requeued`` (on the event stream only) exactly once.
 
 Not guaranteed: the authoritative "may this task run now" check is not here but in the
-lease acquire script (:mod:`runtime.coordination.leases`), which checks status, holder and
+lease acquire function (:mod:`runtime.coordination.leases`), which checks status, holder and
 dependencies atomically; :meth:`TaskBoard.statuses` is a snapshot that may be stale at once.
 """
 
@@ -35,7 +35,7 @@ if redis.call('GET', status_key) ~= 'in_progress' or redis.call('EXISTS', LOCK_P
   return 0
 end
 redis.call('SET', status_key, 'pending')
-emit(false, {event='task_requeued', larry=ARGV[1], task_id=ARGV[2], worker=ARGV[3]})
+record({event='task_requeued', larry=ARGV[1], task_id=ARGV[2], worker=ARGV[3]})
 return 1
 """
 

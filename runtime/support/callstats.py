@@ -1,7 +1,8 @@
 """Time spent in Redis calls by one process, for bench/bench_runtime_overhead.py.
 
 Off unless ``$LARRY_CALL_STATS_DIR`` is set. Then every command and pipeline the process
-sends through redis-py is timed, and at exit ``{dir}/{name}-{pid}.json`` holds::
+sends through redis-py (and every FCALL a ``FunctionLibrary`` sends on its own connection) is
+timed, and at exit ``{dir}/{name}-{pid}.json`` holds::
 
     {"process": name, "wall_seconds": ..., "calls": n, "call_seconds": ...,
      "main_thread_calls": n, "main_thread_seconds": ...,
@@ -31,7 +32,7 @@ class _Totals:
         self.seconds = self.blocking_seconds = self.main_seconds = 0.0
         self.by_command: dict[str, list] = {}
 
-    def add(self, command: str, seconds: float, blocking: bool) -> None:
+    def add(self, command: str, blocking: bool, seconds: float) -> None:
         with self.lock:
             if blocking:
                 self.blocking_calls += 1
@@ -63,24 +64,23 @@ def install(name: str, env=None) -> bool:
     import redis
     from redis.client import Pipeline
 
+    from runtime.coordination.events import FunctionLibrary
+
     totals, started = _Totals(), time.monotonic()
-    command, execute = redis.Redis.execute_command, Pipeline.execute
+    command, execute, send = redis.Redis.execute_command, Pipeline.execute, FunctionLibrary._send
 
-    def timed_command(self, *args, **options):
-        begin = time.perf_counter()
-        try:
-            return command(self, *args, **options)
-        finally:
-            totals.add(_word(args[0]) if args else "?", time.perf_counter() - begin, _blocking(args))
+    def timed(original, label):
+        def wrapper(self, *args, **options):
+            begin = time.perf_counter()
+            try:
+                return original(self, *args, **options)
+            finally:
+                totals.add(*label(args), time.perf_counter() - begin)
+        return wrapper
 
-    def timed_execute(self, *args, **kwargs):
-        begin = time.perf_counter()
-        try:
-            return execute(self, *args, **kwargs)
-        finally:
-            totals.add("PIPELINE", time.perf_counter() - begin, False)
-
-    redis.Redis.execute_command, Pipeline.execute = timed_command, timed_execute
+    redis.Redis.execute_command = timed(command, lambda args: (_word(args[0]) if args else "?", _blocking(args)))
+    Pipeline.execute = timed(execute, lambda args: ("PIPELINE", False))
+    FunctionLibrary._send = timed(send, lambda args: ("FCALL", False))
 
     def write() -> None:
         write_atomic(Path(directory) / f"{name}-{os.getpid()}.json", json.dumps({

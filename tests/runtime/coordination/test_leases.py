@@ -1,12 +1,18 @@
 """Lease semantics on a real Redis: outcomes, fencing, dependencies, conflict alert, keeper."""
 
+import json
 import threading
 import time
 
-from runtime.coordination.events import EventListener
-from runtime.coordination.leases import LeaseManager
+import pytest
+import redis
+
+from runtime.coordination.connection import Durability, RedisSettings, connect
+from runtime.coordination.events import EventListener, EventLog
+from runtime.coordination.leases import Lease, LeaseManager
 from runtime.coordination.tasks import TaskBoard
-from tests.support.waiting import wait_for
+from tests.support.redis_servers import RedisServer
+from tests.support.waiting import Child, wait_for
 
 
 def test_acquire_is_exclusive_and_conflict_publishes_seed_alert(r, ks):
@@ -24,7 +30,6 @@ def test_acquire_is_exclusive_and_conflict_publishes_seed_alert(r, ks):
 
     message = wait_for(lambda: alerts.get_message(ignore_subscribe_messages=True, timeout=0.5),
                        "the task_conflict alert", timeout=10)
-    import json
     alert = json.loads(message["data"])
     assert alert["event"] == "task_conflict" and alert["task_id"] == "fix-pgadmin-crashloop"
     assert alert["owner"] == a.owner and alert["from"] == b.owner and alert["timestamp"]
@@ -110,7 +115,6 @@ def test_dependencies_gate_claims(r, ks):
 
 
 def test_dependency_cycle_is_refused(r, ks):
-    import pytest
     with pytest.raises(ValueError, match="cycle"):
         TaskBoard(r, ks).define("larry-01", {"a": ["b"], "b": ["a"]})
 
@@ -164,3 +168,146 @@ def test_take_over_frees_only_a_dead_predecessors_lease_and_fences_it_off(r, ks)
     (event,) = [e for e in EventListener(r, ks, "0-0").poll(None) if e.name == "task_takeover"]
     assert event.data["previous"] == dead.owner and event.data["owner"] == successor.owner
     assert successor.take_over("t", "larry-01/scan-worker-01/") is False, "never frees its own lease"
+
+
+def test_a_restarted_server_without_the_function_library_gets_it_again(own_server, ks):
+    r = connect(RedisSettings(url=own_server.url, retry_for=20))
+    m = LeaseManager(r, ks, "larry-01")
+    before = m.acquire("t").lease
+    own_server.kill()
+    own_server.start()  # same port, nothing persisted: no keys, no functions
+    assert r.function_list() == [], "the restarted server should have lost the library"
+    again = m.acquire("t")
+    assert again.status == "acquired" and again.lease.token > before.token, "the clock floor keeps tokens rising"
+    assert m.release(again.lease) == "released"
+    assert [e.name for e in EventLog(r, ks).history()] == ["task_claimed", "task_released"]
+    r.close()
+
+
+def test_a_durable_call_reloads_a_library_the_primary_lacks(own_server, ks, tmp_path):
+    replica = RedisServer(tmp_path / "replica", replica_of=own_server.port).start()
+    try:
+        r = connect(RedisSettings(url=own_server.url, retry_for=20))
+        wait_for(lambda: r.info("replication")["connected_slaves"] == 1, "the replica to connect", timeout=20)
+        m = LeaseManager(r, ks, "larry-01", durability=Durability(replicas=1, timeout_ms=2000))
+        lease = m.acquire("t").lease
+        r.function_flush()  # as a primary promoted before FUNCTION LOAD reached it
+        assert m.release(lease) == "released"
+        assert replica.client().get(ks.task_status("t")) == "pending", \
+            "released only once the replica holds it"
+        r.close()
+    finally:
+        replica.stop()
+
+
+def test_bad_arguments_are_refused_before_anything_is_written(r, ks):
+    bad_ttl = LeaseManager(r, ks, "larry-01", ttl_ms=0)
+    with pytest.raises(redis.exceptions.ResponseError, match="ttl .* must be a whole number above 0"):
+        bad_ttl.acquire("t")
+    assert r.get(ks.task_lock("t")) is None and r.get(ks.task_fence("t")) is None
+    assert r.get(ks.task_status("t")) is None and EventLog(r, ks).history() == []
+
+    m = LeaseManager(r, ks, "larry-01")
+    lease = m.acquire("t").lease
+    forged = Lease("t", m.owner, 0, lease.ttl_ms)
+    for refused in (lambda: m.release(forged), lambda: m.extend(forged), lambda: m.complete(forged, "x")):
+        with pytest.raises(redis.exceptions.ResponseError, match="the token must be a whole number above 0"):
+            refused()
+    with pytest.raises(redis.exceptions.ResponseError, match="owner prefix is required"):
+        m.take_over("t", "")
+    assert r.get(ks.task_lock("t")) == m.owner and r.get(ks.task_status("t")) == "in_progress"
+    assert [e.name for e in EventLog(r, ks).history()] == ["task_claimed"]
+
+
+def test_lease_transitions_are_streamed_not_published_and_alerts_are_both(r, ks):
+    coordination, alerts = r.pubsub(), r.pubsub()
+    coordination.subscribe(ks.coordination)
+    alerts.subscribe(ks.alerts)
+    for sub in (coordination, alerts):
+        wait_for(lambda: sub.get_message(timeout=0.5), "the subscription confirmation", timeout=10)
+    a, b = LeaseManager(r, ks, "larry-01"), LeaseManager(r, ks, "larry-02")
+    lease = a.acquire("t").lease
+    assert b.acquire("t").status == "conflict"
+    assert a.release(lease) == "released"
+    assert a.fail(a.acquire("t").lease, "broken", retry=False).ok
+    EventLog(r, ks).emit("progress_update", "larry-01", progress=50)  # published after all of them
+
+    def next_message(sub, what):
+        return json.loads(wait_for(lambda: sub.get_message(ignore_subscribe_messages=True, timeout=0.5),
+                                   what, timeout=10)["data"])["event"]
+
+    assert next_message(coordination, "the progress update") == "progress_update", \
+        "a lease transition was published on the coordination channel"
+    assert next_message(alerts, "the conflict alert") == "task_conflict"
+    assert next_message(alerts, "the terminal failure") == "task_failed"
+    streamed = [(e.name, e.channel) for e in EventLog(r, ks).history()]
+    assert streamed == [("task_claimed", ks.coordination), ("task_conflict", ks.alerts),
+                        ("task_released", ks.coordination), ("task_claimed", ks.coordination),
+                        ("task_failed", ks.alerts), ("progress_update", ks.coordination)]
+    coordination.close()
+    alerts.close()
+
+
+def test_threads_sharing_a_manager_each_get_their_own_replies(r, ks):
+    # The manager's own connection serves one thread at a time; the others take pooled ones.
+    m = LeaseManager(r, ks, "larry-01")
+    errors = []
+
+    def claim_and_release(n):
+        try:
+            for i in range(50):
+                claim = m.acquire(f"t{n}-{i}")
+                assert claim.status == "acquired", claim
+                assert m.release(claim.lease) == "released"
+        except Exception as error:  # reported below: an assert in a thread fails nothing by itself
+            errors.append(error)
+
+    threads = [threading.Thread(target=claim_and_release, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(t.is_alive() for t in threads), "a thread did not finish its 50 claims within 60 s"
+    assert errors == []
+    assert len(EventLog(r, ks).history(count=2000)) == 8 * 50 * 2
+
+
+def _claim_and_release(m, who: str, pairs: int) -> None:
+    for i in range(pairs):
+        claim = m.acquire(f"{who}-{i}")
+        assert claim.status == "acquired", claim
+        # another process's reply read here would carry another token: released as "stolen"
+        assert m.release(claim.lease) == "released", f"{who}-{i}"
+
+
+def _claim_in_child(conn, m):
+    conn.send("started")
+    _claim_and_release(m, "child", 300)
+    conn.send("done")
+
+
+def test_a_forked_child_does_not_share_the_managers_connection(r, ks, tmp_path):
+    m = LeaseManager(r, ks, "larry-01")
+    _claim_and_release(m, "parent-before", 1)  # the manager's own connection is open now
+    child = Child("claimer", _claim_in_child, m, log_dir=tmp_path)
+    try:
+        assert child.recv("the child's start", timeout=30) == "started"
+        _claim_and_release(m, "parent", 300)  # at the same time as the child
+        assert child.recv("the child's 300 claims and releases", timeout=60) == "done"
+    finally:
+        child.stop()
+
+
+def test_renewals_and_refused_claims_do_not_read_the_servers_clock(own_server, ks):
+    # TIME is one of the few Redis calls a lease function makes: only a grant or an event needs it.
+    r = connect(RedisSettings(url=own_server.url, retry_for=5))
+    a, b = LeaseManager(r, ks, "larry-01"), LeaseManager(r, ks, "larry-02", alert_on_conflict=False)
+    lease = a.acquire("t").lease
+    r.config_resetstat()
+    assert a.extend(lease) == "extended"
+    assert a.acquire("t").status == "held"
+    assert b.acquire("t").status == "conflict"
+    assert "cmdstat_time" not in r.info("commandstats")
+    assert a.release(lease) == "released"
+    assert r.info("commandstats")["cmdstat_time"]["calls"] == 1, "the release event is stamped with it"
+    r.close()
