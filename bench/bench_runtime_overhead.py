@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from plan.environment import CALL_STATS_DIR as ENV  # noqa: E402
 from runtime.commands.run import larry_command  # noqa: E402
-from runtime.support.callstats import ENV  # noqa: E402
 
 KINDS = ("worker", "coordinator", "converge")
 
