@@ -41,10 +41,12 @@ engine: venv
 agents:
 	@scripts/agents.sh ensure
 
-# The local cluster's binaries, built from the Go module proxy (cached in ~/.cache/larry-cluster):
-# the cluster tests start their own cluster from them.
+# The local cluster's binaries, built from the Go module proxy (cached in ~/.cache/larry-cluster),
+# and the images a real node runs, built without a registry (~/.cache/larry-images): the cluster
+# tests start their own cluster from them.
 kubernetes:
 	@scripts/cluster.sh ensure
+	@scripts/images.sh ensure
 
 up: setup
 	@$(PULUMI_STACK); pulumi up --yes --skip-preview --stack $(STACK)

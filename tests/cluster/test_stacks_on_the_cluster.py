@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from plan.labels import APP, COORDINATOR_APP, SCRIPTS_DIGEST, WORKER, WORKER_APP
+from plan.labels import APP, COORDINATOR_APP, LARRY, SCRIPTS_DIGEST, WORKER, WORKER_APP
 from plan.loader import load_stack
 from tests.engine.pulumi_cli import TIMEOUT, copy_project, engine_env, stack_document
 
@@ -81,10 +81,12 @@ def assert_placed_admitted_and_done(deployed: Deployed) -> None:
     for larry in plan.larrys:
         namespace = cluster.get("namespace", larry.namespace)
         assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-        coordinators = cluster.get("pods", "-n", larry.namespace, "-l", f"{APP}={COORDINATOR_APP}")["items"]
+        # Several Larrys may share a namespace (cortex): select by Larry too.
+        mine = f"{LARRY}={larry.id}"
+        coordinators = cluster.get("pods", "-n", larry.namespace, "-l", f"{APP}={COORDINATOR_APP},{mine}")["items"]
         assert [p["spec"]["nodeName"] for p in coordinators] == [larry.node], f"{larry.id}'s coordinator"
         jobs = {j["metadata"]["labels"][WORKER]: j for j in
-                cluster.get("jobs", "-n", larry.namespace, "-l", f"{APP}={WORKER_APP}")["items"]}
+                cluster.get("jobs", "-n", larry.namespace, "-l", f"{APP}={WORKER_APP},{mine}")["items"]}
         assert set(jobs) == {w.name for w in larry.workers}
         for worker in larry.workers:
             # kwok runs every pod of a fake node to completion: Complete means the pod was admitted
