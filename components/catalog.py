@@ -30,6 +30,7 @@ from components.namespace import auth_secret, default_deny, namespace
 from components.observability import service_monitor
 from components.runtime_pod import RuntimePods
 from plan.model import Catalog as CatalogConfig
+from plan.model import Observability
 from plan.pods import RUNTIME_UID
 from plan.quantities import ResourceList, Resources
 
@@ -47,7 +48,7 @@ class CatalogArgs:
     password: pulumi.Output[str]
     #: Namespaces whose pods may call the API (the Larry namespaces).
     writer_namespaces: tuple[str, ...]
-    service_monitors: bool
+    observability: Observability
     #: The baseline file's text, or None for an empty catalog.
     baseline: str | None
     #: The RedisHA component and the writers' namespaces: what must exist first.
@@ -73,8 +74,8 @@ class Catalog(pulumi.ComponentResource):
         k8s.core.v1.Service(f"{name}-api", metadata=kube.metadata(catalog.service_name, ns, labels), spec={
             "type": "ClusterIP", "selector": selector,
             "ports": [{"name": "http", "port": catalog.port, "targetPort": "http", "protocol": "TCP"}]}, opts=child)
-        if args.service_monitors:
-            service_monitor(f"{name}-api", catalog.service_name, ns, labels, selector, "http", child)
+        if args.observability.service_monitors:
+            service_monitor(f"{name}-api", catalog.service_name, ns, labels, selector, "http", args.observability, child)
         self._network(args, selector)
         self.url = catalog.url
         self.register_outputs({"namespace": ns, "url": catalog.url, "replicas": catalog.replicas})
@@ -110,7 +111,7 @@ class Catalog(pulumi.ComponentResource):
             "podSelector": {"matchLabels": selector}, "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"from": [{"namespaceSelector": kube.namespace_selector(args.writer_namespaces)}],
                          "ports": api_port},
-                        {"from": [{"namespaceSelector": kube.namespace_selector([kube.MONITORING_NAMESPACE])}],
+                        {"from": [{"namespaceSelector": kube.namespace_selector([args.observability.prometheus_namespace])}],
                          "ports": api_port}],
             "egress": [{"to": [{"namespaceSelector": kube.namespace_selector([redis.namespace]),
                                 "podSelector": {"matchLabels": kube.REDIS_POD_SELECTOR}}],

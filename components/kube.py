@@ -21,9 +21,8 @@ SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 #: Where the pods' writable scratch space lives, since every root filesystem is read-only.
 TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
 TMP_VOLUME = {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}
-#: Scraper and DNS locations are cluster conventions rather than plan data: prometheus-operator
-#: in "monitoring" and CoreDNS in "kube-system" (k3s and kube-prometheus-stack defaults).
-MONITORING_NAMESPACE = "monitoring"
+#: CoreDNS's location is a cluster convention rather than plan data (k3s's default); where
+#: Prometheus runs is the stack's larry:observability.prometheusNamespace.
 DNS = {"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}
 #: Labels every pod of the Redis hub carries (servers and sentinels): what Larry pods may reach.
 REDIS_POD_SELECTOR = {"app.kubernetes.io/name": "redis", "app.kubernetes.io/part-of": PART_OF}

@@ -33,7 +33,7 @@ from components.runtime_pod import COORDINATION_ENV, RuntimePods
 from plan import environment as envvar
 from plan import labels as contract
 from plan.exits import ExitCode
-from plan.model import AgentProfile, Master, Worker
+from plan.model import AgentProfile, Master, Observability, Worker
 from plan.model import Larry as LarryConfig
 from plan.pods import COORDINATOR_PORT, MASTER_RESOURCES, PLAN_PATH, WORKER_BACKOFF_LIMIT
 
@@ -103,7 +103,8 @@ class LarryArgs:
     #: IPs of the k3s servers, where the API server listens.
     api_servers: tuple[str, ...]
     #: Whether the cluster runs prometheus-operator, for the coordinator's ServiceMonitor.
-    service_monitors: bool
+    #: Whether the cluster runs prometheus-operator, and how its Prometheus finds monitors.
+    observability: Observability
     #: The LarryNamespace this Larry runs in: its namespace, guardrails and password Secret.
     namespace: pulumi.Resource
     #: The stack's Redis hub: the coordinator and workers start once its StatefulSets are ready.
@@ -237,8 +238,9 @@ class Larry(pulumi.ComponentResource):
             "type": "ClusterIP", "selector": selector,
             "ports": [{"name": "http", "port": COORDINATOR_PORT, "targetPort": "http", "protocol": "TCP"}]},
             opts=self._child)
-        if self._args.service_monitors:
-            service_monitor(f"{self._name}-coordinator", self._coordinator, ns, labels, selector, "http", self._child)
+        if self._args.observability.service_monitors:
+            service_monitor(f"{self._name}-coordinator", self._coordinator, ns, labels, selector, "http",
+                            self._args.observability, self._child)
 
     # ---- masters
     def _master_workload(self, master: Master) -> None:

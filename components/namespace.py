@@ -113,6 +113,8 @@ class LarryNamespaceArgs:
     larrys: tuple[Larry, ...]
     redis: Redis
     password: pulumi.Output[str]
+    #: The namespace the cluster's Prometheus runs in: it may scrape the coordinators.
+    prometheus_namespace: str
     #: The agent profiles the namespace's workers run: one egress NetworkPolicy each.
     agents: tuple[AgentProfile, ...] = ()
 
@@ -128,14 +130,15 @@ class LarryNamespace(pulumi.ComponentResource):
         pods = [shape for larry in args.larrys for shape in pod_shapes(larry)]
         guardrails(ns, name, pods, [larry.storage for larry in args.larrys], child)
         default_deny(ns, f"{name}-default-deny", child)
-        self._shared_policies(name, ns, args.redis, child)
+        self._shared_policies(name, ns, args.redis, args.prometheus_namespace, child)
         for profile in args.agents:
             agents.egress_policy(f"{name}-agent-{profile.name}", ns, profile, child)
         self.secret = auth_secret(ns, f"{name}-redis-auth", args.password, child)
         self.register_outputs({"namespace": ns})
 
     @staticmethod
-    def _shared_policies(name: str, ns: str, redis: Redis, opts: pulumi.ResourceOptions) -> None:
+    def _shared_policies(name: str, ns: str, redis: Redis, prometheus_namespace: str,
+                         opts: pulumi.ResourceOptions) -> None:
         part_of = {"app.kubernetes.io/part-of": kube.PART_OF}
         # Every Larry pod: Redis (server and sentinels) and DNS, nothing else.
         k8s.networking.v1.NetworkPolicy(f"{name}-allow-redis", metadata=kube.metadata(
@@ -149,5 +152,5 @@ class LarryNamespace(pulumi.ComponentResource):
         k8s.networking.v1.NetworkPolicy(f"{name}-allow-scrape", metadata=kube.metadata(
             "allow-metrics-scrape", ns, part_of), spec={
             "podSelector": {"matchLabels": {labels.APP: labels.COORDINATOR_APP}}, "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"namespaceSelector": kube.namespace_selector([kube.MONITORING_NAMESPACE])}],
+            "ingress": [{"from": [{"namespaceSelector": kube.namespace_selector([prometheus_namespace])}],
                          "ports": [{"protocol": "TCP", "port": COORDINATOR_PORT}]}]}, opts=opts)

@@ -22,11 +22,13 @@ MONITORING_API = "monitoring.coreos.com/v1"
 
 
 def service_monitor(resource_name: str, name: str, namespace: str, labels: Mapping[str, str],
-                    selector: Mapping[str, str], port: str, opts: pulumi.ResourceOptions) -> None:
-    """Scrape /metrics on the named port of the Services matching ``selector`` in ``namespace``."""
+                    selector: Mapping[str, str], port: str, prometheus: ObservabilityConfig,
+                    opts: pulumi.ResourceOptions) -> None:
+    """Scrape /metrics on the named port of the Services matching ``selector`` in ``namespace``,
+    labelled so the cluster's Prometheus selects it."""
     k8s.apiextensions.CustomResource(
         resource_name, api_version=MONITORING_API, kind="ServiceMonitor",
-        metadata=kube.metadata(name, namespace, labels),
+        metadata=kube.metadata(name, namespace, {**labels, **prometheus.prometheus_labels}),
         spec={"selector": {"matchLabels": dict(selector)}, "namespaceSelector": {"matchNames": [namespace]},
               "endpoints": [{"port": port, "path": "/metrics", "interval": "15s"}]}, opts=opts)
 
@@ -137,7 +139,7 @@ class Observability(pulumi.ComponentResource):
         if args.enabled.service_monitors:
             k8s.apiextensions.CustomResource(
                 f"{name}-alerts", api_version=MONITORING_API, kind="PrometheusRule",
-                metadata=kube.metadata("larry-alerts", args.namespace, labels),
+                metadata=kube.metadata("larry-alerts", args.namespace, {**labels, **args.enabled.prometheus_labels}),
                 spec={"groups": [{"name": "larry", "rules": alert_rules(args.larry_namespaces, args.reserve_trigger)}]},
                 opts=child)
             created.append("alerts")

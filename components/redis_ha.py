@@ -26,7 +26,7 @@ from components.namespace import AUTH_KEY, AUTH_SECRET, auth_secret, default_den
 from components.observability import service_monitor
 from components.password import GeneratedPassword
 from plan import labels
-from plan.model import Redis
+from plan.model import Observability, Redis
 from plan.quantities import ResourceList, Resources
 
 SCRIPTS = Path(__file__).parent / "redis"
@@ -60,7 +60,7 @@ class RedisHAArgs:
     redis: Redis
     #: Namespaces whose pods may connect (the Larry namespaces).
     client_namespaces: tuple[str, ...]
-    service_monitors: bool
+    observability: Observability
 
 
 class RedisHA(pulumi.ComponentResource):
@@ -84,10 +84,10 @@ class RedisHA(pulumi.ComponentResource):
         self._scripts_digest = hashlib.sha256(json.dumps(scripts, sort_keys=True).encode()).hexdigest()
         k8s.core.v1.ConfigMap(f"{name}-scripts", metadata=kube.metadata(
             f"{redis.service_name}-scripts", ns, self._labels("scripts")), data=scripts, opts=self._child)
-        self._services(args.service_monitors)
+        self._services(args.observability)
         self._servers()
         self._sentinels()
-        self._network(args.client_namespaces)
+        self._network(args.client_namespaces, args.observability.prometheus_namespace)
 
         self.endpoints = {
             "host": redis.host, "port": redis.port, "url": f"redis://{redis.host}:{redis.port}/0",
@@ -97,7 +97,7 @@ class RedisHA(pulumi.ComponentResource):
         self.register_outputs({**self.endpoints, "password": self.password})
 
     # ---- services
-    def _services(self, service_monitors: bool) -> None:
+    def _services(self, observability: Observability) -> None:
         redis, ns = self._redis, self._redis.namespace
         # Stable per-pod DNS names for replication and Sentinel, resolvable before pods are ready.
         k8s.core.v1.Service(f"{self._name}-headless", metadata=kube.metadata(
@@ -115,9 +115,9 @@ class RedisHA(pulumi.ComponentResource):
             redis.sentinel_service, ns, self._labels("sentinel")), spec={
             "type": "ClusterIP", "selector": self._selector("sentinel"),
             "ports": [self._port("sentinel", redis.sentinel_port)]}, opts=self._child)
-        if redis.exporter and service_monitors:
+        if redis.exporter and observability.service_monitors:
             service_monitor(f"{self._name}-server", redis.service_name, ns, server_labels,
-                            self._selector("server"), "metrics", self._child)
+                            self._selector("server"), "metrics", observability, self._child)
 
     # ---- workloads
     def _script_env(self) -> list[dict[str, Any]]:
@@ -187,14 +187,14 @@ class RedisHA(pulumi.ComponentResource):
             spec={**budget, "selector": {"matchLabels": self._selector(component)}}, opts=self._child)
 
     # ---- network
-    def _network(self, client_namespaces: tuple[str, ...]) -> None:
+    def _network(self, client_namespaces: tuple[str, ...], prometheus_namespace: str) -> None:
         redis, ns = self._redis, self._redis.namespace
         default_deny(ns, f"{self._name}-default-deny", self._child)
         ports = [{"protocol": "TCP", "port": p} for p in (redis.port, redis.sentinel_port)]
         ingress = [{"from": [{"namespaceSelector": kube.namespace_selector(client_namespaces)},
                              {"podSelector": {}}], "ports": ports}]
         if redis.exporter:
-            ingress.append({"from": [{"namespaceSelector": kube.namespace_selector([kube.MONITORING_NAMESPACE])}],
+            ingress.append({"from": [{"namespaceSelector": kube.namespace_selector([prometheus_namespace])}],
                             "ports": [{"protocol": "TCP", "port": EXPORTER_PORT}]})
         k8s.networking.v1.NetworkPolicy(f"{self._name}-clients", metadata=kube.metadata(
             f"{redis.service_name}-clients", ns, self._labels("network")), spec={

@@ -59,11 +59,11 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     catalog = cfg.catalog
     # The catalog keeps its state on the hub, so its namespace is one of the hub's clients.
     clients = cfg.namespaces + ((catalog.namespace,) if catalog.enabled else ())
-    redis = RedisHA("redis", RedisHAArgs(cfg.redis, clients, cfg.observability.service_monitors), opts)
+    redis = RedisHA("redis", RedisHAArgs(cfg.redis, clients, cfg.observability), opts)
     namespaces = {
         ns: LarryNamespace(ns, LarryNamespaceArgs(
             ns, tuple(larry for larry in cfg.larrys if larry.namespace == ns), cfg.redis, redis.password,
-            agents_in(cfg, ns)), opts)
+            cfg.observability.prometheus_namespace, agents_in(cfg, ns)), opts)
         for ns in cfg.namespaces
     }
     reader = (ClusterReader("cluster-read", ClusterReaderArgs(cfg.stack), opts)
@@ -72,7 +72,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     window = cfg.execution_window_minutes
     larrys = [Larry(larry.id, LarryArgs(
         larry=larry, pods=pods, execution_window_minutes=window, api_servers=api_servers,
-        service_monitors=cfg.observability.service_monitors, namespace=namespaces[larry.namespace], redis=redis,
+        observability=cfg.observability, namespace=namespaces[larry.namespace], redis=redis,
         cluster_reader=reader, agents={w.name: cfg.agent_of(w) for w in larry.workers if cfg.agent_of(w)},
         master_agents={m.name: cfg.agent_of(m) for m in larry.masters if cfg.agent_of(m)}), opts)
         for larry in cfg.larrys]
@@ -87,7 +87,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     if catalog.enabled:
         Catalog("catalog", CatalogArgs(
             catalog=catalog, pods=pods, password=redis.password, writer_namespaces=cfg.namespaces,
-            service_monitors=cfg.observability.service_monitors,
+            observability=cfg.observability,
             baseline=(PROJECT_DIR / catalog.baseline).read_text(encoding="utf-8") if catalog.baseline else None,
             depends_on=(redis, *namespaces.values())), opts)
     return {

@@ -90,6 +90,7 @@ from plan.taskgraph import TaskGraph
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # RFC 1123
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")  # a key of a Secret's data
+_LABEL_VALUE = re.compile(r"^(?=.{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")  # a label's value or name
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TASK_ID_TEXT = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
@@ -320,6 +321,25 @@ class _Variable(_Kind):
 def _not_redis_auth(r: _Reader, ref: SecretRef, path: str) -> None:
     if ref.secret == REDIS_AUTH_SECRET:
         r.fail(f"{path}.secret", f"{REDIS_AUTH_SECRET!r} holds the Redis password, which no agent may read")
+
+
+@dataclass(frozen=True)
+class _LabelValue(_Scalar):
+    """A Kubernetes label's value, read with its name (a ``_Named`` item)."""
+
+    def refine(self, r: _Reader, value: Any, path: str, scope: Scope, **given: Any) -> Any:
+        return value
+
+
+def _label_value(value: Any) -> bool:
+    return isinstance(value, str) and (value == "" or bool(_LABEL_VALUE.match(value)))
+
+
+def _label_key(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    prefix, _, name = value.rpartition("/")
+    return (not prefix or (len(prefix) <= 253 and bool(_SUBDOMAIN.match(prefix)))) and bool(_LABEL_VALUE.match(name))
 
 
 @dataclass(frozen=True)
@@ -634,7 +654,11 @@ def _flat(cls: type, **kinds: _Kind) -> _Record:
 
 
 _CHANNELS = _flat(Channels, coordination=_STRING, alerts=_STRING, events=_STRING)
-_OBSERVABILITY = _flat(Observability, serviceMonitors=_BOOL, grafanaDashboard=_BOOL)
+_OBSERVABILITY = _flat(Observability, serviceMonitors=_BOOL, grafanaDashboard=_BOOL, prometheusNamespace=_NAME,
+                       prometheusLabels=_Named(_LabelValue("a label value (at most 63 letters, digits, '-', '_', '.', "
+                                                           "starting and ending with a letter or digit)", _label_value),
+                                               text="a mapping of label names to values", what="label",
+                                               name=_Scalar("a label name ([prefix/]name)", _label_key)))
 _APPROVAL = _flat(Approval, required=_BOOL)
 _CLUSTER = _flat(Cluster, kubeconfig=_STRING, context=_STRING, renderDirectory=_STRING)
 _CATALOG = _flat(Catalog, enabled=_BOOL, replicas=replace(_COUNT, most=MAX_CATALOG_REPLICAS), port=_PORT,

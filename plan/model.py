@@ -224,6 +224,11 @@ class Observability:
 
     service_monitors: bool = True
     grafana_dashboard: bool = True
+    #: The namespace the cluster's Prometheus runs in: the NetworkPolicies let it scrape.
+    prometheus_namespace: str = "monitoring"
+    #: Labels the cluster's Prometheus selects ServiceMonitors and PrometheusRules on
+    #: (kube-prometheus-stack: ``release: <its Helm release>``).
+    prometheus_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Config switches change the graph as documented: provider mode, monitoring flags, exporter."""
-from tests.components.pulumi_graph import CM, RULE, SM, STS, run_program, stack_values
+from tests.components.pulumi_graph import CM, NETPOL, RULE, SM, STS, run_program, stack_values
 
 PROVIDER = "pulumi:providers:kubernetes"
 
@@ -41,3 +41,21 @@ def test_dashboard_alone_needs_no_prometheus_operator():
     graph = run_program("dev", values)
     assert not graph.of(SM) and not graph.of(RULE)
     assert "larry-dashboard" in {c.metadata["name"] for c in graph.of(CM)}
+
+
+def test_prometheus_finds_the_monitors_and_may_scrape_from_its_own_namespace():
+    values = stack_values("cortex")
+    values["larry:observability"] = {"prometheusNamespace": "observability",
+                                     "prometheusLabels": {"release": "kube-prometheus-stack"}}
+    graph = run_program("cortex", values)
+    monitors = graph.of(SM) + graph.of(RULE)
+    assert len(graph.of(SM)) >= 3 and len(graph.of(RULE)) == 1
+    for monitor in monitors:
+        assert monitor.metadata["labels"]["release"] == "kube-prometheus-stack", monitor.name
+    selectors = [str(peer["namespaceSelector"]) for policy in graph.of(NETPOL)
+                 for rule in policy.manifest["spec"].get("ingress", []) for peer in rule["from"]
+                 if "namespaceSelector" in peer]
+    # The coordinators', the Redis exporter's and the catalog's scrape rules; none still names
+    # the default namespace.
+    assert sum("'observability'" in s for s in selectors) >= 3
+    assert not any("'monitoring'" in s for s in selectors)

@@ -18,7 +18,7 @@ from tests.support.project import ROOT  # noqa: E402
 
 #: What a copy of the project needs to run `pulumi` and the policy pack.
 PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "plan", "components", "policies", "runtime", "pyproject.toml", "Makefile",
-                 "scripts")
+                 "scripts", "catalog-baseline.yaml")
 TIMEOUT = 900
 
 

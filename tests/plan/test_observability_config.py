@@ -1,0 +1,35 @@
+"""`larry:observability`: where the cluster's Prometheus runs and the labels it selects on."""
+import pytest
+
+from plan.loader import load_config
+from tests.plan.test_config import _dev_values, _problems
+
+
+def test_prometheus_defaults_to_kube_prometheus_stacks_namespace_with_no_extra_labels():
+    observability = load_config(_dev_values(), "dev").observability
+    assert (observability.prometheus_namespace, dict(observability.prometheus_labels)) == ("monitoring", {})
+    values = _dev_values()
+    values["larry:observability"] = {"prometheusNamespace": "observability",
+                                     "prometheusLabels": {"release": "kps", "example.com/team": "platform"}}
+    observability = load_config(values, "dev").observability
+    assert observability.prometheus_namespace == "observability"
+    assert dict(observability.prometheus_labels) == {"release": "kps", "example.com/team": "platform"}
+
+
+@pytest.mark.parametrize("given, problem", [
+    ({"prometheusNamespace": "Monitoring"},
+     "larry:observability.prometheusNamespace: expected a lowercase DNS label"),
+    ({"prometheusLabels": ["release"]},
+     "larry:observability.prometheusLabels: expected a mapping of label names to values, got a list"),
+    ({"prometheusLabels": {"release": "kube prometheus"}},
+     "larry:observability.prometheusLabels.release: expected a label value"),
+    ({"prometheusLabels": {"release": 1}},
+     "larry:observability.prometheusLabels.release: expected a label value"),
+    ({"prometheusLabels": {"-release": "x"}},
+     "larry:observability.prometheusLabels.-release: label name '-release' is not a label name ([prefix/]name)"),
+])
+def test_prometheus_mistakes_are_one_line_each(given, problem):
+    values = _dev_values()
+    values["larry:observability"] = given
+    found = _problems(values)
+    assert found.startswith(f"Pulumi.dev.yaml: {problem}") and "\n" not in found, found
