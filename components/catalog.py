@@ -98,7 +98,7 @@ class Catalog(pulumi.ComponentResource):
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "selector": {"matchLabels": selector},
             "template": {"metadata": {"labels": labels}, "spec": kube.pod_spec(
-                [container], uid=RUNTIME_UID, gid=RUNTIME_UID, volumes=volumes,
+                [container], uid=RUNTIME_UID, gid=RUNTIME_UID, volumes=volumes, pull_secrets=args.pods.pull_secrets,
                 affinity=kube.spread_across_nodes(selector))}}, opts=self._child)
 
     def _network(self, args: CatalogArgs, selector: dict[str, str]) -> None:

@@ -106,8 +106,9 @@ def container(name: str, image: str, resources: Mapping[str, Any], *, command: S
 
 def pod_spec(containers: Sequence[Mapping[str, Any]], *, uid: int, gid: int,
              volumes: Sequence[Mapping[str, Any]] = (), service_account: str | None = None,
-             **extra: Any) -> dict[str, Any]:
-    """A restricted pod; the API token is mounted only for pods that name a service account."""
+             pull_secrets: Sequence[str] = (), **extra: Any) -> dict[str, Any]:
+    """A restricted pod; the API token is mounted only for pods that name a service account;
+    images are pulled with ``pull_secrets`` (Secrets in the pod's namespace)."""
     spec: dict[str, Any] = {
         "securityContext": pod_security_context(uid, gid),
         "automountServiceAccountToken": service_account is not None,
@@ -117,6 +118,8 @@ def pod_spec(containers: Sequence[Mapping[str, Any]], *, uid: int, gid: int,
     }
     if service_account is not None:
         spec["serviceAccountName"] = service_account
+    if pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in pull_secrets]
     return spec
 
 

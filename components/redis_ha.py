@@ -61,6 +61,8 @@ class RedisHAArgs:
     #: Namespaces whose pods may connect (the Larry namespaces).
     client_namespaces: tuple[str, ...]
     observability: Observability
+    #: Secrets the hub's namespace holds for pulling its images.
+    pull_secrets: tuple[str, ...] = ()
 
 
 class RedisHA(pulumi.ComponentResource):
@@ -69,6 +71,7 @@ class RedisHA(pulumi.ComponentResource):
     def __init__(self, name: str, args: RedisHAArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("larry:index:RedisHA", name, None, opts)
         redis = self._redis = args.redis
+        self._pull_secrets = args.pull_secrets
         self._name, ns = name, redis.namespace
         self.namespace = namespace(ns, name, kube.opts(self))
         self._child = kube.opts(self, depends_on=[self.namespace])
@@ -174,7 +177,7 @@ class RedisHA(pulumi.ComponentResource):
             "template": {"metadata": {"labels": self._labels(component),
                                       "annotations": {labels.SCRIPTS_DIGEST: self._scripts_digest}},
                          "spec": kube.pod_spec(
-                containers, uid=REDIS_UID, gid=REDIS_GID, volumes=volumes,
+                containers, uid=REDIS_UID, gid=REDIS_GID, volumes=volumes, pull_secrets=self._pull_secrets,
                 affinity=kube.spread_across_nodes(selector))}}
         if claims:
             spec["volumeClaimTemplates"] = claims

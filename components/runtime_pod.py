@@ -48,10 +48,12 @@ class RuntimePods:
     image: str
     plan: PlanDocument
     redis: Redis
+    #: Secrets every namespace of the stack holds for pulling its images.
+    pull_secrets: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, cfg: StackConfig) -> RuntimePods:
-        return cls(cfg.runtime_image, PlanDocument.of(cfg), cfg.redis)
+        return cls(cfg.runtime_image, PlanDocument.of(cfg), cfg.redis, cfg.image_pull_secrets)
 
     def redis_env(self) -> list[dict[str, Any]]:
         """How a runtime process finds and authenticates to the Redis hub.
@@ -74,10 +76,10 @@ class RuntimePods:
         return kube.container(name, image or self.image, resources, command=command, env=env,
                               mounts=[*MOUNTS, *mounts], **extra)
 
-    @staticmethod
-    def pod_spec(container: Mapping[str, Any], plan_config_map: str, coordination_claim: str,
+    def pod_spec(self, container: Mapping[str, Any], plan_config_map: str, coordination_claim: str,
                  volumes: Sequence[Mapping[str, Any]] = (), **extra: Any) -> dict[str, Any]:
         """A pod of one runtime container, as the runtime's user so the coordination volume is writable."""
         volumes = [{"name": "plan", "configMap": {"name": plan_config_map}},
                    {"name": "coordination", "persistentVolumeClaim": {"claimName": coordination_claim}}, *volumes]
-        return kube.pod_spec([container], uid=RUNTIME_UID, gid=RUNTIME_UID, volumes=volumes, **extra)
+        return kube.pod_spec([container], uid=RUNTIME_UID, gid=RUNTIME_UID, volumes=volumes,
+                             pull_secrets=self.pull_secrets, **extra)

@@ -59,7 +59,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     catalog = cfg.catalog
     # The catalog keeps its state on the hub, so its namespace is one of the hub's clients.
     clients = cfg.namespaces + ((catalog.namespace,) if catalog.enabled else ())
-    redis = RedisHA("redis", RedisHAArgs(cfg.redis, clients, cfg.observability), opts)
+    redis = RedisHA("redis", RedisHAArgs(cfg.redis, clients, cfg.observability, cfg.image_pull_secrets), opts)
     namespaces = {
         ns: LarryNamespace(ns, LarryNamespaceArgs(
             ns, tuple(larry for larry in cfg.larrys if larry.namespace == ns), cfg.redis, redis.password,

@@ -385,6 +385,9 @@ class StackConfig:
     catalog: Catalog = Catalog()
     cluster: Cluster = Cluster()
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    #: Secrets (kubernetes.io/dockerconfigjson) every namespace of the stack holds for pulling
+    #: its images from a private registry.
+    image_pull_secrets: tuple[str, ...] = ()
     agents: Mapping[str, AgentProfile] = field(default_factory=dict)
     #: The profile of every worker and master that names none; None: the simulated payload.
     default_agent: str | None = None

@@ -1,5 +1,5 @@
 """Config switches change the graph as documented: provider mode, monitoring flags, exporter."""
-from tests.components.pulumi_graph import CM, NETPOL, RULE, SM, STS, run_program, stack_values
+from tests.components.pulumi_graph import CM, DEPLOY, JOB, NETPOL, RULE, SM, STS, run_program, stack_values
 
 PROVIDER = "pulumi:providers:kubernetes"
 
@@ -59,3 +59,22 @@ def test_prometheus_finds_the_monitors_and_may_scrape_from_its_own_namespace():
     # the default namespace.
     assert sum("'observability'" in s for s in selectors) >= 3
     assert not any("'monitoring'" in s for s in selectors)
+
+
+def test_every_pod_pulls_with_the_stacks_pull_secrets():
+    values = stack_values("cortex")
+    values["larry:runtimeImage"] = "registry.example.com/larry-runtime@sha256:" + "ab" * 32
+    values["larry:imagePullSecrets"] = ["regcred"]
+    graph = run_program("cortex", values)
+    workloads = graph.of(JOB) + graph.of(DEPLOY) + graph.of(STS)
+    assert len(workloads) > 20
+    for workload in workloads:
+        pod = workload.manifest["spec"]["template"]["spec"]
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}], workload.name
+    runtime = [c["image"] for w in graph.of(JOB) for c in w.manifest["spec"]["template"]["spec"]["containers"]]
+    assert set(runtime) == {values["larry:runtimeImage"]}
+
+
+def test_no_pull_secrets_unless_given(cortex):
+    for workload in cortex.of(JOB) + cortex.of(DEPLOY) + cortex.of(STS):
+        assert "imagePullSecrets" not in workload.manifest["spec"]["template"]["spec"], workload.name

@@ -1,4 +1,5 @@
-"""`larry:observability`: where the cluster's Prometheus runs and the labels it selects on."""
+"""How a stack fits the cluster it lands on: where Prometheus runs and what it selects on
+(`larry:observability`), the Secrets images are pulled with (`larry:imagePullSecrets`)."""
 import pytest
 
 from plan.loader import load_config
@@ -31,5 +32,16 @@ def test_prometheus_defaults_to_kube_prometheus_stacks_namespace_with_no_extra_l
 def test_prometheus_mistakes_are_one_line_each(given, problem):
     values = _dev_values()
     values["larry:observability"] = given
+    found = _problems(values)
+    assert found.startswith(f"Pulumi.dev.yaml: {problem}") and "\n" not in found, found
+
+
+@pytest.mark.parametrize("given, problem", [
+    ("regcred", "larry:imagePullSecrets: expected a list, got string 'regcred'"),
+    (["Regcred"], "larry:imagePullSecrets[0]: expected a lowercase DNS label"),
+])
+def test_pull_secret_mistakes_are_one_line_each(given, problem):
+    values = _dev_values()
+    values["larry:imagePullSecrets"] = given
     found = _problems(values)
     assert found.startswith(f"Pulumi.dev.yaml: {problem}") and "\n" not in found, found
