@@ -35,6 +35,8 @@ REDIS_UID, REDIS_GID = 999, 1000
 EXPORTER_PORT = 9121
 #: Small fixed sizes for the helpers; the servers' own resources come from the config.
 SENTINEL_RESOURCES = Resources(ResourceList("100m", "64Mi"), ResourceList("200m", "128Mi"))
+#: A sentinel's volume holds one small config file.
+SENTINEL_STORAGE = "64Mi"
 EXPORTER_RESOURCES = Resources(ResourceList("50m", "32Mi"), ResourceList("100m", "64Mi"))
 #: Commands that could wipe or stall the shared state, disabled for every client.
 DISABLED_COMMANDS = ("FLUSHALL", "FLUSHDB", "KEYS")
@@ -157,13 +159,15 @@ class RedisHA(pulumi.ComponentResource):
 
     def _sentinels(self) -> None:
         redis = self._redis
-        run = {"name": "run", "mountPath": "/run/sentinel"}
         container = kube.container(
             "sentinel", redis.image, SENTINEL_RESOURCES.as_dict(), command=["sh", "/scripts/sentinel.sh"],
             env=self._script_env(), ports=[self._port("sentinel", redis.sentinel_port, container=True)],
-            mounts=[self._scripts_mount(), run],
+            mounts=[self._scripts_mount(), {"name": "data", "mountPath": "/data"}],
             readinessProbe=self._ping(redis.sentinel_port), livenessProbe=self._tcp("sentinel"))
-        self._stateful_set("sentinel", redis.sentinel_service, redis.sentinels, [container], [run])
+        # The sentinel's config is its memory of the topology: on a volume, it outlives the pod.
+        self._stateful_set("sentinel", redis.sentinel_service, redis.sentinels, [container], [], claims=[{
+            "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": SENTINEL_STORAGE}}}}])
         # A drain never takes the sentinels below the quorum a failover needs.
         self._disruption_budget("sentinel", {"minAvailable": redis.quorum})
 

@@ -5,9 +5,10 @@
 # SENTINEL_PORT, MASTER_NAME, and REDISCLI_AUTH (the password, from the Secret; redis-cli
 # reads it from the environment so it never appears on a command line).
 
-# Prints the primary's host name. The sentinels' view wins because it survives failovers; a
-# server that reports role:master is next (all sentinels restarted at once); the first pod of
-# the StatefulSet is the primary only when nothing is running yet (first bootstrap).
+# Prints the primary's host name. The sentinels' view wins because it survives failovers and,
+# kept on their volumes, restarts of every pod; a server that reports role:master is next (the
+# sentinels' volumes lost); the first pod of the StatefulSet is the primary only when nothing
+# is running yet (first bootstrap).
 find_primary() {
     known="$(redis-cli -h "$SENTINEL_HOST" -p "$SENTINEL_PORT" --raw \
         sentinel get-master-addr-by-name "$MASTER_NAME" 2>/dev/null | head -n 1 || true)"

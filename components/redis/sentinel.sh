@@ -1,25 +1,38 @@
 #!/bin/sh
 # Starts one Sentinel watching the current primary. Sentinel rewrites its config file at run
-# time, so the file lives on the pod's emptyDir; the password reaches it as in redis.sh.
+# time (the primary after each failover, the epoch, the replicas and sentinels it knows), and
+# the file lives on the pod's own volume: when every Redis pod restarts at once, the sentinels
+# still name the last primary, the server holding the newest data, instead of letting the
+# first server to start make itself primary with data that may be the stalest. The password
+# reaches it as in redis.sh, rewritten at every start (the Secret may have changed).
 set -eu
 # The two directories are the pod's mounts; the tests point them elsewhere.
 scripts="${SCRIPTS_DIR:-/scripts}"
 . "$scripts/common.sh"
-conf="${RUN_DIR:-/run/sentinel}/sentinel.conf"
+conf="${DATA_DIR:-/data}/sentinel.conf"
 self="$(hostname).$HEADLESS_DOMAIN"
-primary="$(find_primary)"
-cat > "$conf" <<CONF
+if grep -q "^sentinel monitor $MASTER_NAME " "$conf" 2>/dev/null; then
+    # A restart: what this sentinel knew stays; only the credentials are written afresh.
+    credentials="requirepass|sentinel sentinel-pass|sentinel auth-pass $MASTER_NAME"
+    grep -v -E "^($credentials) " "$conf" > "$conf.new"
+else
+    primary="$(find_primary)"
+    cat > "$conf.new" <<CONF
 port $SENTINEL_PORT
 dir /tmp
 sentinel resolve-hostnames yes
 sentinel announce-hostnames yes
 sentinel announce-ip $self
-requirepass "$REDIS_PASSWORD"
-sentinel sentinel-pass "$REDIS_PASSWORD"
 sentinel monitor $MASTER_NAME $primary $REDIS_PORT $QUORUM
-sentinel auth-pass $MASTER_NAME "$REDIS_PASSWORD"
 sentinel down-after-milliseconds $MASTER_NAME $DOWN_AFTER_MS
 sentinel failover-timeout $MASTER_NAME $FAILOVER_TIMEOUT_MS
 sentinel parallel-syncs $MASTER_NAME 1
 CONF
+fi
+{
+    printf 'requirepass "%s"\n' "$REDIS_PASSWORD"
+    printf 'sentinel sentinel-pass "%s"\n' "$REDIS_PASSWORD"
+    printf 'sentinel auth-pass %s "%s"\n' "$MASTER_NAME" "$REDIS_PASSWORD"
+} >> "$conf.new"
+mv "$conf.new" "$conf"
 exec redis-sentinel "$conf"

@@ -61,6 +61,7 @@ def run_script(tmp_path, dev):
         log = tmp_path / "cli.log"
         log.write_text("")
         env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SCRIPTS_DIR": str(scripts), "RUN_DIR": str(run_dir),
+               "DATA_DIR": str(run_dir),
                "REDIS_PORT": "6379", "REDIS_STATEFULSET": "redis-cluster", "REDIS_REPLICAS": "3",
                "HEADLESS_DOMAIN": DOMAIN, "SENTINEL_HOST": "redis-cluster-sentinel", "SENTINEL_PORT": "26379",
                "MASTER_NAME": "larry", "QUORUM": "2", "DOWN_AFTER_MS": "5000", "FAILOVER_TIMEOUT_MS": "60000",
@@ -105,6 +106,22 @@ def test_sentinels_restarted_together_find_the_running_primary(run_script):
     assert "sentinel failover-timeout larry 60000" in conf
     assert f'requirepass "{MOCK_PASSWORD}"' in conf
     assert "sentinel get-master-addr-by-name larry" in calls and MOCK_PASSWORD not in calls
+
+
+def test_a_restarted_sentinel_keeps_the_primary_it_knew_and_takes_the_new_password(run_script, tmp_path):
+    # First start: every pod was down, server 1 answers as primary.
+    run_script("sentinel.sh", "redis-cluster-sentinel-0", primary=f"redis-cluster-1.{DOMAIN}")
+    conf = tmp_path / "run" / "sentinel.conf"
+    # What Sentinel itself writes after a failover to server 2.
+    conf.write_text(conf.read_text().replace(f"redis-cluster-1.{DOMAIN}", f"redis-cluster-2.{DOMAIN}")
+                    + "sentinel config-epoch larry 3\n")
+    # Every pod restarts at once: server 0 happens to answer first as a (stale) primary.
+    lines, calls = run_script("sentinel.sh", "redis-cluster-sentinel-0", primary=f"redis-cluster-0.{DOMAIN}")
+    assert f"sentinel monitor larry redis-cluster-2.{DOMAIN} 6379 2" in lines
+    assert "sentinel config-epoch larry 3" in lines
+    assert "sentinel get-master-addr-by-name larry" not in calls, "the kept config decides, not a probe"
+    for directive in ("requirepass ", "sentinel sentinel-pass ", "sentinel auth-pass larry "):
+        assert sum(line.startswith(directive) for line in lines) == 1, directive
 
 
 def test_the_stateful_sets_carry_the_digest_of_the_scripts_they_read(graph):
