@@ -50,13 +50,16 @@ class RuntimePods:
     redis: Redis
     #: Secrets every namespace of the stack holds for pulling its images.
     pull_secrets: tuple[str, ...] = ()
+    #: Where the run's keys live on the hub: every key and channel starts with it.
+    key_prefix: str = ""
 
     @classmethod
     def of(cls, cfg: StackConfig) -> RuntimePods:
-        return cls(cfg.runtime_image, PlanDocument.of(cfg), cfg.redis, cfg.image_pull_secrets)
+        return cls(cfg.runtime_image, PlanDocument.of(cfg), cfg.redis, cfg.image_pull_secrets, cfg.key_prefix)
 
     def redis_env(self) -> list[dict[str, Any]]:
-        """How a runtime process finds and authenticates to the Redis hub.
+        """How a runtime process finds and authenticates to the Redis hub, and where on it the
+        run's keys live.
 
         The sentinels require the servers' password too, under the name the runtime reads for them.
         """
@@ -65,6 +68,7 @@ class RuntimePods:
             envvar.REDIS_SENTINELS: f"{redis.sentinel_host}:{redis.sentinel_port}",
             envvar.REDIS_MASTER_NAME: redis.master_name,
             envvar.REDIS_URL: f"redis://{redis.host}:{redis.port}/0",
+            **({envvar.KEY_PREFIX: self.key_prefix} if self.key_prefix else {}),
         }) + [kube.secret_env(name, AUTH_SECRET, AUTH_KEY)
               for name in (envvar.REDIS_PASSWORD, envvar.REDIS_SENTINEL_PASSWORD)]
 

@@ -678,6 +678,7 @@ _STACK = _Record(lambda storage_class, **fields: fields, (
     )), what="worker type", name=_STRING), _OMIT),
     _Field("larry:runtimeImage", _STRING, _OMIT),
     _Field("larry:imagePullSecrets", _List(_NAME), _OMIT),
+    _Field("larry:runId", _NAME, _OMIT),
     _Field("larry:agents", _Named(_AGENT, what="agent profile", name=_NAME), _OMIT),
     _Field("larry:defaultAgent", _AGENT_NAME, _OMIT),
     _Field("larry:larrys", _List(_LARRY, "expected at least one Larry")),

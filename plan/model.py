@@ -388,12 +388,19 @@ class StackConfig:
     #: Secrets (kubernetes.io/dockerconfigjson) every namespace of the stack holds for pulling
     #: its images from a private registry.
     image_pull_secrets: tuple[str, ...] = ()
+    #: Names one run of the plan; a new id is a new run on fresh keys (``key_prefix``).
+    run_id: str | None = None
     agents: Mapping[str, AgentProfile] = field(default_factory=dict)
     #: The profile of every worker and master that names none; None: the simulated payload.
     default_agent: str | None = None
     #: The validated ``larry:*`` values as given: what the plan ConfigMaps carry, so the
     #: runtime and the policy pack load them through this same module.
     values: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def key_prefix(self) -> str:
+        """What every key and channel of the run starts with on the hub: empty without a run id."""
+        return f"{self.run_id}:" if self.run_id else ""
 
     def plan_document(self) -> str:
         """The stack config as a YAML document of the stack file's shape, without

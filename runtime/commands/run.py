@@ -151,6 +151,8 @@ def payload_command(speed: float, overspend_task: str | None, tasks: list[str], 
 
 def main(args) -> int:
     cfg = load_plan(args)
+    # The stack's run id names the run here as in the cluster, unless --key-prefix says otherwise.
+    args.key_prefix = args.key_prefix or cfg.key_prefix
     if args.overspend_task and args.overspend_task not in {t.id for larry in cfg.larrys for t in larry.tasks}:
         raise UsageError(f"--overspend-task: {args.overspend_task!r} is not a task of {cfg.source}")
     if args.overspend_task and args.payload:

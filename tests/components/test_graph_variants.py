@@ -78,3 +78,21 @@ def test_every_pod_pulls_with_the_stacks_pull_secrets():
 def test_no_pull_secrets_unless_given(cortex):
     for workload in cortex.of(JOB) + cortex.of(DEPLOY) + cortex.of(STS):
         assert "imagePullSecrets" not in workload.manifest["spec"]["template"]["spec"], workload.name
+
+
+def test_a_run_id_puts_every_runtime_process_of_the_run_on_keys_of_its_own():
+    values = stack_values("dev")
+    values["larry:runId"] = "run-2"
+    graph = run_program("dev", values)
+    runtime = [c for w in graph.of(JOB) + graph.of(DEPLOY) for c in w.manifest["spec"]["template"]["spec"]["containers"]
+               if c["command"][0] == "larry"]
+    assert len(runtime) >= 16 + 3
+    for container in runtime:
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["LARRY_KEY_PREFIX"] == "run-2:", container["name"]
+
+
+def test_without_a_run_id_the_keys_have_no_prefix(dev):
+    for workload in dev.of(JOB) + dev.of(DEPLOY):
+        for container in workload.manifest["spec"]["template"]["spec"]["containers"]:
+            assert "LARRY_KEY_PREFIX" not in {e["name"] for e in container.get("env", [])}

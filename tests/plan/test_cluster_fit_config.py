@@ -1,5 +1,5 @@
 """How a stack fits the cluster it lands on: where Prometheus runs and what it selects on
-(`larry:observability`), the Secrets images are pulled with (`larry:imagePullSecrets`)."""
+(`larry:observability`), the Secrets images are pulled with (`larry:imagePullSecrets`), the run id (`larry:runId`)."""
 import pytest
 
 from plan.loader import load_config
@@ -45,3 +45,12 @@ def test_pull_secret_mistakes_are_one_line_each(given, problem):
     values["larry:imagePullSecrets"] = given
     found = _problems(values)
     assert found.startswith(f"Pulumi.dev.yaml: {problem}") and "\n" not in found, found
+
+
+def test_a_run_id_prefixes_the_runs_keys():
+    values = _dev_values()
+    assert load_config(values, "dev").key_prefix == ""
+    values["larry:runId"] = "run-2"
+    assert load_config(values, "dev").key_prefix == "run-2:"
+    values["larry:runId"] = "Run 2"
+    assert _problems(values).startswith("Pulumi.dev.yaml: larry:runId: expected a lowercase DNS label")
