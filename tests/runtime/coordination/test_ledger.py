@@ -328,7 +328,10 @@ def test_32_processes_killed_and_replayed_never_overdraw_and_book_each_op_once(r
     statuses = {json.loads(v)["status"] for v in r.hvals(ks.token_ops)}
     assert {"refused", "overrun", "committed", "refunded", "reserved", "released"} <= statuses, statuses
     assert snap[RESERVE]["lent"] > 0, "the load never reached a threshold: the reserve was never lent"
-    assert snap["L0"]["lent"] + snap["L1"]["lent"] > 0, "no Larry ever lent what its finished pools returned"
+    # Whether a Larry lends what a finished pool returned depends on how the clients interleave,
+    # which load changes; that it lends, and by priority, is
+    # test_a_finished_pool_returns_its_unused_tokens_which_its_larry_lends_by_priority. Here
+    # every lending that did happen must match the moves below.
     moves = Ledger(r, ks, accounts).draws()
     for lender, figure in snap.items():
         lent = sum(m["amount"] for m in moves if m["kind"] == "draw" and m["source"] == lender)
