@@ -658,8 +658,10 @@ _STACK = _Record(lambda storage_class, **fields: fields, (
     _Field("larry:approval", _APPROVAL, _OMIT),
 ), is_scope=True)
 
+#: The key naming a file that holds more of the stack's ``larry:*`` values (``load_config``).
+PLAN_FILE_KEY = f"{PROJECT}:planFile"
 #: The stack config keys this project reads, without the ``larry:`` prefix.
-CONFIG_KEYS = tuple(f.key.removeprefix(f"{PROJECT}:") for f in _STACK.fields)
+CONFIG_KEYS = (*(f.key.removeprefix(f"{PROJECT}:") for f in _STACK.fields), PLAN_FILE_KEY.removeprefix(f"{PROJECT}:"))
 
 
 def _check_references(r: _Reader, cfg: StackConfig) -> None:
@@ -734,15 +736,69 @@ def _count_values(value: Any, limit: int) -> int:
     return count
 
 
-def load_config(values: Mapping[str, Any], stack: str, source: str | None = None) -> StackConfig:
+def _ours(values: Mapping[Any, Any]) -> dict[str, Any]:
+    """The ``larry:*`` values, keys given with or without the prefix; keys of other
+    namespaces (``kubernetes:context``) are not ours to judge and are left out."""
+    return {key if ":" in key else f"{PROJECT}:{key}": value for key, value in
+            ((str(key), value) for key, value in values.items()) if ":" not in key or key.startswith(f"{PROJECT}:")}
+
+
+def _plan_file(raw: dict[str, Any], source: str, project_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Take ``larry:planFile`` out of ``raw`` and read the file it names: (the file as
+    messages name it, its ``larry:*`` values). The file holds keys of the stack file's
+    ``config:`` shape; a key given both inline and in the file is a mistake (which one
+    would win is not for a reader to guess)."""
+    given = raw.pop(PLAN_FILE_KEY)
+    if not _non_empty_string(given) or Path(given).is_absolute() or ".." in Path(given).parts:
+        raise ConfigError([f"{source}: {PLAN_FILE_KEY}: expected a path inside the project, relative to it "
+                           f"(e.g. plans/fleet.yaml), got {_describe(given)}"])
+    shown = str(Path(source).parent / given)
+    named = f"({PLAN_FILE_KEY} in {source})"
+    try:
+        data = (project_dir / given).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([f"{shown}: plan file not found {named}"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{shown}: cannot read the plan file ({exc.strerror}) {named}"]) from None
+    document = _parse_yaml(_decoded(data, shown), shown)
+    if not isinstance(document, Mapping):
+        raise ConfigError([f"{shown}: expected a mapping of larry:* keys, as under a stack file's config: "
+                           f"{named}, got {_describe(document)}"])
+    foreign = [str(key) for key in document if ":" in str(key) and not str(key).startswith(f"{PROJECT}:")]
+    values = _ours(document)
+    problems = [f"{shown}: {_short(key)}: only larry:* keys belong in a plan file" for key in foreign]
+    if PLAN_FILE_KEY in values:
+        problems.append(f"{shown}: {PLAN_FILE_KEY}: a plan file cannot name another plan file")
+    problems += [f"{source}: {key}: given both here and in {shown} ({PLAN_FILE_KEY}); give it in one place"
+                 for key in values if key in raw]
+    if problems:
+        raise ConfigError(problems)
+    return shown, {key: parse_config_value(value) for key, value in values.items()}
+
+
+def _source_of(problem: str, sources: Mapping[str, str], default: str) -> str:
+    """The file that gave the key a problem's path starts with."""
+    key = re.match(rf"{PROJECT}:[A-Za-z]+", problem)
+    return sources.get(key.group(0), default) if key else default
+
+
+def load_config(values: Mapping[str, Any], stack: str, source: str | None = None,
+                project_dir: str | Path | None = None) -> StackConfig:
     """Build and validate a StackConfig from ``larry:*`` values (keys with or without prefix).
 
-    Raises ConfigError listing every problem, each prefixed with the stack's source.
+    ``larry:planFile`` names a file, relative to ``project_dir`` (default: the directory of
+    ``source``), holding more of the values: they are validated as if given inline, and each
+    mistake names the file its key came from. The StackConfig's ``values`` hold both, so a
+    rendered plan document never depends on the file.
+
+    Raises ConfigError listing every problem, each prefixed with the file it is in.
     """
     source = source or f"Pulumi.{stack}.yaml"
-    # Keys of other namespaces (``kubernetes:context``) are not ours to judge.
-    raw = {key if ":" in key else f"{PROJECT}:{key}": value for key, value in
-           ((str(key), value) for key, value in values.items()) if ":" not in key or key.startswith(f"{PROJECT}:")}
+    raw, sources = _ours(values), {}
+    if PLAN_FILE_KEY in raw:
+        shown, found = _plan_file(raw, source, Path(project_dir if project_dir is not None else Path(source).parent))
+        raw.update(found)
+        sources = dict.fromkeys(found, shown)
     if _count_values(raw, MAX_VALUES) > MAX_VALUES:
         raise ConfigError([f"{source}: more than {MAX_VALUES:,} values with YAML aliases expanded "
                            "(more than any stack config holds)"])
@@ -753,7 +809,7 @@ def load_config(values: Mapping[str, Any], stack: str, source: str | None = None
         _check_references(r, cfg)
         if not r.problems:
             return cfg
-    raise ConfigError([f"{source}: {p}" for p in r.problems])
+    raise ConfigError([f"{_source_of(p, sources, source)}: {p}" for p in r.problems])
 
 
 def load_stack_file(path: str | Path, stack: str | None = None) -> StackConfig:
@@ -765,13 +821,16 @@ def load_stack_file(path: str | Path, stack: str | None = None) -> StackConfig:
         raise ConfigError([f"{path}: stack file not found"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the file ({exc.strerror})"]) from None
+    cfg = load_plan_document(_decoded(data, str(path)), str(path))
+    return cfg if stack in (None, cfg.stack) else replace(cfg, stack=stack)
+
+
+def _decoded(data: bytes, source: str) -> str:
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError([f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})"]) from None
-    cfg = load_plan_document(text, str(path))
-    return cfg if stack in (None, cfg.stack) else replace(cfg, stack=stack)
+        raise ConfigError([f"{source}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})"]) from None
 
 
 def load_plan_document(text: str, source: str) -> StackConfig:
