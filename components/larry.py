@@ -209,7 +209,7 @@ class Larry(pulumi.ComponentResource):
             "selector": {"matchLabels": selector},
             "template": {
                 # The digest rolls the coordinator when the plan changes; Jobs read it at start.
-                "metadata": {"labels": labels, "annotations": {contract.PLAN_DIGEST: pods.plan.digest}},
+                "metadata": {"labels": labels, "annotations": {contract.PLAN_DIGEST: pods.plan.digest(larry.id)}},
                 "spec": pods.pod_spec(container, self._plan_map, self._claim, service_account=self._coordinator,
                                       affinity=kube.node_affinity([larry.node]),
                                       tolerations=CONTROL_PLANE_TOLERATIONS)}}, opts=self._child)

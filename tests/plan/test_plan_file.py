@@ -65,7 +65,7 @@ def test_a_missing_file_is_one_line(tmp_path):
     values, _ = _split(tmp_path)
     values["larry:planFile"] = "plans/missing.yaml"
     assert _problems(values, tmp_path) == [
-        "plans/missing.yaml: plan file not found (larry:planFile in Pulumi.dev.yaml)"]
+        "plans/missing.yaml: plan file (larry:planFile in Pulumi.dev.yaml) not found"]
 
 
 @pytest.mark.parametrize("given", [3, "", "/etc/fleet.yaml", "../fleet.yaml", ["plans/fleet.yaml"]])
