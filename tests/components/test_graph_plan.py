@@ -1,9 +1,18 @@
 """The plan as the program renders it: read from ``larry:planFile`` as from inline config, its
-content in the graph (so a change in the file is a change ``pulumi preview`` shows)."""
+content in the graph (so a change in the file is a change ``pulumi preview`` shows), and cut
+into slices so that a 2,000-worker fleet stores bytes in proportion to its Larrys, every
+object far below its size limit. Sizes only: timings are bench/bench_program.py's."""
 import pytest
 import yaml
 
-from tests.components.pulumi_graph import CM, run_program, stack_values
+from plan.loader import load_plan_document
+from tests.components.pulumi_graph import CM, JOB, fleet_values, run_program, stack_values, stored_bytes
+
+#: The limit this test states for any ConfigMap of the stack: a sixteenth of the 1 MiB the API
+#: server accepts (a whole 100 x 20 plan was 997 KiB in one ConfigMap, once per Larry).
+CONFIG_MAP_LIMIT = 64 * 1024
+#: And for any other object (the meta-coordinator's Job lists every Larry's slice).
+OBJECT_LIMIT = 64 * 1024
 
 
 def _plan_maps(graph):
@@ -43,3 +52,35 @@ def test_a_change_in_the_plan_file_changes_the_plan_config_maps(split_dev):
     after = _plan_maps(run_program("dev", values))
     changed = [name for name in before if before[name] != after[name]]
     assert changed and all("A title changed in the plan file" in after[name]["plan.yaml"] for name in changed)
+
+
+@pytest.fixture(scope="module")
+def fleets():
+    """The generated fleets of 3 and 100 Larrys x 20 workers (2,000 workers, 6,000 tasks)."""
+    return {larrys: run_program("fleet", fleet_values(larrys, 20)) for larrys in (3, 100)}
+
+
+def _plan_bytes(graph):
+    return sum(stored_bytes(r) for r in graph.of(CM) if "plan.yaml" in r.manifest["data"])
+
+
+def test_a_2000_worker_fleet_renders_every_object_far_below_its_limit(fleets):
+    fleet = fleets[100]
+    assert len([job for job in fleet.of(JOB) if job.metadata["name"] != "larry-converge"]) == 2000
+    sizes = {f"{r.metadata.get('namespace')}/{r.metadata['name']}": stored_bytes(r) for r in fleet.of(CM)}
+    assert max(sizes.values()) < CONFIG_MAP_LIMIT, max(sizes.items(), key=lambda item: item[1])
+    largest = max(fleet.kubernetes(), key=stored_bytes)
+    assert stored_bytes(largest) < OBJECT_LIMIT, (largest.typ, largest.name)
+    # Each Larry's ConfigMap is its own slice, which holds its Larry and the index of the rest.
+    data = fleet.named(CM)["larry-042/larry-042-plan"].manifest["data"]
+    part = load_plan_document(data["plan.yaml"], "larry-042-plan")
+    assert [larry.id for larry in part.larrys] == ["larry-042"] and len(part.larry_ids) == 100
+    assert len(part.larrys[0].workers) == 20
+
+
+def test_plan_bytes_per_larry_stay_constant_from_3_to_100_larrys(fleets):
+    per_larry = {larrys: _plan_bytes(graph) / larrys for larrys, graph in fleets.items()}
+    # Only the index's list of Larry ids (one line each) grows with the fleet.
+    assert per_larry[100] / per_larry[3] < 1.2, per_larry
+    objects = {larrys: sum(map(stored_bytes, graph.kubernetes())) / larrys for larrys, graph in fleets.items()}
+    assert objects[100] / objects[3] < 1.2, objects
