@@ -1,5 +1,9 @@
-"""Loading and validating a stack's ``larry:*`` config: from a stack file, a rendered plan
-document, or the values the Pulumi engine hands the program.
+"""Loading and validating a stack's ``larry:*`` config: from a stack file (and the plan file
+its ``larry:planFile`` names), a rendered plan document — the whole plan or one Larry's
+slice — a set of slices joined back into the whole plan, or the values the Pulumi engine
+hands the program. A slice is validated as strictly as config, its ``slice:`` index included;
+slices are joined only when they are one plan (every Larry's, agreeing on every stack-wide
+key), and the whole plan they make is validated again.
 
 Structure and references are checked before any resource is created. Every mistake becomes
 one line naming the source, the key path and what was expected, e.g.

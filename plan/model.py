@@ -7,6 +7,11 @@ once, and so do the agent profiles' vocabulary (usage adapters, command placehol
 variable names look like secrets). Budget *limits* are not enforced here: blocking an
 over-budget plan is the policy pack's job and, at run time, the token ledger's; an agent
 profile's egress being narrow enough is the policy pack's to judge too.
+
+The plan is written out here too, in two forms :mod:`plan.loader` reads back: the whole plan
+(``plan_document``) and each Larry's slice (``slice_documents``: its Larry, the stack-wide keys
+and a :class:`PlanIndex` of the rest), whose size grows with that Larry, not with the stack,
+but for one line per Larry of the stack in the index.
 """
 from __future__ import annotations
 
