@@ -230,7 +230,7 @@ class Larry(pulumi.ComponentResource):
             "selector": {"matchLabels": selector},
             "template": {
                 # The digest rolls the coordinator when the plan changes; Jobs read it at start.
-                "metadata": {"labels": labels, "annotations": {contract.PLAN_DIGEST: pods.plan.digest}},
+                "metadata": {"labels": labels, "annotations": {contract.PLAN_DIGEST: pods.plan.digest(larry.id)}},
                 "spec": pods.pod_spec(container, self._plan_map, self._claim,
                                       affinity=kube.node_affinity([larry.node]),
                                       tolerations=CONTROL_PLANE_TOLERATIONS)}}, opts=self._workload_opts)
@@ -261,7 +261,7 @@ class Larry(pulumi.ComponentResource):
         k8s.apps.v1.Deployment(f"{self._name}-master-{master.name}", metadata=kube.metadata(name, ns, labels), spec={
             "replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": labels, "annotations": {contract.PLAN_DIGEST: pods.plan.digest}},
+                "metadata": {"labels": labels, "annotations": {contract.PLAN_DIGEST: pods.plan.digest(larry.id)}},
                 "spec": pods.pod_spec(container, self._plan_map, self._claim,
                                       volumes=[agents.HOME_VOLUME] if profile else (),
                                       affinity=kube.node_affinity([larry.node]),

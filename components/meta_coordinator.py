@@ -3,7 +3,8 @@
 One Job runs ``larry converge``: it waits at the all-Larry barrier, aggregates the per-Larry
 reports into the execution summary and archives the run. It holds the meta-coordinator's
 orchestration budget and lives in the Redis hub's namespace, the one namespace of the stack
-no single Larry owns.
+no single Larry owns. It reads the whole plan from every Larry's slice, each one a ConfigMap
+of its own here: the bytes it is given grow with the stack, no one object does.
 """
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
-from components.runtime_pod import COORDINATION_ENV, RuntimePods
+from components.runtime_pod import COORDINATION_ENV, PlanDocument, RuntimePods
 from plan import environment as envvar
 from plan import labels as contract
 from plan.model import MetaCoordinator as MetaCoordinatorConfig
-from plan.pods import PLAN_PATH, WORKER_BACKOFF_LIMIT
+from plan.pods import SLICES_DIR, WORKER_BACKOFF_LIMIT
 from plan.quantities import ResourceList, Resources
 
 JOB_NAME = "larry-converge"
@@ -47,13 +48,17 @@ class MetaCoordinator(pulumi.ComponentResource):
         ns, meta, window = args.namespace, args.budget, args.execution_window_minutes
         child = kube.opts(self, depends_on=[args.depends_on])
         labels = kube.labels(APP_NAME, JOB_NAME, "meta-coordinator", **{contract.APP: APP_NAME})
-        k8s.core.v1.ConfigMap(f"{name}-plan", metadata=kube.metadata(f"{JOB_NAME}-plan", ns, labels),
-                              data=args.pods.plan.config_map_data(), opts=child)
+        # Converge reads the whole plan: every Larry's slice, each a ConfigMap here (a pod mounts
+        # only ConfigMaps of its own namespace), so no object grows with the stack.
+        plan_maps = {larry_id: f"{JOB_NAME}-plan-{larry_id}" for larry_id in args.pods.plan.slices}
+        for larry_id, map_name in plan_maps.items():
+            k8s.core.v1.ConfigMap(f"{name}-plan-{larry_id}", metadata=kube.metadata(map_name, ns, labels),
+                                  data=args.pods.plan.config_map_data(larry_id), opts=child)
         k8s.core.v1.PersistentVolumeClaim(f"{name}-reports", metadata=kube.metadata(
             f"{JOB_NAME}-reports", ns, labels), spec={
             "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": REPORT_STORAGE}}}, opts=child)
         container = args.pods.container(
-            "converge", RESOURCES.as_dict(), command=["larry", "converge", "--plan", PLAN_PATH],
+            "converge", RESOURCES.as_dict(), command=["larry", "converge", "--plan", SLICES_DIR],
             env=kube.env({envvar.TOKEN_BUDGET: meta.orchestration_tokens, envvar.DEADLINE_MINUTES: window})
             + COORDINATION_ENV + args.pods.redis_env())
         k8s.batch.v1.Job(f"{name}-converge", metadata=kube.metadata(JOB_NAME, ns, labels, {
@@ -66,7 +71,8 @@ class MetaCoordinator(pulumi.ComponentResource):
             # It waits at the barrier from the start, so its deadline is the whole window.
             "backoffLimit": WORKER_BACKOFF_LIMIT, "activeDeadlineSeconds": window * 60,
             "template": {"metadata": {"labels": labels}, "spec": args.pods.pod_spec(
-                container, f"{JOB_NAME}-plan", f"{JOB_NAME}-reports", restartPolicy="OnFailure")}},
+                container, PlanDocument.all_slices_volume(plan_maps), f"{JOB_NAME}-reports",
+                restartPolicy="OnFailure")}},
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(delete_before_replace=True)))
         self.job = JOB_NAME
         self.register_outputs({"job": JOB_NAME, "tokenBudget": meta.orchestration_tokens})

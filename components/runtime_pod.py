@@ -17,7 +17,7 @@ from components import kube
 from components.namespace import AUTH_KEY, AUTH_SECRET
 from plan import environment as envvar
 from plan.model import Redis, StackConfig
-from plan.pods import COORDINATION_DIR, LARRY_ID_KEY, PLAN_DIR, PLAN_KEY, RESULTS_DIR, RUNTIME_UID
+from plan.pods import COORDINATION_DIR, LARRY_ID_KEY, PLAN_DIR, PLAN_KEY, RESULTS_DIR, RUNTIME_UID, SLICES_DIR
 
 #: Both volumes, where every runtime process looks for them.
 MOUNTS = ({"name": "plan", "mountPath": PLAN_DIR, "readOnly": True},
@@ -27,18 +27,31 @@ COORDINATION_ENV = kube.env({envvar.COORDINATION_DIR: COORDINATION_DIR, envvar.R
 
 @dataclass(frozen=True)
 class PlanDocument:
-    """The stack's plan as every pod reads it, rendered once per program run."""
-    text: str
-    digest: str
+    """The stack's plan as pods read it, rendered once per program run: one slice per Larry
+    (``StackConfig.slice_documents``), so what a Larry's ConfigMap holds grows with that
+    Larry, not with the stack."""
+    slices: Mapping[str, str]
 
     @classmethod
     def of(cls, cfg: StackConfig) -> PlanDocument:
-        text = cfg.plan_document()
-        return cls(text, hashlib.sha256(text.encode()).hexdigest())
+        return cls(cfg.slice_documents())
 
-    def config_map_data(self, larry_id: str | None = None) -> dict[str, str]:
-        """A plan ConfigMap's data; a Larry's names the Larry, which the policy pack checks."""
-        return {PLAN_KEY: self.text, **({LARRY_ID_KEY: larry_id} if larry_id is not None else {})}
+    def digest(self, larry_id: str) -> str:
+        """Changes exactly when the Larry's slice does: its coordinator rolls then, and only then."""
+        return hashlib.sha256(self.slices[larry_id].encode()).hexdigest()
+
+    def config_map_data(self, larry_id: str) -> dict[str, str]:
+        """A plan ConfigMap's data: the Larry's slice, and its id, which the policy pack checks."""
+        return {PLAN_KEY: self.slices[larry_id], LARRY_ID_KEY: larry_id}
+
+    @staticmethod
+    def all_slices_volume(config_maps: Mapping[str, str]) -> dict[str, Any]:
+        """A volume holding every slice, ``<larry id>.yaml`` under SLICES_DIR, from each Larry's
+        ConfigMap by Larry id: the whole plan, for the meta-coordinator."""
+        subdir = SLICES_DIR.removeprefix(f"{PLAN_DIR}/")
+        return {"projected": {"sources": [
+            {"configMap": {"name": name, "items": [{"key": PLAN_KEY, "path": f"{subdir}/{larry_id}.yaml"}]}}
+            for larry_id, name in config_maps.items()]}}
 
 
 @dataclass(frozen=True)
@@ -80,10 +93,12 @@ class RuntimePods:
         return kube.container(name, image or self.image, resources, command=command, env=env,
                               mounts=[*MOUNTS, *mounts], **extra)
 
-    def pod_spec(self, container: Mapping[str, Any], plan_config_map: str, coordination_claim: str,
+    def pod_spec(self, container: Mapping[str, Any], plan: str | Mapping[str, Any], coordination_claim: str,
                  volumes: Sequence[Mapping[str, Any]] = (), **extra: Any) -> dict[str, Any]:
-        """A pod of one runtime container, as the runtime's user so the coordination volume is writable."""
-        volumes = [{"name": "plan", "configMap": {"name": plan_config_map}},
+        """A pod of one runtime container, as the runtime's user so the coordination volume is
+        writable; ``plan`` is the plan ConfigMap's name or the plan volume's source."""
+        plan_source = {"configMap": {"name": plan}} if isinstance(plan, str) else plan
+        volumes = [{"name": "plan", **plan_source},
                    {"name": "coordination", "persistentVolumeClaim": {"claimName": coordination_claim}}, *volumes]
         return kube.pod_spec([container], uid=RUNTIME_UID, gid=RUNTIME_UID, volumes=volumes,
                              pull_secrets=self.pull_secrets, **extra)

@@ -1,5 +1,9 @@
-"""Loading and validating a stack's ``larry:*`` config: from a stack file, a rendered plan
-document, or the values the Pulumi engine hands the program.
+"""Loading and validating a stack's ``larry:*`` config: from a stack file (and the plan file
+its ``larry:planFile`` names), a rendered plan document — the whole plan or one Larry's
+slice — a set of slices joined back into the whole plan, or the values the Pulumi engine
+hands the program. A slice is validated as strictly as config, its ``slice:`` index included;
+slices are joined only when they are one plan (every Larry's, agreeing on every stack-wide
+key), and the whole plan they make is validated again.
 
 Structure and references are checked before any resource is created. Every mistake becomes
 one line naming the source, the key path and what was expected, e.g.
@@ -74,10 +78,12 @@ from plan.model import (
     ModelPrice,
     Node,
     Observability,
+    PlanIndex,
     Redis,
     SecretRef,
     StackConfig,
     Task,
+    UpstreamTask,
     Worker,
     WorkerType,
     command_placeholders,
@@ -689,8 +695,23 @@ _STACK = _Record(lambda storage_class, **fields: fields, (
     _Field("larry:catalog", _CATALOG, _OMIT),
 ), is_scope=True)
 
+#: A slice's ``slice:`` section (plan.model.PlanIndex): written by StackConfig.slice_documents,
+#: read back as strictly as config.
+_INDEX = _Record(PlanIndex, (
+    _Field("larry", _NAME),
+    _Field("larrys", _List(_NAME, "expected at least one Larry")),
+    _Field("upstream", _List(_Record(UpstreamTask, (
+        _Field("id", _TASK_ID),
+        _Field("larry", _NAME),
+        _Field("worker", _NAME),
+        _Field("dependsOn", _List(_TASK_ID), _OMIT),
+    ))), _OMIT),
+))
+
+#: The key naming a file that holds more of the stack's ``larry:*`` values (``load_config``).
+PLAN_FILE_KEY = f"{PROJECT}:planFile"
 #: The stack config keys this project reads, without the ``larry:`` prefix.
-CONFIG_KEYS = tuple(f.key.removeprefix(f"{PROJECT}:") for f in _STACK.fields)
+CONFIG_KEYS = (*(f.key.removeprefix(f"{PROJECT}:") for f in _STACK.fields), PLAN_FILE_KEY.removeprefix(f"{PROJECT}:"))
 
 
 def _check_references(r: _Reader, cfg: StackConfig) -> None:
@@ -725,6 +746,10 @@ def _check_references(r: _Reader, cfg: StackConfig) -> None:
                 if task.id in task_owner:
                     r.fail(tpath, f"duplicate task id {task.id!r} (also {task_owner[task.id]})")
                 task_owner.setdefault(task.id, tpath)
+    for k, task in enumerate(cfg.upstream):
+        if task.id in task_owner:
+            r.fail(f"slice.upstream[{k}].id", f"duplicate task id {task.id!r} (also {task_owner[task.id]})")
+        task_owner.setdefault(task.id, f"slice.upstream[{k}].id")
     for i, larry in enumerate(cfg.larrys):
         for j, worker in enumerate(larry.workers):
             for k, task in enumerate(worker.tasks):
@@ -732,10 +757,30 @@ def _check_references(r: _Reader, cfg: StackConfig) -> None:
                     if dep not in task_owner:
                         r.fail(f"larry:larrys[{i}].workers[{j}].tasks[{k}].dependsOn",
                                f"{dep!r} is not a task id of this stack")
+    for k, task in enumerate(cfg.upstream):
+        for dep in task.depends_on:
+            if dep not in task_owner:
+                r.fail(f"slice.upstream[{k}].dependsOn", f"{dep!r} is not a task of this slice or of slice.upstream")
+    if cfg.index is not None:
+        _check_slice(r, cfg, cfg.index)
     cycle = TaskGraph(cfg).cycle()
     if cycle:
         r.fail(task_owner[cycle[0]].removesuffix(".id") + ".dependsOn",
                "dependency cycle " + " -> ".join(cycle))
+
+
+def _check_slice(r: _Reader, cfg: StackConfig, index: PlanIndex) -> None:
+    """A slice holds its own Larry, one of the stack's, alone."""
+    if [larry.id for larry in cfg.larrys] != [index.larry]:
+        r.fail("larry:larrys", f"a slice holds its own Larry alone, expected [{index.larry}], "
+                               f"got [{', '.join(larry.id for larry in cfg.larrys)}]")
+    if index.larry not in index.larrys:
+        r.fail("slice.larrys", f"does not list the slice's own Larry {index.larry!r}")
+    for dup in sorted({larry for larry in index.larrys if index.larrys.count(larry) > 1}):
+        r.fail("slice.larrys", f"duplicate Larry id {dup!r}")
+    for k, task in enumerate(index.upstream):
+        if task.larry == index.larry or task.larry not in index.larrys:
+            r.fail(f"slice.upstream[{k}].larry", f"{task.larry!r} is not another Larry of slice.larrys")
 
 
 def _check_node(r: _Reader, cfg: StackConfig, node: str, path: str, role: str) -> bool:
@@ -765,58 +810,188 @@ def _count_values(value: Any, limit: int) -> int:
     return count
 
 
-def load_config(values: Mapping[str, Any], stack: str, source: str | None = None) -> StackConfig:
+def _ours(values: Mapping[Any, Any]) -> dict[str, Any]:
+    """The ``larry:*`` values, keys given with or without the prefix; keys of other
+    namespaces (``kubernetes:context``) are not ours to judge and are left out."""
+    return {key if ":" in key else f"{PROJECT}:{key}": value for key, value in
+            ((str(key), value) for key, value in values.items()) if ":" not in key or key.startswith(f"{PROJECT}:")}
+
+
+def _plan_file(raw: dict[str, Any], source: str, project_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Take ``larry:planFile`` out of ``raw`` and read the file it names: (the file as
+    messages name it, its ``larry:*`` values). The file holds keys of the stack file's
+    ``config:`` shape; a key given both inline and in the file is a mistake (which one
+    would win is not for a reader to guess)."""
+    given = raw.pop(PLAN_FILE_KEY)
+    if not _non_empty_string(given) or Path(given).is_absolute() or ".." in Path(given).parts:
+        raise ConfigError([f"{source}: {PLAN_FILE_KEY}: expected a path inside the project, relative to it "
+                           f"(e.g. plans/fleet.yaml), got {_describe(given)}"])
+    shown = str(Path(source).parent / given)
+    named = f"({PLAN_FILE_KEY} in {source})"
+    document = _parse_yaml(_read_text(project_dir / given, f"plan file {named}", shown), shown)
+    if not isinstance(document, Mapping):
+        raise ConfigError([f"{shown}: expected a mapping of larry:* keys, as under a stack file's config: "
+                           f"{named}, got {_describe(document)}"])
+    foreign = [str(key) for key in document if ":" in str(key) and not str(key).startswith(f"{PROJECT}:")]
+    values = _ours(document)
+    problems = [f"{shown}: {_short(key)}: only larry:* keys belong in a plan file" for key in foreign]
+    if PLAN_FILE_KEY in values:
+        problems.append(f"{shown}: {PLAN_FILE_KEY}: a plan file cannot name another plan file")
+    problems += [f"{source}: {key}: given both here and in {shown} ({PLAN_FILE_KEY}); give it in one place"
+                 for key in values if key in raw]
+    if problems:
+        raise ConfigError(problems)
+    return shown, {key: parse_config_value(value) for key, value in values.items()}
+
+
+def _source_of(problem: str, sources: Mapping[str, str], default: str) -> str:
+    """The file that gave the key a problem's path starts with."""
+    key = re.match(rf"{PROJECT}:[A-Za-z]+", problem)
+    return sources.get(key.group(0), default) if key else default
+
+
+def load_config(values: Mapping[str, Any], stack: str, source: str | None = None,
+                project_dir: str | Path | None = None, index: PlanIndex | None = None) -> StackConfig:
     """Build and validate a StackConfig from ``larry:*`` values (keys with or without prefix).
 
-    Raises ConfigError listing every problem, each prefixed with the stack's source.
+    ``larry:planFile`` names a file, relative to ``project_dir`` (default: the directory of
+    ``source``), holding more of the values: they are validated as if given inline, and each
+    mistake names the file its key came from. The StackConfig's ``values`` hold both, so a
+    rendered plan document never depends on the file.
+
+    ``index`` makes the values one Larry's slice (``load_plan_document`` reads it from the
+    document): its tasks may wait for the index's upstream tasks.
+
+    Raises ConfigError listing every problem, each prefixed with the file it is in.
     """
     source = source or f"Pulumi.{stack}.yaml"
-    # Keys of other namespaces (``kubernetes:context``) are not ours to judge.
-    raw = {key if ":" in key else f"{PROJECT}:{key}": value for key, value in
-           ((str(key), value) for key, value in values.items()) if ":" not in key or key.startswith(f"{PROJECT}:")}
+    raw, sources = _ours(values), {}
+    if PLAN_FILE_KEY in raw:
+        shown, found = _plan_file(raw, source, Path(project_dir if project_dir is not None else Path(source).parent))
+        raw.update(found)
+        sources = dict.fromkeys(found, shown)
     if _count_values(raw, MAX_VALUES) > MAX_VALUES:
         raise ConfigError([f"{source}: more than {MAX_VALUES:,} values with YAML aliases expanded "
                            "(more than any stack config holds)"])
     r = _Reader()
     fields = _STACK.read(r, raw, "", {})
     if not r.problems:
-        cfg = StackConfig(stack, source, values=raw, **fields)
+        cfg = StackConfig(stack, source, values=raw, index=index, **fields)
         _check_references(r, cfg)
         if not r.problems:
             return cfg
-    raise ConfigError([f"{source}: {p}" for p in r.problems])
+    raise ConfigError([f"{_source_of(p, sources, source)}: {p}" for p in r.problems])
 
 
 def load_stack_file(path: str | Path, stack: str | None = None) -> StackConfig:
     """Load ``Pulumi.<stack>.yaml`` (or any file of that shape) from disk."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: stack file not found"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read the file ({exc.strerror})"]) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError([f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})"]) from None
-    cfg = load_plan_document(text, str(path))
+    cfg = load_plan_document(_read_text(path, "stack file"), str(path))
     return cfg if stack in (None, cfg.stack) else replace(cfg, stack=stack)
 
 
+def _read_text(path: Path, what: str, shown: str | None = None) -> str:
+    """The text of ``path`` (named ``shown`` in messages): unreadable or not UTF-8 is one line."""
+    shown = shown or str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([f"{shown}: {what} not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{shown}: cannot read the file ({exc.strerror})"]) from None
+    return _decoded(data, shown)
+
+
+def _decoded(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"{source}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})"]) from None
+
+
 def load_plan_document(text: str, source: str) -> StackConfig:
-    """Load the document ``StackConfig.plan_document`` rendered (e.g. from a ConfigMap)."""
+    """Load a document ``StackConfig.plan_document`` rendered (the whole plan) or one of
+    ``StackConfig.slice_documents`` (one Larry's slice), e.g. from a ConfigMap."""
     document = _parse_yaml(text, source)
     if not isinstance(document, Mapping) or not isinstance(document.get("config"), Mapping):
         raise ConfigError([f"{source}: expected a top-level 'config:' mapping"])
+    index = None
+    if "slice" in document:
+        r = _Reader()
+        index = _INDEX.read(r, document["slice"], "slice", {})
+        if r.problems:
+            raise ConfigError([f"{source}: {p}" for p in r.problems])
     values = {k: parse_config_value(v) for k, v in document["config"].items() if str(k).startswith(f"{PROJECT}:")}
+    return load_config(values, _stack_name(document, source), source, index=index)
+
+
+def _stack_name(document: Mapping[str, Any], source: str) -> str:
     stack = document.get("stack")
     if stack is None:
-        stack = Path(source).name.removeprefix("Pulumi.").removesuffix(".yaml")
-    elif not _STRING.accepts(stack):
+        return Path(source).name.removeprefix("Pulumi.").removesuffix(".yaml")
+    if not _STRING.accepts(stack):
         raise ConfigError([f"{source}: stack: expected a stack name, got {_describe(stack)}"])
-    return load_config(values, stack, source)
+    return stack
+
+
+def load_plan_documents(documents: Mapping[str, str], source: str | None = None) -> StackConfig:
+    """The whole plan from documents by source: one whole plan (given any number of times)
+    or the slices of every Larry of the stack (each any number of times), which must agree
+    on everything but their own Larry. The whole plan they make is validated like config,
+    its mistakes named after ``source`` (default: the first document's)."""
+    texts: dict[str, str] = {}
+    for source, text in documents.items():
+        texts.setdefault(text, source)
+    if not texts:
+        raise ConfigError(["no plan document given"])
+    loaded = {source: load_plan_document(text, source) for text, source in texts.items()}
+    whole = [source for source, cfg in loaded.items() if cfg.index is None]
+    if whole:
+        if len(loaded) > 1:
+            others = ", ".join(source for source in loaded if source != whole[0])
+            raise ConfigError([f"{whole[0]}: a whole plan given beside other plans or slices ({others})"])
+        return loaded[whole[0]]
+    return _joined(loaded, source or next(iter(loaded)))
+
+
+def _joined(slices: Mapping[str, StackConfig], source: str) -> StackConfig:
+    """The whole plan the slices are cut from."""
+    (first, cfg), problems, by_larry = next(iter(slices.items())), [], {}
+    shared = {key: value for key, value in cfg.values.items() if key != f"{PROJECT}:larrys"}
+    for source, each in slices.items():
+        theirs = {key: value for key, value in each.values.items() if key != f"{PROJECT}:larrys"}
+        larry = each.index.larry
+        if larry in by_larry:
+            problems.append(f"{source}: a second, different slice of {larry} (also {by_larry[larry]})")
+        by_larry.setdefault(larry, source)
+        if each.stack != cfg.stack:
+            problems.append(f"{source}: stack: {each.stack!r}, but {first} is of stack {cfg.stack!r}")
+        if each.index.larrys != cfg.index.larrys:
+            problems.append(f"{source}: slice.larrys differs from {first}'s")
+        for key in sorted({*shared, *theirs}):
+            if shared.get(key) != theirs.get(key):
+                problems.append(f"{source}: {key} differs from {first}'s (slices of one plan share it)")
+    missing = [larry for larry in cfg.index.larrys if larry not in by_larry]
+    if missing:
+        problems.append(f"{first}: no slice of {', '.join(missing)} (slice.larrys lists every Larry of the plan)")
+    if problems:
+        raise ConfigError(problems)
+    entries = [slices[by_larry[larry]].values[f"{PROJECT}:larrys"][0] for larry in cfg.index.larrys]
+    return load_config({**shared, f"{PROJECT}:larrys": entries}, cfg.stack, source)
+
+
+def load_plan_path(path: str | Path) -> StackConfig:
+    """A plan file (a stack file, a whole plan or one Larry's slice) or a directory of plan
+    files, read with :func:`load_plan_documents` (every ``*.yaml`` in it, hidden ones aside:
+    a mounted ConfigMap keeps its bookkeeping in hidden entries)."""
+    path = Path(path)
+    if not path.is_dir():
+        return load_stack_file(path)
+    files = sorted(path.glob("*.yaml"))
+    if not files:
+        raise ConfigError([f"{path}: no plan file (*.yaml) in this directory"])
+    return load_plan_documents({str(file): _read_text(file, "plan file") for file in files}, str(path))
 
 
 def _strict_loader(base: type) -> type:

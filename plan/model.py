@@ -7,6 +7,11 @@ once, and so do the agent profiles' vocabulary (usage adapters, command placehol
 variable names look like secrets). Budget *limits* are not enforced here: blocking an
 over-budget plan is the policy pack's job and, at run time, the token ledger's; an agent
 profile's egress being narrow enough is the policy pack's to judge too.
+
+The plan is written out here too, in two forms :mod:`plan.loader` reads back: the whole plan
+(``plan_document``) and each Larry's slice (``slice_documents``: its Larry, the stack-wide keys
+and a :class:`PlanIndex` of the rest), whose size grows with that Larry, not with the stack,
+but for one line per Larry of the stack in the index.
 """
 from __future__ import annotations
 
@@ -370,6 +375,29 @@ class AgentProfile:
 
 
 @dataclass(frozen=True)
+class UpstreamTask:
+    """A task of another Larry that a task of a slice's Larry waits for, directly or through
+    other tasks: what the slice's Larry needs of it to see it block its own tasks."""
+
+    id: str
+    larry: str
+    worker: str
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlanIndex:
+    """What one Larry's pods are told of the rest of the stack besides their slice: every
+    Larry's id (the barriers wait for all of them) and the other Larrys' tasks its own tasks
+    wait for (the task graph). Budgets need nothing more: a worker's charge is booked on its
+    own Larry's accounts, the system and the meta-coordinator's, all in the slice."""
+
+    larry: str
+    larrys: tuple[str, ...]
+    upstream: tuple[UpstreamTask, ...] = ()
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     source: str
@@ -396,6 +424,9 @@ class StackConfig:
     #: The validated ``larry:*`` values as given: what the plan ConfigMaps carry, so the
     #: runtime and the policy pack load them through this same module.
     values: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    #: None for a whole plan; for one Larry's slice (``larrys`` holds that Larry alone), what
+    #: it is told of the others.
+    index: PlanIndex | None = None
 
     @property
     def key_prefix(self) -> str:
@@ -406,8 +437,42 @@ class StackConfig:
         """The stack config as a YAML document of the stack file's shape, without
         ``larry:cluster``: where `pulumi` deploys (a kubeconfig path or context) is no business
         of the pods, and a kubeconfig is a credential."""
-        config = {key: value for key, value in self.values.items() if key != f"{PROJECT}:cluster"}
-        return yaml.safe_dump({"stack": self.stack, "config": config}, sort_keys=False)
+        return _dump({"stack": self.stack, "config": self._pod_values()})
+
+    def _pod_values(self) -> dict[str, Any]:
+        return {key: value for key, value in self.values.items() if key != f"{PROJECT}:cluster"}
+
+    # ---- slices: what one Larry's pods are given (plan.loader reads them back)
+    @property
+    def larry_ids(self) -> tuple[str, ...]:
+        """Every Larry of the stack, in plan order, a slice's included."""
+        return self.index.larrys if self.index else tuple(larry.id for larry in self.larrys)
+
+    @property
+    def upstream(self) -> tuple[UpstreamTask, ...]:
+        """Tasks of other Larrys this (sliced) plan's tasks wait for; none in a whole plan."""
+        return self.index.upstream if self.index else ()
+
+    def slice_documents(self) -> dict[str, str]:
+        """Each Larry's slice of this whole plan, by Larry id: a plan document holding the
+        stack-wide keys, that Larry alone under ``larry:larrys``, and a ``slice:`` section
+        (the :class:`PlanIndex`). Its size is the Larry's own plus the stack-wide keys plus one
+        line per Larry of the stack (its id) plus the other Larrys' tasks it waits for."""
+        assert self.index is None, "a slice is cut from the whole plan"
+        owners = {t.id: (larry.id, w.name, t.depends_on) for larry in self.larrys for w in larry.workers
+                  for t in w.tasks}
+        shared = {key: value for key, value in self._pod_values().items() if key != f"{PROJECT}:larrys"}
+        ids = list(self.larry_ids)
+        documents = {}
+        for larry, entry in zip(self.larrys, self.values[f"{PROJECT}:larrys"]):
+            index: dict[str, Any] = {"larry": larry.id, "larrys": ids}
+            upstream = _upstream(larry, owners)
+            if upstream:
+                index["upstream"] = [{"id": t, "larry": owners[t][0], "worker": owners[t][1],
+                                      **({"dependsOn": list(owners[t][2])} if owners[t][2] else {})} for t in upstream]
+            documents[larry.id] = _dump({"stack": self.stack, "slice": index,
+                                         "config": {**shared, f"{PROJECT}:larrys": [entry]}})
+        return documents
 
     # ---- budget arithmetic: the one place it is done
     @property
@@ -444,6 +509,29 @@ class StackConfig:
         ``defaultAgent``; None when neither is set (the built-in simulated payload)."""
         name = member.agent or self.default_agent
         return self.agents[name] if name else None
+
+
+#: libyaml's emitter where PyYAML has it: the same text as the pure-Python one, in a third of
+#: the time (the program writes every Larry's slice).
+_DUMPER = yaml.CSafeDumper if yaml.__with_libyaml__ else yaml.SafeDumper
+
+
+def _dump(document: Mapping[str, Any]) -> str:
+    return yaml.dump(document, Dumper=_DUMPER, sort_keys=False)
+
+
+def _upstream(larry: Larry, owners: Mapping[str, tuple[str, str, tuple[str, ...]]]) -> list[str]:
+    """The other Larrys' tasks ``larry``'s tasks wait for, directly or through one another, in
+    the order they are found."""
+    own = {t.id for t in larry.tasks}
+    found: dict[str, None] = {}
+    waiting = [dep for t in larry.tasks for dep in t.depends_on]
+    while waiting:
+        task = waiting.pop()
+        if task not in own and task not in found and task in owners:
+            found[task] = None
+            waiting.extend(owners[task][2])
+    return list(found)
 
 
 # ---- the account tree: what the token ledger books and the policy pack checks

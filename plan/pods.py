@@ -1,5 +1,6 @@
 """What every pod of a stack sees, named once for the components that render it and the
-runtime that reads it: where the plan is mounted, the coordination volume's layout, the
+runtime that reads it: where the plan is mounted (a Larry's pods: its slice at PLAN_PATH; the
+meta-coordinator: every slice under SLICES_DIR), the coordination volume's layout, the
 coordinator's port, the runtime's user, the worker Jobs' retry limit, the Secret holding the
 Redis password, where an agent's home lives and what a master's pod is given.
 """
@@ -13,6 +14,8 @@ PLAN_DIR = "/etc/larry"
 PLAN_KEY = "plan.yaml"
 LARRY_ID_KEY = "larry-id"
 PLAN_PATH = f"{PLAN_DIR}/{PLAN_KEY}"
+#: Where the meta-coordinator finds every Larry's slice (``<larry id>.yaml``): the whole plan.
+SLICES_DIR = f"{PLAN_DIR}/larrys"
 
 #: The shared coordination volume and the fenced results on it.
 COORDINATION_DIR = "/coordination"

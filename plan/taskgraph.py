@@ -18,10 +18,15 @@ from plan.statuses import TERMINAL
 
 
 class TaskGraph:
+    """The tasks of ``cfg``: a whole plan's, or a slice's own and the other Larrys' tasks they
+    wait for (``cfg.upstream``), which is all a slice needs to see its tasks blocked."""
+
     def __init__(self, cfg: StackConfig):
         self.deps = {t.id: t.depends_on for larry in cfg.larrys for t in larry.tasks}
         self.larry = {t.id: larry.id for larry in cfg.larrys for t in larry.tasks}
         self.worker = {t.id: w.name for larry in cfg.larrys for w in larry.workers for t in w.tasks}
+        for task in cfg.upstream:
+            self.deps[task.id], self.larry[task.id], self.worker[task.id] = task.depends_on, task.larry, task.worker
         self.ids = list(self.deps)
 
     @cached_property

@@ -3,8 +3,8 @@ annotations, and the way a fact that cannot be read becomes a violation.
 
 Where the numbers come from:
 
-* The stack config each Larry's plan ConfigMap carries (``data[plan.pods.PLAN_KEY]``), loaded
-  with ``plan.loader.load_plan_document``. Its objects hold all budget arithmetic
+* The stack config the plan ConfigMaps carry (``data[plan.pods.PLAN_KEY]``, each Larry's
+  slice), joined into the whole plan by ``plan.loader.load_plan_documents``. Its objects hold all budget arithmetic
   (``allocated_tokens``, ``pool_draw``, ``reserve_share`` ...); the rules only compare.
 * Per worker, the ``larry.dev/*`` annotations of its Job, which resource policies can read on
   their own; ``plan-matches-resources`` holds them equal to the plan.
@@ -28,7 +28,7 @@ from pulumi_policy.policy import PolicyResource
 from pulumi_policy.proxy import UnknownValueError
 
 from plan import labels, pods
-from plan.loader import ConfigError, load_plan_document
+from plan.loader import ConfigError, load_plan_documents
 from plan.model import Larry, StackConfig
 from policies import kube
 
@@ -62,14 +62,15 @@ def describe(resource_type: str, props: Mapping[str, Any], fallback: str) -> str
 
 
 @functools.lru_cache(maxsize=8)
-def _parse_plan(text: str, source: str) -> StackConfig:
-    # Every stack policy reads the same document; parse and validate it once per run.
-    return load_plan_document(text, source)
+def _parse_plan(documents: tuple[tuple[str, str], ...]) -> StackConfig:
+    # Every stack policy reads the same documents; join and validate them once per run.
+    return load_plan_documents(dict(documents))
 
 
 def load_plan(resources: Iterable[PolicyResource], report: ReportViolation) -> StackConfig | None:
-    """The stack config the plan ConfigMaps carry, or None after reporting why not."""
-    documents: dict[str, list[str]] = {}
+    """The stack config the plan ConfigMaps carry (each Larry's slice, joined), or None after
+    reporting why not."""
+    documents: dict[str, str] = {}
     for resource in resources:
         if resource.resource_type != kube.CONFIG_MAP:
             continue
@@ -77,17 +78,12 @@ def load_plan(resources: Iterable[PolicyResource], report: ReportViolation) -> S
         with evaluating(report, where, resource.urn):
             text = kube.mapping(resource.props.get("data")).get(pods.PLAN_KEY)
             if text is not None:
-                documents.setdefault(str(text), []).append(where)
+                documents[where] = str(text)
     if not documents:
         report(f"cannot evaluate: the stack has no plan ConfigMap (data {pods.PLAN_KEY!r}, one per Larry)", None)
         return None
-    if len(documents) > 1:
-        groups = "; ".join(", ".join(sources) for sources in documents.values())
-        report(f"cannot evaluate: the plan ConfigMaps carry {len(documents)} different plans ({groups})", None)
-        return None
-    (text, sources), = documents.items()
     try:
-        return _parse_plan(text, sources[0])
+        return _parse_plan(tuple(documents.items()))
     except ConfigError as exc:
         report(f"cannot evaluate: the plan does not load: {exc}", None)
         return None

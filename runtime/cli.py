@@ -22,7 +22,7 @@ from pathlib import Path
 
 from plan import environment as envvar
 from plan.exits import ExitCode
-from plan.loader import ConfigError, load_stack, load_stack_file
+from plan.loader import ConfigError, load_plan_path, load_stack
 from plan.model import StackConfig
 from runtime.support import logs
 from runtime.support.credentials import take_password
@@ -76,7 +76,8 @@ class UsageError(Exception):
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--plan", type=Path, default=os.environ.get(envvar.PLAN),
-                        help="plan document rendered by the components (default $LARRY_PLAN)")
+                        help="a plan document rendered by the components (a Larry's slice, or a directory of "
+                             "every slice: the whole plan) or a stack file (default $LARRY_PLAN)")
     source.add_argument("--stack", help="a stack of this project, read from Pulumi.<stack>.yaml")
     parser.add_argument("--project-dir", type=Path, default=Path(os.environ.get(envvar.PROJECT_DIR, ".")),
                         help="where Pulumi.<stack>.yaml lives (with --stack)")
@@ -231,8 +232,9 @@ def load_plan(args: argparse.Namespace) -> StackConfig:
         return load_stack(args.stack, args.project_dir)
     if not getattr(args, "plan", None):
         raise UsageError("no plan: pass --plan FILE (or set LARRY_PLAN) or --stack NAME")
-    # The same reading as a stack file's: unreadable, non-UTF-8 or malformed is one line.
-    return load_stack_file(args.plan)
+    # The same reading as a stack file's: unreadable, non-UTF-8 or malformed is one line. A
+    # Larry's pods get its slice; a directory of every slice is the whole plan.
+    return load_plan_path(args.plan)
 
 
 def add_log_arguments(parser: argparse.ArgumentParser, default) -> None:

@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
     cfg, r, ks = open_run(args)
     escalations = Escalations(r, ks)
     if args.escalation == "run":
-        approved, approval = escalations.approve_run(args.by, [larry.id for larry in cfg.larrys])
+        approved, approval = escalations.approve_run(args.by, list(cfg.larry_ids))  # every Larry, from a slice too
         print(f"the run {'is now' if approved else 'was already'} approved by {approval['by']} at {approval['at']}")
         return ExitCode.OK
     escalation = escalations.get(args.escalation)

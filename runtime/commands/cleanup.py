@@ -57,7 +57,8 @@ def main(args: argparse.Namespace) -> int:
 
 def cleanup_refusal(r: redis.Redis, ks: Keyspace, cfg: StackConfig, archives: Path) -> str | None:
     """Why the run's keys must stay (not finished, not archived since it finished), or None."""
-    phases = [PhaseTracker(r, ks, larry.id).snapshot() for larry in cfg.larrys]
+    # Every Larry's phase, from a slice too (it holds its own Larry, and every id).
+    phases = [PhaseTracker(r, ks, larry_id).snapshot() for larry_id in cfg.larry_ids]
     running = [f"{p['larry']} is {p['status']}" for p in phases if p["status"] not in TERMINAL]
     if running and any(p["started_at"] for p in phases):
         return "the run has not finished (" + ", ".join(running) + ")"

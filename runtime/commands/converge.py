@@ -2,7 +2,7 @@
 
 ::
 
-    larry converge --plan /etc/larry/plan.yaml [--coordination-dir D] [--s3-url s3://bucket/prefix]
+    larry converge --plan /etc/larry/larrys [--coordination-dir D] [--s3-url s3://bucket/prefix]
 
 With Redis configured (``--redis-url`` or the environment) it first waits, on the event
 stream, until every Larry has passed the ``convergence`` barrier and then arrived at the
@@ -40,7 +40,7 @@ def configure_parser(parser) -> None:
 
 EXAMPLES = """\
 examples:
-  larry converge --plan /etc/larry/plan.yaml --coordination-dir /coordination --s3-url s3://bucket/runs
+  larry converge --plan /etc/larry/larrys --coordination-dir /coordination --s3-url s3://bucket/runs
   larry converge --stack dev --coordination-dir .larry-runs/dev-20261130-141355-a1b2c3 --no-wait
 """
 

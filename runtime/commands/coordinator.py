@@ -117,7 +117,7 @@ class Coordinator:
         self.board = TaskBoard(r, ks)
         self.ledger = Ledger.for_plan(r, ks, cfg)
         self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
-        everyone = [each.id for each in cfg.larrys]
+        everyone = list(cfg.larry_ids)  # a slice holds its own Larry; the index names them all
         self.convergence = Barrier(r, ks, CONVERGENCE_BARRIER, everyone)
         self.reports = Barrier(r, ks, REPORTS_BARRIER, everyone)
         self.history = History(larry, ks)

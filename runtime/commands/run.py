@@ -5,9 +5,9 @@
     larry run --stack dev [--speed 600] [--redis-url URL] [--coordination-dir D] [--s3-url s3://b/p]
 
 Without ``--redis-url`` it starts a private redis-server (loopback, random password) for
-the run. It writes the plan document where the pods would mount it
-(``{coordination-dir}/plan.yaml``) and starts, each as its own OS process through the same
-entrypoints the pods use:
+the run. It writes each Larry's slice of the plan, what its pods would mount
+(``{coordination-dir}/plans/<larry>.yaml``; converge reads the directory, the whole plan),
+and starts, each as its own OS process through the same entrypoints the pods use:
 
 * one ``larry coordinator`` per Larry: restarted whenever it dies, with the kubelet's
   crash-loop backoff (10 s doubling, scaled by the speed), like a Deployment's pod;
@@ -228,28 +228,30 @@ class Supervisor:
         return env
 
     def _children(self) -> dict[str, Child]:
-        plan = self.run_dir / "plan.yaml"
-        write_atomic(plan, self.cfg.plan_document())
+        # As in the cluster: a Larry's processes read its slice, converge every slice.
+        plans = self.run_dir / "plans"
+        for larry_id, text in self.cfg.slice_documents().items():
+            write_atomic(plans / f"{larry_id}.yaml", text)
         larry, speed = larry_command(), f"{self.args.speed:g}"
-        common = ["--plan", str(plan), "--coordination-dir", str(self.run_dir), "--speed", speed]
+        common = ["--coordination-dir", str(self.run_dir), "--speed", speed]
         self.ports = {each.id: free_port() for each in self.cfg.larrys}
-        children = [Child(f"coordinator-{each.id}", larry + ["coordinator", *common, "--larry", each.id,
-                                                               "--host", "127.0.0.1", "--port", str(self.ports[each.id])],
-                          "coordinator") for each in self.cfg.larrys]
-        children += [Child(f"master-{each.id}-{master.name}", larry + ["master", *common, "--larry", each.id,
-                                                                     "--master", master.name, "--kill-grace", "2"],
-                           "master") for each in self.cfg.larrys for master in each.masters]
+        children = [Child(f"coordinator-{each.id}", larry + [
+            "coordinator", "--plan", str(plans / f"{each.id}.yaml"), *common, "--larry", each.id,
+            "--host", "127.0.0.1", "--port", str(self.ports[each.id])], "coordinator") for each in self.cfg.larrys]
+        children += [Child(f"master-{each.id}-{master.name}", larry + [
+            "master", "--plan", str(plans / f"{each.id}.yaml"), *common, "--larry", each.id,
+            "--master", master.name, "--kill-grace", "2"], "master") for each in self.cfg.larrys for master in each.masters]
         if self.cfg.catalog.enabled:  # restarted whatever its exit, like the coordinators' Deployment pods
             self.env[envvar.CATALOG_URL], serve = local_catalog(self.cfg.catalog, self.args.project_dir)
             children.append(Child("catalog", larry + serve, "coordinator"))
         for each, worker in self.cfg.workers:
             payload = payload_command(self.args.speed, self.args.overspend_task, [t.id for t in worker.tasks],
                                       self.args.payload, self.cfg.agent_of(worker))
-            children.append(Child(f"worker-{worker.name}", larry + ["worker", *common, "--larry", each.id,
-                                                                    "--worker", worker.name, "--kill-grace", "2",
-                                                                    *(["--", *payload] if payload else [])],
-                                  "worker"))
-        converge = larry + ["converge", *common] + (["--s3-url", self.args.s3_url] if self.args.s3_url else []) \
+            children.append(Child(f"worker-{worker.name}", larry + [
+                "worker", "--plan", str(plans / f"{each.id}.yaml"), *common, "--larry", each.id,
+                "--worker", worker.name, "--kill-grace", "2", *(["--", *payload] if payload else [])], "worker"))
+        converge = larry + ["converge", "--plan", str(plans), *common] \
+            + (["--s3-url", self.args.s3_url] if self.args.s3_url else []) \
             + (["--private-redis"] if self.local is not None else [])
         children.append(Child("converge", converge, "converge"))
         write_atomic(self.run_dir / "processes.json", json.dumps({

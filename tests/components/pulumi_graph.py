@@ -129,6 +129,39 @@ def stack_values(stack: str) -> dict[str, Any]:
     return copy.deepcopy(document["config"])
 
 
+def fleet_values(larrys: int, workers: int) -> dict[str, Any]:
+    """A generated fleet: the dev stack with its Larrys replaced by ``larrys`` copies of larry-03
+    (each in a namespace of its own, three masters) carrying ``workers`` workers each, spread
+    over the dev stack's four worker nodes, three chained tasks per worker."""
+    values = stack_values("dev")
+    template = next(larry for larry in values["larry:larrys"] if larry["id"] == "larry-03")
+    worker_nodes = sorted(n for n, spec in values["larry:nodes"].items() if spec["role"] == "worker")
+    masters = sorted(n for n, spec in values["larry:nodes"].items() if spec["role"] == "master")
+    generated = []
+    for i in range(larrys):
+        larry = copy.deepcopy(template)
+        larry_id = f"larry-{i:03d}"
+        larry.update(id=larry_id, namespace=larry_id, node=masters[i % len(masters)], workerNodes=worker_nodes)
+        base = template["workers"][0]
+        larry["workers"] = [{
+            **copy.deepcopy(base), "name": f"{larry_id}-w{j:02d}", "node": worker_nodes[j % len(worker_nodes)],
+            "tasks": [{"id": f"{larry_id}-w{j:02d}-t{k}", "title": f"task {k}",
+                       **({"dependsOn": [f"{larry_id}-w{j:02d}-t{k - 1}"]} if k else {})} for k in range(3)],
+        } for j in range(workers)]
+        generated.append(larry)
+    values["larry:larrys"] = generated
+    return values
+
+
+def stored_bytes(resource: Registered) -> int:
+    """What the API server stores of an object, near enough: its manifest as compact JSON;
+    for a ConfigMap, what its 1 MiB limit counts (every key and value of its data)."""
+    manifest = resource.manifest
+    if resource.typ == CM:
+        return sum(len(key.encode()) + len(str(value).encode()) for key, value in manifest.get("data", {}).items())
+    return len(json.dumps(manifest, separators=(",", ":")).encode())
+
+
 def engine_config(values: Mapping[str, Any]) -> dict[str, str]:
     """Config as the engine hands it to the language host: strings, structured ones as JSON."""
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}

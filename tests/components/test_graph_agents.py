@@ -93,8 +93,9 @@ def test_no_credential_has_a_literal_value_anywhere_in_the_graph(agents):
 
 
 def test_the_plan_config_map_holds_secret_references_not_values(agents):
-    (plan,) = {r.manifest["data"]["plan.yaml"] for r in agents.of(CM) if "plan.yaml" in r.manifest.get("data", {})}
-    cfg = load_plan_document(plan, "configmap")
+    plans = {r.manifest["data"]["larry-id"]: r.manifest["data"]["plan.yaml"]
+             for r in agents.of(CM) if "plan.yaml" in r.manifest.get("data", {})}
+    cfg = load_plan_document(plans["larry-01"], "configmap")
     assert {name: (ref.secret, ref.key) for name, ref in cfg.agents["claude"].secret_env.items()} == {
         "ANTHROPIC_API_KEY": ("anthropic", "api-key")}
     # What the worker needs at run time (limits, prices, the command) is in the plan it mounts.

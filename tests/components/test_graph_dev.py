@@ -1,10 +1,11 @@
 """The dev stack's resource graph is exactly the 3-Larry plan of seeds 001 and 002."""
 import json
 from collections import Counter
+from dataclasses import replace
 
 import yaml
 
-from plan.loader import load_plan_document, load_stack
+from plan.loader import load_plan_document, load_plan_documents, load_stack
 from tests.components.pulumi_graph import (
     CM,
     DEPLOY,
@@ -49,7 +50,7 @@ def test_exactly_the_expected_graph(dev):
         "larry:index:RedisHA": 1, "larry:index:LarryNamespace": 3, "larry:index:Larry": 3,
         "larry:index:MetaCoordinator": 1, "larry:index:Observability": 1, "larry:index:ClusterReader": 1,
         NS: 4, QUOTA: 3, LIMITS: 3, SECRET: 4,
-        CM: 6,  # three plans, the meta-coordinator's plan, the Redis scripts, the dashboard
+        CM: 8,  # three Larrys' slices of the plan, the meta-coordinator's copy of each, the Redis scripts, the dashboard
         PVC: 4,
         f"{K}core/v1:ServiceAccount": 2,  # the workers of the clusterRead Larrys: nothing else calls the API
         SVC: 6,  # 3 coordinators + Redis headless/server/sentinel
@@ -111,18 +112,31 @@ def test_every_larry_pod_mounts_plan_and_coordination_volume(dev):
         mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert mounts["/etc/larry"]["readOnly"] is True
-        assert "configMap" in volumes[mounts["/etc/larry"]["name"]]
+        plan = volumes[mounts["/etc/larry"]["name"]]
+        if workload.metadata["name"] == "larry-converge":  # every Larry's slice: the whole plan
+            assert [(s["configMap"]["name"], s["configMap"]["items"]) for s in plan["projected"]["sources"]] == [
+                (f"larry-converge-plan-{larry}", [{"key": "plan.yaml", "path": f"larrys/{larry}.yaml"}])
+                for larry in LARRYS]
+        else:
+            assert plan["configMap"]["name"] == f"{workload.metadata['namespace']}-plan"
         assert "persistentVolumeClaim" in volumes[mounts["/coordination"]["name"]]
 
 
-def test_plan_config_maps_carry_the_whole_validated_stack(dev):
+def test_plan_config_maps_carry_each_larry_its_validated_slice(dev):
     cfg = load_stack("dev", ROOT)
     plans = dev.named(CM)
+    slices = {}
     for larry in LARRYS:
         data = plans[f"{larry}/{larry}-plan"].manifest["data"]
         assert data["larry-id"] == larry
-        loaded = load_plan_document(data["plan.yaml"], "configmap")
-        assert loaded.larrys == cfg.larrys and loaded.redis == cfg.redis and loaded.budget == cfg.budget
+        assert plans[f"redis-ha/larry-converge-plan-{larry}"].manifest["data"] == data
+        loaded = slices[larry] = load_plan_document(data["plan.yaml"], "configmap")
+        assert loaded.larrys == (cfg.larry(larry),) and loaded.larry_ids == tuple(LARRYS)
+        assert loaded.redis == cfg.redis and loaded.budget == cfg.budget and loaded.nodes == cfg.nodes
+    # larry-02's Helm patches wait for larry-03's release discovery: its slice says so, and no more.
+    assert [(t.id, t.larry) for t in slices["larry-02"].upstream] == [("discover-helm-releases", "larry-03")]
+    assert replace(load_plan_documents({
+        larry: plans[f"{larry}/{larry}-plan"].manifest["data"]["plan.yaml"] for larry in LARRYS}), source=cfg.source) == cfg
 
 
 def test_worker_job_contract(dev):

@@ -211,10 +211,11 @@ def redis(cfg: StackConfig) -> list[K8s]:
 
 def render(cfg: StackConfig) -> list[K8s]:
     """What the components render for a plan, as far as the policies read it."""
-    text, out = cfg.plan_document(), []
+    slices, out = cfg.slice_documents(), []
     for larry in cfg.larrys:
         out.append(K8s(kube.CONFIG_MAP, f"{larry.id}-plan", {
-            "metadata": meta(f"{larry.id}-plan", larry.namespace), "data": {"plan.yaml": text, "larry-id": larry.id}}))
+            "metadata": meta(f"{larry.id}-plan", larry.namespace),
+            "data": {"plan.yaml": slices[larry.id], "larry-id": larry.id}}))
         out.append(coordinator(cfg, larry))
         out += [worker_job(cfg, larry, worker) for worker in larry.workers]
         if larry.cluster_read:

@@ -34,10 +34,14 @@ def test_a_plan_unknown_in_preview_is_a_violation_not_a_pass(dev_resources):
 
 def test_plan_maps_that_disagree_or_do_not_load_cannot_evaluate(dev, dev_resources):
     other = plan("dev", lambda values: values["larry:budget"].update(systemTokens=1_000_000))
+    named(dev_resources, "larry-02-plan").props["data"]["plan.yaml"] = other.slice_documents()["larry-02"]
+    assert violations("system-token-budget", dev_resources) == [
+        "cannot evaluate: the plan does not load: ConfigMap larry-02/larry-02-plan: larry:budget differs from "
+        "ConfigMap larry-01/larry-01-plan's (slices of one plan share it)"]
     named(dev_resources, "larry-02-plan").props["data"]["plan.yaml"] = other.plan_document()
     assert violations("system-token-budget", dev_resources) == [
-        "cannot evaluate: the plan ConfigMaps carry 2 different plans (ConfigMap larry-01/larry-01-plan, "
-        "ConfigMap larry-03/larry-03-plan; ConfigMap larry-02/larry-02-plan)"]
+        "cannot evaluate: the plan does not load: ConfigMap larry-02/larry-02-plan: a whole plan given beside "
+        "other plans or slices (ConfigMap larry-01/larry-01-plan, ConfigMap larry-03/larry-03-plan)"]
     for resource in dev_resources:
         if resource.type == kube.CONFIG_MAP:
             resource.props["data"]["plan.yaml"] = "config: {larry:executionWindowMinutes: -1}"

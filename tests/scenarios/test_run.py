@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from plan.loader import load_stack
+from plan.loader import load_plan_path, load_stack
 from plan.model import master_account
 from runtime import cli
 from runtime.agent.master import PLAN_SHARE, overseen, review_tokens
@@ -210,6 +210,17 @@ def test_dev_run_completes_every_task_exactly_once(dev_run):
     assert dev_run.code == 0, dev_run.out
     assert_every_task_completed_once(dev_run)
     assert dev_run.events("task_failed") == [] and dev_run.events("task_requeued") == []
+
+
+def test_dev_run_processes_read_their_larrys_slice(dev_run):
+    """As in the cluster: a Larry's coordinator and workers are given its slice of the plan,
+    converge the directory of every slice; no process was given the whole plan."""
+    plans = dev_run.dir / "plans"
+    assert sorted(p.name for p in plans.iterdir()) == sorted(f"{larry.id}.yaml" for larry in DEV.larrys)
+    for larry in DEV.larrys:
+        part = load_plan_path(plans / f"{larry.id}.yaml")
+        assert part.larrys == (larry,) and part.larry_ids == DEV.larry_ids
+    assert not (dev_run.dir / "plan.yaml").exists()
 
 
 def test_dev_run_phases_completed_and_barrier_passed(dev_run):

@@ -28,7 +28,8 @@ def test_a_term_without_hostname_unpins_the_pod(dev_resources):
     terms = job.props["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     terms.append({"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]})
-    assert violations("worker-placement", [job, named(dev_resources, "larry-01-plan")]) == [
+    plans = [named(dev_resources, f"{larry}-plan") for larry in ("larry-01", "larry-02", "larry-03")]
+    assert violations("worker-placement", [job, *plans]) == [
         f"{CLEANUP}: no required node affinity on kubernetes.io/hostname "
         "(allowed: larry-01's worker nodes k3s-worker01)"]
 
