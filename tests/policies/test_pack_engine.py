@@ -14,7 +14,10 @@ def preview_with_policies(tmp_path, stack: str, document: dict):
     project = copy_project(tmp_path / "project", {stack: document})
     env = engine_env(f"file://{tmp_path / 'state'}")
     (tmp_path / "state").mkdir()
-    done = run(["make", "--no-print-directory", "preview", f"STACK={stack}", "POLICY=1"], project, env, check=False)
+    # The copy's .venv is the project's own: -o keeps make from re-installing the project into
+    # it from the copy (which would point the shared virtualenv's `larry` at a temporary directory).
+    done = run(["make", "--no-print-directory", "-o", ".venv/.installed", "preview", f"STACK={stack}", "POLICY=1"],
+               project, env, check=False)
     return done.returncode, done.stdout + done.stderr
 
 
