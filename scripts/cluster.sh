@@ -210,7 +210,14 @@ DNS_IP=10.43.0.10
 POD_CIDR=10.42.0.0/16
 CLUSTER_DOMAIN=cluster.local
 # Start order; `down` stops them in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok coredns provisioner)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok coredns provisioner containerd kubelet)
+# The one real node: a kubelet with containerd, for pods that must really run. Its pods get
+# addresses of their own bridge; a stack that names this node in larry:nodes has its pods there.
+REAL_NODE=larry-node
+NODE_POD_CIDR=10.44.0.0/24
+NODE="$RUN/node"
+# The node's pod cgroups, under a root of this cluster's own in every hierarchy (cgroup v1).
+CGROUP_ROOT="/larry-$NS"
 START_TIMEOUT=${LARRY_CLUSTER_START_TIMEOUT:-120}
 # How long a node may go without renewing its Lease before it is NotReady (upstream: 50 s). On
 # two busy cores kwok's renewals of the fake nodes' Leases can come late; a NotReady node has
@@ -291,7 +298,10 @@ make_pki() {
   # The volume provisioner creates and deletes PersistentVolumes: cluster-admin, as k3s's
   # local-path provisioner is in effect.
   issue provisioner /O=system:masters/CN=larry-provisioner clientAuth
-  for name in kube-controller-manager kube-scheduler kwok coredns provisioner; do
+  # The real node's kubelet: its client identity (the Node authorizer binds it to its node)
+  # and the serving certificate the API server checks when it fetches logs.
+  issue kubelet "/O=system:nodes/CN=system:node:$REAL_NODE" clientAuth,serverAuth "IP:$NODE_IP,DNS:$REAL_NODE"
+  for name in kube-controller-manager kube-scheduler kwok coredns provisioner kubelet; do
     kubeconfig "$name" "$RUN/kubeconfigs/$name.yaml"
   done
   kubeconfig admin "$RUN/kubeconfig"
@@ -335,6 +345,112 @@ stop_component() { # name
     sleep 0.2
   done
   rm -f "$RUN/pids/$name.pid"
+}
+
+# The real node's components need the host's cgroup mounts, which `ip netns exec` hides (it
+# mounts a sysfs of the namespace's own): they enter the network namespace only.
+start_on_node() { # name cmd...
+  local name="$1"; shift
+  nsenter --net="/run/netns/$NS" setsid "$@" >"$RUN/logs/$name.log" 2>&1 </dev/null &
+  printf '%s %s\n' "$!" "$(start_time "$!")" >"$RUN/pids/$name.pid"
+}
+
+ctr_() { ctr --address "$NODE/containerd/containerd.sock" -n k8s.io "$@"; }
+
+write_node_configs() {
+  mkdir -p "$NODE/containerd" "$NODE/cni" "$NODE/kubelet"
+  # restrict_oom_score_adj: without CAP_SYS_RESOURCE runc cannot lower a score, and every
+  # sandbox would fail; the pod network namespaces live under the state directory, so `down`
+  # finds exactly this cluster's.
+  cat >"$NODE/containerd.toml" <<TOML
+version = 2
+root = "$NODE/containerd/root"
+state = "$NODE/containerd/state"
+[grpc]
+  address = "$NODE/containerd/containerd.sock"
+[ttrpc]
+  address = "$NODE/containerd/containerd.sock.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "localhost/larry-pause:1"
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$NODE/cni"
+TOML
+  cat >"$NODE/cni/10-larry.conflist" <<CNI
+{"cniVersion": "0.4.0", "name": "larry", "plugins": [
+  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$NODE_POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": "$NODE/cni-ipam"}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+CNI
+  cat >"$NODE/kubelet.yaml" <<KUBELET
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+cgroupRoot: $CGROUP_ROOT
+failSwapOn: false
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $RUN/pki/ca.crt}
+authorization: {mode: Webhook}
+clusterDNS: [$DNS_IP]
+clusterDomain: $CLUSTER_DOMAIN
+tlsCertFile: $RUN/pki/kubelet.crt
+tlsPrivateKeyFile: $RUN/pki/kubelet.key
+containerRuntimeEndpoint: unix://$NODE/containerd/containerd.sock
+# A busy shared disk must not make the node evict the pods under test.
+evictionHard: {memory.available: "1%", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+readOnlyPort: 0
+serializeImagePulls: false
+KUBELET
+}
+
+cgroup_dirs() { local d; for d in /sys/fs/cgroup/*/; do [[ -d "$d${CGROUP_ROOT#/}" ]] && printf '%s\n' "$d${CGROUP_ROOT#/}"; done; }
+
+start_real_node() {
+  local line ref archive
+  write_node_configs
+  for line in /sys/fs/cgroup/*/; do [[ -f "$line/cgroup.procs" ]] && mkdir -p "$line${CGROUP_ROOT#/}"; done
+  start_on_node containerd /usr/bin/containerd --config "$NODE/containerd.toml"
+  await "$START_TIMEOUT" "containerd's socket" "$RUN/logs/containerd.log" ctr_ version
+  # The images the node runs, without any registry: what scripts/images.sh built.
+  while read -r ref archive; do
+    ctr_ images import "$archive" >/dev/null || die "importing $ref ($archive) into the node failed"
+  done < <("$ROOT/scripts/images.sh" list)
+  start_on_node kubelet "$BIN/kubelet" --config "$NODE/kubelet.yaml" --kubeconfig "$RUN/kubeconfigs/kubelet.yaml" \
+    --node-ip "$NODE_IP" --hostname-override "$REAL_NODE" --root-dir "$NODE/kubelet" --cert-dir "$NODE/kubelet/pki"
+  await "$START_TIMEOUT" "the real node $REAL_NODE Ready" "$RUN/logs/kubelet.log" \
+    kctl wait --for=condition=Ready "node/$REAL_NODE" --timeout=5s
+}
+
+# What a stopped kubelet and containerd leave: the containers (each under a shim of its own),
+# the kubelet's and the pods' mounts, the pod cgroups. Only this cluster's: its containerd's
+# tasks, mounts under its run directory, cgroups under its own root.
+stop_real_node() {
+  local task mount dir
+  if [[ -S "$NODE/containerd/containerd.sock" ]] && live_pid containerd >/dev/null; then
+    [[ -f "$RUN/pids/kubelet.pid" ]] && stop_component kubelet
+    for task in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s SIGKILL "$task" >/dev/null 2>&1 || true; done
+    for task in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks rm -f "$task" >/dev/null 2>&1 || true; done
+    for task in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers rm "$task" >/dev/null 2>&1 || true; done
+  fi
+  [[ -f "$RUN/pids/kubelet.pid" ]] && stop_component kubelet
+  [[ -f "$RUN/pids/containerd.pid" ]] && stop_component containerd
+  # Deepest first: a mount inside another goes before it.
+  while read -r mount; do umount -l "$mount" 2>/dev/null || true; done < <(
+    awk -v run="$RUN" 'index($5, run) == 1 {print $5}' /proc/self/mountinfo | sort -r)
+  while read -r dir; do
+    find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done < <(cgroup_dirs)
 }
 
 # ---- configuration files
@@ -441,6 +557,7 @@ cmd_up() {
     --service-account-issuer="https://kubernetes.default.svc.$CLUSTER_DOMAIN" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --authorization-mode=Node,RBAC \
+    --kubelet-preferred-address-types=InternalIP \
     --enable-admission-plugins=NodeRestriction \
     --allow-privileged=true
   await "$START_TIMEOUT" "the API server's /readyz" "$RUN/logs/kube-apiserver.log" kctl get --raw /readyz
@@ -474,6 +591,7 @@ cmd_up() {
     --node-lease-duration-seconds=40 \
     --node-ip="$NODE_IP" --cidr="$POD_CIDR"
   start coredns "$BIN/coredns" -conf "$RUN/Corefile"
+  start_real_node
   mkdir -p "$RUN/volumes"
   start provisioner /usr/bin/python3 "$ROOT/scripts/cluster/provisioner.py" "$BIN/kubectl" \
     "$RUN/kubeconfigs/provisioner.yaml" "$RUN/volumes"
@@ -490,12 +608,13 @@ cmd_up() {
   await "$START_TIMEOUT" "kubernetes.default.svc.$CLUSTER_DOMAIN to resolve to $API_SERVICE_IP" "$RUN/logs/coredns.log" \
     in_ns sh -c "getent hosts kubernetes.default.svc.$CLUSTER_DOMAIN | grep -q '^$API_SERVICE_IP '"
   trap - EXIT
-  log "cluster up in $((SECONDS - t0))s: stack $stack, $(kctl get nodes --no-headers | wc -l) fake nodes, netns $NS"
+  log "cluster up in $((SECONDS - t0))s: stack $stack, $(kctl get nodes -l type=kwok --no-headers | wc -l) fake nodes and the real node $REAL_NODE, netns $NS"
   cmd_env
 }
 
 cmd_down() {
   local i name
+  stop_real_node
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
     name="${COMPONENTS[$i]}"
     [[ -f "$RUN/pids/$name.pid" ]] && stop_component "$name"
@@ -506,6 +625,7 @@ cmd_down() {
   rm -rf "$RUN"
   ! ns_exists || die "netns $NS still present after down"
   if grep -qsF -e "$RUN" -e "/run/netns/$NS" /proc/self/mountinfo; then die "mounts of the cluster remain (see /proc/self/mountinfo)"; fi
+  [[ -z "$(cgroup_dirs)" ]] || die "cgroups of the cluster remain: $(cgroup_dirs | tr '\n' ' ')"
   log "cluster down: no process, namespace, mount or state of it left ($RUN removed)"
 }
 

@@ -7,52 +7,10 @@ changes, the edits users make (a worker's tokens, a Redis script) and `destroy`.
 """
 from __future__ import annotations
 
-import json
-import subprocess
-from pathlib import Path
-
 import pytest
-import yaml
 
 from plan.labels import APP, COORDINATOR_APP, LARRY, SCRIPTS_DIGEST, WORKER, WORKER_APP
-from plan.loader import load_stack
-from tests.engine.pulumi_cli import TIMEOUT, copy_project, engine_env, stack_document
-
-
-class Deployed:
-    """One stack's project copy, pointed at the cluster, driven with `pulumi` inside its netns."""
-
-    def __init__(self, tmp_path: Path, cluster, stack: str, document: dict | None = None):
-        self.cluster, self.stack = cluster, stack
-        document = document or stack_document(stack)
-        document["config"]["larry:cluster"] = {"kubeconfig": str(cluster.kubeconfig)}
-        self.project = copy_project(tmp_path / "project", {stack: document})
-        (tmp_path / "state").mkdir()
-        self.env = cluster.env(engine_env(f"file://{tmp_path / 'state'}"))
-        self.pulumi("stack", "select", "--create", stack)
-        self.plan = load_stack(stack, self.project)
-
-    def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        argv = self.cluster.inside(["pulumi", *args, "--non-interactive"])
-        done = subprocess.run(argv, cwd=self.project, env=self.env, capture_output=True, text=True, timeout=TIMEOUT)
-        if check and done.returncode != 0:
-            pytest.fail(f"`pulumi {' '.join(args)}` exited {done.returncode}\n--- stdout\n{done.stdout[-6000:]}"
-                        f"\n--- stderr\n{done.stderr[-3000:]}")
-        return done
-
-    def up(self, *extra: str) -> subprocess.CompletedProcess:
-        return self.pulumi("up", "--yes", "--skip-preview", "--stack", self.stack, *extra)
-
-    def edit(self, change) -> None:
-        path = self.project / f"Pulumi.{self.stack}.yaml"
-        document = yaml.safe_load(path.read_text())
-        change(document["config"])
-        path.write_text(yaml.safe_dump(document, sort_keys=False))
-
-    def kubernetes_resources(self) -> list[dict]:
-        state = json.loads(self.pulumi("stack", "export", "--stack", self.stack).stdout)
-        return [r for r in state["deployment"].get("resources") or []
-                if r["type"].startswith("kubernetes:") and not r["type"].startswith("pulumi:providers")]
+from tests.support.cluster import Deployed
 
 
 def _object_ref(resource: dict) -> tuple[str, str, str | None]:
