@@ -46,11 +46,14 @@ def assert_placed_admitted_and_done(deployed: Deployed) -> None:
         jobs = {j["metadata"]["labels"][WORKER]: j for j in
                 cluster.get("jobs", "-n", larry.namespace, "-l", f"{APP}={WORKER_APP},{mine}")["items"]}
         assert set(jobs) == {w.name for w in larry.workers}
+        # kwok runs every pod of a fake node to completion: Complete means the pod was admitted
+        # (restricted, the ResourceQuota) and scheduled. `up` does not await worker Jobs
+        # (skipAwait), so their completion is awaited here.
+        done = cluster.kubectl("wait", "--for=condition=Complete", "job", "-n", larry.namespace, "-l",
+                               f"{APP}={WORKER_APP},{mine}", f"--timeout={JOBS_TIMEOUT}s", check=False,
+                               timeout=JOBS_TIMEOUT + 30)
+        assert done.returncode == 0, f"{larry.id}'s worker Jobs not Complete within {JOBS_TIMEOUT}s: {done.stderr}"
         for worker in larry.workers:
-            # kwok runs every pod of a fake node to completion: Complete means the pod was admitted
-            # (restricted, the ResourceQuota) and scheduled.
-            conditions = {c["type"]: c["status"] for c in jobs[worker.name]["status"].get("conditions", [])}
-            assert conditions.get("Complete") == "True", f"{larry.id}/{worker.name}: {conditions}"
             pods = cluster.get("pods", "-n", larry.namespace, "-l", f"{WORKER}={worker.name}")["items"]
             assert {p["spec"]["nodeName"] for p in pods} == {worker.node}, f"{larry.id}/{worker.name}"
         # Nothing a controller created was refused by admission (Pod Security, quota).
@@ -72,15 +75,18 @@ def assert_destroy_leaves_nothing(deployed: Deployed) -> None:
     namespaces = {n["metadata"]["name"] for n in cluster.get("namespaces")["items"]}
     ours = {larry.namespace for larry in plan.larrys} | {plan.redis.namespace}
     assert namespaces & ours == set(), "namespaces left (or still terminating) after destroy"
+    # Cluster-scoped names carry the stack (the ClusterRole) or a namespace of it (the bindings).
+    prefixes = tuple(f"larry:{name}:" for name in (deployed.stack, *ours))
     for kind in ("clusterroles", "clusterrolebindings"):
         left = [i["metadata"]["name"] for i in cluster.get(kind)["items"]
-                if i["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") == "larry"]
-        assert left == [], f"{kind} left after destroy"
+                if i["metadata"]["name"].startswith(prefixes)]
+        assert left == [], f"{kind} of the stack left after destroy"
 
 
 #: A stack's life here is several `pulumi up`s, each awaiting what pulumi-kubernetes awaits.
 LIFE_TIMEOUT = 1800
 ROLL_TIMEOUT = 300
+JOBS_TIMEOUT = 300
 
 
 @pytest.mark.timeout(LIFE_TIMEOUT)
