@@ -82,6 +82,18 @@ def save_recording(directory: Path, name: str, run: AgentRun, server, stdout: st
           f"served {server.served}", file=sys.stderr)
 
 
+def record_scenarios(cli: str, names: list[str], directory: Path,
+                     run_one: Callable[[Path, str, Path], tuple[AgentRun, object]], stdout: str = ".jsonl") -> None:
+    """Re-records ``names``: ``run_one(binary, name, home)`` runs one scenario of the real ``cli``
+    in a throwaway home (checking what it must have done there) and returns its run and server."""
+    binary = agent_binary(cli)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix=f"{cli}-{name}-") as home:
+            run, server = run_one(binary, name, Path(home))
+        save_recording(directory, name, run, server, stdout=stdout)
+
+
 def booked(live: list, outcome) -> Tokens:
     """What an adapter booked for a run: its live charges and the reconciling one."""
     return sum((c.tokens for c in live + ([outcome.charge] if outcome.charge else [])), Tokens())

@@ -17,10 +17,9 @@ one cannot match by accident. Cached tokens are left out (0): aider ignores them
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
-from tests.support.agent_clis import AgentRun, Scenario, agent_binary, run_aider, save_recording
+from tests.support.agent_clis import AgentRun, Scenario, record_scenarios, run_aider
 from tests.support.model_server import ModelServer, Reply, Usage
 from tests.support.model_server.openai import ChatCompletions
 
@@ -52,17 +51,17 @@ def run_scenario(binary: Path, name: str, home: Path, on_line=None) -> tuple[Age
     return run, server, log
 
 
+def _record_one(binary: Path, name: str, home: Path):
+    run, server, log = run_scenario(binary, name, home)
+    if name == "edit" and not (home / "work" / MARKER).exists():
+        raise SystemExit(f"{name}: aider did not apply the edit (no {MARKER}); output:\n"
+                         + "\n".join(run.lines) + run.stderr)
+    (RECORDINGS / f"{name}.log.jsonl").write_text(log.read_text() if log.exists() else "")
+    return run, server
+
+
 def record(names: list[str]) -> None:
-    binary = agent_binary("aider")
-    RECORDINGS.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        with tempfile.TemporaryDirectory(prefix=f"aider-{name}-") as home:
-            run, server, log = run_scenario(binary, name, Path(home))
-            if name == "edit" and not (Path(home) / "work" / MARKER).exists():
-                raise SystemExit(f"{name}: aider did not apply the edit (no {MARKER}); output:\n"
-                                 + "\n".join(run.lines) + run.stderr)
-            (RECORDINGS / f"{name}.log.jsonl").write_text(log.read_text() if log.exists() else "")
-        save_recording(RECORDINGS, name, run, server, stdout=".stdout.txt")
+    record_scenarios("aider", names, RECORDINGS, _record_one, stdout=".stdout.txt")
 
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ one cannot match by accident.
 from __future__ import annotations
 
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from tests.support.agent_clis import AgentRun, Scenario, agent_binary, run_claude, save_recording
+from tests.support.agent_clis import AgentRun, Scenario, record_scenarios, run_claude
 from tests.support.model_server import ModelServer, Reply, Text, ToolCall, Usage
 from tests.support.model_server.anthropic import Anthropic
 
@@ -94,12 +93,7 @@ def run_scenario(binary: Path, name: str, home: Path,
 
 
 def record(names: list[str]) -> None:
-    binary = agent_binary("claude_code")
-    RECORDINGS.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        with tempfile.TemporaryDirectory(prefix=f"claude-{name}-") as home:
-            run, server = run_scenario(binary, name, Path(home))
-        save_recording(RECORDINGS, name, run, server)
+    record_scenarios("claude_code", names, RECORDINGS, run_scenario)
 
 
 if __name__ == "__main__":

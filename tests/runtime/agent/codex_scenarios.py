@@ -14,10 +14,9 @@ one cannot match by accident.
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
-from tests.support.agent_clis import AgentRun, Scenario, agent_binary, run_codex, save_recording
+from tests.support.agent_clis import AgentRun, Scenario, record_scenarios, run_codex
 from tests.support.model_server import ModelServer, Reply, Usage
 from tests.support.model_server.openai import Responses
 
@@ -51,15 +50,15 @@ def run_scenario(binary: Path, name: str, home: Path, on_line=None) -> tuple[Age
     return run, server
 
 
+def _record_one(binary: Path, name: str, home: Path):
+    run, server = run_scenario(binary, name, home)
+    if name == "tool_call" and not (home / "work" / MARKER).exists():
+        raise SystemExit(f"{name}: codex did not run the tool call (no {MARKER}); stderr:\n{run.stderr}")
+    return run, server
+
+
 def record(names: list[str]) -> None:
-    binary = agent_binary("codex")
-    RECORDINGS.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        with tempfile.TemporaryDirectory(prefix=f"codex-{name}-") as home:
-            run, server = run_scenario(binary, name, Path(home))
-            if name == "tool_call" and not (Path(home) / "work" / MARKER).exists():
-                raise SystemExit(f"{name}: codex did not run the tool call (no {MARKER}); stderr:\n{run.stderr}")
-        save_recording(RECORDINGS, name, run, server)
+    record_scenarios("codex", names, RECORDINGS, _record_one)
 
 
 if __name__ == "__main__":
