@@ -8,8 +8,8 @@ import json
 import time
 
 from plan.model import DEFAULT_RUNTIME_IMAGE
+from tests.support.cluster import REAL_NODE
 
-REAL_NODE = "larry-node"
 RUN_TIMEOUT = 180
 
 

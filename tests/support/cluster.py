@@ -21,6 +21,8 @@ from tests.engine.pulumi_cli import TIMEOUT, copy_project, engine_env, stack_doc
 from tests.support.project import ROOT
 
 SCRIPT = ROOT / "scripts" / "cluster.sh"
+#: The one node whose pods really run (scripts/cluster.sh); every other node is a kwok fake.
+REAL_NODE = "larry-node"
 UP_TIMEOUT = 300
 DOWN_TIMEOUT = 180
 
