@@ -59,8 +59,10 @@ run: venv system
 preview: setup
 	@$(PULUMI_STACK); pulumi preview --stack $(STACK) $(if $(POLICY),--policy-pack policies)
 
+# Two xdist workers: much of the suite waits (real time, the engine, the API server), and the
+# cluster tests keep to one worker (tests/conftest.py groups them).
 test: setup kubernetes
-	@$(PYTHON) -m pytest
+	@$(PYTHON) -m pytest -n 2 --dist loadgroup
 
 bench: setup
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PYTHON) $$script; done

@@ -18,6 +18,14 @@ def _start(process):
         pytest.fail(str(error), pytrace=False)
 
 
+def pytest_collection_modifyitems(items):
+    # `make test` runs the suite on two xdist workers (--dist loadgroup): the cluster tests share
+    # one cluster, so they all go to the same worker.
+    for item in items:
+        if item.nodeid.startswith("tests/cluster/"):
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """One server for the session: tests share it safely because each uses its own key prefix."""
