@@ -16,6 +16,12 @@ Guarantees:
   and a ``task_claimed`` event are written together. A busy task publishes the seed's
   ``task_conflict`` alert. Lease transitions are on the event stream only, alerts are
   also published (see :mod:`runtime.coordination.events`).
+* Claim (``queue`` assignment) takes the first task of a master's queue, in the task queue's
+  order (priority, then plan order), that acquire would grant, with acquire's writes, in one
+  call: workers racing on a queue never get the same task under the same fence, and a task
+  held by a worker that died is claimable again once its lease has expired. Finishing a task
+  for good removes it from the queue in the same call. Its cost grows with the queue's length
+  (every queued task's entry is read): fine for plans of hundreds of tasks, not millions.
 * Release/extend are owner- and token-checked in Lua and report
   ``released``/``extended``, ``expired`` (key gone) or ``stolen`` (someone
   else's lease, or a newer one of ours) instead of raising.
@@ -98,6 +104,16 @@ local function blockers(task)
   end
   if #blocked > 1 then return blocked end
 end
+-- Grant ``task`` to ``owner``: the lock, a token above ``highest`` (the last one issued) and the
+-- primary's clock, the status, the event; returns the token.
+local function grant(owner, task, ttl, highest)
+  -- counter for monotonicity on this primary, clock floor for monotonicity across a rollback
+  local token = string.format('%d', math.max(tonumber(highest or '0') + 1, clock()))
+  redis.call('SET', LOCK_PREFIX .. task, owner, 'PX', ttl)
+  redis.call('MSET', FENCE_PREFIX .. task, token, STATUS_PREFIX .. task, 'in_progress')
+  record({event='task_claimed', task_id=task, owner=owner}, token)
+  return token
+end
 """
 
 _ACQUIRE = r"""
@@ -105,8 +121,8 @@ _ACQUIRE = r"""
 local owner, task, ttl = ARGV[1], ARGV[2], ARGV[3]
 local bad = invalid(owner, task, ttl, 'the ttl (ms)')
 if bad then return bad end
-local lock, fence, status_key = LOCK_PREFIX .. task, FENCE_PREFIX .. task, STATUS_PREFIX .. task
-local state = redis.call('MGET', status_key, lock, fence)
+local lock = LOCK_PREFIX .. task
+local state = redis.call('MGET', STATUS_PREFIX .. task, lock, FENCE_PREFIX .. task)
 local status, holder, highest = state[1], state[2], state[3]
 if status == 'completed' or status == 'failed' then return {status} end
 if holder == owner then
@@ -120,12 +136,40 @@ if holder then
 end
 local blocked = blockers(task)
 if blocked then return blocked end
--- counter for monotonicity on this primary, clock floor for monotonicity across a rollback
-local token = string.format('%d', math.max(tonumber(highest or '0') + 1, clock()))
-redis.call('SET', lock, owner, 'PX', ttl)
-redis.call('MSET', fence, token, status_key, 'in_progress')
-record({event='task_claimed', task_id=task, owner=owner}, token)
-return {'acquired', token}
+return {'acquired', grant(owner, task, ttl, highest)}
+"""
+
+# The first claimable task of a queue, by score: not finished, not held, its dependencies
+# completed. A task the owner holds already is re-asserted (same token, fresh TTL).
+_CLAIM = r"""
+-- ARGV[1] owner, [2] queue, [3] ttl ms
+local owner, queue, ttl = ARGV[1], ARGV[2], ARGV[3]
+if queue == '' then return refuse('a queue is required', queue) end
+local bad = invalid(owner, queue, ttl, 'the ttl (ms)')
+if bad then return bad end
+local waiting, queued = {'waiting'}, false
+for _, task in ipairs(redis.call('ZRANGE', QUEUE, 0, -1)) do
+  local entry = redis.call('HGET', QUEUE_ENTRIES, task)
+  if entry and cjson.decode(entry)['master'] == queue then
+    local state = redis.call('MGET', STATUS_PREFIX .. task, LOCK_PREFIX .. task, FENCE_PREFIX .. task)
+    if state[1] ~= 'completed' and state[1] ~= 'failed' then
+      queued = true
+      if state[2] == owner then
+        redis.call('PEXPIRE', LOCK_PREFIX .. task, ttl)
+        return {'held', task, state[3]}
+      end
+      if state[2] then
+        waiting[#waiting + 1] = task
+      else
+        local blocked = blockers(task)
+        if not blocked then return {'acquired', task, grant(owner, task, ttl, state[3])} end
+        for i = 2, #blocked do waiting[#waiting + 1] = blocked[i] end
+      end
+    end
+  end
+end
+if not queued then return {'drained'} end
+return waiting
 """
 
 _EXTEND = r"""
@@ -173,6 +217,7 @@ if status == 'completed' or status == 'failed' then return {'finished', status} 
 if not highest or tonumber(token) < tonumber(highest) then return {'stale', highest or ''} end
 redis.call('HSET', result, 'token', token, 'owner', owner, 'outcome', outcome, 'data', ARGV[5], 'at', now())
 redis.call('SET', status_key, outcome)
+if outcome ~= 'pending' then redis.call('ZREM', QUEUE, task) end
 if state[3] == owner then redis.call('DEL', lock) end
 if outcome == 'completed' then
   redis.call('INCR', ARGV[6])
@@ -198,8 +243,8 @@ record({event='task_takeover', task_id=ARGV[2], previous=holder, owner=ARGV[1]})
 return 1
 """
 
-_FUNCTIONS = {"acquire": _ACQUIRE, "extend": _EXTEND, "release": _RELEASE, "finish": _FINISH,
-              "take_over": _TAKE_OVER}
+_FUNCTIONS = {"acquire": _ACQUIRE, "claim": _CLAIM, "extend": _EXTEND, "release": _RELEASE,
+              "finish": _FINISH, "take_over": _TAKE_OVER}
 
 # Redlock's allowance for the server's clock running faster than ours.
 _DRIFT_FACTOR, _DRIFT_MS = 0.01, 2
@@ -243,7 +288,9 @@ class Lease:
 @dataclass(frozen=True)
 class Claim:
     """Outcome of an acquire: ``acquired``/``held`` (with a lease), ``conflict``
-    (``holder`` has it), ``blocked`` (``waiting_on`` deps), ``completed``/``failed``."""
+    (``holder`` has it), ``blocked`` (``waiting_on`` deps), ``completed``/``failed``; of a
+    claim from a queue also ``waiting`` (``waiting_on``: the queue's held tasks and the
+    dependencies its blocked ones wait for) and ``drained`` (nothing of it left unfinished)."""
 
     status: str
     lease: Lease | None = None
@@ -304,6 +351,18 @@ class LeaseManager:
         if status == "blocked":
             return Claim(status, waiting_on=tuple(reply[1:]))
         return Claim(status)
+
+    def claim(self, queue: str) -> Claim:
+        """Take the first claimable task of ``queue`` in the task queue's order (priority, then
+        plan order; :mod:`runtime.coordination.tasks`): one function call, so workers racing on
+        a queue each get a different task, each task once per fence."""
+        sent_at = time.monotonic()
+        reply = self._call("claim", self.owner, queue, self.ttl_ms)
+        status = reply[0]
+        if status in ("acquired", "held"):
+            lease = Lease(reply[1], self.owner, int(reply[2]), self.ttl_ms, _valid_until(sent_at, self.ttl_ms))
+            return Claim(status, lease=lease)
+        return Claim(status, waiting_on=tuple(dict.fromkeys(reply[1:])))
 
     def extend(self, lease: Lease) -> str:
         """``extended`` (validity pushed forward), ``expired`` or ``stolen``."""
