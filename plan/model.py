@@ -165,6 +165,14 @@ class Larry:
     def tasks(self) -> tuple[Task, ...]:
         return tuple(t for w in self.workers for t in w.tasks)
 
+    def overseer(self, worker: Worker) -> str | None:
+        """The master overseeing ``worker``: the one it names, else the one it is dealt to (the
+        workers that name no master are dealt to the masters in turn); None without masters."""
+        if worker.master or not self.masters:
+            return worker.master
+        unowned = [w.name for w in self.workers if w.master is None]
+        return self.masters[unowned.index(worker.name) % len(self.masters)].name
+
     def queue_of(self, worker: Worker) -> str:
         """The queue ``worker`` takes from in ``queue`` assignment: its master's, or, for a worker
         that names no master, its Larry's (the id of a Larry is never a master's name of it)."""
@@ -591,6 +599,17 @@ def larry_account(larry: str) -> str:
 def master_account(larry: str, master: str, part: str) -> str:
     """``part``: personal | pool."""
     return f"{larry}/{master}/{part}"
+
+
+def master_track(master: str) -> str:
+    """The track a master's name stands for, as seed 001's keys name it
+    (``phase:larry-03:inventory:assets_discovered``): ``inventory-master`` -> ``inventory``."""
+    return master.removesuffix("-master")
+
+
+def master_of_account(account: Account) -> str | None:
+    """The master a personal or pool account (:func:`master_account`) is of; None for others."""
+    return account.name.split("/")[1] if account.kind in ("personal", "pool") else None
 
 
 def worker_account(larry: str, worker: str) -> str:

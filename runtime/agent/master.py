@@ -99,8 +99,7 @@ def review_tokens(master: Master, task: str, tasks: int) -> int:
 
 def overseen(larry: Larry, master: Master) -> tuple[list[str], set[str]]:
     """(the tasks ``master`` reviews, the tasks of the workers drawing on its pool)."""
-    unowned = [w for w in larry.workers if w.master is None]
-    dealt = unowned[[m.name for m in larry.masters].index(master.name)::len(larry.masters)]
+    dealt = [w for w in larry.workers if w.master is None and larry.overseer(w) == master.name]
     own = [w for w in larry.workers if w.master == master.name]
     return [t.id for w in own + dealt for t in w.tasks], {t.id for w in own for t in w.tasks}
 

@@ -56,6 +56,7 @@ from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
 from runtime.coordination.ledger import Ledger
 from runtime.coordination.phases import PhaseTracker
 from runtime.coordination.registry import WorkerRegistry
+from runtime.coordination.schema import MasterBoard
 from runtime.coordination.tasks import TaskBoard, queue_entries
 from runtime.reporting.history import History
 from runtime.reporting.larry_report import build_report
@@ -117,6 +118,7 @@ class Coordinator:
         self.board = TaskBoard(r, ks)
         self.ledger = Ledger.for_plan(r, ks, cfg)
         self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
+        self.masters = MasterBoard(r, ks, self.ledger, trigger=cfg.budget.reserve_trigger)
         everyone = list(cfg.larry_ids)  # a slice holds its own Larry; the index names them all
         self.convergence = Barrier(r, ks, CONVERGENCE_BARRIER, everyone)
         self.reports = Barrier(r, ks, REPORTS_BARRIER, everyone)
@@ -146,7 +148,8 @@ class Coordinator:
     # ------------------------------------------------------------------ lifecycle
     def initialise(self) -> None:
         larry = self.larry
-        self.board.define(larry.id, {t.id: t.depends_on for t in larry.tasks}, queue_entries(larry))
+        self.board.define(larry.id, {t.id: t.depends_on for t in larry.tasks}, queue_entries(larry),
+                          [w.name for w in larry.workers])
         self.ledger.open(name for name in self.ledger.accounts
                          if larry_of_account(self.ledger.accounts, name) in (None, larry.id))
         self.phase.init()
@@ -160,6 +163,7 @@ class Coordinator:
             status, message = outcome
             (self.phase.complete if status == PhaseStatus.COMPLETED else self.phase.fail)(message)
             self.log(f"phase {status}: {message}")
+        self.masters.refresh(self.larry, self._statuses()[0])
         self.update_metrics()
         self.converge()
         return self.report
@@ -191,6 +195,7 @@ class Coordinator:
                 statuses, workers = self._statuses()
                 if tick:
                     self.requeue_orphans(workers)
+                    self.masters.refresh(self.larry, statuses)
                 progress = self._raise_progress(statuses, progress)
                 outcome = self.outcome(deadline, statuses, workers)
                 if outcome:

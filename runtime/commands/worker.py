@@ -16,6 +16,18 @@ Larrys are waited for on the event stream (woken by their ``task_completed``), n
 polling; a wait re-reads state after at most one lease TTL because a lease that expires
 emits nothing.
 
+With ``larry:taskAssignment: queue`` (seed 004: "Pulls task from master's queue") it takes,
+instead, the first claimable task of its master's queue (its Larry's, when it names no master)
+in the task queue's order: priority, then its master's plan order
+(:meth:`runtime.coordination.leases.LeaseManager.claim`), whichever worker the plan lists it
+under, and comes back for more until every task of the queue has finished; a task held by a
+worker that died is taken again once its lease expired. A task's tokens are charged to the
+account of the worker the plan lists it under, whoever runs it (that worker's allotment was
+sized for it; the master's pool, the Larry and the system above are the same), its share an
+even part of what that account has left for its unfinished tasks; the ledger's ops name the
+worker that ran it (``who``), and so does its result. Its exit status answers for the tasks it
+ran: 3 when one of them failed for good, 0 otherwise.
+
 Each task runs the payload (the command after ``--``; else the command of the worker's agent
 profile, ``larry:agents``; else the built-in simulated payload) with the environment of
 :mod:`runtime.agent.protocol` and the task's prompt in ``LARRY_PROMPT_FILE`` (title, phase,
@@ -132,6 +144,7 @@ from plan.model import (
     Larry,
     StackConfig,
     highest_priority,
+    master_track,
     worker_account,
 )
 from plan.model import Worker as WorkerSpec
@@ -275,7 +288,9 @@ class Worker:
         # Read the stream position before any state: nothing that happens after a state
         # read can then be missed by a wait that follows it.
         self.listener = EventListener(r, ks, "$")
-        self.leases = LeaseManager(r, ks, larry.id, worker=spec.name, ttl_ms=timing.lease_ttl_ms)
+        self.leases = LeaseManager(r, ks, larry.id, worker=spec.name, ttl_ms=timing.lease_ttl_ms,
+                                   tracks={t.id: master_track(w.master) for w in larry.workers if w.master
+                                           for t in w.tasks})
         self.ledger = Ledger.for_plan(r, ks, cfg)
         self.account = worker_account(larry.id, spec.name)
         self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
@@ -326,7 +341,8 @@ class Worker:
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> int:
-        self.registry.register(self.name, self.spec.master or self.larry.id, self.spec.node, WorkerStatus.IDLE)
+        self.registry.register(self.name, self.spec.master or self.larry.id, self.spec.node, WorkerStatus.IDLE,
+                               counted_by=self.larry.overseer(self.spec))
         self.events.emit("worker_started", self.sender, larry=self.larry.id, worker=self.name,
                          node=self.spec.node, pid=os.getpid())
         stop = threading.Event()
@@ -546,7 +562,7 @@ class Worker:
         for e in events:
             if e.get("event") == "tokens_deferred" and (e.get("larry"), e.get("worker")) == (self.larry.id, self.name):
                 self.ledger.record(e["op_id"], self.accounts.get(e.get("task_id"), self.account), int(e["tokens"]),
-                                   who=self.sender,
+                                   who=self.sender, worker=self.name,
                                    priority=e.get("priority", self.spec.priority))
         completed = files.completed()
         for task in self.own:  # plan order: own dependencies first
@@ -761,7 +777,7 @@ class Worker:
                                     op_id=f"file:{op_id}", tokens=tokens)
             return LedgerOp("committed", tokens)
         booked = self.ledger.record(op_id, self.accounts[task], tokens, who=self.sender,
-                                    priority=self.priorities[task])
+                                    priority=self.priorities[task], worker=self.name)
         if booked.status == "no_limit":
             self.log(f"ledger has no limit for {booked.account}; {tokens} tokens not recorded")
         return booked
@@ -859,6 +875,8 @@ class _TaskRun:
         if report.assets:
             self.assets += len(report.assets)
             self.worker.report_assets(report.assets)
+        if report.progress is not None and not self.worker.file_mode:
+            self.worker.registry.progress(self.worker.name, report.progress)
         if report.progress is not None or report.message is not None:
             self.worker.report_progress(WorkerStatus.BUSY, task=self.task, progress=report.progress,
                                         message=report.message, tokens=self.tokens)

@@ -79,6 +79,8 @@ class Keyspace:
             "STATUS_PREFIX": self.task_status_prefix, "DEPS_PREFIX": self.task_deps(""),
             "RESULT_PREFIX": self.task_result(""), "QUEUE": self.task_queue,
             "QUEUE_ENTRIES": self.task_queue_entries, "PLAN_PREFIX": self.task_plan(""),
+            "QUEUE_DEPTH": self.schema_series("task_queue_depth"),
+            "COMPLETED_SERIES": self.schema_series("tasks_completed"),
         }
         lines = [f"local {name} = {json.dumps(value)}" for name, value in constants.items()]
         return "\n".join(lines + [f"local MAXLEN = {int(self.stream_maxlen)}"]) + "\n"
@@ -135,6 +137,19 @@ class Keyspace:
 
     def phase_tasks(self, larry: str) -> str:
         return self._k("phase", larry, "tasks")
+
+    def phase_workers(self, larry: str) -> str:
+        """Seed 001's ``phase:{larry}:workers``: the set of the Larry's worker names."""
+        return self._k("phase", larry, "workers")
+
+    def phase_findings(self, larry: str) -> str:
+        """Seed 001's ``phase:{larry}:findings``: a hash, CVE severity -> count found."""
+        return self._k("phase", larry, "findings")
+
+    def phase_figure(self, larry: str, name: str, track: str | None = None) -> str:
+        """Seed 001's ``phase:{larry}:{name}`` (``prs_created``) and, for one master's track,
+        ``phase:{larry}:{track}:{name}`` (``phase:larry-03:inventory:assets_discovered``)."""
+        return self._k("phase", larry, *((track,) if track else ()), name)
 
     # -- tasks ------------------------------------------------------------------
     def task_lock(self, task_id: str) -> str:
@@ -207,6 +222,24 @@ class Keyspace:
     # -- metrics ----------------------------------------------------------------
     def metric(self, larry: str, name: str) -> str:
         return self._k("metrics", larry, name)
+
+    def tokens_used(self, larry: str) -> str:
+        """Seed 001's ``tokens:{larry}:used``: what the Larry's account has committed."""
+        return self._k("tokens", larry, "used")
+
+    # -- seed 004's schema (Appendix B) ------------------------------------------
+    def schema_worker(self, worker_id: str) -> str:
+        """``{ns}:workers:{id}``: status, started_at, progress, tokens_used, master."""
+        return self._k(self.schema, "workers", worker_id)
+
+    def schema_master(self, master: str) -> str:
+        """``{ns}:masters:{name}``: status, tasks_active, tokens_used, workers_spawned, last_heartbeat."""
+        return self._k(self.schema, "masters", master)
+
+    def schema_series(self, metric: str) -> str:
+        """``{ns}:metrics:{name}``: a stream, one entry (``value``) per change; the entry id is
+        its time (the seed's TIMESERIES, which Debian's Redis lacks)."""
+        return self._k(self.schema, "metrics", metric)
 
     # -- token ledger -----------------------------------------------------------
     def token_account(self, account: str) -> str:

@@ -63,7 +63,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import redis
 
@@ -103,6 +103,33 @@ local function blockers(task)
     end
   end
   if #blocked > 1 then return blocked end
+end
+-- A completed task's findings on the seeds' keys: ``how`` is hash (HINCRBY per severity of a
+-- table), count (INCRBY, a table's sum), float (INCRBYFLOAT) or series (a point of the sum).
+-- Only whole numbers (floats for coverage) count: a worker's findings are checked
+-- (runtime.agent.protocol), any other payload's are whatever its caller wrote.
+local function count_findings(targets, found)
+  if type(found) ~= 'table' then return end
+  local function whole(n) return type(n) == 'number' and n == math.floor(n) and n >= 0 end
+  for _, target in ipairs(targets) do
+    local what, how, key = target[1], target[2], target[3]
+    local value = found[what]
+    if type(value) == 'table' then
+      local sum = 0
+      for name, n in pairs(value) do
+        if whole(n) then
+          sum = sum + n
+          if how == 'hash' then redis.call('HINCRBY', key, name, n) end
+        end
+      end
+      value = sum
+    end
+    if how ~= 'hash' and type(value) == 'number' and (how == 'float' or whole(value)) then
+      if how == 'count' then redis.call('INCRBY', key, value)
+      elseif how == 'float' then redis.call('INCRBYFLOAT', key, string.format('%.15g', value))
+      else series(key, value) end
+    end
+  end
 end
 -- Grant ``task`` to ``owner``: the lock, a token above ``highest`` (the last one issued) and the
 -- primary's clock, the status, the event; returns the token.
@@ -201,10 +228,12 @@ return 'released'
 
 _FINISH = r"""
 -- ARGV[1] owner, [2] task, [3] token, [4] outcome (completed|failed|pending), [5] payload JSON,
--- [6] completed-tasks metric key
+-- [6] completed-tasks metric key, [7] where a completed task's findings are counted (JSON
+-- [[finding, how, key], ...], see LeaseManager.findings_targets)
 local owner, task, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local bad = invalid(owner, task, token, 'the token')
 if bad then return bad end
+local targets, payload = cjson.decode(ARGV[7]), cjson.decode(ARGV[5])
 if outcome ~= 'completed' and outcome ~= 'failed' and outcome ~= 'pending' then
   return refuse('the outcome must be completed, failed or pending', outcome)
 end
@@ -217,10 +246,14 @@ if status == 'completed' or status == 'failed' then return {'finished', status} 
 if not highest or tonumber(token) < tonumber(highest) then return {'stale', highest or ''} end
 redis.call('HSET', result, 'token', token, 'owner', owner, 'outcome', outcome, 'data', ARGV[5], 'at', now())
 redis.call('SET', status_key, outcome)
-if outcome ~= 'pending' then redis.call('ZREM', QUEUE, task) end
+if outcome ~= 'pending' and redis.call('ZREM', QUEUE, task) == 1 then
+  point(QUEUE_DEPTH, redis.call('ZCARD', QUEUE))
+end
 if state[3] == owner then redis.call('DEL', lock) end
 if outcome == 'completed' then
   redis.call('INCR', ARGV[6])
+  if type(payload) == 'table' then count_findings(targets, payload['findings']) end
+  series(COMPLETED_SERIES, 1)
   return {'accepted', record({event='task_completed', task_id=task, owner=owner}, token)}
 end
 local failed = {event='task_failed', task_id=task, owner=owner, retry=(outcome == 'pending')}
@@ -324,11 +357,14 @@ class LeaseManager:
     """Acquires, extends, releases and finishes task leases for one owner."""
 
     def __init__(self, r: redis.Redis, ks: Keyspace, larry: str, *, worker: str | None = None,
-                 ttl_ms: int = 30_000, durability: Durability = Durability(), alert_on_conflict: bool = True):
+                 ttl_ms: int = 30_000, durability: Durability = Durability(), alert_on_conflict: bool = True,
+                 tracks: Mapping[str, str] | None = None):
         require_text(r)
         self.r, self.ks, self.larry, self.ttl_ms = r, ks, larry, ttl_ms
         self.owner = make_owner(larry, worker)
         self._completed_metric = ks.metric(larry, "tasks_completed")
+        #: task -> the track (its master's, :func:`plan.model.master_track`) its findings count for
+        self.tracks = tracks or {}
         self._alert = int(alert_on_conflict)
         self._call = FunctionLibrary(r, ks, "leases", _FUNCTIONS, common=_COMMON, durability=durability).call
 
@@ -387,9 +423,26 @@ class LeaseManager:
         """Fenced failure: ``retry`` puts the task back to pending, otherwise it is terminally failed."""
         return self._write(lease, TaskStatus.PENDING if retry else TaskStatus.FAILED, {"error": error})
 
+    def findings_targets(self, task_id: str) -> str:
+        """Where ``task_id``'s findings are counted once it completed (in the call that completes
+        it): seed 001's ``phase:{larry}:findings`` (CVEs by severity), ``phase:{larry}:{name}``
+        and, for its master's track, ``phase:{larry}:{track}:{name}``, ``metrics:{larry}:
+        cves_found|assets_cataloged``; seed 004's series ``cves_found``, ``prs_created``,
+        ``assets_discovered`` (and ``tasks_completed``, always)."""
+        ks, larry, track = self.ks, self.larry, self.tracks.get(task_id)
+        targets = [["cves", "hash", ks.phase_findings(larry)], ["cves", "count", ks.metric(larry, "cves_found")],
+                   ["assets_discovered", "count", ks.metric(larry, "assets_cataloged")]]
+        for finding, name, how in (("prs_created", "prs_created", "count"),
+                                   ("assets_discovered", "assets_discovered", "count"),
+                                   ("coverage_delta", "coverage_increase", "float")):
+            targets += [[finding, how, ks.phase_figure(larry, name, part)] for part in (None, track)[:2 if track else 1]]
+        targets += [[finding, "series", ks.schema_series(name)] for finding, name in (
+            ("cves", "cves_found"), ("prs_created", "prs_created"), ("assets_discovered", "assets_discovered"))]
+        return json.dumps(targets)
+
     def _write(self, lease: Lease, outcome: str, payload) -> Write:
         reply = self._call("finish", lease.owner, lease.task_id, lease.token, outcome, json.dumps(payload),
-                           self._completed_metric)
+                           self._completed_metric, self.findings_targets(lease.task_id))
         return Write(reply[0], reply[1] if len(reply) > 1 else None)
 
     def keep(self, lease: Lease, on_lost: Callable[[Lease, str], None] | None = None, **kwargs) -> "LeaseKeeper":

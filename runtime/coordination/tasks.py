@@ -57,9 +57,10 @@ return 1
 
 # Tasks in dependency order; a finished task is never queued again.
 _DEFINE = r"""
--- KEYS[1] phase:{larry}:tasks; ARGV[1] larry, [2] JSON [[task, [deps], score or false, entry JSON
--- without created_at], ...]
-local tasks = cjson.decode(ARGV[2])
+-- KEYS[1] phase:{larry}:tasks, [2] phase:{larry}:workers; ARGV[1] larry, [2] JSON [[task, [deps],
+-- score or false, entry JSON without created_at], ...], [3] JSON [worker, ...]
+local tasks, workers = cjson.decode(ARGV[2]), cjson.decode(ARGV[3])
+if #workers > 0 then redis.call('SADD', KEYS[2], unpack(workers)) end
 for _, t in ipairs(tasks) do
   local task, deps, score, entry = t[1], t[2], t[3], t[4]
   redis.call('SADD', KEYS[1], task)
@@ -72,6 +73,7 @@ for _, t in ipairs(tasks) do
     redis.call('HSETNX', QUEUE_ENTRIES, task, '{"created_at":"' .. now() .. '",' .. string.sub(entry, 2))
   end
 end
+point(QUEUE_DEPTH, redis.call('ZCARD', QUEUE))
 return #tasks
 """
 
@@ -129,9 +131,10 @@ class TaskBoard:
             r.register_script(lua_script(ks, body)) for body in (_REQUEUE, _DEFINE, _PLAN))
 
     def define(self, larry: str, graph: Mapping[str, Iterable[str]],
-               queue: Mapping[str, QueueEntry] | None = None) -> list[str]:
-        """Register ``{task: dependsOn}`` for a Larry, and queue the tasks ``queue`` places;
-        returns the tasks in dependency order.
+               queue: Mapping[str, QueueEntry] | None = None, workers: Iterable[str] = ()) -> list[str]:
+        """Register ``{task: dependsOn}`` for a Larry, and its ``workers`` (seed 001's
+        ``phase:{larry}:workers``, a set), and queue the tasks ``queue`` places; returns the
+        tasks in dependency order.
 
         Idempotent: an existing task keeps its status. Raises ValueError on a
         cycle (it could never be claimed). Dependencies may belong to other Larrys.
@@ -149,7 +152,8 @@ class TaskBoard:
                                           "dependencies": list(graph[task])}, separators=(",", ":"))
             rows.append([task, list(graph[task]), place is not None and queue_score(place.priority, place.order),
                          entry])
-        run_script(self.r, self._define, [self.ks.phase_tasks(larry)], [larry, json.dumps(rows)], self.durability)
+        run_script(self.r, self._define, [self.ks.phase_tasks(larry), self.ks.phase_workers(larry)],
+                   [larry, json.dumps(rows), json.dumps(list(workers))], self.durability)
         return order
 
     def plan(self, master: str, plans: Mapping[str, dict]) -> None:
