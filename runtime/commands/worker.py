@@ -313,7 +313,6 @@ class Worker:
         self.accounts = {t: worker_account(larry.id, self.planned[t]) for t in self.own}
         # How many of them it expects to run: all its own, or its even share of its queue.
         takers = sum(larry.queue_of(w) == self.queue for w in larry.workers) if self.queue else 1
-        self.takers = takers
         self.expected = max(1, -(-len(self.own) // takers))
         #: tasks this worker (any incarnation) failed for good: a queue worker's exit status
         self.failed_here: set[str] = set()
@@ -503,7 +502,7 @@ class Worker:
         blocked ones). A worker that finished early comes back here for more."""
         claim = self.leases.claim(self.queue)
         if claim.lease is not None:
-            self._run_task(claim.lease.task_id, claim.lease, -(-len(left) // self.takers))
+            self._run_task(claim.lease.task_id, claim.lease, len(left))
             return set()
         # drained: every task finished since the statuses were read (or the queue holds none
         # of them: wait on them all rather than spin)
@@ -608,7 +607,8 @@ class Worker:
     def _run_task(self, task: str, lease: Lease, tasks_left: int, attempt: str = "") -> None:
         # The worker's own share, but never more than its path in the ledger (its master's
         # pool or its Larry, up to the system) still holds: a full account starts no payload.
-        # From a queue: an even share of what the task's account has left for its unfinished tasks.
+        # From a queue: an even share of what the task's account has left for its unfinished
+        # tasks (``tasks_left``, the worker's own in static assignment, does not apply).
         account = self.accounts[task]
         if self.queue and not self.file_mode:
             unfinished = sum(w == self.planned[task] and self.statuses.get(t) not in TERMINAL

@@ -13,7 +13,7 @@ redis-cli sees the documented keys::
     barrier:{name}:arrived|released           barriers: convergence, reports
     channels larry:coordination, larry:alerts; stream larry:events
     phase:{larry}:workers|findings|prs_created, phase:{larry}:{track}:{name}
-    tokens:{larry}:used                       (seed 001's figures, mirrored: runtime.coordination.schema)
+    tokens:{larry}:used                       (seed 001's figures, written by the leases and the ledger)
 
 Seed 004's Redis schema (its Appendix B) under the stack's schema namespace ``{ns}`` (``cortex``
 for the cortex stack, ``larry`` otherwise; the stream is the plan's ``larry:channels.events``)::

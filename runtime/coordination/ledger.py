@@ -124,7 +124,11 @@ end
 if op == '' then return {'invalid', 'an empty op id'} end
 local n = #KEYS - 4
 if n < 1 or #ARGV ~= 13 + n or #ARGV[9] ~= n then return {'invalid', 'the path does not match its names'} end
-local mirrors = cjson.decode(ARGV[13 + n])
+local read, mirrors = pcall(cjson.decode, ARGV[13 + n])
+if not read or type(mirrors) ~= 'table' then return {'invalid', 'the mirrors are not a JSON object'} end
+for _, part in ipairs({'hashes', 'counters', 'series'}) do
+  if type(mirrors[part]) ~= 'table' then return {'invalid', 'the mirrors have no list ' .. part} end
+end
 local amount, bad = whole(ARGV[3], 'the amount')
 if not amount then return {'invalid', bad} end
 local threshold, draw
