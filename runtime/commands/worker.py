@@ -635,6 +635,7 @@ class Worker:
         prompt = workdir / f"prompt-{run_name}.md"
         write_atomic(prompt, self.prompt(task, share))
         env = {**os.environ, envvar.LARRY_ID: self.larry.id, envvar.WORKER_ID: self.name, envvar.TASK_ID: task,
+               envvar.TASK_WORKER: self.planned[task],
                envvar.TASK_TITLE: self.tasks[task].title, envvar.TASK_MINUTES: f"{self.spec.minutes / self.expected:g}",
                envvar.TOKEN_BUDGET: str(share), envvar.FENCE: str(lease.token),
                envvar.RESULTS_DIR: str(workdir), envvar.PROMPT_FILE: str(prompt),
