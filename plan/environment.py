@@ -44,6 +44,8 @@ NAMESPACE = "LARRY_NAMESPACE"
 # ---- what a worker gives each payload run (runtime.protocol documents them)
 TASK_ID = "LARRY_TASK_ID"
 TASK_TITLE = "LARRY_TASK_TITLE"
+#: The worker the plan lists the task under (in queue assignment not always the one running it).
+TASK_WORKER = "LARRY_TASK_WORKER"
 TASK_MINUTES = "LARRY_TASK_MINUTES"
 #: In a pod, the worker's (or coordinator's) whole budget; for a payload, its share.
 TOKEN_BUDGET = "LARRY_TOKEN_BUDGET"

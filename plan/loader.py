@@ -49,7 +49,9 @@ from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
 from plan.model import (
+    ASSIGNMENTS,
     COMMAND_PLACEHOLDERS,
+    DEFAULT_ASSIGNMENT,
     DEFAULT_PRIORITY,
     DEFAULT_RUNTIME_IMAGE,
     DEFAULT_STORAGE_CLASS,
@@ -693,6 +695,7 @@ _STACK = _Record(lambda storage_class, **fields: fields, (
     _Field("larry:cluster", _CLUSTER, _OMIT),
     _Field("larry:approval", _APPROVAL, _OMIT),
     _Field("larry:catalog", _CATALOG, _OMIT),
+    _Field("larry:taskAssignment", _Choice("a non-empty string", _non_empty_string, ASSIGNMENTS), DEFAULT_ASSIGNMENT),
 ), is_scope=True)
 
 #: A slice's ``slice:`` section (plan.model.PlanIndex): written by StackConfig.slice_documents,

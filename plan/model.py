@@ -77,6 +77,14 @@ def highest_priority(*priorities: str) -> str:
     return min(priorities, key=PRIORITIES.index)
 
 
+#: How tasks reach workers (``larry:taskAssignment``). ``static`` (seed 001): each worker runs
+#: the tasks the plan lists under it. ``queue`` (seed 004, "Pulls task from master's queue"):
+#: the tasks of a master's workers form that master's queue, and each of its workers takes the
+#: highest-priority claimable task of it, then the next, until the queue is done.
+ASSIGNMENTS = ("static", "queue")
+DEFAULT_ASSIGNMENT = "static"
+
+
 @dataclass(frozen=True)
 class Task:
     id: str
@@ -156,6 +164,23 @@ class Larry:
     @property
     def tasks(self) -> tuple[Task, ...]:
         return tuple(t for w in self.workers for t in w.tasks)
+
+    def overseer(self, worker: Worker) -> str | None:
+        """The master overseeing ``worker``: the one it names, else the one it is dealt to (the
+        workers that name no master are dealt to the masters in turn); None without masters."""
+        if worker.master or not self.masters:
+            return worker.master
+        unowned = [w.name for w in self.workers if w.master is None]
+        return self.masters[unowned.index(worker.name) % len(self.masters)].name
+
+    def queue_of(self, worker: Worker) -> str:
+        """The queue ``worker`` takes from in ``queue`` assignment: its master's, or, for a worker
+        that names no master, its Larry's (the id of a Larry is never a master's name of it)."""
+        return worker.master or self.id
+
+    def queue_tasks(self, queue: str) -> tuple[tuple[Worker, Task], ...]:
+        """The tasks of ``queue`` in plan order, each with the worker the plan lists it under."""
+        return tuple((w, t) for w in self.workers if self.queue_of(w) == queue for t in w.tasks)
 
 
 @dataclass(frozen=True)
@@ -421,6 +446,8 @@ class StackConfig:
     agents: Mapping[str, AgentProfile] = field(default_factory=dict)
     #: The profile of every worker and master that names none; None: the simulated payload.
     default_agent: str | None = None
+    #: One of ASSIGNMENTS: how tasks reach workers.
+    task_assignment: str = DEFAULT_ASSIGNMENT
     #: The validated ``larry:*`` values as given: what the plan ConfigMaps carry, so the
     #: runtime and the policy pack load them through this same module.
     values: Mapping[str, Any] = field(default_factory=dict, compare=False)
@@ -504,6 +531,17 @@ class StackConfig:
     def workers(self) -> tuple[tuple[Larry, Worker], ...]:
         return tuple((larry, w) for larry in self.larrys for w in larry.workers)
 
+    @property
+    def queued(self) -> bool:
+        """Workers take their tasks from their master's queue (``larry:taskAssignment: queue``)."""
+        return self.task_assignment == "queue"
+
+    def takes(self, larry: Larry, worker: Worker) -> tuple[Task, ...]:
+        """The tasks ``worker`` may run: its own (static) or its queue's (queue)."""
+        if not self.queued:
+            return worker.tasks
+        return tuple(t for _, t in larry.queue_tasks(larry.queue_of(worker)))
+
     def agent_of(self, member: Worker | Master) -> AgentProfile | None:
         """The profile a worker or master runs: its own ``agent``, else the stack's
         ``defaultAgent``; None when neither is set (the built-in simulated payload)."""
@@ -561,6 +599,17 @@ def larry_account(larry: str) -> str:
 def master_account(larry: str, master: str, part: str) -> str:
     """``part``: personal | pool."""
     return f"{larry}/{master}/{part}"
+
+
+def master_track(master: str) -> str:
+    """The track a master's name stands for, as seed 001's keys name it
+    (``phase:larry-03:inventory:assets_discovered``): ``inventory-master`` -> ``inventory``."""
+    return master.removesuffix("-master")
+
+
+def master_of_account(account: Account) -> str | None:
+    """The master a personal or pool account (:func:`master_account`) is of; None for others."""
+    return account.name.split("/")[1] if account.kind in ("personal", "pool") else None
 
 
 def worker_account(larry: str, worker: str) -> str:

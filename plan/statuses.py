@@ -45,3 +45,29 @@ class WorkerStatus(StrEnum):
 
 #: Worker statuses of a process that is still running.
 RUNNING = frozenset({WorkerStatus.IDLE, WorkerStatus.BUSY, WorkerStatus.PAUSED})
+
+
+class SchemaWorkerStatus(StrEnum):
+    """Seed 004's ``{ns}:workers:{id}`` status: pending | running | completed | failed."""
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+#: What seed 004's schema shows for each worker status: a worker with no task in hand is
+#: pending, one that gave up, crashed or was reaped has failed.
+SCHEMA_WORKER_STATUS = {
+    WorkerStatus.IDLE: SchemaWorkerStatus.PENDING, WorkerStatus.PAUSED: SchemaWorkerStatus.PENDING,
+    WorkerStatus.BUSY: SchemaWorkerStatus.RUNNING, WorkerStatus.COMPLETED: SchemaWorkerStatus.COMPLETED,
+    WorkerStatus.FAILED: SchemaWorkerStatus.FAILED, WorkerStatus.ERROR: SchemaWorkerStatus.FAILED,
+    WorkerStatus.DEAD: SchemaWorkerStatus.FAILED,
+}
+
+
+class MasterStatus(StrEnum):
+    """Seed 004's ``{ns}:masters:{name}`` status: active (a task of its queue in progress), idle
+    (none), overloaded (its worker pool at the reserve trigger: the reserve is lent to it)."""
+    ACTIVE = "active"
+    IDLE = "idle"
+    OVERLOADED = "overloaded"

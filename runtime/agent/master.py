@@ -6,7 +6,9 @@ Larry → system):
 * **plan**, once, at phase start (op ``plan:{larry}/{master}``): it annotates every task it
   oversees with its place in the master's plan and a priority (``task:plan:{id}``: master,
   order, priority, note). The dependency graph is never changed: the plan is advice an agent
-  reads, the order of claims stays the workers'.
+  reads and, in ``queue`` assignment, the order its workers take the master's queue in
+  (:meth:`runtime.coordination.tasks.TaskBoard.plan`); in ``static`` assignment the order of
+  claims stays the workers'.
 * **escalation**, once per escalation one of its own workers raises (op ``escalation:{id}``):
   it decides ``retry`` (the worker's ledger path has the tokens the task needs again — another
   pool returned tokens, the reserve was refilled: it approves the escalation with nothing
@@ -97,8 +99,7 @@ def review_tokens(master: Master, task: str, tasks: int) -> int:
 
 def overseen(larry: Larry, master: Master) -> tuple[list[str], set[str]]:
     """(the tasks ``master`` reviews, the tasks of the workers drawing on its pool)."""
-    unowned = [w for w in larry.workers if w.master is None]
-    dealt = unowned[[m.name for m in larry.masters].index(master.name)::len(larry.masters)]
+    dealt = [w for w in larry.workers if w.master is None and larry.overseer(w) == master.name]
     own = [w for w in larry.workers if w.master == master.name]
     return [t.id for w in own + dealt for t in w.tasks], {t.id for w in own for t in w.tasks}
 
@@ -321,12 +322,11 @@ class MasterDuties:
         duty = Duty(duty_id, "plan", f"plan of {self.master.name}", "\n".join(lines) + "\n",
                     int(self.master.personal_tokens * PLAN_SHARE))
         thought = self.mind.think(duty)
-        pipe = self.r.pipeline(transaction=False)
-        for order, task in enumerate(ranked, 1):
-            note = thought.text.strip() or f"step {order} of {len(ranked)} in {self.master.name}'s plan"
-            pipe.set(self.ks.task_plan(task), json.dumps({"master": self.master.name, "order": order,
-                                                          "priority": self._priority(task), "note": note[:2000]}))
-        pipe.execute()
+        # The plan and the tasks' places in the task queue (priority, then this order), at once.
+        self.board.plan(self.master.name, {task: {
+            "master": self.master.name, "order": order, "priority": self._priority(task),
+            "note": (thought.text.strip() or f"step {order} of {len(ranked)} in {self.master.name}'s plan")[:2000]}
+            for order, task in enumerate(ranked, 1)})
         self._record(duty_id, {"kind": "plan", "tokens": thought.tokens, "at": now(), "tasks": len(ranked),
                                **({"failed": thought.failed} if thought.failed else {})})
         self.log(f"master {self.name} planned {len(ranked)} tasks ({thought.tokens:,} tokens)")

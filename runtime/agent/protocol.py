@@ -6,6 +6,8 @@ The worker starts the payload once per task with this environment:
 ``LARRY_ID``                the Larry the worker belongs to
 ``LARRY_WORKER_ID``         the worker's name
 ``LARRY_TASK_ID``           the task being run; ``LARRY_TASK_TITLE`` its title
+``LARRY_TASK_WORKER``       the worker the plan lists the task under (another one of the
+                            master's, when the worker took it from its master's queue)
 ``LARRY_TASK_MINUTES``      the time the plan gives this task (minutes, unscaled)
 ``LARRY_TOKEN_BUDGET``      tokens the payload may still spend on this task
 ``LARRY_FENCE``             the lease's fencing token (pass it on to anything you write)

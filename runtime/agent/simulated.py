@@ -100,7 +100,9 @@ def run(env: Mapping = os.environ, speed: float = 1.0, overspend: bool = False,
         out=sys.stdout, sleep: Callable[[float], None] = time.sleep) -> int:
     """Play the task named in ``env`` at ``speed``, printing protocol lines to ``out``; 0."""
     task = env[envvar.TASK_ID]
-    worker = env.get(envvar.WORKER_ID, "")
+    # What a task finds is the kind of work it is: its planned worker's (seed 004's workers
+    # take tasks of other types from their master's queue).
+    worker = env.get(envvar.TASK_WORKER) or env.get(envvar.WORKER_ID, "")
     budget = int(env[envvar.TOKEN_BUDGET])
     minutes = float(env.get(envvar.TASK_MINUTES, "1"))
     rng = random.Random(zlib.crc32(task.encode()))

@@ -56,7 +56,8 @@ from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
 from runtime.coordination.ledger import Ledger
 from runtime.coordination.phases import PhaseTracker
 from runtime.coordination.registry import WorkerRegistry
-from runtime.coordination.tasks import TaskBoard
+from runtime.coordination.schema import MasterBoard
+from runtime.coordination.tasks import TaskBoard, queue_entries
 from runtime.reporting.history import History
 from runtime.reporting.larry_report import build_report
 from runtime.reporting.metrics import CoordinatorMetrics, serve
@@ -117,12 +118,19 @@ class Coordinator:
         self.board = TaskBoard(r, ks)
         self.ledger = Ledger.for_plan(r, ks, cfg)
         self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
+        self.masters = MasterBoard(r, ks, self.ledger, trigger=cfg.budget.reserve_trigger)
         everyone = list(cfg.larry_ids)  # a slice holds its own Larry; the index names them all
         self.convergence = Barrier(r, ks, CONVERGENCE_BARRIER, everyone)
         self.reports = Barrier(r, ks, REPORTS_BARRIER, everyone)
         self.history = History(larry, ks)
         self.graph = TaskGraph(cfg)
         self.own = [t.id for t in larry.tasks]
+        # Who may run each task: the worker the plan lists it under, or in queue assignment
+        # every worker of its queue.
+        self.takers: dict[str, list[str]] = {}
+        for worker in larry.workers:
+            for task in cfg.takes(larry, worker):
+                self.takers.setdefault(task.id, []).append(worker.name)
         self._alive_at = time.monotonic()
         self._converging = False
         self._requeued_seen = 0
@@ -140,7 +148,8 @@ class Coordinator:
     # ------------------------------------------------------------------ lifecycle
     def initialise(self) -> None:
         larry = self.larry
-        self.board.define(larry.id, {t.id: t.depends_on for t in larry.tasks})
+        self.board.define(larry.id, {t.id: t.depends_on for t in larry.tasks}, queue_entries(larry),
+                          [w.name for w in larry.workers])
         self.ledger.open(name for name in self.ledger.accounts
                          if larry_of_account(self.ledger.accounts, name) in (None, larry.id))
         self.phase.init()
@@ -154,6 +163,7 @@ class Coordinator:
             status, message = outcome
             (self.phase.complete if status == PhaseStatus.COMPLETED else self.phase.fail)(message)
             self.log(f"phase {status}: {message}")
+        self.masters.refresh(self.larry, self._statuses()[0])
         self.update_metrics()
         self.converge()
         return self.report
@@ -185,6 +195,7 @@ class Coordinator:
                 statuses, workers = self._statuses()
                 if tick:
                     self.requeue_orphans(workers)
+                    self.masters.refresh(self.larry, statuses)
                 progress = self._raise_progress(statuses, progress)
                 outcome = self.outcome(deadline, statuses, workers)
                 if outcome:
@@ -219,7 +230,7 @@ class Coordinator:
         unfinished = [t for t, s in own.items() if s not in TERMINAL]
         # Never to run: a dependency failed for good, or the worker gave up before claiming it.
         stuck = [t for t in unfinished
-                 if t in doomed or (workers[self.graph.worker[t]] == WorkerStatus.FAILED
+                 if t in doomed or (all(workers[w] == WorkerStatus.FAILED for w in self.takers[t])
                                     and own[t] != TaskStatus.IN_PROGRESS)]
         if len(stuck) == len(unfinished):
             failed = [t for t, s in own.items() if s == TaskStatus.FAILED]
@@ -246,9 +257,10 @@ class Coordinator:
                 self.log(f"worker {worker} is dead (no heartbeat for {self.timing.dead_after_ms} ms)")
 
     def requeue_orphans(self, workers: dict) -> None:
-        """Put the orphaned tasks of workers marked dead back to pending."""
+        """Put the orphaned tasks of workers marked dead back to pending (in queue assignment
+        any task of the dead worker's queue may be one: only an orphaned one is re-queued)."""
         for worker in (w for w in self.larry.workers if workers.get(w.name) == WorkerStatus.DEAD):
-            for task in worker.tasks:
+            for task in self.cfg.takes(self.larry, worker):
                 if self.board.requeue(self.larry.id, task.id, worker.name):
                     self.log(f"re-queued {task.id} of dead worker {worker.name}")
 

@@ -52,6 +52,7 @@ from runtime.cli import (
 from runtime.commands.worker import add_member_arguments, choose_payload, load_member
 from runtime.coordination.events import EventListener
 from runtime.coordination.ledger import Ledger
+from runtime.coordination.schema import MasterBoard
 from runtime.support import callstats
 from runtime.support.timing import Timing
 
@@ -96,10 +97,12 @@ def main(args) -> int:
         mind = BuiltInMind(ledger, personal, name)
     # Read the stream position before any state, so no event after a state read is missed.
     listener = EventListener(r, ks, "$")
+    board = MasterBoard(r, ks, ledger, trigger=cfg.budget.reserve_trigger)
     try:
         duties = MasterDuties(r, ks, ledger, TaskGraph(cfg), larry, master, mind, say)
         say(f"master {name}: {mind.name} mind, overseeing {len(duties.tasks)} tasks")
         while True:
+            board.beat(master.name)
             phase = r.get(ks.phase_status(larry.id)) or PhaseStatus.PENDING
             if phase != PhaseStatus.PENDING:
                 statuses = dict(zip(duties.graph.ids, r.mget([ks.task_status(t) for t in duties.graph.ids])))

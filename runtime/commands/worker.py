@@ -16,6 +16,18 @@ Larrys are waited for on the event stream (woken by their ``task_completed``), n
 polling; a wait re-reads state after at most one lease TTL because a lease that expires
 emits nothing.
 
+With ``larry:taskAssignment: queue`` (seed 004: "Pulls task from master's queue") it takes,
+instead, the first claimable task of its master's queue (its Larry's, when it names no master)
+in the task queue's order: priority, then its master's plan order
+(:meth:`runtime.coordination.leases.LeaseManager.claim`), whichever worker the plan lists it
+under, and comes back for more until every task of the queue has finished; a task held by a
+worker that died is taken again once its lease expired. A task's tokens are charged to the
+account of the worker the plan lists it under, whoever runs it (that worker's allotment was
+sized for it; the master's pool, the Larry and the system above are the same), its share an
+even part of what that account has left for its unfinished tasks; the ledger's ops name the
+worker that ran it (``who``), and so does its result. Its exit status answers for the tasks it
+ran: 3 when one of them failed for good, 0 otherwise.
+
 Each task runs the payload (the command after ``--``; else the command of the worker's agent
 profile, ``larry:agents``; else the built-in simulated payload) with the environment of
 :mod:`runtime.agent.protocol` and the task's prompt in ``LARRY_PROMPT_FILE`` (title, phase,
@@ -132,6 +144,7 @@ from plan.model import (
     Larry,
     StackConfig,
     highest_priority,
+    master_track,
     worker_account,
 )
 from plan.model import Worker as WorkerSpec
@@ -275,7 +288,9 @@ class Worker:
         # Read the stream position before any state: nothing that happens after a state
         # read can then be missed by a wait that follows it.
         self.listener = EventListener(r, ks, "$")
-        self.leases = LeaseManager(r, ks, larry.id, worker=spec.name, ttl_ms=timing.lease_ttl_ms)
+        self.leases = LeaseManager(r, ks, larry.id, worker=spec.name, ttl_ms=timing.lease_ttl_ms,
+                                   tracks={t.id: master_track(w.master) for w in larry.workers if w.master
+                                           for t in w.tasks})
         self.ledger = Ledger.for_plan(r, ks, cfg)
         self.account = worker_account(larry.id, spec.name)
         self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
@@ -283,10 +298,24 @@ class Worker:
         self.board = TaskBoard(r, ks)
         self.graph = TaskGraph(cfg)
         self.sender = f"{larry.id}/{spec.name}"
-        self.own = [t.id for t in spec.tasks]
-        self.titles = {t.id: t.title for t in spec.tasks}
-        # A task's charges draw on the reserve at the higher of its own and its worker's priority.
-        self.priorities = {t.id: highest_priority(spec.priority, t.priority) for t in spec.tasks}
+        # The tasks it may run: its own (static assignment) or its master's queue's (queue).
+        self.queue = larry.queue_of(spec) if cfg.queued else None
+        self.own = [t.id for t in cfg.takes(larry, spec)]
+        self.tasks = {t.id: t for t in larry.tasks}
+        planned = {t.id: highest_priority(w.priority, t.priority) for w in larry.workers for t in w.tasks}
+        # A task's charges draw on the reserve at the higher of its own (its planned worker's
+        # included) and this worker's priority.
+        self.priorities = {t: highest_priority(spec.priority, planned[t]) for t in self.own}
+        # A task is charged to the account of the worker the plan lists it under, whoever runs
+        # it: that worker's allotment was sized for it, and the pool, Larry and system above
+        # are the same (a queue is one master's). The ledger's ops name who ran it.
+        self.planned = {t.id: w.name for w in larry.workers for t in w.tasks}
+        self.accounts = {t: worker_account(larry.id, self.planned[t]) for t in self.own}
+        # How many of them it expects to run: all its own, or its even share of its queue.
+        takers = sum(larry.queue_of(w) == self.queue for w in larry.workers) if self.queue else 1
+        self.expected = max(1, -(-len(self.own) // takers))
+        #: tasks this worker (any incarnation) failed for good: a queue worker's exit status
+        self.failed_here: set[str] = set()
         self.results = results_dir(coordination_dir, larry.id)
         self.deadline = time.monotonic() + timing.deadline(spec.minutes)
         self.spent = 0
@@ -311,7 +340,8 @@ class Worker:
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> int:
-        self.registry.register(self.name, self.spec.master or self.larry.id, self.spec.node, WorkerStatus.IDLE)
+        self.registry.register(self.name, self.spec.master or self.larry.id, self.spec.node, WorkerStatus.IDLE,
+                               counted_by=self.larry.overseer(self.spec))
         self.events.emit("worker_started", self.sender, larry=self.larry.id, worker=self.name,
                          node=self.spec.node, pid=os.getpid())
         stop = threading.Event()
@@ -409,8 +439,10 @@ class Worker:
             if status not in TERMINAL:
                 continue
             result = self.board.result(task)
-            if result is None:
-                continue
+            if result is None or not result["owner"].startswith(prefix):
+                continue  # another worker of the queue ran it
+            if result["outcome"] == TaskStatus.FAILED:
+                self.failed_here.add(task)
             recorded = read_result(self.results, task, result["token"])
             if not recorded:
                 data = result["data"] if result["outcome"] == TaskStatus.COMPLETED else {"detail": result["data"].get("error")}
@@ -428,8 +460,10 @@ class Worker:
             statuses = self.statuses = dict(zip(self.graph.ids, statuses))
             left = [t for t in self.own if statuses.get(t) not in TERMINAL]
             if not left:
-                return ExitCode.GAVE_UP if any(statuses.get(t) == TaskStatus.FAILED for t in self.own) \
-                    else ExitCode.OK
+                # A queue worker answers for the tasks it ran, not for its queue's.
+                failed = self.failed_here if self.queue else \
+                    {t for t in self.own if statuses.get(t) == TaskStatus.FAILED}
+                return ExitCode.GAVE_UP if failed else ExitCode.OK
             if phase in TERMINAL:
                 raise GiveUp(ExitCode.GAVE_UP, f"phase {phase} with {', '.join(left)} unfinished")
             doomed = self.graph.doomed(statuses)
@@ -440,21 +474,39 @@ class Worker:
             if paused:
                 self._pause(paused)
                 continue
-            waiting: set[str] = set()
-            for task in runnable:
-                claim = self.leases.acquire(task)
-                if claim.lease is not None:
-                    self._run_task(task, claim.lease, len(left))
-                    break
-                if claim.status in TERMINAL:
-                    break  # finished since the statuses were read: look again
-                waiting.update(claim.waiting_on or (task,))
-            else:
+            waiting = self._take_from_queue(left) if self.queue else self._take_own(runnable, len(left))
+            if waiting:
                 if waiting != self.waiting:
                     self.log(f"waiting for {', '.join(sorted(waiting))}")
                     self.waiting = waiting
                     self.registry.heartbeat(self.name, WorkerStatus.IDLE)
                 self._wait(lambda e, w=waiting: e.data.get("task_id") in w or e.data.get("worker") == self.name)
+
+    def _take_own(self, runnable: list[str], tasks_left: int) -> set[str]:
+        """Static assignment: run the first of its own tasks it can lease, in plan order; what it
+        waits for when none (empty once it ran one, or one finished meanwhile)."""
+        waiting: set[str] = set()
+        for task in runnable:
+            claim = self.leases.acquire(task)
+            if claim.lease is not None:
+                self._run_task(task, claim.lease, tasks_left)
+                return set()
+            if claim.status in TERMINAL:
+                return set()  # finished since the statuses were read: look again
+            waiting.update(claim.waiting_on or (task,))
+        return waiting
+
+    def _take_from_queue(self, left: list[str]) -> set[str]:
+        """Queue assignment: run the queue's first claimable task (whoever the plan lists it
+        under); what it waits for when none (the queue's held tasks, the dependencies of its
+        blocked ones). A worker that finished early comes back here for more."""
+        claim = self.leases.claim(self.queue)
+        if claim.lease is not None:
+            self._run_task(claim.lease.task_id, claim.lease, len(left))
+            return set()
+        # drained: every task finished since the statuses were read (or the queue holds none
+        # of them: wait on them all rather than spin)
+        return set(claim.waiting_on or left)
 
     # ------------------------------------------------------------------ file mode
     def _work_degrading(self) -> int:
@@ -508,7 +560,8 @@ class Worker:
         events, _ = files.events(0)
         for e in events:
             if e.get("event") == "tokens_deferred" and (e.get("larry"), e.get("worker")) == (self.larry.id, self.name):
-                self.ledger.record(e["op_id"], self.account, int(e["tokens"]), who=self.sender,
+                self.ledger.record(e["op_id"], self.accounts.get(e.get("task_id"), self.account), int(e["tokens"]),
+                                   who=self.sender, worker=self.name,
                                    priority=e.get("priority", self.spec.priority))
         completed = files.completed()
         for task in self.own:  # plan order: own dependencies first
@@ -554,13 +607,21 @@ class Worker:
     def _run_task(self, task: str, lease: Lease, tasks_left: int, attempt: str = "") -> None:
         # The worker's own share, but never more than its path in the ledger (its master's
         # pool or its Larry, up to the system) still holds: a full account starts no payload.
-        own = max(0, self.spec.tokens + self.approved - self.spent) // tasks_left
-        tightest, available = (self.account, own) if self.file_mode else self.ledger.tightest(self.account)
+        # From a queue: an even share of what the task's account has left for its unfinished
+        # tasks (``tasks_left``, the worker's own in static assignment, does not apply).
+        account = self.accounts[task]
+        if self.queue and not self.file_mode:
+            unfinished = sum(w == self.planned[task] and self.statuses.get(t) not in TERMINAL
+                             for t, w in self.planned.items())
+            own = max(0, self.ledger.snapshot(account)["available"]) // max(1, unfinished)
+        else:
+            own = max(0, self.spec.tokens + self.approved - self.spent) // tasks_left
+        tightest, available = (account, own) if self.file_mode else self.ledger.tightest(account)
         share = min(own, max(0, available))
         if share == 0:
             run = _TaskRun(self, task, lease, own, attempt)
             run.stopped = "budget exhausted"
-            if own > 0 and tightest != self.account:
+            if own > 0 and tightest != account:
                 # A pool above the worker is dry before the task starts: ask, as for a charge.
                 run.short = LedgerOp("overrun", 0, tightest, available)
                 self.log(f"{task}: not started ({tightest} has no tokens left for it)")
@@ -574,12 +635,13 @@ class Worker:
         prompt = workdir / f"prompt-{run_name}.md"
         write_atomic(prompt, self.prompt(task, share))
         env = {**os.environ, envvar.LARRY_ID: self.larry.id, envvar.WORKER_ID: self.name, envvar.TASK_ID: task,
-               envvar.TASK_TITLE: self.titles[task], envvar.TASK_MINUTES: f"{self.spec.minutes / len(self.own):g}",
+               envvar.TASK_WORKER: self.planned[task],
+               envvar.TASK_TITLE: self.tasks[task].title, envvar.TASK_MINUTES: f"{self.spec.minutes / self.expected:g}",
                envvar.TOKEN_BUDGET: str(share), envvar.FENCE: str(lease.token),
                envvar.RESULTS_DIR: str(workdir), envvar.PROMPT_FILE: str(prompt),
                envvar.PROTOCOL_FILE: str(workdir / f"protocol-{run_name}.log")}
         command = profile_command(self.profile, self.usage, {
-            "task_id": task, "title": self.titles[task], "prompt_file": str(prompt), "results_dir": str(workdir)}) \
+            "task_id": task, "title": self.tasks[task].title, "prompt_file": str(prompt), "results_dir": str(workdir)}) \
             if self.profile else list(self.command)
         self.log(f"running {task} (fence {lease.token}, budget {share} tokens"
                  + (", file mode)" if self.file_mode else ")"))
@@ -619,7 +681,7 @@ class Worker:
     def prompt(self, task: str, share: int) -> str:
         """The task as an agent reads it: what to do, in which phase, and what the tasks it
         depends on found."""
-        spec = next(t for t in self.spec.tasks if t.id == task)
+        spec = self.tasks[task]
         lines = [f"# {spec.title}", "", f"- task: {task} (priority {self.priorities[task]})",
                  f"- Larry: {self.larry.id}, phase: {self.larry.phase}", f"- worker: {self.name}",
                  f"- token budget for this task: {share:,}", ""]
@@ -693,6 +755,8 @@ class Worker:
             self.log(f"{task}: result not accepted ({write.status}{': ' + write.detail if write.detail else ''})")
             return
         self._write_result(task, lease.token, status, run.data(detail=run.stopped))
+        if status == TaskStatus.FAILED:
+            self.failed_here.add(task)
         self.log(f"{task}: {status}" + (f" ({run.stopped})" if run.stopped else "") + f", {run.tokens} tokens")
         if run.stopped == "deadline":
             raise GiveUp(ExitCode.GAVE_UP, "deadline passed")
@@ -710,10 +774,11 @@ class Worker:
         In file mode the charge is deferred to the volume's event log (see the module doc)."""
         if self.file_mode:
             self.files.append_event("tokens_deferred", self.sender, larry=self.larry.id, worker=self.name,
-                                    priority=self.priorities[task],
+                                    task_id=task, priority=self.priorities[task],
                                     op_id=f"file:{op_id}", tokens=tokens)
             return LedgerOp("committed", tokens)
-        booked = self.ledger.record(op_id, self.account, tokens, who=self.sender, priority=self.priorities[task])
+        booked = self.ledger.record(op_id, self.accounts[task], tokens, who=self.sender,
+                                    priority=self.priorities[task], worker=self.name)
         if booked.status == "no_limit":
             self.log(f"ledger has no limit for {booked.account}; {tokens} tokens not recorded")
         return booked
@@ -811,6 +876,8 @@ class _TaskRun:
         if report.assets:
             self.assets += len(report.assets)
             self.worker.report_assets(report.assets)
+        if report.progress is not None and not self.worker.file_mode:
+            self.worker.registry.progress(self.worker.name, report.progress)
         if report.progress is not None or report.message is not None:
             self.worker.report_progress(WorkerStatus.BUSY, task=self.task, progress=report.progress,
                                         message=report.message, tokens=self.tokens)
@@ -828,7 +895,7 @@ class _TaskRun:
         self.reports += 1
         self.tokens += tokens
         booked = self.worker.charge(f"{self.task}:{self.lease.token}{self.attempt}:{key}", tokens, self.task)
-        if booked.status == "overrun" and booked.account != self.worker.account and self.short is None:
+        if booked.status == "overrun" and booked.account != self.worker.accounts[self.task] and self.short is None:
             self.short = booked
         if (not booked.ok or self.tokens > self.share) and self.stopped is None:
             self.stopped = "budget exhausted"

@@ -107,13 +107,15 @@ local function now()  -- formatted on first use only
   end
   return NOW_ISO
 end
-local function append(channel, data)
-  return redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'channel', channel, 'data', data)
+-- Seed 004's entry: {event_type, source, timestamp, payload}, and the channel it went to.
+local function append(channel, event_type, data)
+  return redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'event_type', event_type, 'source', SENDER,
+                    'timestamp', now(), 'channel', channel, 'payload', data)
 end
-local function emit_raw(alert, data)
+local function emit_raw(alert, event_type, data)
   local channel = CH_COORDINATION
   if alert then channel = CH_ALERTS end
-  local id = append(channel, data)
+  local id = append(channel, event_type, data)
   redis.call('PUBLISH', channel, data)
   return id
 end
@@ -129,11 +131,20 @@ local function encode(fields, token)
 end
 -- An event on the stream, PUBLISHed on its channel too.
 local function emit(alert, fields, token)
-  return emit_raw(alert, encode(fields, token))
+  return emit_raw(alert, fields.event, encode(fields, token))
 end
 -- A coordination event on the stream only (see the module docstring: which events, and why).
 local function record(fields, token)
-  return append(CH_COORDINATION, encode(fields, token))
+  return append(CH_COORDINATION, fields.event, encode(fields, token))
+end
+-- One point of a metric series (seed 004's TIMESERIES {ns}:metrics:{name}, a stream here):
+-- ``value`` at the primary's clock (the entry id); series() adds ``delta`` to the last value.
+local function point(key, value)
+  redis.call('XADD', key, 'MAXLEN', '~', MAXLEN, '*', 'value', string.format('%.15g', value))
+end
+local function series(key, delta)
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  point(key, delta + (last[1] and tonumber(last[1][2][2]) or 0))
 end
 """
 
@@ -253,8 +264,8 @@ class FunctionLibrary:
 
 
 _EMIT = r"""
--- ARGV[2] event JSON object (without timestamp), ARGV[3] '1' for the alerts channel
-return emit_raw(ARGV[3] == '1', '{"timestamp":"' .. now() .. '",' .. string.sub(ARGV[2], 2))
+-- ARGV[2] event JSON object (without timestamp), ARGV[3] '1' for the alerts channel, [4] its name
+return emit_raw(ARGV[3] == '1', ARGV[4], '{"timestamp":"' .. now() .. '",' .. string.sub(ARGV[2], 2))
 """
 
 
@@ -276,7 +287,7 @@ class Event:
 def parse_entry(entry_id: str, fields: dict) -> Event | None:
     """An Event, or None when the entry is malformed."""
     try:
-        data = json.loads(fields["data"])
+        data = json.loads(fields["payload"])
     except (KeyError, TypeError, ValueError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("event"), str):
@@ -307,7 +318,7 @@ class EventLog:
     def emit(self, event: str, sender: str, *, alert: bool = False, **fields) -> str:
         """Append to the stream and publish; returns the stream ID. At-least-once under retries."""
         data = json.dumps({**fields, "event": event, "from": sender})
-        return run_script(self.r, self._emit, [], [sender, data, "1" if alert else "0"],
+        return run_script(self.r, self._emit, [], [sender, data, "1" if alert else "0", event],
                           self.durability, idempotent=False)
 
     def tail_id(self) -> str:

@@ -12,6 +12,14 @@ redis-cli sees the documented keys::
     escalation:{id}  escalation:index|seq  escalation:key:{dedupe}   (escalations to a human)
     barrier:{name}:arrived|released           barriers: convergence, reports
     channels larry:coordination, larry:alerts; stream larry:events
+    phase:{larry}:workers|findings|prs_created, phase:{larry}:{track}:{name}
+    tokens:{larry}:used                       (seed 001's figures, written by the leases and the ledger)
+
+Seed 004's Redis schema (its Appendix B) under the stack's schema namespace ``{ns}`` (``cortex``
+for the cortex stack, ``larry`` otherwise; the stream is the plan's ``larry:channels.events``)::
+
+    {ns}:tasks:queue  {ns}:tasks:queue:entries   (the task queue: runtime.coordination.tasks)
+    {ns}:workers:{id}  {ns}:masters:{name}  {ns}:metrics:{name}   (runtime.coordination.schema)
 
 ``{larry}`` here is a template placeholder, not a Redis Cluster hash tag: the
 runtime targets a single primary (optionally Sentinel-managed), so Lua scripts
@@ -52,11 +60,13 @@ class Keyspace:
     alerts_channel: str = "larry:alerts"
     events_stream: str = "larry:events"
     meta_coordinator: str = "meta-coordinator"
+    #: The first part of seed 004's schema keys (``cortex:tasks:queue``, ``cortex:workers:{id}``).
+    schema: str = "larry"
     stream_maxlen: int = 100_000
 
     def __post_init__(self):
         for name in (self.prefix, self.coordination_channel, self.alerts_channel, self.events_stream,
-                     self.meta_coordinator):
+                     self.meta_coordinator, self.schema):
             # printable ASCII renders as the same literal in JSON and Lua (see lua())
             if not all(32 <= ord(c) < 127 for c in name):
                 raise ValueError(f"key and channel names must be printable ASCII: {name!r}")
@@ -67,7 +77,10 @@ class Keyspace:
             "STREAM": self.stream, "CH_COORDINATION": self.coordination, "CH_ALERTS": self.alerts,
             "LOCK_PREFIX": self.task_lock(""), "FENCE_PREFIX": self.task_fence(""),
             "STATUS_PREFIX": self.task_status_prefix, "DEPS_PREFIX": self.task_deps(""),
-            "RESULT_PREFIX": self.task_result(""),
+            "RESULT_PREFIX": self.task_result(""), "QUEUE": self.task_queue,
+            "QUEUE_ENTRIES": self.task_queue_entries, "PLAN_PREFIX": self.task_plan(""),
+            "QUEUE_DEPTH": self.schema_series("task_queue_depth"),
+            "COMPLETED_SERIES": self.schema_series("tasks_completed"),
         }
         lines = [f"local {name} = {json.dumps(value)}" for name, value in constants.items()]
         return "\n".join(lines + [f"local MAXLEN = {int(self.stream_maxlen)}"]) + "\n"
@@ -80,6 +93,7 @@ class Keyspace:
             alerts_channel="cortex:masters:escalation",
             events_stream="cortex:events:system",
             meta_coordinator="coordinator-master",
+            schema="cortex",
         )
         names.update(overrides)
         return cls(prefix=prefix, **names)
@@ -124,6 +138,19 @@ class Keyspace:
     def phase_tasks(self, larry: str) -> str:
         return self._k("phase", larry, "tasks")
 
+    def phase_workers(self, larry: str) -> str:
+        """Seed 001's ``phase:{larry}:workers``: the set of the Larry's worker names."""
+        return self._k("phase", larry, "workers")
+
+    def phase_findings(self, larry: str) -> str:
+        """Seed 001's ``phase:{larry}:findings``: a hash, CVE severity -> count found."""
+        return self._k("phase", larry, "findings")
+
+    def phase_figure(self, larry: str, name: str, track: str | None = None) -> str:
+        """Seed 001's ``phase:{larry}:{name}`` (``prs_created``) and, for one master's track,
+        ``phase:{larry}:{track}:{name}`` (``phase:larry-03:inventory:assets_discovered``)."""
+        return self._k("phase", larry, *((track,) if track else ()), name)
+
     # -- tasks ------------------------------------------------------------------
     def task_lock(self, task_id: str) -> str:
         return self._k("task", "lock", task_id)
@@ -166,6 +193,18 @@ class Keyspace:
         """The Larry's final report (JSON), for a converge that cannot mount the Larry's volume."""
         return self._k("phase", larry, "report")
 
+    @property
+    def task_queue(self) -> str:
+        """Seed 004's task queue: a sorted set of the unfinished tasks, lowest score first
+        (:func:`runtime.coordination.tasks.queue_score`: priority, then plan order)."""
+        return self._k(self.schema, "tasks", "queue")
+
+    @property
+    def task_queue_entries(self) -> str:
+        """Each queued task's entry, task id -> JSON ``{task_id, master, priority, created_at,
+        dependencies}`` (kept once the task leaves the queue: what was queued, and when)."""
+        return self._k(self.schema, "tasks", "queue", "entries")
+
     def task_plan(self, task_id: str) -> str:
         """What the task's master planned for it (JSON: master, order, priority, note); the
         dependency graph is never changed by it."""
@@ -183,6 +222,24 @@ class Keyspace:
     # -- metrics ----------------------------------------------------------------
     def metric(self, larry: str, name: str) -> str:
         return self._k("metrics", larry, name)
+
+    def tokens_used(self, larry: str) -> str:
+        """Seed 001's ``tokens:{larry}:used``: what the Larry's account has committed."""
+        return self._k("tokens", larry, "used")
+
+    # -- seed 004's schema (Appendix B) ------------------------------------------
+    def schema_worker(self, worker_id: str) -> str:
+        """``{ns}:workers:{id}``: status, started_at, progress, tokens_used, master."""
+        return self._k(self.schema, "workers", worker_id)
+
+    def schema_master(self, master: str) -> str:
+        """``{ns}:masters:{name}``: status, tasks_active, tokens_used, workers_spawned, last_heartbeat."""
+        return self._k(self.schema, "masters", master)
+
+    def schema_series(self, metric: str) -> str:
+        """``{ns}:metrics:{name}``: a stream, one entry (``value``) per change; the entry id is
+        its time (the seed's TIMESERIES, which Debian's Redis lacks)."""
+        return self._k(self.schema, "metrics", metric)
 
     # -- token ledger -----------------------------------------------------------
     def token_account(self, account: str) -> str:
@@ -242,13 +299,17 @@ class Keyspace:
 
     # -- SCAN MATCH patterns (operators' tools; never KEYS) ----------------------
     #: the key families above: every key a run leaves, except the event stream
+    #: seed 004's schema families, under ``{schema}:``
+    SCHEMA_FAMILIES = ("tasks", "workers", "masters", "metrics")
     RUN_FAMILIES = ("phase", "task", "worker", "master", "metrics", "tokens", "escalation", "barrier")
 
     def run_patterns(self) -> tuple[str, ...]:
         """Patterns matching every key of a run: ``phase:*``, ``task:*``, ``worker:*`` (seed
-        001 "Post-Execution Cleanup"), ``master:*``, ``metrics:*``, ``tokens:*``, ``barrier:*`` and the stream."""
+        001 "Post-Execution Cleanup"), ``master:*``, ``metrics:*``, ``tokens:*``, ``barrier:*``,
+        seed 004's ``{ns}:tasks|workers|masters|metrics:*`` and the stream."""
         p = glob_escape(self.prefix)
-        return tuple(f"{p}{family}:*" for family in self.RUN_FAMILIES) + (glob_escape(self.stream),)
+        families = self.RUN_FAMILIES + tuple(f"{self.schema}:{part}" for part in self.SCHEMA_FAMILIES)
+        return tuple(f"{p}{glob_escape(family)}:*" for family in families) + (glob_escape(self.stream),)
 
 
 def glob_escape(text: str) -> str:

@@ -16,6 +16,12 @@ Guarantees:
   and a ``task_claimed`` event are written together. A busy task publishes the seed's
   ``task_conflict`` alert. Lease transitions are on the event stream only, alerts are
   also published (see :mod:`runtime.coordination.events`).
+* Claim (``queue`` assignment) takes the first task of a master's queue, in the task queue's
+  order (priority, then plan order), that acquire would grant, with acquire's writes, in one
+  call: workers racing on a queue never get the same task under the same fence, and a task
+  held by a worker that died is claimable again once its lease has expired. Finishing a task
+  for good removes it from the queue in the same call. Its cost grows with the queue's length
+  (every queued task's entry is read): fine for plans of hundreds of tasks, not millions.
 * Release/extend are owner- and token-checked in Lua and report
   ``released``/``extended``, ``expired`` (key gone) or ``stolen`` (someone
   else's lease, or a newer one of ours) instead of raising.
@@ -57,7 +63,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import redis
 
@@ -98,6 +104,43 @@ local function blockers(task)
   end
   if #blocked > 1 then return blocked end
 end
+-- A completed task's findings on the seeds' keys: ``how`` is hash (HINCRBY per severity of a
+-- table), count (INCRBY, a table's sum), float (INCRBYFLOAT) or series (a point of the sum).
+-- Only whole numbers (floats for coverage) count: a worker's findings are checked
+-- (runtime.agent.protocol), any other payload's are whatever its caller wrote.
+local function count_findings(targets, found)
+  if type(found) ~= 'table' then return end
+  local function whole(n) return type(n) == 'number' and n == math.floor(n) and n >= 0 end
+  for _, target in ipairs(targets) do
+    local what, how, key = target[1], target[2], target[3]
+    local value = found[what]
+    if type(value) == 'table' then
+      local sum = 0
+      for name, n in pairs(value) do
+        if whole(n) then
+          sum = sum + n
+          if how == 'hash' then redis.call('HINCRBY', key, name, n) end
+        end
+      end
+      value = sum
+    end
+    if how ~= 'hash' and type(value) == 'number' and (how == 'float' or whole(value)) then
+      if how == 'count' then redis.call('INCRBY', key, value)
+      elseif how == 'float' then redis.call('INCRBYFLOAT', key, string.format('%.15g', value))
+      else series(key, value) end
+    end
+  end
+end
+-- Grant ``task`` to ``owner``: the lock, a token above ``highest`` (the last one issued) and the
+-- primary's clock, the status, the event; returns the token.
+local function grant(owner, task, ttl, highest)
+  -- counter for monotonicity on this primary, clock floor for monotonicity across a rollback
+  local token = string.format('%d', math.max(tonumber(highest or '0') + 1, clock()))
+  redis.call('SET', LOCK_PREFIX .. task, owner, 'PX', ttl)
+  redis.call('MSET', FENCE_PREFIX .. task, token, STATUS_PREFIX .. task, 'in_progress')
+  record({event='task_claimed', task_id=task, owner=owner}, token)
+  return token
+end
 """
 
 _ACQUIRE = r"""
@@ -105,8 +148,8 @@ _ACQUIRE = r"""
 local owner, task, ttl = ARGV[1], ARGV[2], ARGV[3]
 local bad = invalid(owner, task, ttl, 'the ttl (ms)')
 if bad then return bad end
-local lock, fence, status_key = LOCK_PREFIX .. task, FENCE_PREFIX .. task, STATUS_PREFIX .. task
-local state = redis.call('MGET', status_key, lock, fence)
+local lock = LOCK_PREFIX .. task
+local state = redis.call('MGET', STATUS_PREFIX .. task, lock, FENCE_PREFIX .. task)
 local status, holder, highest = state[1], state[2], state[3]
 if status == 'completed' or status == 'failed' then return {status} end
 if holder == owner then
@@ -120,12 +163,40 @@ if holder then
 end
 local blocked = blockers(task)
 if blocked then return blocked end
--- counter for monotonicity on this primary, clock floor for monotonicity across a rollback
-local token = string.format('%d', math.max(tonumber(highest or '0') + 1, clock()))
-redis.call('SET', lock, owner, 'PX', ttl)
-redis.call('MSET', fence, token, status_key, 'in_progress')
-record({event='task_claimed', task_id=task, owner=owner}, token)
-return {'acquired', token}
+return {'acquired', grant(owner, task, ttl, highest)}
+"""
+
+# The first claimable task of a queue, by score: not finished, not held, its dependencies
+# completed. A task the owner holds already is re-asserted (same token, fresh TTL).
+_CLAIM = r"""
+-- ARGV[1] owner, [2] queue, [3] ttl ms
+local owner, queue, ttl = ARGV[1], ARGV[2], ARGV[3]
+if queue == '' then return refuse('a queue is required', queue) end
+local bad = invalid(owner, queue, ttl, 'the ttl (ms)')
+if bad then return bad end
+local waiting, queued = {'waiting'}, false
+for _, task in ipairs(redis.call('ZRANGE', QUEUE, 0, -1)) do
+  local entry = redis.call('HGET', QUEUE_ENTRIES, task)
+  if entry and cjson.decode(entry)['master'] == queue then
+    local state = redis.call('MGET', STATUS_PREFIX .. task, LOCK_PREFIX .. task, FENCE_PREFIX .. task)
+    if state[1] ~= 'completed' and state[1] ~= 'failed' then
+      queued = true
+      if state[2] == owner then
+        redis.call('PEXPIRE', LOCK_PREFIX .. task, ttl)
+        return {'held', task, state[3]}
+      end
+      if state[2] then
+        waiting[#waiting + 1] = task
+      else
+        local blocked = blockers(task)
+        if not blocked then return {'acquired', task, grant(owner, task, ttl, state[3])} end
+        for i = 2, #blocked do waiting[#waiting + 1] = blocked[i] end
+      end
+    end
+  end
+end
+if not queued then return {'drained'} end
+return waiting
 """
 
 _EXTEND = r"""
@@ -157,10 +228,12 @@ return 'released'
 
 _FINISH = r"""
 -- ARGV[1] owner, [2] task, [3] token, [4] outcome (completed|failed|pending), [5] payload JSON,
--- [6] completed-tasks metric key
+-- [6] completed-tasks metric key, [7] where a completed task's findings are counted (JSON
+-- [[finding, how, key], ...], see LeaseManager.findings_targets)
 local owner, task, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local bad = invalid(owner, task, token, 'the token')
 if bad then return bad end
+local targets, payload = cjson.decode(ARGV[7]), cjson.decode(ARGV[5])
 if outcome ~= 'completed' and outcome ~= 'failed' and outcome ~= 'pending' then
   return refuse('the outcome must be completed, failed or pending', outcome)
 end
@@ -173,9 +246,14 @@ if status == 'completed' or status == 'failed' then return {'finished', status} 
 if not highest or tonumber(token) < tonumber(highest) then return {'stale', highest or ''} end
 redis.call('HSET', result, 'token', token, 'owner', owner, 'outcome', outcome, 'data', ARGV[5], 'at', now())
 redis.call('SET', status_key, outcome)
+if outcome ~= 'pending' and redis.call('ZREM', QUEUE, task) == 1 then
+  point(QUEUE_DEPTH, redis.call('ZCARD', QUEUE))
+end
 if state[3] == owner then redis.call('DEL', lock) end
 if outcome == 'completed' then
   redis.call('INCR', ARGV[6])
+  if type(payload) == 'table' then count_findings(targets, payload['findings']) end
+  series(COMPLETED_SERIES, 1)
   return {'accepted', record({event='task_completed', task_id=task, owner=owner}, token)}
 end
 local failed = {event='task_failed', task_id=task, owner=owner, retry=(outcome == 'pending')}
@@ -198,8 +276,8 @@ record({event='task_takeover', task_id=ARGV[2], previous=holder, owner=ARGV[1]})
 return 1
 """
 
-_FUNCTIONS = {"acquire": _ACQUIRE, "extend": _EXTEND, "release": _RELEASE, "finish": _FINISH,
-              "take_over": _TAKE_OVER}
+_FUNCTIONS = {"acquire": _ACQUIRE, "claim": _CLAIM, "extend": _EXTEND, "release": _RELEASE,
+              "finish": _FINISH, "take_over": _TAKE_OVER}
 
 # Redlock's allowance for the server's clock running faster than ours.
 _DRIFT_FACTOR, _DRIFT_MS = 0.01, 2
@@ -243,7 +321,9 @@ class Lease:
 @dataclass(frozen=True)
 class Claim:
     """Outcome of an acquire: ``acquired``/``held`` (with a lease), ``conflict``
-    (``holder`` has it), ``blocked`` (``waiting_on`` deps), ``completed``/``failed``."""
+    (``holder`` has it), ``blocked`` (``waiting_on`` deps), ``completed``/``failed``; of a
+    claim from a queue also ``waiting`` (``waiting_on``: the queue's held tasks and the
+    dependencies its blocked ones wait for) and ``drained`` (nothing of it left unfinished)."""
 
     status: str
     lease: Lease | None = None
@@ -277,11 +357,14 @@ class LeaseManager:
     """Acquires, extends, releases and finishes task leases for one owner."""
 
     def __init__(self, r: redis.Redis, ks: Keyspace, larry: str, *, worker: str | None = None,
-                 ttl_ms: int = 30_000, durability: Durability = Durability(), alert_on_conflict: bool = True):
+                 ttl_ms: int = 30_000, durability: Durability = Durability(), alert_on_conflict: bool = True,
+                 tracks: Mapping[str, str] | None = None):
         require_text(r)
         self.r, self.ks, self.larry, self.ttl_ms = r, ks, larry, ttl_ms
         self.owner = make_owner(larry, worker)
         self._completed_metric = ks.metric(larry, "tasks_completed")
+        #: task -> the track (its master's, :func:`plan.model.master_track`) its findings count for
+        self.tracks = tracks or {}
         self._alert = int(alert_on_conflict)
         self._call = FunctionLibrary(r, ks, "leases", _FUNCTIONS, common=_COMMON, durability=durability).call
 
@@ -304,6 +387,18 @@ class LeaseManager:
         if status == "blocked":
             return Claim(status, waiting_on=tuple(reply[1:]))
         return Claim(status)
+
+    def claim(self, queue: str) -> Claim:
+        """Take the first claimable task of ``queue`` in the task queue's order (priority, then
+        plan order; :mod:`runtime.coordination.tasks`): one function call, so workers racing on
+        a queue each get a different task, each task once per fence."""
+        sent_at = time.monotonic()
+        reply = self._call("claim", self.owner, queue, self.ttl_ms)
+        status = reply[0]
+        if status in ("acquired", "held"):
+            lease = Lease(reply[1], self.owner, int(reply[2]), self.ttl_ms, _valid_until(sent_at, self.ttl_ms))
+            return Claim(status, lease=lease)
+        return Claim(status, waiting_on=tuple(dict.fromkeys(reply[1:])))
 
     def extend(self, lease: Lease) -> str:
         """``extended`` (validity pushed forward), ``expired`` or ``stolen``."""
@@ -328,9 +423,26 @@ class LeaseManager:
         """Fenced failure: ``retry`` puts the task back to pending, otherwise it is terminally failed."""
         return self._write(lease, TaskStatus.PENDING if retry else TaskStatus.FAILED, {"error": error})
 
+    def findings_targets(self, task_id: str) -> str:
+        """Where ``task_id``'s findings are counted once it completed (in the call that completes
+        it): seed 001's ``phase:{larry}:findings`` (CVEs by severity), ``phase:{larry}:{name}``
+        and, for its master's track, ``phase:{larry}:{track}:{name}``, ``metrics:{larry}:
+        cves_found|assets_cataloged``; seed 004's series ``cves_found``, ``prs_created``,
+        ``assets_discovered`` (and ``tasks_completed``, always)."""
+        ks, larry, track = self.ks, self.larry, self.tracks.get(task_id)
+        targets = [["cves", "hash", ks.phase_findings(larry)], ["cves", "count", ks.metric(larry, "cves_found")],
+                   ["assets_discovered", "count", ks.metric(larry, "assets_cataloged")]]
+        for finding, name, how in (("prs_created", "prs_created", "count"),
+                                   ("assets_discovered", "assets_discovered", "count"),
+                                   ("coverage_delta", "coverage_increase", "float")):
+            targets += [[finding, how, ks.phase_figure(larry, name, part)] for part in (None, track)[:2 if track else 1]]
+        targets += [[finding, "series", ks.schema_series(name)] for finding, name in (
+            ("cves", "cves_found"), ("prs_created", "prs_created"), ("assets_discovered", "assets_discovered"))]
+        return json.dumps(targets)
+
     def _write(self, lease: Lease, outcome: str, payload) -> Write:
         reply = self._call("finish", lease.owner, lease.task_id, lease.token, outcome, json.dumps(payload),
-                           self._completed_metric)
+                           self._completed_metric, self.findings_targets(lease.task_id))
         return Write(reply[0], reply[1] if len(reply) > 1 else None)
 
     def keep(self, lease: Lease, on_lost: Callable[[Lease, str], None] | None = None, **kwargs) -> "LeaseKeeper":

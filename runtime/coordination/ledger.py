@@ -23,6 +23,13 @@ ancestors up to ``system``:
   in ``forced``); ``overrun`` when an account of the path is past limit + granted, so the
   caller stops the spender, with one ``token_overrun`` alert per account as use crosses it.
 
+Spent tokens (``record``, ``commit``) are mirrored in the same script, so the mirrors are the
+ledger's figures: seed 001's ``tokens:{larry}:used`` (the Larry account's committed), seed
+004's ``tokens_used`` of ``{ns}:masters:{name}`` (its personal account and pool's together)
+and of ``{ns}:workers:{id}`` (what that worker spent, on whichever account: in ``queue``
+assignment a worker runs tasks charged to another's), and the ``{ns}:metrics:tokens_used``
+series (all spending; the meta-coordinator's too).
+
 Guarantees (whatever the concurrency, since each script is atomic):
 
 * Idempotent by op id at every level: one op id is booked once on all its accounts; a replay
@@ -68,6 +75,7 @@ from plan.model import (
     account_path,
     budget_accounts,
     larry_of_account,
+    master_of_account,
     meta_account,
 )
 from runtime.coordination.connection import Durability, require_text, run_script
@@ -83,7 +91,9 @@ _LEDGER = r"""
 -- [5] threshold (per mille), [6] slice size, [7] largest amount, [8] spender,
 -- [9] per path account '1' if it is a pool that may borrow from the reserve else '0',
 -- [10] the spender's priority, [11] the share of a lender's tokens kept back from it (per
--- mille), [12] the reserve's account name, [13..] the path's account names (as KEYS[5..]).
+-- mille), [12] the reserve's account name, [13..] the path's account names (as KEYS[5..]),
+-- [13 + n] where spent tokens are mirrored (JSON: hashes whose tokens_used, counters and metric
+-- series that grow by them; seed 004's schema and seed 001's tokens:{larry}:used).
 -- Everything is read and checked before the first write: Lua does not roll back.
 local MAX = tonumber(ARGV[7])
 local function whole(text, what)
@@ -113,7 +123,12 @@ if not KNOWN[kind] then
 end
 if op == '' then return {'invalid', 'an empty op id'} end
 local n = #KEYS - 4
-if n < 1 or #ARGV ~= 12 + n or #ARGV[9] ~= n then return {'invalid', 'the path does not match its names'} end
+if n < 1 or #ARGV ~= 13 + n or #ARGV[9] ~= n then return {'invalid', 'the path does not match its names'} end
+local read, mirrors = pcall(cjson.decode, ARGV[13 + n])
+if not read or type(mirrors) ~= 'table' then return {'invalid', 'the mirrors are not a JSON object'} end
+for _, part in ipairs({'hashes', 'counters', 'series'}) do
+  if type(mirrors[part]) ~= 'table' then return {'invalid', 'the mirrors have no list ' .. part} end
+end
 local amount, bad = whole(ARGV[3], 'the amount')
 if not amount then return {'invalid', bad} end
 local threshold, draw
@@ -262,6 +277,11 @@ for i = 1, n do
     end
   end
 end
+if amount > 0 and (kind == 'record' or kind == 'commit') then
+  for _, key in ipairs(mirrors.hashes) do redis.call('HINCRBY', key, 'tokens_used', amount) end
+  for _, key in ipairs(mirrors.counters) do redis.call('INCRBY', key, amount) end
+  for _, key in ipairs(mirrors.series) do series(key, amount) end
+end
 if kind == 'reserve' then
   redis.call('HSET', KEYS[2], op, amount .. '|' .. path)
 elseif kind ~= 'record' then
@@ -333,7 +353,18 @@ class Ledger:
     def path(self, account: str) -> tuple[Account, ...]:
         return account_path(self.accounts, account)
 
-    def _run(self, kind: str, op_id: str, account: str, amount: int, ref: str, who: str, priority: str) -> LedgerOp:
+    def _mirrors(self, path: tuple[Account, ...], worker: str | None) -> str:
+        """Where tokens booked on ``path`` are mirrored: the spending worker's and its masters'
+        ``tokens_used`` (seed 004), ``tokens:{larry}:used`` (seed 001), the
+        ``tokens_used`` series."""
+        ks = self.ks
+        hashes = [ks.schema_worker(worker)] if worker else []
+        hashes += [ks.schema_master(master) for a in path if (master := master_of_account(a))]
+        counters = [ks.tokens_used(a.name) for a in path if a.kind == "larry"]
+        return json.dumps({"hashes": hashes, "counters": counters, "series": [ks.schema_series("tokens_used")]})
+
+    def _run(self, kind: str, op_id: str, account: str, amount: int, ref: str, who: str, priority: str,
+             worker: str | None = None) -> LedgerOp:
         if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_TOKENS:
             raise ValueError(f"token amounts are whole numbers from 0 to {MAX_TOKENS:,}, got {amount!r}")
         if priority not in RESERVE_KEPT_BACK:
@@ -343,7 +374,8 @@ class Ledger:
                 self.ks.token_draws] + [self.ks.token_account(a.name) for a in path]
         flags = "".join("1" if a.kind in POOL_KINDS else "0" for a in path)
         args = [kind, op_id, amount, ref, self.threshold_permille, self.slice, MAX_TOKENS, who or account, flags,
-                priority, round(RESERVE_KEPT_BACK[priority] * 1000), meta_account("reserve")] + [a.name for a in path]
+                priority, round(RESERVE_KEPT_BACK[priority] * 1000), meta_account("reserve")] + [a.name for a in path] \
+            + [self._mirrors(path, worker)]
         status, detail = run_script(self.r, self._script, keys, args, self.durability)
         if status == "invalid":
             raise ValueError(f"ledger account {account}: {detail}")
@@ -365,12 +397,13 @@ class Ledger:
         return self._run("refund", op_id, account, 0, reservation, who, DEFAULT_PRIORITY)
 
     def record(self, op_id: str, account: str, spent: int, *, who: str = "",
-               priority: str = DEFAULT_PRIORITY) -> LedgerOp:
+               priority: str = DEFAULT_PRIORITY, worker: str | None = None) -> LedgerOp:
         """Book tokens already spent: ``committed``, or ``overrun`` once an account of the path
-        is past its limit. ValueError, with nothing written, for an amount that is not a whole
-        number from 0 to :data:`plan.model.MAX_TOKENS` or an account holding something else
-        than numbers."""
-        return self._run("record", op_id, account, spent, "", who, priority)
+        is past its limit; ``worker``: the worker that spent them (its seed 004 hash counts
+        them, whichever account they are booked on). ValueError, with nothing written, for an
+        amount that is not a whole number from 0 to :data:`plan.model.MAX_TOKENS` or an account
+        holding something else than numbers."""
+        return self._run("record", op_id, account, spent, "", who, priority, worker)
 
     def grant(self, op_id: str, account: str, tokens: int, *, who: str) -> LedgerOp:
         """Raise the limit of ``account`` and of every account above it, the system included,

@@ -1,8 +1,8 @@
 """The cortex stack builds: seed 004's 16 workers, four per node, six Larrys in one namespace."""
 from collections import Counter
 
-from plan.loader import load_stack
-from tests.components.pulumi_graph import JOB, NS, QUOTA, ROOT, SECRET, hostnames
+from plan.loader import load_plan_document, load_stack
+from tests.components.pulumi_graph import CM, JOB, NS, QUOTA, ROOT, SECRET, hostnames
 
 CORTEX_NS = "cortex-workers"
 
@@ -53,3 +53,10 @@ def test_meta_coordinator_holds_the_orchestration_budget(cortex):
     assert job["metadata"]["annotations"]["larry.dev/tokens"] == "50000"
     assert job["spec"]["activeDeadlineSeconds"] == 60 * 60
     assert job["spec"]["template"]["spec"]["containers"][0]["command"][:2] == ["larry", "converge"]
+
+
+def test_the_pods_plan_carries_the_queue_assignment(cortex):
+    """What each Larry's pods read (their plan ConfigMap's slice) chooses seed 004's queue."""
+    slices = [r.manifest["data"]["plan.yaml"] for r in cortex.of(CM) if "plan.yaml" in r.manifest.get("data", {})]
+    assert len(slices) >= 6, "a plan for each Larry"
+    assert {load_plan_document(text, "plan.yaml").task_assignment for text in slices} == {"queue"}

@@ -201,6 +201,21 @@ def test_an_operators_sign_off_is_off_unless_required():
                                  "got string 'yes'")
 
 
+def test_tasks_reach_workers_statically_unless_a_queue_is_chosen():
+    values = _dev_values()
+    static = load_config(values, "dev")
+    larry = static.larrys[2]
+    worker = larry.workers[0]
+    assert (static.task_assignment, static.takes(larry, worker)) == ("static", worker.tasks)
+    values["larry:taskAssignment"] = "queue"
+    queued = load_config(values, "dev")
+    # seed 001's workers name no master: they take from their Larry's queue, every task of it
+    assert queued.queued and queued.takes(larry, worker) == larry.tasks and larry.queue_of(worker) == larry.id
+    assert load_stack("cortex", ROOT).queued
+    values["larry:taskAssignment"] = "fifo"
+    assert _problems(values) == "Pulumi.dev.yaml: larry:taskAssignment: 'fifo' is not one of static, queue"
+
+
 def test_every_problem_is_reported_at_once():
     values = _dev_values()
     _worker(values, 2, 4)["node"] = "k3s-worker09"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from plan.loader import load_plan_path, load_stack
-from plan.model import master_account
+from plan.model import master_account, master_track, worker_account
 from runtime import cli
 from runtime.agent.master import PLAN_SHARE, overseen, review_tokens
 from runtime.commands.converge import fetch_missing_reports
@@ -34,6 +34,7 @@ from runtime.coordination.tasks import TaskBoard
 from runtime.reporting.results import read_result, results_dir
 from runtime.reporting.schema import ReportError, load_larry_report, report_path
 from runtime.reporting.summary import LEVELS, converge
+from tests.runtime.coordination.test_queue import assert_claims_in_priority_order
 from tests.runtime.reporting.test_summary import moto_server, s3  # noqa: F401 - fixtures
 from tests.support.project import ROOT  # noqa: E402
 from tests.support.redis_servers import RedisServer
@@ -174,6 +175,55 @@ class Observed:
         self.server.stop()
 
 
+def assert_seed_keys(r, ks: Keyspace, cfg, reports: dict) -> None:
+    """The seeds' Redis names after a run (README "Seed 004's Redis schema"), consistent with
+    the ledger, the tasks' results and the Larrys' reports."""
+    board, tasks = TaskBoard(r, ks), [t for larry in cfg.larrys for t in larry.tasks]
+    assert board.queued() == [], "every task finished: the queue is empty"
+    for larry in cfg.larrys:
+        for worker in larry.workers:
+            for task in worker.tasks:
+                entry = board.queue_entry(task.id)
+                assert set(entry) == {"task_id", "master", "priority", "created_at", "dependencies"}
+                assert (entry["master"], entry["dependencies"]) == (larry.queue_of(worker), list(task.depends_on))
+    series = {name: float(r.xrevrange(ks.schema_series(name), count=1)[0][1]["value"])
+              for name in ("tasks_completed", "task_queue_depth", "tokens_used", "cves_found")}
+    assert series["tasks_completed"] == len(tasks) and series["task_queue_depth"] == 0
+    assert series["tokens_used"] == snapshot(r, ks, "system")["committed"]
+    spent_by_workers = 0
+    for larry in cfg.larrys:
+        report, findings = reports[larry.id], reports[larry.id]["findings"]
+        assert r.smembers(ks.phase_workers(larry.id)) == {w.name for w in larry.workers}
+        assert int(r.get(ks.tokens_used(larry.id))) == snapshot(r, ks, larry.id)["committed"]
+        cves = {severity: n for severity, n in findings["cves"].items() if n}
+        assert {k: int(v) for k, v in r.hgetall(ks.phase_findings(larry.id)).items()} == cves
+        assert int(r.get(ks.metric(larry.id, "cves_found")) or 0) == sum(cves.values())
+        assert int(r.get(ks.phase_figure(larry.id, "prs_created")) or 0) == findings["prs_created"]
+        assert int(r.get(ks.metric(larry.id, "assets_cataloged")) or 0) == findings["assets_discovered"]
+        assert float(r.get(ks.phase_figure(larry.id, "coverage_increase")) or 0) == pytest.approx(
+            findings["coverage_delta"])
+        for master in larry.masters:
+            fields = r.hgetall(ks.schema_master(master.name))
+            track = [t for t in report["tasks"] if any(t["id"] == task.id for _, task in larry.queue_tasks(master.name))]
+            assert int(r.get(ks.phase_figure(larry.id, "prs_created", master_track(master.name))) or 0) == sum(
+                t["findings"]["prs_created"] for t in track)
+            own = [figures(r, ks, master_account(larry.id, master.name, part))["committed"]
+                   for part in ("personal", "pool")]
+            assert int(fields["tokens_used"]) == sum(own)
+            assert int(fields["workers_spawned"]) == sum(larry.overseer(w) == master.name for w in larry.workers)
+            assert (fields["status"], fields["tasks_active"]) == ("idle", "0") and fields["last_heartbeat"]
+        for worker in larry.workers:
+            fields = r.hgetall(ks.schema_worker(worker.name))
+            assert (fields["status"], fields["progress"], fields["master"]) == (
+                "completed", "100", worker.master or larry.id) and fields["started_at"]
+            spent_by_workers += int(fields["tokens_used"])
+    accounts = [snapshot(r, ks, worker_account(larry.id, w.name))["committed"] for larry, w in cfg.workers]
+    assert spent_by_workers == sum(accounts), "what the workers spent is what their accounts were charged"
+    entries = r.xrange(ks.stream, count=50)
+    assert all(set(fields) == {"event_type", "source", "timestamp", "channel", "payload"} for _, fields in entries)
+    assert all(json.loads(fields["payload"])["event"] == fields["event_type"] for _, fields in entries)
+
+
 def assert_every_task_completed_once(run: Observed) -> None:
     ids = [t.id for larry in DEV.larrys for t in larry.tasks]
     assert run.completions() == Counter(ids), "each task completed exactly once"
@@ -210,6 +260,10 @@ def test_dev_run_completes_every_task_exactly_once(dev_run):
     assert dev_run.code == 0, dev_run.out
     assert_every_task_completed_once(dev_run)
     assert dev_run.events("task_failed") == [] and dev_run.events("task_requeued") == []
+
+
+def test_dev_run_leaves_the_seeds_keys_consistent_with_its_results(dev_run):
+    assert_seed_keys(dev_run.r, dev_run.ks, DEV, {larry.id: dev_run.report(larry.id) for larry in DEV.larrys})
 
 
 def test_dev_run_processes_read_their_larrys_slice(dev_run):
@@ -331,9 +385,36 @@ def test_ctrl_c_stops_every_process_of_the_run(dev_run):
 # --------------------------------------------------------------------------- cortex, private Redis, S3
 
 def test_cortex_run_completes_with_its_private_redis_and_archives_to_s3(tmp_path, s3):  # noqa: F811
-    code, out = finish(start_run("cortex", tmp_path, "--allow-over-budget", "--s3-url", "s3://larry-archives/runs/cortex"))
+    """Seed 004's queue assignment: each master's workers take its queue's tasks, each once, by
+    priority; the seeds' keys match the results. Held to read its private Redis, then Ctrl+C."""
+    proc = start_run("cortex", tmp_path, "--allow-over-budget", "--hold", "--s3-url", "s3://larry-archives/runs/cortex")
+    output = RunOutput(proc)
+    try:
+        output.until("summary: ")
+        env = dict(line.split("=", 1) for line in (tmp_path / "redis" / "env").read_text().splitlines())
+        r = connect(RedisSettings(url=env["LARRY_REDIS_URL"], password=env["LARRY_REDIS_PASSWORD"]))
+        cortex = load_stack("cortex", ROOT)
+        assert cortex.queued
+        ks = Keyspace.for_plan(cortex.channels)
+        history = EventLog(r, ks).history()
+        completed = Counter(e.data["task_id"] for e in history if e.name == "task_completed")
+        assert completed == Counter(t.id for larry in cortex.larrys for t in larry.tasks), "each task done once"
+        board = TaskBoard(r, ks)
+        assert_claims_in_priority_order(history, {t: board.queue_entry(t) for t in completed})
+        for larry in cortex.larrys:
+            queue_of = {w.name: larry.queue_of(w) for w in larry.workers}
+            for worker in larry.workers:
+                for task in worker.tasks:
+                    ran_by = read_result(results_dir(tmp_path, larry.id), task.id, board.result(task.id)["token"])
+                    assert queue_of[ran_by["worker"]] == queue_of[worker.name], f"{task.id} ran outside its queue"
+        assert_seed_keys(r, ks, cortex, {larry.id: load_larry_report(report_path(tmp_path / "reports", larry.id))
+                                         for larry in cortex.larrys})
+        r.close()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    code, out = output.finish()
     assert code == 0, out
-    cortex = load_stack("cortex", ROOT)
     for larry in cortex.larrys:
         report = load_larry_report(report_path(tmp_path / "reports", larry.id))
         assert report["status"] == "completed"

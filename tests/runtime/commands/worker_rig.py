@@ -1,8 +1,11 @@
 """The state of one worker or coordinator test: the cortex plan on the session's
-redis-server under a key prefix of its own, and a coordination directory."""
+redis-server under a key prefix of its own, and a coordination directory. The plan's tasks
+are assigned statically, each worker its own (the queue's tests: tests/runtime/coordination/
+test_queue.py and the cortex run of tests/scenarios/test_run.py)."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from plan.loader import load_stack
@@ -17,7 +20,8 @@ from runtime.reporting.results import read_result, results_dir
 from runtime.support.timing import Timing
 from tests.support.project import ROOT
 
-CORTEX = load_stack("cortex", ROOT)
+_QUEUED = load_stack("cortex", ROOT)
+CORTEX = replace(_QUEUED, task_assignment="static", values={**_QUEUED.values, "larry:taskAssignment": "static"})
 
 
 class Rig:
@@ -27,6 +31,8 @@ class Rig:
         self.url, self.r, self.dir = redis_server.url, r, tmp_path
         self.ks = Keyspace.for_plan(CORTEX.channels, f"w{uuid.uuid4().hex[:10]}:")
         self.board = TaskBoard(r, self.ks)
+        self.plan = tmp_path / "plan.yaml"
+        self.plan.write_text(CORTEX.plan_document())
 
     def coordinator(self, larry: str) -> Coordinator:
         return Coordinator(CORTEX, CORTEX.larry(larry), self.r, self.ks, Timing(600), self.dir)
@@ -38,7 +44,7 @@ class Rig:
 
     def worker(self, larry: str, name: str, command: list[str], *, speed: float = 600, kill_grace: float = 0.5,
                usage: str | None = None) -> int:
-        return cli.main(["worker", "--stack", "cortex", "--project-dir", str(ROOT), "--larry", larry,
+        return cli.main(["worker", "--plan", str(self.plan), "--larry", larry,
                          "--worker", name, "--redis-url", self.url, "--key-prefix", self.ks.prefix,
                          "--coordination-dir", str(self.dir), "--speed", str(speed),
                          "--kill-grace", str(kill_grace), *(["--usage", usage] if usage else []), "--", *command])

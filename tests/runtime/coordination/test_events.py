@@ -75,10 +75,10 @@ def test_listener_reports_a_gap_when_its_position_was_trimmed(r):
 
 def test_malformed_entries_are_counted_and_skipped(r, ks):
     listener = EventListener(r, ks, "$")
-    r.xadd(ks.stream, {"channel": ks.coordination, "data": "{not json"})
+    r.xadd(ks.stream, {"channel": ks.coordination, "payload": "{not json"})
     r.xadd(ks.stream, {"channel": ks.coordination})
-    r.xadd(ks.stream, {"channel": ks.coordination, "data": json.dumps([1, 2])})
-    r.xadd(ks.stream, {"channel": ks.coordination, "data": json.dumps({"no": "event"})})
+    r.xadd(ks.stream, {"channel": ks.coordination, "payload": json.dumps([1, 2])})
+    r.xadd(ks.stream, {"channel": ks.coordination, "payload": json.dumps({"no": "event"})})
     good = EventLog(r, ks).emit("phase_complete", "larry-02")
     events = listener.poll(None)
     assert [e.id for e in events] == [good] and listener.malformed == 4
@@ -201,7 +201,7 @@ def test_names_must_be_printable_ascii():
 def test_history_reads_every_page_up_to_its_end_and_skips_malformed_entries(r, ks):
     log = EventLog(r, ks)
     ids = [log.emit("progress_update", "larry-01", progress=n) for n in range(7)]
-    r.xadd(ks.stream, {"channel": ks.coordination, "data": "not json"})
+    r.xadd(ks.stream, {"channel": ks.coordination, "payload": "not json"})
     later = log.emit("progress_update", "larry-01", progress=99)
     everything = log.history(count=2)  # four round trips, one of them all but malformed
     assert [e.id for e in everything] == ids + [later]

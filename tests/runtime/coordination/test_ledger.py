@@ -186,13 +186,18 @@ def test_bad_amounts_and_corrupt_keys_are_refused_before_anything_is_written(r, 
     keys = [ks.token_ops, ks.token_open, ks.token_account(RESERVE), ks.token_draws]
     keys += [ks.token_account(a.name) for a in path]
     names = [a.name for a in path]
+    mirrors = ledger._mirrors(path, None)
     for amount in ("1" + "0" * 30, "-5", "1e3", "abc", ""):
         status, detail = ledger._script(keys=keys, args=["record", f"raw-{amount}", amount, "", 900, 0, 10**12, "x",
-                                                          "0110", "medium", 500, RESERVE, *names])
+                                                          "0110", "medium", 500, RESERVE, *names, mirrors])
         assert status == "invalid" and "the amount is not a whole number" in detail, (amount, status, detail)
     status, detail = ledger._script(keys=keys, args=["record", "raw-names", 1, "", 900, 0, 10**12, "x", "01", "medium", 500,
-                                                        RESERVE, *names])
+                                                        RESERVE, *names, mirrors])
     assert status == "invalid" and "the path does not match" in detail
+    for bad in ("{not json", "[1]", '{"hashes": []}'):
+        status, detail = ledger._script(keys=keys, args=["record", "raw-mirrors", 1, "", 900, 0, 10**12, "x", "0110",
+                                                            "medium", 500, RESERVE, *names, bad])
+        assert status == "invalid" and "the mirrors" in detail, (bad, detail)
     r.hset(ks.token_account("L0"), "committed", "garbage")
     with_garbage = figures(r, ks, [n for n in ledger.accounts if n != "L0"])
     with pytest.raises(ValueError, match="committed holds garbage, expected a whole number"):
