@@ -414,6 +414,9 @@ containerRuntimeEndpoint: unix://$NODE/containerd/containerd.sock
 evictionHard: {memory.available: "1%", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
 readOnlyPort: 0
 serializeImagePulls: false
+# Not the host's /var/log/pods: another cluster's kubelet there removes the logs of pods it
+# does not know (a finished pod's logs vanished from the API while a second cluster ran).
+podLogsDir: $NODE/pod-logs
 KUBELET
   # Services for the node's pods. Its rules live in the cluster's namespace and go with it.
   # masqueradeAll: a pod reaching a Service whose endpoint is on the same bridge would get the
