@@ -6,7 +6,8 @@
 #                                          containerd, runc and CNI plugins when missing
 #   scripts/cluster.sh up [--stack NAME]   start a cluster (default stack: dev) with one kwok fake
 #                                          node per node of the stack's larry:nodes, its storage
-#                                          classes, and prometheus-operator's CRDs
+#                                          classes, and prometheus-operator's CRDs; beside
+#                                          them one real node (kubelet, containerd, kube-proxy)
 #   scripts/cluster.sh env                 print what kubectl and pulumi need (KUBECONFIG, netns)
 #   scripts/cluster.sh status              say what runs
 #   scripts/cluster.sh down                stop everything `up` started and remove its state
