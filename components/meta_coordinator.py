@@ -40,6 +40,8 @@ class MetaCoordinatorArgs:
     namespace: str
     #: The RedisHA component: its namespace and password Secret must exist first.
     depends_on: pulumi.Resource
+    #: A one-node stack's node (StackConfig.only_node): converge runs there too.
+    node: str | None = None
 
 
 class MetaCoordinator(pulumi.ComponentResource):
@@ -72,7 +74,7 @@ class MetaCoordinator(pulumi.ComponentResource):
             "backoffLimit": WORKER_BACKOFF_LIMIT, "activeDeadlineSeconds": window * 60,
             "template": {"metadata": {"labels": labels}, "spec": args.pods.pod_spec(
                 container, PlanDocument.all_slices_volume(plan_maps), f"{JOB_NAME}-reports",
-                restartPolicy="OnFailure")}},
+                restartPolicy="OnFailure", **({"affinity": kube.node_affinity([args.node])} if args.node else {}))}},
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(delete_before_replace=True)))
         self.job = JOB_NAME
         self.register_outputs({"job": JOB_NAME, "tokenBudget": meta.orchestration_tokens})

@@ -2,7 +2,8 @@
 
 Primary and replicas in one StatefulSet with append-only persistence, Sentinels watching them
 (seed 004 risk 3: a Redis failure must not stop coordination), the generated password in a
-Secret, required anti-affinity so no node holds two servers or two sentinels, disruption
+Secret, required anti-affinity so no node holds two servers or two sentinels (a one-node
+stack pins them all to its node instead), disruption
 budgets, and network policies admitting only the Larry namespaces and the metrics scraper.
 
 Clients find the primary through Sentinel (sentinel address and master name, as
@@ -65,6 +66,9 @@ class RedisHAArgs:
     observability: Observability
     #: Secrets the hub's namespace holds for pulling its images.
     pull_secrets: tuple[str, ...] = ()
+    #: A one-node stack's node (StackConfig.only_node): every server and sentinel runs there,
+    #: so they are pinned to it instead of spread across nodes.
+    node: str | None = None
 
 
 class RedisHA(pulumi.ComponentResource):
@@ -73,7 +77,7 @@ class RedisHA(pulumi.ComponentResource):
     def __init__(self, name: str, args: RedisHAArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("larry:index:RedisHA", name, None, opts)
         redis = self._redis = args.redis
-        self._pull_secrets = args.pull_secrets
+        self._pull_secrets, self._node = args.pull_secrets, args.node
         self._name, ns = name, redis.namespace
         self.namespace = namespace(ns, name, kube.opts(self))
         self._child = kube.opts(self, depends_on=[self.namespace])
@@ -182,7 +186,7 @@ class RedisHA(pulumi.ComponentResource):
                                       "annotations": {labels.SCRIPTS_DIGEST: self._scripts_digest}},
                          "spec": kube.pod_spec(
                 containers, uid=REDIS_UID, gid=REDIS_GID, volumes=volumes, pull_secrets=self._pull_secrets,
-                affinity=kube.spread_across_nodes(selector))}}
+                affinity=kube.node_affinity([self._node]) if self._node else kube.spread_across_nodes(selector))}}
         if claims:
             spec["volumeClaimTemplates"] = claims
         k8s.apps.v1.StatefulSet(f"{self._name}-{component}", metadata=kube.metadata(

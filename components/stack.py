@@ -59,7 +59,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     catalog = cfg.catalog
     # The catalog keeps its state on the hub, so its namespace is one of the hub's clients.
     clients = cfg.namespaces + ((catalog.namespace,) if catalog.enabled else ())
-    redis = RedisHA("redis", RedisHAArgs(cfg.redis, clients, cfg.observability, cfg.image_pull_secrets), opts)
+    redis = RedisHA("redis", RedisHAArgs(cfg.redis, clients, cfg.observability, cfg.image_pull_secrets, cfg.only_node), opts)
     namespaces = {
         ns: LarryNamespace(ns, LarryNamespaceArgs(
             ns, tuple(larry for larry in cfg.larrys if larry.namespace == ns), cfg.redis, redis.password,
@@ -79,7 +79,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     # The stack-wide parts live in the Redis hub's namespace, the one no single Larry owns.
     meta = MetaCoordinator("meta-coordinator", MetaCoordinatorArgs(
         budget=cfg.budget.meta, pods=pods, execution_window_minutes=window, namespace=cfg.redis.namespace,
-        depends_on=redis), opts)
+        depends_on=redis, node=cfg.only_node), opts)
     Observability("observability", ObservabilityArgs(
         enabled=cfg.observability, stack=cfg.stack, larry_namespaces=cfg.namespaces,
         execution_window_minutes=window, reserve_trigger=cfg.budget.reserve_trigger,

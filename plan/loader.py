@@ -790,7 +790,7 @@ def _check_node(r: _Reader, cfg: StackConfig, node: str, path: str, role: str) -
     if node not in cfg.nodes:
         r.fail(path, f"{node!r} is not declared in larry:nodes")
         return False
-    if cfg.nodes[node].role != role:
+    if cfg.nodes[node].role != role and cfg.only_node is None:
         r.fail(path, f"{node!r} is a {cfg.nodes[node].role} node, expected a {role} node")
         return False
     return True

@@ -523,6 +523,13 @@ class StackConfig:
         raise KeyError(f"{self.source}: no Larry {larry_id!r} in larry:larrys")
 
     @property
+    def only_node(self) -> str | None:
+        """The stack's node when it declares exactly one: a one-node k3s cluster, whose server
+        runs every workload. It serves as master and worker node, and every pod is pinned to
+        it, the Redis hub's and the meta-coordinator's too; None for any other stack."""
+        return next(iter(self.nodes)) if len(self.nodes) == 1 else None
+
+    @property
     def namespaces(self) -> tuple[str, ...]:
         """Larry namespaces in first-use order, each once (several Larrys may share one)."""
         return tuple(dict.fromkeys(larry.namespace for larry in self.larrys))

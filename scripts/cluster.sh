@@ -6,7 +6,8 @@
 #                                          containerd, runc and CNI plugins when missing
 #   scripts/cluster.sh up [--stack NAME]   start a cluster (default stack: dev) with one kwok fake
 #                                          node per node of the stack's larry:nodes, its storage
-#                                          classes, and prometheus-operator's CRDs
+#                                          classes, and prometheus-operator's CRDs; beside
+#                                          them one real node (kubelet, containerd, kube-proxy)
 #   scripts/cluster.sh env                 print what kubectl and pulumi need (KUBECONFIG, netns)
 #   scripts/cluster.sh status              say what runs
 #   scripts/cluster.sh down                stop everything `up` started and remove its state
@@ -210,11 +211,12 @@ DNS_IP=10.43.0.10
 POD_CIDR=10.42.0.0/16
 CLUSTER_DOMAIN=cluster.local
 # Start order; `down` stops them in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok coredns provisioner containerd kubelet)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok coredns provisioner containerd kubelet kube-proxy)
 # The one real node: a kubelet with containerd, for pods that must really run. Its pods get
 # addresses of their own bridge; a stack that names this node in larry:nodes has its pods there.
 REAL_NODE=larry-node
 NODE_POD_CIDR=10.44.0.0/24
+PROXY_HEALTHZ_PORT=10256
 NODE="$RUN/node"
 # The node's pod cgroups, under a root of this cluster's own in every hierarchy (cgroup v1).
 CGROUP_ROOT="/larry-$NS"
@@ -295,13 +297,15 @@ make_pki() {
   # to one node, so kwok gets cluster-admin rights instead.
   issue kwok /O=system:masters/CN=kwok clientAuth
   issue coredns /CN=system:coredns clientAuth
+  # The identity the API server's bootstrap policy binds to system:node-proxier.
+  issue kube-proxy /CN=system:kube-proxy clientAuth
   # The volume provisioner creates and deletes PersistentVolumes: cluster-admin, as k3s's
   # local-path provisioner is in effect.
   issue provisioner /O=system:masters/CN=larry-provisioner clientAuth
   # The real node's kubelet: its client identity (the Node authorizer binds it to its node)
   # and the serving certificate the API server checks when it fetches logs.
   issue kubelet "/O=system:nodes/CN=system:node:$REAL_NODE" clientAuth,serverAuth "IP:$NODE_IP,DNS:$REAL_NODE"
-  for name in kube-controller-manager kube-scheduler kwok coredns provisioner kubelet; do
+  for name in kube-controller-manager kube-scheduler kwok coredns provisioner kubelet kube-proxy; do
     kubeconfig "$name" "$RUN/kubeconfigs/$name.yaml"
   done
   kubeconfig admin "$RUN/kubeconfig"
@@ -411,7 +415,28 @@ containerRuntimeEndpoint: unix://$NODE/containerd/containerd.sock
 evictionHard: {memory.available: "1%", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
 readOnlyPort: 0
 serializeImagePulls: false
+# Not the host's /var/log/pods: another cluster's kubelet there removes the logs of pods it
+# does not know (a finished pod's logs vanished from the API while a second cluster ran).
+podLogsDir: $NODE/pod-logs
 KUBELET
+  # Services for the node's pods. Its rules live in the cluster's namespace and go with it.
+  # masqueradeAll: a pod reaching a Service whose endpoint is on the same bridge would get the
+  # reply straight over the bridge, past the connection tracking that undoes the DNAT; masked
+  # as the bridge's gateway, the reply comes back through the namespace's routing. The
+  # conntrack zeros leave the kernel's limits and timeouts alone (the limit is host-wide).
+  cat >"$NODE/kube-proxy.yaml" <<PROXY
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $RUN/kubeconfigs/kube-proxy.yaml}
+hostnameOverride: $REAL_NODE
+mode: iptables
+clusterCIDR: $NODE_POD_CIDR
+iptables: {masqueradeAll: true, localhostNodePorts: false}
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+nodePortAddresses: [primary]
+healthzBindAddress: 127.0.0.1:$PROXY_HEALTHZ_PORT
+metricsBindAddress: 127.0.0.1:10249
+PROXY
 }
 
 cgroup_dirs() { local d; for d in /sys/fs/cgroup/*/; do [[ -d "$d${CGROUP_ROOT#/}" ]] && printf '%s\n' "$d${CGROUP_ROOT#/}"; done; }
@@ -430,6 +455,9 @@ start_real_node() {
     --node-ip "$NODE_IP" --hostname-override "$REAL_NODE" --root-dir "$NODE/kubelet" --cert-dir "$NODE/kubelet/pki"
   await "$START_TIMEOUT" "the real node $REAL_NODE Ready" "$RUN/logs/kubelet.log" \
     kctl wait --for=condition=Ready "node/$REAL_NODE" --timeout=5s
+  start kube-proxy "$BIN/kube-proxy" --config "$NODE/kube-proxy.yaml"
+  await "$START_TIMEOUT" "kube-proxy's first sync of the Service rules" "$RUN/logs/kube-proxy.log" \
+    in_ns curl -fsS "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz"
 }
 
 # What a stopped kubelet and containerd leave: the containers (each under a shim of its own),
@@ -530,7 +558,7 @@ cmd_up() {
     die "a cluster is already up (netns $NS, run dir $RUN): run $0 down first"
   fi
   # The stack is read before anything is created: a mistake leaves nothing to clean.
-  objects="$(cd "$ROOT" && PYTHONPATH="$ROOT" "$VENV/bin/python" scripts/cluster/stack_objects.py "$stack" "$ROOT")" \
+  objects="$(cd "$ROOT" && PYTHONPATH="$ROOT" "$VENV/bin/python" scripts/cluster/stack_objects.py "$stack" "$ROOT" "$REAL_NODE")" \
     || die "stack $stack: cannot read its nodes and storage classes (above)"
   # From here on a failure stops what was started; the logs are kept for the diagnosis.
   trap 'failed_up $?' EXIT

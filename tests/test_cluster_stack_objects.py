@@ -5,15 +5,18 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from plan.loader import load_stack
+from tests.engine.pulumi_cli import stack_document
+from tests.support.cluster import REAL_NODE
 from tests.support.project import ROOT
 
 SCRIPT = ROOT / "scripts" / "cluster" / "stack_objects.py"
 
 
-def run(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *argv], cwd=ROOT, capture_output=True, text=True,
+def run(stack: str, project: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), stack, project, REAL_NODE], cwd=ROOT, capture_output=True, text=True,
                           env={"PYTHONPATH": str(ROOT)}, timeout=60)
 
 
@@ -53,3 +56,13 @@ def test_every_storage_class_the_stack_names_exists_with_k3s_default_beside_it(s
                 if c["metadata"]["annotations"].get("storageclass.kubernetes.io/is-default-class") == "true"]
     assert defaults == ["local-path"], "exactly one default class, k3s's"
     assert {c["provisioner"] for c in classes.values()} == {"larry.local/host-path"}
+
+
+def test_the_real_node_named_by_a_stack_is_not_made_a_fake_one(tmp_path):
+    document = stack_document("dev")
+    document["config"]["larry:nodes"][REAL_NODE] = {"role": "worker", "ip": "10.201.0.1", "cpu": "2", "memory": "8Gi"}
+    (tmp_path / "Pulumi.real.yaml").write_text(yaml.safe_dump(document))
+    done = run("real", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    nodes = {n["metadata"]["name"] for n in json.loads(done.stdout)["items"] if n["kind"] == "Node"}
+    assert nodes == set(stack_document("dev")["config"]["larry:nodes"])

@@ -9,7 +9,8 @@ stream, until every Larry has passed the ``convergence`` barrier and then arrive
 ``reports`` barrier, which each coordinator does once its final report is on disk; the wait
 is bounded by the plan's execution window (scaled by ``--speed``, plus the allowance of
 :mod:`runtime.support.timing`). ``--no-wait`` skips it for reports already written. It prints the
-summary's path. A missing or corrupt report, or a failed upload, is one line and exit
+summary's path. Reports and results its volume lacks (in a cluster, each Larry's are on that
+Larry's volume) are written from Redis first. A missing or corrupt report, or a failed upload, is one line and exit
 status 2; a barrier that times out names the Larrys missing and exits 1.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from plan import environment as envvar
 from runtime.cli import add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
 from runtime.coordination.barrier import Barrier, BarrierTimeout
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
+from runtime.reporting.results import results_dir, stored_result, write_result
 from runtime.reporting.schema import ReportError, report_path, write_larry_report
 from runtime.reporting.summary import ERRORS, converge
 from runtime.support import callstats
@@ -65,6 +67,28 @@ def fetch_missing_reports(r, ks, cfg, coordination_dir) -> None:
         write_larry_report(coordination_dir / "reports", report)
 
 
+def fetch_missing_results(r, ks, cfg, coordination_dir) -> None:
+    """Write the result files this volume lacks from the fenced results in Redis.
+
+    Workers write them to their own Larry's volume; in a cluster converge's volume is another,
+    and without these its archive would hold no result at all.
+    """
+    for larry in cfg.larrys:
+        directory = results_dir(coordination_dir, larry.id)
+        for task in larry.tasks:
+            if (directory / f"{task.id}.json").exists():
+                continue
+            key = ks.task_result(task.id)
+            stored = r.hgetall(key)
+            if not stored:
+                continue
+            try:
+                record = stored_result(larry.id, task.id, stored)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ReportError(f"redis key {key}: not a task result (token, owner, outcome, data, at): {exc!r}") from None
+            write_result(directory, task.id, record)
+
+
 def main(args) -> int:
     cfg = load_plan(args)
     callstats.install("converge")
@@ -84,6 +108,7 @@ def main(args) -> int:
     try:
         if r is not None:
             fetch_missing_reports(r, ks, cfg, args.coordination_dir)
+            fetch_missing_results(r, ks, cfg, args.coordination_dir)
         result = converge(cfg, args.coordination_dir, s3_url=args.s3_url, allowance=timing.allowance,
                           private_redis=args.private_redis)
     except ERRORS as error:

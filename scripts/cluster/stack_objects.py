@@ -13,8 +13,11 @@ k3s taints no server by default (a taint comes only from ``--node-taint``), so n
 added here. The stack's node ``ip`` is not used: kwok gives every fake node the cluster's own
 node address, so nothing the cluster does can reach an address outside its network namespace.
 
-Usage: stack_objects.py STACK [PROJECT_DIR]. A stack mistake prints one line per problem and
-exits 2; nothing is printed on stdout then.
+A node named as the cluster's real node (``REAL_NODE``, the kubelet scripts/cluster.sh runs)
+is that node, not a fake one: a stack sized for the real node names it in ``larry:nodes``.
+
+Usage: stack_objects.py STACK PROJECT_DIR REAL_NODE. A stack mistake prints one line per
+problem and exits 2; nothing is printed on stdout then.
 """
 
 import json
@@ -68,19 +71,20 @@ def storage_class(name: str, default: bool) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (2, 3):
-        print("usage: stack_objects.py STACK [PROJECT_DIR]", file=sys.stderr)
+    if len(argv) != 4:
+        print("usage: stack_objects.py STACK PROJECT_DIR REAL_NODE", file=sys.stderr)
         return 2
+    stack, project, real_node = argv[1:]
     try:
-        cfg = load_stack(argv[1], argv[2] if len(argv) == 3 else ".")
+        cfg = load_stack(stack, project)
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"stack {argv[1]}: {err.strerror}: {err.filename}", file=sys.stderr)
+        print(f"stack {stack}: {err.strerror}: {err.filename}", file=sys.stderr)
         return 2
-    items = [node_object(n.name, n.role, n.cpu, n.memory) for n in cfg.nodes.values()]
+    items = [node_object(n.name, n.role, n.cpu, n.memory) for n in cfg.nodes.values() if n.name != real_node]
     items += [storage_class(name, name == K3S_STORAGE_CLASS) for name in sorted({K3S_STORAGE_CLASS, *(larry.storage_class for larry in cfg.larrys)})]
     json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout, indent=1)
     print()

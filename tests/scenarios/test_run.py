@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import urllib.request
@@ -24,7 +25,7 @@ from plan.loader import load_plan_path, load_stack
 from plan.model import master_account, master_track, worker_account
 from runtime import cli
 from runtime.agent.master import PLAN_SHARE, overseen, review_tokens
-from runtime.commands.converge import fetch_missing_reports
+from runtime.commands.converge import fetch_missing_reports, fetch_missing_results
 from runtime.commands.run import larry_command
 from runtime.coordination.connection import RedisSettings, connect
 from runtime.coordination.events import EventListener, EventLog
@@ -513,10 +514,30 @@ def test_converge_on_a_volume_without_the_reports_reads_them_from_redis(dev_run,
     """In a cluster each Larry's volume lives in its own namespace; the converge Job sees none
     of them and takes the copies the coordinators left in Redis."""
     fetch_missing_reports(dev_run.r, dev_run.ks, DEV, tmp_path)
+    fetch_missing_results(dev_run.r, dev_run.ks, DEV, tmp_path)
     for larry in DEV.larrys:
         assert load_larry_report(tmp_path / "reports" / f"{larry.id}-final.json") == dev_run.report(larry.id)
+        for task in larry.tasks:
+            # The same record the worker wrote, but for when: Redis's time of the write.
+            ours, theirs = (json.loads((results_dir(d, larry.id) / f"{task.id}.json").read_text())
+                            for d in (tmp_path, dev_run.dir))
+            assert ours.pop("written_at") and theirs.pop("written_at") and ours == theirs
     result = converge(DEV, tmp_path)
     assert len(sections(result.summary)) == 9
+    with tarfile.open(result.archive) as archive:
+        archived = {name for name in archive.getnames() if name.startswith("results/") and name.endswith(".json")}
+    assert archived == {f"results/{larry.id}/{task.id}.json" for larry in DEV.larrys for task in larry.tasks}
+
+
+def test_a_corrupt_result_in_redis_is_one_error_naming_the_key(redis_server, tmp_path):
+    client = connect(RedisSettings(url=redis_server.url, retry_for=2.0))
+    ks = Keyspace(prefix="corrupt-result:")
+    task = DEV.larrys[0].tasks[0].id
+    client.hset(ks.task_result(task), mapping={"token": "1", "owner": "larry-01/w/1", "outcome": "completed",
+                                               "data": "{not json", "at": "x"})
+    with pytest.raises(ReportError, match=rf"redis key corrupt-result:task:result:{task}: not a task result"):
+        fetch_missing_results(client, ks, DEV, tmp_path)
+    assert not (tmp_path / "results").exists()
 
 
 def test_a_corrupt_report_in_redis_is_one_error_naming_the_key(redis_server, tmp_path):

@@ -21,8 +21,11 @@ from tests.engine.pulumi_cli import TIMEOUT, copy_project, engine_env, stack_doc
 from tests.support.project import ROOT
 
 SCRIPT = ROOT / "scripts" / "cluster.sh"
-#: The one node whose pods really run (scripts/cluster.sh); every other node is a kwok fake.
+#: What scripts/cluster.sh and scripts/images.sh name: the real node (a kubelet with containerd),
+#: the node address the API server advertises, and the Redis image imported into the node.
 REAL_NODE = "larry-node"
+NODE_IP = "10.201.0.1"
+REDIS_IMAGE = "localhost/larry-redis:7-bookworm"
 UP_TIMEOUT = 300
 DOWN_TIMEOUT = 180
 
