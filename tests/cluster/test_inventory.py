@@ -70,10 +70,11 @@ def _objects(node: str) -> list[dict]:
 
 def _ready(cluster) -> None:
     def pods_and_endpoints():
-        pods = cluster.get("pods", "-n", NS)["items"]
-        phases = {p["metadata"]["labels"].get("app"): p["status"].get("phase") for p in pods}
-        slices = cluster.get("endpointslices", "-n", NS, "-l", "kubernetes.io/service-name=web")["items"]
-        ready = any(e.get("conditions", {}).get("ready") for s in slices for e in s.get("endpoints") or [])
+        items = cluster.get("pods,endpointslices", "-n", NS)["items"]  # one kubectl per look
+        phases = {p["metadata"]["labels"].get("app"): p["status"].get("phase") for p in items if p["kind"] == "Pod"}
+        ready = any(e.get("conditions", {}).get("ready") for s in items if s["kind"] == "EndpointSlice"
+                    and s["metadata"].get("labels", {}).get("kubernetes.io/service-name") == "web"
+                    for e in s.get("endpoints") or [])
         # The Job's pod running is enough: its completion takes kwok and the Job controller a
         # minute or more on a busy machine, and a running Job is healthy too.
         return phases.get("web") == phases.get("db") == "Running" and phases.get("batch") in ("Running", "Succeeded") \
