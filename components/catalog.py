@@ -27,7 +27,7 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from components.namespace import auth_secret, default_deny, namespace
-from components.observability import service_monitor
+from components.observability import MONITORING_API, catalog_alert_rules, service_monitor
 from components.runtime_pod import RuntimePods
 from plan.model import Catalog as CatalogConfig
 from plan.model import Observability
@@ -76,6 +76,11 @@ class Catalog(pulumi.ComponentResource):
             "ports": [{"name": "http", "port": catalog.port, "targetPort": "http", "protocol": "TCP"}]}, opts=child)
         if args.observability.service_monitors:
             service_monitor(f"{name}-api", catalog.service_name, ns, labels, selector, "http", args.observability, child)
+            # The ServiceMonitor's job is the Service's name.
+            k8s.apiextensions.CustomResource(
+                f"{name}-alerts", api_version=MONITORING_API, kind="PrometheusRule",
+                metadata=kube.metadata(f"{APP}-alerts", ns, {**labels, **args.observability.prometheus_labels}),
+                spec={"groups": [{"name": "catalog", "rules": catalog_alert_rules(catalog.service_name)}]}, opts=child)
         self._network(args, selector)
         self.url = catalog.url
         self.register_outputs({"namespace": ns, "url": catalog.url, "replicas": catalog.replicas})

@@ -62,6 +62,7 @@ CLUSTER_READ_RULES = [
               "limitranges", "replicationcontrollers"]),
         ("apps", ["deployments", "statefulsets", "daemonsets", "replicasets"]),
         ("batch", ["jobs", "cronjobs"]),
+        ("discovery.k8s.io", ["endpointslices"]),
         ("networking.k8s.io", ["ingresses", "networkpolicies"]),
         ("rbac.authorization.k8s.io", ["roles", "rolebindings", "clusterroles", "clusterrolebindings"]),
         ("policy", ["poddisruptionbudgets"]),

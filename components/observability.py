@@ -33,6 +33,21 @@ def service_monitor(resource_name: str, name: str, namespace: str, labels: Mappi
               "endpoints": [{"port": port, "path": "/metrics", "interval": "15s"}]}, opts=opts)
 
 
+def rule(alert: str, expr: str, severity: str, summary: str, action: str, duration: str | None = None) -> dict[str, Any]:
+    """One alerting rule; ``duration``: how long ``expr`` must hold before it fires (``for``)."""
+    return {"alert": alert, "expr": expr, **({"for": duration} if duration else {}), "labels": {"severity": severity},
+            "annotations": {"summary": summary, "action": action}}
+
+
+def catalog_alert_rules(job: str) -> list[dict[str, Any]]:
+    """Seed 004's ``CatalogAPIDown``: no replica of the catalog (the ServiceMonitor's ``job``)
+    answers Prometheus's scrape, or none is scraped at all, for a minute. The workers keep what
+    they find in their outboxes meanwhile (seed 004 risk 4) and replay it when it is back."""
+    return [rule("CatalogAPIDown", f'sum(up{{job="{job}"}}) == 0 or absent(up{{job="{job}"}})', "critical",
+                 "No replica of the catalog API answers", "Workers buffer to their outboxes; restore the catalog "
+                 "(its Redis, its pods), then `larry catalog replay` what stayed on the volume", duration="1m")]
+
+
 def alert_rules(namespaces: Iterable[str], trigger: float) -> list[dict[str, Any]]:
     """Seed 004 "Alert Rules", written against metrics that exist.
 
@@ -46,11 +61,6 @@ def alert_rules(namespaces: Iterable[str], trigger: float) -> list[dict[str, Any
     used = "max by (larry_id) (larry_tokens_used)"
     limit = "max by (larry_id) (larry_tokens_limit)"
     namespaces = "|".join(namespaces)
-
-    def rule(alert: str, expr: str, severity: str, summary: str, action: str) -> dict[str, Any]:
-        return {"alert": alert, "expr": expr, "labels": {"severity": severity},
-                "annotations": {"summary": summary, "action": action}}
-
     return [
         rule("TokenBudgetExceeded", f"{used} > on (larry_id) {limit}", "critical",
              "{{ $labels.larry_id }} has used more tokens than its limit", "Halt workers, escalate to a human"),

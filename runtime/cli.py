@@ -45,6 +45,7 @@ COMMANDS = {
     "approve": ("runtime.commands.approve", "approve an escalation: grant tokens, resume the paused worker"),
     "deny": ("runtime.commands.deny", "deny an escalation: the paused worker fails its task with the reason"),
     "catalog": ("runtime.commands.catalog", "the asset catalog's GraphQL API (serve) and the replay of workers' buffers"),
+    "inventory": ("runtime.commands.inventory", "walk the cluster through the Kubernetes API and report its assets"),
 }
 
 #: The help's epilog of commands whose module has no EXAMPLES of its own (the worker's and

@@ -4,7 +4,8 @@ Routes: ``/graphql`` (queries and mutations by POST or GET; subscriptions over W
 the ``graphql-transport-ws`` protocol), ``/healthz`` (liveness: the process answers),
 ``/readyz`` (readiness: Redis answers one PING, no retries, 503 otherwise, so a replica cut
 off from Redis leaves the Service), ``/metrics`` (Prometheus: ``cortex_catalog_assets_total``,
-``cortex_catalog_api_latency_ms``, ``cortex_catalog_subscribers``).
+``cortex_catalog_api_latency_ms``, ``cortex_catalog_subscribers``,
+``cortex_catalog_assets_discovered_total``).
 
 Guaranteed: every replica is stateless: state is in Redis (:mod:`runtime.catalog.store`) and
 subscriptions are fed from Redis's change stream (:mod:`runtime.catalog.feed`), so any number
@@ -20,6 +21,7 @@ import time
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -56,6 +58,21 @@ class _Endpoint(GraphQL):
             self.latency.observe((time.perf_counter() - started) * 1000)
 
 
+class _Discovered:
+    """``cortex_catalog_assets_discovered_total``: every asset the catalog ever added, read from
+    Redis, so every replica reports the catalog's count; ``rate()`` of it is the discovery rate."""
+
+    def __init__(self, store: CatalogStore):
+        self.store = store
+
+    def describe(self):  # nothing to check at registration: collect() reads Redis
+        return []
+
+    def collect(self):
+        yield CounterMetricFamily("cortex_catalog_assets_discovered", "assets added to the catalog, ever",
+                                  value=self.store.discovered())
+
+
 def create_app(store: CatalogStore) -> Starlette:
     feed = ChangeFeed(store)
     registry = CollectorRegistry()
@@ -64,6 +81,7 @@ def create_app(store: CatalogStore) -> Starlette:
     Gauge("cortex_catalog_assets_total", "assets in the catalog", registry=registry).set_function(store.count)
     Gauge("cortex_catalog_subscribers", "open subscriptions on this replica",
           registry=registry).set_function(lambda: len(feed.subscribers))
+    registry.register(_Discovered(store))
     graphql = _Endpoint(store, feed, latency)
 
     async def healthz(_request: Request) -> Response:

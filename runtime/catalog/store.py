@@ -45,8 +45,8 @@ CHANGES_MAXLEN = 10_000
 UPDATE_ATTEMPTS = 20
 
 # Totals kept by the writes themselves, so `stats` reads one small hash instead of every asset:
-# 'total', 'type:T', 'source:S', 'health:H', 'by:D' (the discoverer) and 'last' (the latest
-# discovery, deleted assets included).
+# 'total', 'type:T', 'source:S', 'health:H', 'by:D' (the discoverer), 'last' (the latest
+# discovery, deleted assets included) and 'discovered' (every asset ever added: a counter).
 _TALLY = r"""
 local function tally(counts, asset, by, delta)
   redis.call('HINCRBY', counts, 'total', delta)
@@ -92,6 +92,7 @@ for i = 3, #ARGV, 5 do
     kind = 'added'
     meta = cjson.encode({discoveredAt = now(), discoveredBy = by, updatedAt = now()})
     tally(COUNTS, new, by, 1)
+    redis.call('HINCRBY', COUNTS, 'discovered', 1)  -- never decremented: its rate is the discovery rate
     redis.call('HSET', COUNTS, 'last', now())
   elseif mode ~= 'if_absent' and current ~= content then
     kind = 'updated'
@@ -283,6 +284,10 @@ class CatalogStore:
 
     def count(self) -> int:
         return self.r.hlen(self.assets_key)
+
+    def discovered(self) -> int:
+        """Assets ever added (deleted ones included): a counter, whose rate is the discovery rate."""
+        return int(self.r.hget(self.counts_key, "discovered") or 0)
 
     def stats(self) -> dict[str, Any]:
         """Totals: all, by type, source, health and discoverer, and the baseline's share (from

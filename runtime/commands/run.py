@@ -223,6 +223,9 @@ class Supervisor:
         env.pop(envvar.REDIS_SENTINELS, None)
         env.update({envvar.COORDINATION_DIR: str(self.run_dir), "PYTHONUNBUFFERED": "1",
                     envvar.LOG_LEVEL: logging.getLevelName(logging.getLogger().getEffectiveLevel())})
+        # An agent profile's `larry ...` command (the stacks' inventory profile) finds this
+        # environment's console script first, as the pods find the image's.
+        env["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.executable).parent), env.get("PATH")]))
         if self.local is not None:
             self.local.write_env(run)  # for `larry dashboard` and `larry status` beside a held run
         return env

@@ -36,7 +36,7 @@ WORKER_COMMAND = ["larry", "worker", "--plan", "/etc/larry/plan.yaml"]
 
 def _values(default="claude"):
     values = stack_values("dev")
-    values["larry:agents"] = {"claude": copy.deepcopy(CLAUDE), "codex": copy.deepcopy(CODEX)}
+    values["larry:agents"] |= {"claude": copy.deepcopy(CLAUDE), "codex": copy.deepcopy(CODEX)}  # beside inventory
     if default:
         values["larry:defaultAgent"] = default
     values["larry:larrys"][0]["workers"][1]["agent"] = "codex"  # larry-01/consolidation-worker
@@ -125,7 +125,8 @@ def test_the_agent_has_a_home_of_its_own_on_an_empty_dir(agents):
 def test_one_egress_policy_per_profile_and_namespace(agents):
     policies = {key: r.manifest for key, r in agents.named(NETPOL).items() if "/agent-" in key}
     assert sorted(policies) == ["larry-01/agent-claude-egress", "larry-01/agent-codex-egress",
-                                "larry-02/agent-claude-egress", "larry-03/agent-claude-egress"]
+                                "larry-02/agent-claude-egress", "larry-03/agent-claude-egress",
+                                "larry-03/agent-inventory-egress"]
     dns = {"to": [{"namespaceSelector": {"matchExpressions": [
         {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["kube-system"]}]},
         "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
@@ -170,7 +171,7 @@ def test_workers_without_a_profile_render_as_before(one_agent, dev):
         else:
             assert after[key].manifest == job.manifest, key
     policies = [key for key in one_agent.named(NETPOL) if "/agent-" in key]
-    assert policies == ["larry-01/agent-codex-egress"]
+    assert sorted(policies) == ["larry-01/agent-codex-egress", "larry-03/agent-inventory-egress"]
 
 
 def test_agent_manifests_are_valid_and_restricted(agents):

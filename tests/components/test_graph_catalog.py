@@ -5,7 +5,20 @@ from __future__ import annotations
 import yaml
 
 from tests.components import restricted
-from tests.components.pulumi_graph import CM, DEPLOY, NETPOL, NS, PDB, SECRET, SM, STS, SVC, run_program, stack_values
+from tests.components.pulumi_graph import (
+    CM,
+    DEPLOY,
+    NETPOL,
+    NS,
+    PDB,
+    RULE,
+    SECRET,
+    SM,
+    STS,
+    SVC,
+    run_program,
+    stack_values,
+)
 from tests.support.project import ROOT
 
 CATALOG_NS = "catalog-system"
@@ -55,6 +68,11 @@ def test_the_seeds_service_monitor_and_baseline(cortex):
                                                   "protocol": "TCP"}]
     (monitor,) = in_catalog(cortex, SM)
     assert monitor.manifest["spec"]["endpoints"][0]["port"] == "http"
+    # Seed 004's CatalogAPIDown watches the monitor's job, which Prometheus names after the Service.
+    (alerts,) = in_catalog(cortex, RULE)
+    (group,) = alerts.manifest["spec"]["groups"]
+    assert [(r["alert"], r["expr"], r["for"]) for r in group["rules"]] == [
+        ("CatalogAPIDown", 'sum(up{job="catalog-api"}) == 0 or absent(up{job="catalog-api"})', "1m")]
     (baseline,) = in_catalog(cortex, CM)
     assert len(yaml.safe_load(baseline.manifest["data"]["baseline.yaml"])["assets"]) == 42
     assert baseline.manifest["data"]["baseline.yaml"] == (ROOT / "catalog-baseline.yaml").read_text()

@@ -55,7 +55,8 @@ def test_exactly_the_expected_graph(dev):
         f"{K}core/v1:ServiceAccount": 2,  # the workers of the clusterRead Larrys: nothing else calls the API
         SVC: 6,  # 3 coordinators + Redis headless/server/sentinel
         f"{RBAC}ClusterRole": 1, f"{RBAC}ClusterRoleBinding": 2,
-        DEPLOY: 3 + 6, JOB: 17, STS: 2, PDB: 5, NETPOL: 14, SM: 4, RULE: 1,  # 3 coordinators, 6 masters
+        DEPLOY: 3 + 6, JOB: 17, STS: 2, PDB: 5, SM: 4, RULE: 1,  # 3 coordinators, 6 masters
+        NETPOL: 15,  # with larry-03's inventory profile's egress policy
     })
 
 

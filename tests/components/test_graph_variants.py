@@ -49,7 +49,7 @@ def test_prometheus_finds_the_monitors_and_may_scrape_from_its_own_namespace():
                                      "prometheusLabels": {"release": "kube-prometheus-stack"}}
     graph = run_program("cortex", values)
     monitors = graph.of(SM) + graph.of(RULE)
-    assert len(graph.of(SM)) >= 3 and len(graph.of(RULE)) == 1
+    assert len(graph.of(SM)) >= 3 and len(graph.of(RULE)) == 2  # the stack's alerts and the catalog's
     for monitor in monitors:
         assert monitor.metadata["labels"]["release"] == "kube-prometheus-stack", monitor.name
     selectors = [str(peer["namespaceSelector"]) for policy in graph.of(NETPOL)
