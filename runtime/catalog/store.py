@@ -111,7 +111,7 @@ for i = 3, #ARGV, 5 do
     redis.call('HSET', DISCOVERED, id, meta)
     local data = '{"event":"asset_' .. kind .. '","id":' .. cjson.encode(id) .. ',"asset":' .. content ..
                  ',"meta":' .. meta .. '}'
-    redis.call('XADD', CHANGES, 'MAXLEN', '~', ARGV[2], '*', 'channel', CHANGES, 'data', data)
+    redis.call('XADD', CHANGES, 'MAXLEN', '~', ARGV[2], '*', 'channel', CHANGES, 'payload', data)
   end
   kinds[#kinds + 1] = kind
 end
@@ -126,7 +126,7 @@ local ok, meta = pcall(cjson.decode, redis.call('HGET', KEYS[2], ARGV[3]) or '')
 tally(KEYS[4], cjson.decode(content), (ok and type(meta) == 'table' and meta.discoveredBy) or '', -1)
 redis.call('HDEL', KEYS[1], ARGV[3])
 redis.call('HDEL', KEYS[2], ARGV[3])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'channel', KEYS[3], 'data',
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'channel', KEYS[3], 'payload',
            '{"event":"asset_deleted","id":' .. cjson.encode(ARGV[3]) .. '}')
 return 1
 """
@@ -140,7 +140,7 @@ if not ok or type(status) ~= 'table' or type(status.workerId) ~= 'string' or str
 end
 local data = '{"at":"' .. now() .. '",' .. string.sub(ARGV[4], 2)
 redis.call('HSET', KEYS[1], ARGV[3], data)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'channel', KEYS[2], 'data',
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'channel', KEYS[2], 'payload',
            '{"event":"worker_progress","status":' .. data .. '}')
 return data
 """

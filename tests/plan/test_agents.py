@@ -36,7 +36,7 @@ CODEX = {"command": ["codex", "exec", "--json", "{title}"], "usage": "codex"}
 
 def _with(agents, default=None, **edits):
     values = _dev_values()
-    values["larry:agents"] = copy.deepcopy(agents)
+    values["larry:agents"] = {**values.get("larry:agents", {}), **copy.deepcopy(agents)}
     if default is not None:
         values["larry:defaultAgent"] = default
     for where, agent in edits.items():
@@ -90,10 +90,12 @@ def test_workers_and_masters_resolve_their_profile_the_default_or_none():
 
 
 @pytest.mark.parametrize("stack", ["dev", "cortex"])
-def test_the_committed_stacks_run_the_simulated_payload(stack):
+def test_the_committed_stacks_run_inventory_for_their_catalog_workers_and_the_simulation_elsewhere(stack):
     cfg = load_stack(stack, ROOT)
-    assert cfg.agents == {} and cfg.default_agent is None
-    assert all(cfg.agent_of(w) is None for _, w in cfg.workers)
+    assert set(cfg.agents) == {"inventory"} and cfg.default_agent is None
+    assert cfg.agents["inventory"].command == ("larry", "inventory", "--or-simulate")
+    profiled = {w.name for _, w in cfg.workers if cfg.agent_of(w) is not None}
+    assert profiled and all(name.startswith("catalog-worker") for name in profiled), profiled
 
 
 def test_profiles_survive_the_plan_document():
@@ -238,15 +240,22 @@ def test_the_readme_example_loads():
     text = (ROOT / "README.md").read_text()
     start = text.index("```yaml\n  larry:agents:") + len("```yaml\n")
     example = yaml.safe_load(text[start:text.index("```", start)])
-    values = {**_dev_values(), **example}
+    values = _dev_values()
+    values.update(example, **{"larry:agents": {**values["larry:agents"], **example["larry:agents"]}})
     cfg = load_config(values, "dev")
-    assert set(cfg.agents) == {"claude", "codex"} and cfg.agent_of(cfg.larrys[0].workers[0]).name == "claude"
+    assert set(cfg.agents) == {"claude", "codex", "inventory"} and cfg.agent_of(cfg.larrys[0].workers[0]).name == "claude"
     assert cfg.agents["claude"].secret_env["ANTHROPIC_API_KEY"] == SecretRef("anthropic", "api-key")
     assert cfg.agents["codex"].prices["gpt-5.5"].output == 10
 
 
 def test_the_dev_stack_s_commented_example_loads():
-    lines = (ROOT / "Pulumi.dev.yaml").read_text().split("  # larry:agents:\n", 1)[1].splitlines()
-    example = yaml.safe_load("\n".join(["larry:agents:", *(line.removeprefix("  # ") for line in lines)]))
-    cfg = load_config({**_dev_values(), **example}, "dev")
-    assert cfg.agent_of(cfg.larrys[2].workers[0]).usage == "claude-code"
+    text = (ROOT / "Pulumi.dev.yaml").read_text().split("The key is never here.\n", 1)[1]
+    profile = [line.removeprefix("  # ") for line in text.splitlines() if line.startswith("  #   ")]
+    default = next(line.removeprefix("  # ") for line in text.splitlines() if line.startswith("  # larry:defaultAgent:"))
+    example = yaml.safe_load("\n".join(["larry:agents:", *profile, default]))
+    values = _dev_values()
+    values["larry:agents"].update(example["larry:agents"])
+    values["larry:defaultAgent"] = example["larry:defaultAgent"]
+    cfg = load_config(values, "dev")
+    unnamed = next(w for w in cfg.larrys[2].workers if w.agent is None)
+    assert cfg.agent_of(unnamed).usage == "claude-code"

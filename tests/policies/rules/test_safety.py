@@ -158,7 +158,7 @@ CLAUDE = {"command": ["claude", "-p", "{title}"], "usage": "claude-code",
 def with_agent(egress):
     """The dev stack with every worker running a claude profile whose egress is ``egress``."""
     def edit(values):
-        values["larry:agents"] = {"claude": {**CLAUDE, "egress": egress}}
+        values.setdefault("larry:agents", {})["claude"] = {**CLAUDE, "egress": egress}
         values["larry:defaultAgent"] = "claude"
     return edit
 

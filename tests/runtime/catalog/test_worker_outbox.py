@@ -68,7 +68,7 @@ def test_a_worker_buffers_assets_while_the_catalog_is_down_and_replays_them_once
         assert set(records) == {A["name"], B["name"], C["name"]}
         assert {rec.discovered_by for rec in records.values()} == {"catalog-worker-01"}
         assert records[A["name"]].asset.lineage == (records[B["name"]].id,)
-        added = [e for e in rig.r.xrange(store.changes_key) if '"asset_added"' in e[1]["data"]]
+        added = [e for e in rig.r.xrange(store.changes_key) if '"asset_added"' in e[1]["payload"]]
         assert len(added) == 3  # B reported twice, added (and announced) once
         assert outbox.read_text() == ""  # everything replayed
         final = store.progress("catalog-worker-01")
@@ -96,7 +96,7 @@ def test_a_batch_sent_again_after_a_crash_duplicates_nothing_and_a_cut_short_lin
     assert outbox.flush() is True and outbox.pending() == 0
     store = CatalogStore(r, Keyspace(prefix=prefix))
     assert store.count() == 10
-    assert sum('"asset_added"' in e[1]["data"] for e in r.xrange(store.changes_key)) == 10
+    assert sum('"asset_added"' in e[1]["payload"] for e in r.xrange(store.changes_key)) == 10
 
 
 def test_larry_catalog_replay_sends_what_an_exited_worker_left(replicas, tmp_path):

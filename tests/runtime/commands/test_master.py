@@ -89,9 +89,9 @@ def plan_with_profile(rig, home, env: dict[str, str], command: list[str], *, mas
     (and ``limits``: maxTurns, maxRetries), given to the security Larry's ``master`` or ``worker``."""
     document = yaml.safe_load(CORTEX.plan_document())
     (home / "work").mkdir(parents=True, exist_ok=True)
-    document["config"]["larry:agents"] = {"claude": {
+    document["config"].setdefault("larry:agents", {})["claude"] = {
         "command": ["env", "-C", str(home / "work"), *(f"{k}={v}" for k, v in env.items()), *command],
-        "usage": "claude-code", **limits}}
+        "usage": "claude-code", **limits}
     larry = next(each for each in document["config"]["larry:larrys"] if each["id"] == LARRY)
     for member in larry["masters"] + larry["workers"]:
         if member["name"] in (master, worker):

@@ -126,14 +126,16 @@ def test_a_worker_with_an_agent_profile_runs_it_and_the_others_the_simulation(tm
     """`larry run` gives a worker with a profile no command after ``--``: `larry worker` then runs
     the profile's command with its adapter, as the worker's Job does. Every master is a process."""
     values = stack_values("dev")
-    values["larry:agents"] = {"echo": {"command": ["sh", "-c", "echo {task_id}"], "usage": "larry-protocol"}}
+    values.setdefault("larry:agents", {})["echo"] = {"command": ["sh", "-c", "echo {task_id}"], "usage": "larry-protocol"}
     values["larry:larrys"][0]["workers"][1]["agent"] = "echo"  # larry-01/consolidation-worker
     values["larry:larrys"][0]["masters"][0]["agent"] = "echo"
     cfg = load_config(values, "dev")
     args = cli.build_parser("run").parse_args(["run", "--stack", "dev", "--project-dir", str(ROOT)])
     supervisor = Supervisor(cfg, args, tmp_path, None)
     workers = {name: child.argv for name, child in supervisor.children.items() if child.kind == "worker"}
-    assert "--" not in workers.pop("worker-consolidation-worker")
+    profiled = {f"worker-{w.name}" for _, w in cfg.workers if cfg.agent_of(w) is not None}
+    assert "worker-consolidation-worker" in profiled
+    assert all("--" not in workers.pop(name) for name in profiled)
     assert all(argv[argv.index("--") + 1:][-3:] == ["simulate", "--speed", "1"] for argv in workers.values())
     masters = sorted(name for name, child in supervisor.children.items() if child.kind == "master")
     assert masters == sorted(f"master-{larry.id}-{m.name}" for larry in cfg.larrys for m in larry.masters)
@@ -142,7 +144,7 @@ def test_a_worker_with_an_agent_profile_runs_it_and_the_others_the_simulation(tm
 
 def test_the_simulated_overspend_of_a_task_an_agent_runs_is_refused(tmp_path, capsys, monkeypatch):
     values = stack_values("dev")
-    values["larry:agents"] = {"echo": {"command": ["sh", "-c", "echo {task_id}"], "usage": "larry-protocol"}}
+    values.setdefault("larry:agents", {})["echo"] = {"command": ["sh", "-c", "echo {task_id}"], "usage": "larry-protocol"}
     values["larry:larrys"][0]["workers"][0]["agent"] = "echo"  # larry-01/cleanup-worker
     (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": values}))
     task = load_config(values, "dev").larrys[0].workers[0].tasks[0].id
