@@ -54,6 +54,14 @@ class Cluster:
     def get(self, *args: str) -> dict:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    def warnings(self, last: int = 40) -> str:
+        """The cluster's newest warning events and its pods not running: why an await timed out."""
+        events = self.kubectl("get", "events", "-A", "--field-selector", "type=Warning",
+                              "--sort-by=.lastTimestamp", check=False).stdout.splitlines()
+        stuck = self.kubectl("get", "pods", "-A", "--field-selector",
+                             "status.phase!=Running,status.phase!=Succeeded", check=False).stdout
+        return "\n".join(events[:1] + events[1:][-last:]) + "\n--- pods not running\n" + stuck
+
 
 def _script(args: list[str], env: dict[str, str], timeout: int) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout)
@@ -96,8 +104,12 @@ class Deployed:
         argv = self.cluster.inside(["pulumi", *args, "--non-interactive"])
         done = subprocess.run(argv, cwd=self.project, env=self.env, capture_output=True, text=True, timeout=TIMEOUT)
         if check and done.returncode != 0:
-            pytest.fail(f"`pulumi {' '.join(args)}` exited {done.returncode}\n--- stdout\n{done.stdout[-6000:]}"
-                        f"\n--- stderr\n{done.stderr[-3000:]}")
+            # The engine prints why a resource failed in its Diagnostics section, before the
+            # outputs: a tail of stdout alone may miss it.
+            diagnostics = done.stdout[done.stdout.find("Diagnostics:"):][:6000] if "Diagnostics:" in done.stdout else ""
+            pytest.fail(f"`pulumi {' '.join(args)}` exited {done.returncode}\n--- diagnostics\n{diagnostics}"
+                        f"\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
+                        f"\n--- cluster\n{self.cluster.warnings()}")
         return done
 
     def up(self, *extra: str) -> subprocess.CompletedProcess:
