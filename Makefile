@@ -62,7 +62,7 @@ preview: setup
 # Two xdist workers: much of the suite waits (real time, the engine, the API server), and the
 # cluster tests keep to one worker (tests/conftest.py groups them).
 test: setup kubernetes
-	@$(PYTHON) -m pytest -n 2 --dist loadgroup
+	@$(PYTHON) -m pytest -n 2
 
 bench: setup
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PYTHON) $$script; done

@@ -18,12 +18,18 @@ def _start(process):
         pytest.fail(str(error), pytrace=False)
 
 
-def pytest_collection_modifyitems(items):
-    # `make test` runs the suite on two xdist workers (--dist loadgroup): the cluster tests share
-    # one cluster, so they all go to the same worker.
-    for item in items:
-        if item.nodeid.startswith("tests/cluster/"):
-            item.add_marker(pytest.mark.xdist_group("cluster"))
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs the suite on two xdist workers: the cluster tests share one cluster, so
+    they are one unit of work for one worker, and every other test is a unit of its own.
+    (xdist's own ``xdist_group`` mark does not group under pytest 9: xdist renames the item's
+    ``_nodeid``, which pytest 9 no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ClusterTestsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/cluster" if nodeid.startswith("tests/cluster/") else nodeid
+
+    return ClusterTestsTogether(config, log)
 
 
 @pytest.fixture(scope="session")
