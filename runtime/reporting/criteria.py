@@ -69,7 +69,7 @@ def failed(criteria: Iterable[Criterion]) -> list[Criterion]:
 
 
 def evaluate(cfg: StackConfig, reports: list[Report], m: Measurements) -> list[Criterion]:
-    return [*system_level(cfg, reports, m), *master_level(cfg, reports, m), *worker_level(cfg, reports, m),
+    return [*system_level(cfg, m), *master_level(cfg, reports, m), *worker_level(cfg, reports, m),
             *cross_validation(reports)]
 
 
@@ -77,7 +77,7 @@ def _pct(share: float) -> str:
     return f"{share:.1%}"
 
 
-def system_level(cfg: StackConfig, reports: list[Report], m: Measurements) -> list[Criterion]:
+def system_level(cfg: StackConfig, m: Measurements) -> list[Criterion]:
     def row(name, result, met):
         return Criterion("system", "system", name, result, met)
 

@@ -139,7 +139,7 @@ class ExecutionPlan:
         if self.catalog_probes is not None and self.catalog_start is not None:  # up since Phase 0 saw it
             self.catalog_probes[1] += 1
             try:
-                catalog_baseline(self.catalog_url, timeout=self.timing.heartbeat)
+                catalog_baseline(self.catalog_url)
                 self.catalog_probes[0] += 1
             except (CatalogUnavailable, CatalogRejected):
                 pass
@@ -157,7 +157,7 @@ class ExecutionPlan:
         self._end(0, not failed, "; ".join(f"{c.name}: {c.detail}" for c in failed) or
                   f"{sum(c.outcome == 'ok' for c in self.checks)} checks passed")
         self._write(f"{EXECUTION_DIR}/preflight-report.json", {
-            "phase": self._phase_view(0), "passed": not failed,
+            "phase": self.phase_view(0), "passed": not failed,
             "checks": [{"check": c.name, "outcome": c.outcome, "detail": c.detail} for c in self.checks],
             "catalog_baseline": self.catalog_start,
             "plan_budget_problems": budget_problems(self.cfg),
@@ -195,7 +195,7 @@ class ExecutionPlan:
                   else f"{len(names)} masters active")
         entries = self._queue_entries()
         self._write(f"{EXECUTION_DIR}/master-activation.json", {
-            "phase": self._phase_view(1),
+            "phase": self.phase_view(1),
             "coordinator": {"name": success.COORDINATOR_MASTER, "status": "active", "role": "Orchestration hub"},
             "masters": [{"name": m.name, "larry": larry.id, "track": larry.phase,
                          "status": "active" if self.masters[m.name] else "missing",
@@ -216,19 +216,20 @@ class ExecutionPlan:
             if not missing or time.monotonic() >= phase_until:
                 break
             self._tick(phase_until)
-        specs = [self._worker_spec(larry, w) for larry, w in self.cfg.workers]
+        specs = [self._worker_spec(larry, w, self.workers.get(w.name, {})) for larry, w in self.cfg.workers]
         nodes: dict[str, list] = {}
         for spec in specs:
             nodes.setdefault(spec["k8s_node"], []).append(spec["worker_id"])
         self._end(2, not missing, f"not registered: {', '.join(missing)}" if missing
                   else f"{len(specs)} workers on {len(nodes)} nodes")
         self._write(f"{EXECUTION_DIR}/worker-distribution.json",
-                    {"phase": self._phase_view(2), "nodes": nodes, "workers": specs})
+                    {"phase": self.phase_view(2), "nodes": nodes, "workers": specs})
         return not missing
 
-    def _worker_spec(self, larry, worker) -> dict:
-        """Seed 004's "Master Creates Worker Spec" of a plan worker, with its state."""
-        state = self.workers.get(worker.name, {})
+    @staticmethod
+    def _worker_spec(larry, worker, state: dict) -> dict:
+        """Seed 004's "Master Creates Worker Spec" of a plan worker, with its state (its
+        ``{ns}:workers:{id}`` hash)."""
         return {"worker_id": worker.name, "type": worker.type, "master": larry.overseer(worker) or larry.id,
                 "task_id": worker.tasks[0].id if worker.tasks else None, "task_ids": [t.id for t in worker.tasks],
                 "k8s_node": worker.node, "token_budget": worker.tokens, "timeout_minutes": worker.minutes,
@@ -276,7 +277,8 @@ class ExecutionPlan:
             pipe.hgetall(ks.schema_worker(worker.name))
         states = pipe.execute()
         self._write("worker-pool.json", {"workers": [
-            {**self._worker_spec(larry, w), **{k: v for k, v in state.items() if k != "master"}}
+            {**self._worker_spec(larry, w, state), "progress": int(state.get("progress", 0)),
+             "tokens_used": int(state.get("tokens_used", 0))}
             for (larry, w), state in zip(cfg.workers, states)]})
         self._write("token-budget.json", self.live_tokens())
         for larry in cfg.larrys:
@@ -293,7 +295,7 @@ class ExecutionPlan:
                                          for part in ("personal", "pool"))
         return token_analysis(self.cfg.budget.system_tokens, per_master)
 
-    def _phase_view(self, number: int) -> dict:
+    def phase_view(self, number: int) -> dict:
         snap = self.trackers[number].snapshot()
         return {"number": number, "title": EXECUTION_PHASES[number].title,
                 "planned_minutes": EXECUTION_PHASES[number].minutes,
@@ -311,7 +313,9 @@ class ExecutionPlan:
     def aggregate(self, reports: list[Report]) -> dict:
         """Phase 4 (the reports are in): the criteria and ``final-results.json`` (its phase 4
         entry shows it in progress; :meth:`finish` rewrites the phases at the end)."""
-        started = parse(self.trackers[0].snapshot()["started_at"])
+        # The run began with the first of phase 0 and the Larrys' phases (they do not wait for it).
+        started = min([parse(self.trackers[0].snapshot()["started_at"]),
+                       *(parse(r["started_at"]) for r in reports)])
         duration = (parse(self._now()) - started).total_seconds()
         first, last = success.DURATION_MINUTES
         tokens = self.live_tokens()
@@ -333,7 +337,7 @@ class ExecutionPlan:
                 catalog_end = {"error": str(error)}
         failed = success.failed(self.criteria)
         self.results = {
-            "phases": [self._phase_view(n) for n in range(len(EXECUTION_PHASES))],
+            "phases": [self.phase_view(n) for n in range(len(EXECUTION_PHASES))],
             "token_budget": tokens, "duration_seconds": round(duration, 3), "speed": self.timing.speed,
             "findings": aggregate_findings(r["findings"] for r in reports),
             "catalog": {"start": self.catalog_start, "end": catalog_end},
@@ -376,7 +380,7 @@ class ExecutionPlan:
 
     def finish(self, summary: Path, archive: Path) -> None:
         self._end(5, True, f"summary {summary.name}, archive {archive.relative_to(self.root)}")
-        self.results["phases"] = [self._phase_view(n) for n in range(len(EXECUTION_PHASES))]
+        self.results["phases"] = [self.phase_view(n) for n in range(len(EXECUTION_PHASES))]
         self._write(FINAL_RESULTS, self.results)
 
 
@@ -415,9 +419,10 @@ def render_final_report(plan: ExecutionPlan, reports: list[Report]) -> str:
     done = sum(v["completed"] for v in results["larrys"].values())
     total = sum(v["tasks"] for v in results["larrys"].values())
     achievements = [f"{done} of {total} plan tasks completed"]
-    if catalog["start"] and catalog["end"] and "total" in catalog["end"]:
-        achievements.append(f"{catalog['end']['total'] - catalog['start']['total']} new assets cataloged "
-                            f"({catalog['end']['total']} in the catalog, {catalog['start']['total']} at pre-flight)")
+    end = catalog["end"] or {}
+    if "total" in end:
+        achievements.append(f"{end['total'] - end['baseline']} new assets cataloged since the baseline "
+                            f"({end['total']} in the catalog, {end['baseline']} from the baseline)")
     else:
         achievements.append(f"{findings['assets_discovered']} assets discovered (workers' reports)")
     achievements += [f"{sum(cves.values())} security vulnerabilities identified ({cves['critical']} critical, "
@@ -432,13 +437,14 @@ def render_final_report(plan: ExecutionPlan, reports: list[Report]) -> str:
     lines += [f"- Redis: {latency['samples']} PINGs timed, {latency['average']} ms average",
               f"- Tokens: {tokens['used']:,} of {tokens['total_budget']:,} used, {tokens['remaining']:,} remaining "
               f"({tokens['efficiency']})",
-              "- Catalog: " + (f"{plan.catalog_probes[0]}/{plan.catalog_probes[1]} probes answered; "
-                               f"{catalog['end']}" if plan.catalog_probes is not None else "off in this stack"),
+              "- Catalog: " + ("off in this stack" if plan.catalog_probes is None else
+                               f"{plan.catalog_probes[0]}/{plan.catalog_probes[1]} probes answered; " +
+                               (f"{end['total']} assets" if "total" in end else end.get("error", "no answer"))),
               "- K8s CPU / memory: not measured by the run (see the cluster's Prometheus)"]
     lines += ["", "## Phases:", ""]
     lines += _md_table(["Phase", "Title", "Status", "Started", "Completed", "Planned"],
                        ((p["number"], p["title"], p["status"], p["started_at"] or "-", p["completed_at"] or "-",
-                         f"{p['planned_minutes']} min") for p in results["phases"]))
+                         f"{p['planned_minutes']} min") for p in map(plan.phase_view, range(len(EXECUTION_PHASES)))))
     lines += ["", "## Success Criteria:", ""]
     lines += _md_table(["Level", "Subject", "Criterion", "Result", "Met"],
                        ((c.level, c.subject, c.name, c.result, {True: "yes", False: "**NO**", None: "unknown"}[c.met])
