@@ -34,6 +34,8 @@ ARCHIVE_S3_URL = "LARRY_ARCHIVE_S3_URL"
 #: The catalog's GraphQL endpoint a worker reports assets to (default: the stack's
 #: ``larry:catalog`` Service when enabled; `larry run` sets its local one).
 CATALOG_URL = "LARRY_CATALOG_URL"
+#: Prometheus's base URL for seed 004's Phase 0 check (``/-/ready``); unset: no Prometheus check.
+PROMETHEUS_URL = "LARRY_PROMETHEUS_URL"
 
 # ---- rendered into the pods for the payloads (the runtime itself does not read them)
 MASTER = "LARRY_MASTER"

@@ -12,6 +12,13 @@ is bounded by the plan's execution window (scaled by ``--speed``, plus the allow
 summary's path. Reports and results its volume lacks (in a cluster, each Larry's are on that
 Larry's volume) are written from Redis first. A missing or corrupt report, or a failed upload, is one line and exit
 status 2; a barrier that times out names the Larrys missing and exits 1.
+
+For a plan on seed 004's protocol it is coordinator-master running seed 004's phases 0-5
+(:mod:`runtime.reporting.execution_plan`): pre-flight, master activation and worker
+distribution before the convergence barrier, the coordination files kept current while it
+waits, then result aggregation, the execution report and the archive ``archives/exec-{id}/``.
+Its success criteria go into the summary's verdict; a run whose criteria failed still
+converges (exit 0: the Job did its work) and `larry run` exits 1 on that verdict.
 """
 from __future__ import annotations
 
@@ -19,14 +26,18 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from plan import environment as envvar
 from runtime.cli import add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
+from runtime.commands.preflight import catalog_url
 from runtime.coordination.barrier import Barrier, BarrierTimeout
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
+from runtime.coordination.phases import runs_execution_phases
+from runtime.reporting.execution_plan import ExecutionPlan
 from runtime.reporting.results import results_dir, stored_result, write_result
 from runtime.reporting.schema import ReportError, report_path, write_larry_report
-from runtime.reporting.summary import ERRORS, converge
+from runtime.reporting.summary import ERRORS, converge, load_reports
 from runtime.support import callstats
 from runtime.support.timing import Timing
 
@@ -95,8 +106,12 @@ def main(args) -> int:
     interrupt_on_sigterm()
     r = ks = None
     timing = Timing.from_env(args.speed)
-    if not args.no_wait and (args.redis_url or os.environ.get(envvar.REDIS_SENTINELS)):
+    waits = not args.no_wait and (args.redis_url or os.environ.get(envvar.REDIS_SENTINELS))
+    if waits:
         r, ks = open_redis(args, cfg)
+    if waits and runs_execution_phases(cfg):
+        return run_execution_plan(args, cfg, r, ks, timing)
+    if waits:
         larrys = [larry.id for larry in cfg.larrys]
         until = time.monotonic() + timing.deadline(cfg.execution_window_minutes)
         try:
@@ -114,6 +129,44 @@ def main(args) -> int:
     except ERRORS as error:
         print(f"larry converge: {error}", file=sys.stderr)
         return 2
+    return _printed(result)
+
+
+def _printed(result) -> int:
     print(f"archive: {result.archive}" + (f" and {result.s3_uri}" if result.s3_uri else ""))
     print(f"summary: {result.summary}", flush=True)
     return 0
+
+
+def run_execution_plan(args, cfg, r, ks, timing: Timing) -> int:
+    """Seed 004's phases 0-5 (coordinator-master), then the summary and archive."""
+    root = Path(args.coordination_dir)
+    plan = ExecutionPlan(cfg, r, ks, root, timing, catalog_url=catalog_url(cfg),
+                         prometheus_url=os.environ.get(envvar.PROMETHEUS_URL),
+                         say=lambda text: print(f"coordinator-master: {text}", flush=True))
+    until = time.monotonic() + timing.deadline(cfg.execution_window_minutes)
+    try:
+        plan.preflight(until)
+        plan.activate_masters(until)
+        plan.distribute_workers(until)
+        plan.execute(until)
+        plan.begin_aggregation()
+        Barrier(r, ks, REPORTS_BARRIER, cfg.larry_ids).wait(max(0.001, until - time.monotonic()))
+    except BarrierTimeout as timeout:
+        plan.fail(str(timeout))
+        print(f"larry converge: {timeout}", file=sys.stderr)
+        return 1
+    try:
+        fetch_missing_reports(r, ks, cfg, root)
+        fetch_missing_results(r, ks, cfg, root)
+        reports = load_reports(cfg, root / "reports")
+        plan.aggregate(reports)
+        plan.report_and_clean_up(reports)
+        result = converge(cfg, root, s3_url=args.s3_url, allowance=timing.allowance,
+                          private_redis=args.private_redis, execution_id=plan.id, criteria=plan.criteria)
+    except ERRORS as error:
+        plan.fail(str(error))
+        print(f"larry converge: {error}", file=sys.stderr)
+        return 2
+    plan.finish(result.summary, result.archive.parent)
+    return _printed(result)

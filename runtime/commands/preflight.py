@@ -3,12 +3,18 @@
 Redis reachable and writable (a primary), Sentinel quorum (``SENTINEL CKQUORUM``) when
 Sentinel is configured, the plan's budget arithmetic (:mod:`plan.model`), and, once a run's
 ledger exists, every account's limit equal to the plan's and the reserve lent within
-what it holds. Exit status 1 when a check failed, 0
-otherwise. Read-only: it changes nothing in Redis.
+what it holds; with the catalog on (``$LARRY_CATALOG_URL`` or the stack's Service) its
+baseline, seed 004's ``{ stats { assets { total } } }``; with ``$LARRY_PROMETHEUS_URL`` set,
+Prometheus ready. Exit status 1 when a check failed, 0 otherwise. Read-only: it changes
+nothing in Redis or the catalog. Seed 004's Phase 0 runs the same checks
+(:mod:`runtime.reporting.execution_plan`).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 
 import redis
@@ -16,8 +22,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from plan import environment as envvar
 from plan.exits import ExitCode
 from plan.model import StackConfig, budget_accounts
+from runtime.catalog.client import CatalogClient, CatalogRejected, CatalogUnavailable
 from runtime.cli import OPERATOR_RETRY_SECONDS, UsageError, add_run_arguments, impatient_env, load_plan, open_redis
 from runtime.coordination.connection import RedisSettings
 from runtime.coordination.keys import Keyspace
@@ -59,6 +67,8 @@ def main(args: argparse.Namespace) -> int:
         checks.append(check_ledger(r, ks, cfg))
     else:
         checks.append(Check("ledger matches plan", "skipped", "Redis unreachable"))
+    checks.append(check_catalog_baseline(catalog_url(cfg))[0])
+    checks.append(check_prometheus(os.environ.get(envvar.PROMETHEUS_URL)))
     print_checklist(checks)
     return ExitCode.FAILED if any(check.outcome == "failed" for check in checks) else ExitCode.OK
 
@@ -129,6 +139,56 @@ def check_ledger(r: redis.Redis, ks: Keyspace, cfg: StackConfig) -> Check:
         return Check(name, "failed", "; ".join(problems))
     lent = pool["plan"] - pool["left"]
     return Check(name, "ok", f"{len(accounts)} account limits equal the plan's; reserve lent {lent:,} of {pool['plan']:,}")
+
+
+#: Seed 004 Phase 0 "Catalog Service Baseline" (its ``{ assets { total } }`` is ``stats`` in its schema).
+BASELINE_QUERY = "{ stats { assets { total baseline } } }"
+
+
+def catalog_url(cfg: StackConfig) -> str | None:
+    """Where the run's catalog answers: ``$LARRY_CATALOG_URL``, else the stack's Service when on."""
+    return os.environ.get(envvar.CATALOG_URL) or (cfg.catalog.url if cfg.catalog.enabled else None)
+
+
+def catalog_baseline(url: str, timeout: float = 5.0) -> dict:
+    """``{total, baseline}`` from the catalog's stats; CatalogUnavailable/CatalogRejected otherwise."""
+    counts = CatalogClient(url, timeout).execute(BASELINE_QUERY, {})
+    try:
+        assets = counts["stats"]["assets"]
+        return {"total": int(assets["total"]), "baseline": int(assets["baseline"])}
+    except (KeyError, TypeError, ValueError):
+        raise CatalogRejected(f"{url}: expected stats.assets.total and baseline, got {counts!r:.200}") from None
+
+
+def check_catalog_baseline(url: str | None) -> tuple[Check, dict | None]:
+    """The catalog answers its baseline query and holds at least its baseline's assets; and
+    the counts it answered (None when it did not)."""
+    name = "Catalog baseline"
+    if url is None:
+        return Check(name, "skipped", "the stack has no catalog (larry:catalog)"), None
+    try:
+        counts = catalog_baseline(url)
+    except (CatalogUnavailable, CatalogRejected) as error:
+        return Check(name, "failed", str(error)), None
+    if counts["total"] < counts["baseline"]:
+        return Check(name, "failed", f"{url}: {counts['total']} assets, fewer than its baseline "
+                                     f"{counts['baseline']}"), counts
+    return Check(name, "ok", f"{url}: {counts['total']} assets ({counts['baseline']} from the baseline)"), counts
+
+
+def check_prometheus(url: str | None, timeout: float = 5.0) -> Check:
+    """Prometheus's ``/-/ready`` answers 200 (seed 004 Phase 0: "Prometheus scraping metrics")."""
+    name = "Prometheus ready"
+    if not url:
+        return Check(name, "skipped", f"no Prometheus configured (${envvar.PROMETHEUS_URL} unset)")
+    ready = url.rstrip("/") + "/-/ready"
+    try:
+        with urllib.request.urlopen(ready, timeout=timeout) as response:
+            return Check(name, "ok", f"{ready}: HTTP {response.status}")
+    except urllib.error.HTTPError as error:
+        return Check(name, "failed", f"{ready}: HTTP {error.code}")
+    except (urllib.error.URLError, OSError) as error:
+        return Check(name, "failed", f"{ready}: {getattr(error, 'reason', error)}")
 
 
 _MARKS = {"ok": ("✔", "green"), "failed": ("✘", "bold red"), "skipped": ("–", "dim")}

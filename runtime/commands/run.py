@@ -389,7 +389,7 @@ class Supervisor:
         except ReportError as error:
             self.say(str(error))
             return False
-        unmet = verdict(self.cfg, reports, self.timing.allowance)
+        unmet = verdict(self.cfg, reports, self.timing.allowance, root=self.run_dir)
         for report in reports:
             failed = [c["check"] for c in report["validation"] if not c["passed"]]
             unfinished = [t["id"] for t in report["tasks"] if t["status"] != TaskStatus.COMPLETED]

@@ -8,12 +8,20 @@ alerts channel) in the same script, so replays emit nothing twice.
 
 Not guaranteed: who may end a phase. Any caller can complete or fail it; by convention only
 the Larry's coordinator does. A phase is never started over: a new run uses fresh keys.
+
+Seed 004's execution phases 0-5 (:data:`EXECUTION_PHASES`, run by the meta-coordinator for a
+plan on seed 004's protocol, :func:`runs_execution_phases`) are phases of the same kind, each
+under the name ``execution-{n}`` (``phase:execution-0:status`` ...), so they have the same
+guarantees, events and ``larry cleanup``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import redis
 
+from plan.model import StackConfig
 from plan.statuses import PhaseStatus
 from runtime.coordination.connection import Durability, require_text, run_script
 from runtime.coordination.events import lua_script
@@ -107,3 +115,38 @@ class PhaseTracker:
             ks.phase_started_at(self.larry), ks.phase_completed_at(self.larry))
         return {"larry": self.larry, "status": status or PhaseStatus.PENDING, "progress": int(progress or 0),
                 "started_at": started, "completed_at": completed}
+
+
+@dataclass(frozen=True)
+class ExecutionPhase:
+    """One of seed 004's "PHASE BREAKDOWN" phases: number, title, planned minutes."""
+    number: int
+    title: str
+    minutes: int
+
+    @property
+    def name(self) -> str:
+        """The phase's name in Redis keys and events: ``execution-{n}``."""
+        return f"execution-{self.number}"
+
+
+#: Seed 004's phases 0-5 with their planned minutes (60 in all, the seed's execution window).
+EXECUTION_PHASES = (
+    ExecutionPhase(0, "Pre-flight check", 5),
+    ExecutionPhase(1, "Master activation", 10),
+    ExecutionPhase(2, "Worker distribution", 15),
+    ExecutionPhase(3, "Parallel execution", 20),
+    ExecutionPhase(4, "Result aggregation", 5),
+    ExecutionPhase(5, "Reporting and cleanup", 5),
+)
+
+
+def runs_execution_phases(cfg: StackConfig) -> bool:
+    """A plan on seed 004's protocol (``larry:taskAssignment: queue``, the cortex stack) runs
+    seed 004's phases 0-5; seed 001's plans converge as seed 001 describes."""
+    return cfg.queued
+
+
+def execution_trackers(r: redis.Redis, ks: Keyspace) -> dict[int, PhaseTracker]:
+    """The tracker of each execution phase, by number."""
+    return {phase.number: PhaseTracker(r, ks, phase.name) for phase in EXECUTION_PHASES}

@@ -19,6 +19,12 @@
 5. write the summary, atomically and last: a summary on disk means the run converged,
    was archived and (if asked) uploaded.
 
+For a plan that runs seed 004's phases (:mod:`runtime.reporting.execution_plan`) the
+archive is ``archives/exec-{id}/exec-{id}.tar.gz`` and also holds ``execution-plans/**``,
+``masters/**`` and the coordination files archived beside it; the success metrics gain
+seed 004's success criteria, so a run whose criteria failed is never reported SUCCESS
+(:func:`verdict` reads them from ``execution-plans/final-results.json``).
+
 Errors are :data:`ERRORS`, each a one-line message for the CLI to print.
 """
 from __future__ import annotations
@@ -37,6 +43,10 @@ from plan.model import Larry, StackConfig, utilisation
 from plan.statuses import PhaseStatus, TaskStatus
 from plan.taskgraph import TaskGraph
 from runtime.agent.protocol import SEVERITIES
+from runtime.coordination.phases import runs_execution_phases
+from runtime.reporting.criteria import Criterion
+from runtime.reporting.criteria import failed as failed_criteria
+from runtime.reporting.execution_plan import FINAL_RESULTS, read_final_results
 from runtime.reporting.schema import (
     ReportError,
     aggregate_findings,
@@ -81,22 +91,28 @@ def archive_name(cfg: StackConfig, now: datetime) -> str:
 
 
 def converge(cfg: StackConfig, coordination_dir: str | Path, *, s3_url: str | None = None,
-             now: datetime | None = None, allowance: float = 0.0, private_redis: bool = False) -> ConvergeResult:
+             now: datetime | None = None, allowance: float = 0.0, private_redis: bool = False,
+             execution_id: str | None = None, criteria: list[Criterion] | None = None) -> ConvergeResult:
     """Aggregate, summarise, archive (and upload) the run under ``coordination_dir``.
     ``allowance``: the unscaled seconds every deadline of the run got (its execution window
     is the plan's scaled plus this); ``private_redis``: the run's Redis goes away with it,
-    so there are no keys to clean up."""
+    so there are no keys to clean up; ``execution_id`` and ``criteria``: seed 004's
+    execution (its archive's name and contents, and its success criteria)."""
     now = now or datetime.now(timezone.utc)
     root = Path(coordination_dir)
     bucket, prefix = parse_s3_url(s3_url) if s3_url else (None, None)
     reports = load_reports(cfg, root / "reports")
     summary = root / "reports" / summary_name(cfg)
-    archive = root / "archives" / archive_name(cfg, now)
+    if execution_id:
+        archive = root / "archives" / f"exec-{execution_id}" / f"exec-{execution_id}.tar.gz"
+        trees = ("execution-plans", "masters", f"archives/exec-{execution_id}")
+    else:
+        archive, trees = root / "archives" / archive_name(cfg, now), ()
     key = "/".join(p for p in (prefix, archive.name) if p) if bucket else None
     result = ConvergeResult(summary, archive, bucket, key)
     text = render_summary(cfg, reports, generated_at=now, archive=result, allowance=allowance,
-                          private_redis=private_redis)
-    write_archive(archive, root, {f"reports/{summary.name}": text, "plan.yaml": cfg.plan_document()}, now)
+                          private_redis=private_redis, criteria=criteria)
+    write_archive(archive, root, {f"reports/{summary.name}": text, "plan.yaml": cfg.plan_document()}, now, trees)
     if bucket:
         upload(archive, bucket, key)
     _write(summary, text)
@@ -152,10 +168,12 @@ def _write(path: Path, data: str | bytes) -> None:
         raise ConvergeError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
-def write_archive(archive: Path, root: Path, extra: dict[str, str], now: datetime) -> None:
-    """tar.gz of ``reports/*.json``, ``results/**`` and ``extra`` (arcname -> text), atomically."""
+def write_archive(archive: Path, root: Path, extra: dict[str, str], now: datetime,
+                  trees: Iterable[str] = ()) -> None:
+    """tar.gz of ``reports/*.json``, ``results/**``, every file under ``trees`` and ``extra``
+    (arcname -> text), atomically."""
     files = sorted((root / "reports").glob("*.json")) + sorted(
-        p for p in (root / "results").rglob("*") if p.is_file())
+        p for tree in ("results", *trees) for p in (root / tree).rglob("*") if p.is_file())
     try:
         with atomic_file(archive) as handle, tarfile.open(fileobj=handle, mode="w:gz") as tar:
             for path in files:
@@ -186,9 +204,10 @@ def upload(archive: Path, bucket: str, key: str) -> None:
 # --------------------------------------------------------------------------- summary
 
 def render_summary(cfg: StackConfig, reports: list[Report], *, generated_at: datetime,
-                   archive: ConvergeResult, allowance: float = 0.0, private_redis: bool = False) -> str:
+                   archive: ConvergeResult, allowance: float = 0.0, private_redis: bool = False,
+                   criteria: list[Criterion] | None = None) -> str:
     """The markdown summary: seed 001's nine sections (N + 6 for N Larrys), numbered."""
-    run = _Run(cfg, reports, allowance)
+    run = _Run(cfg, reports, allowance, criteria)
     sections = [
         ("Executive Summary", _executive_summary(run)),
         ("Phase Timelines (actual vs. planned)", _timelines(run)),
@@ -209,8 +228,9 @@ def render_summary(cfg: StackConfig, reports: list[Report], *, generated_at: dat
 class _Run:
     """The reports plus what several sections derive from them."""
 
-    def __init__(self, cfg: StackConfig, reports: list[Report], allowance: float = 0.0):
-        self.cfg, self.reports, self.allowance = cfg, reports, allowance
+    def __init__(self, cfg: StackConfig, reports: list[Report], allowance: float = 0.0,
+                 criteria: list[Criterion] | None = None):
+        self.cfg, self.reports, self.allowance, self.criteria = cfg, reports, allowance, criteria
         self.start = min(parse(r["started_at"]) for r in reports)
         self.end = max(parse(r["completed_at"]) for r in reports)
         self.tasks = {t["id"]: (r["larry"], t) for r in reports for t in r["tasks"]}
@@ -296,7 +316,12 @@ def success_metrics(run: _Run) -> list[tuple[str, str, bool | None]]:
     done = sum(r["status"] == PhaseStatus.COMPLETED for r in reports)
     tasks_done, tasks, checks_ok, checks = (sum(c) for c in zip(*map(_counts, reports)))
     window = run.window_seconds
-    return [
+    seed004 = [] if run.criteria is None else [(
+        "Seed 004 success criteria (execution-plans/final-results.json)",
+        f"{sum(c.met is True for c in run.criteria)} of {len(run.criteria)} met, "
+        f"{len(failed_criteria(run.criteria))} failed, {sum(c.met is None for c in run.criteria)} not knowable here",
+        not failed_criteria(run.criteria))]
+    return seed004 + [
         (f"All {len(reports)} Larrys complete", f"{done}/{len(reports)} completed", done == len(reports)),
         ("Within the execution window", f"{run.span:.1f} s ({run.window_text()})",
          None if window is None else run.span <= window),
@@ -307,9 +332,18 @@ def success_metrics(run: _Run) -> list[tuple[str, str, bool | None]]:
     ]
 
 
-def verdict(cfg: StackConfig, reports: list[Report], allowance: float = 0.0) -> list[str]:
-    """The success metrics the run did not meet (or cannot show it met): empty means SUCCESS."""
-    return [metric for metric, _, met in success_metrics(_Run(cfg, reports, allowance)) if met is not True]
+def verdict(cfg: StackConfig, reports: list[Report], allowance: float = 0.0, root: Path | None = None) -> list[str]:
+    """The success metrics the run did not meet (or cannot show it met): empty means SUCCESS.
+    For a plan running seed 004's phases, ``root`` (the coordination directory) gives its
+    success criteria; without them the run cannot show it met them."""
+    criteria = None
+    if root is not None and runs_execution_phases(cfg):
+        try:
+            criteria = [Criterion(**c) for c in read_final_results(root)["criteria"]]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            return [f"seed 004 success criteria unreadable ({root / FINAL_RESULTS}: {error})"]
+    unmet = [metric for metric, _, met in success_metrics(_Run(cfg, reports, allowance, criteria)) if met is not True]
+    return unmet + [f"{c.subject}: {c.name} ({c.result})" for c in failed_criteria(criteria or [])]
 
 
 def _executive_summary(run: _Run) -> list[str]:

@@ -410,12 +410,16 @@ def test_cortex_run_completes_with_its_private_redis_and_archives_to_s3(tmp_path
                     assert queue_of[ran_by["worker"]] == queue_of[worker.name], f"{task.id} ran outside its queue"
         assert_seed_keys(r, ks, cortex, {larry.id: load_larry_report(report_path(tmp_path / "reports", larry.id))
                                          for larry in cortex.larrys})
+        exec_id = assert_execution_plan(r, ks, cortex, tmp_path)
         r.close()
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
     code, out = output.finish()
-    assert code == 0, out
+    results = json.loads((tmp_path / "execution-plans" / "final-results.json").read_text())
+    # One verdict: the run's exit code, the summary and final-results.json agree on seed 004's criteria.
+    assert (code, results["verdict"]) in ((0, "SUCCESS"), (1, "CRITERIA NOT MET")), out
+    assert ("Seed 004 success criteria" in out) == (code == 1)
     for larry in cortex.larrys:
         report = load_larry_report(report_path(tmp_path / "reports", larry.id))
         assert report["status"] == "completed"
@@ -426,13 +430,73 @@ def test_cortex_run_completes_with_its_private_redis_and_archives_to_s3(tmp_path
                 assert account["committed"] > 0, f"master account {account['account']} was never charged"
     summary = summary_of(out)
     assert len(sections(summary)) == len(cortex.larrys) + 6
-    [archive] = (tmp_path / "archives").iterdir()
+    archive = tmp_path / "archives" / f"exec-{exec_id}" / f"exec-{exec_id}.tar.gz"
+    assert [p.name for p in (tmp_path / "archives").iterdir()] == [f"exec-{exec_id}"]
+    with tarfile.open(archive) as tar:
+        assert {"execution-plans/final-results.json", f"archives/exec-{exec_id}/task-queue.json",
+                "masters/security-master/final-report.md"} <= set(tar.getnames())
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="larry-archives")["Contents"]]
     assert keys == [f"runs/cortex/{archive.name}"]
     # The private redis-server: password-protected, and shut down cleanly at the end.
     assert "requirepass " in (tmp_path / "redis" / "redis.conf").read_text()
     assert "ready to exit, bye bye" in (tmp_path / "redis" / "redis.log").read_text()
     assert re.search(r"^\[ *[\d.]+s\] barrier reports released$", out, re.M)
+
+
+SEED_004_SECTIONS = ["Key Achievements:", "Masters Performance:", "Resource Utilization:", "Next Steps:"]
+
+
+def assert_execution_plan(r, ks, cfg, run_dir: Path) -> str:
+    """Seed 004's phases 0-5 in Redis and their files in the seed's shapes; the execution id."""
+    phases = [{k: r.get(getattr(ks, f"phase_{k}")(f"execution-{n}")) for k in ("status", "started_at", "completed_at")}
+              for n in range(6)]
+    assert [p["status"] for p in phases] == ["completed"] * 6, phases
+    assert all(p["started_at"] <= p["completed_at"] for p in phases)
+    assert [p["started_at"] for p in phases] == sorted(p["started_at"] for p in phases)
+    plans = run_dir / "execution-plans"
+    files = {name: json.loads((plans / f"{name}.json").read_text())
+             for name in ("preflight-report", "master-activation", "worker-distribution", "final-results")}
+    exec_id = files["final-results"]["execution_id"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d-\d{6}", exec_id)
+    assert {f["execution_id"] for f in files.values()} == {exec_id}
+    assert files["preflight-report"]["passed"] is True
+    assert {c["check"]: c["outcome"] for c in files["preflight-report"]["checks"]}["Catalog baseline"] == "ok"
+    masters = [m.name for larry in cfg.larrys for m in larry.masters]
+    activation = files["master-activation"]
+    assert [(m["name"], m["status"]) for m in activation["masters"]] == [(name, "active") for name in masters]
+    distribution = files["worker-distribution"]
+    assert {w["worker_id"]: w["k8s_node"] for w in distribution["workers"]} == {w.name: w.node for _, w in cfg.workers}
+    assert set(distribution["workers"][0]) >= {"worker_id", "type", "master", "task_id", "k8s_node", "token_budget",
+                                               "timeout_minutes", "status", "created_at"}
+    tokens = files["final-results"]["token_budget"]
+    assert set(tokens) == {"total_budget", "used", "remaining", "efficiency", "per_master"}
+    assert list(tokens["per_master"]) == ["coordinator-master", *masters]
+    assert tokens["used"] == sum(tokens["per_master"].values()) == tokens["total_budget"] - tokens["remaining"]
+    assert tokens["total_budget"] == cfg.budget.system_tokens and re.fullmatch(r"\d+%", tokens["efficiency"])
+    reported = sum(load_larry_report(report_path(run_dir / "reports", larry.id))["tokens"]["committed"]
+                   for larry in cfg.larrys)
+    assert tokens["used"] == reported + tokens["per_master"]["coordinator-master"]
+    criteria = files["final-results"]["criteria"]
+    assert {c["level"] for c in criteria} == {"system", "master", "worker", "cross-validation"}
+    failed = [c for c in criteria if c["met"] is False]
+    assert files["final-results"]["verdict"] == ("CRITERIA NOT MET" if failed else "SUCCESS")
+    report = (plans / f"EXEC-{exec_id}-FINAL-REPORT.md").read_text()
+    assert re.findall(r"^## (.+)$", report, re.M) == [SEED_004_SECTIONS[0], SEED_004_SECTIONS[1],
+                                                       SEED_004_SECTIONS[2], "Phases:", "Success Criteria:",
+                                                       SEED_004_SECTIONS[3]]
+    for name in masters:
+        assert (run_dir / "masters" / name / "final-report.md").read_text().startswith(f"# {name} - Final Report")
+        assert json.loads((run_dir / "masters" / name / "status.json").read_text())["master"] == name
+    # Cleanup: the queue moved into the archive, refreshed to the run's end; the pool emptied.
+    archived = run_dir / "archives" / f"exec-{exec_id}"
+    assert not (run_dir / "task-queue.json").exists()
+    queue = json.loads((archived / "task-queue.json").read_text())
+    assert {t["task_id"]: t["status"] for t in queue["tasks"]} == {
+        t.id: r.get(ks.task_status(t.id)) for larry in cfg.larrys for t in larry.tasks}
+    assert json.loads((run_dir / "worker-pool.json").read_text())["workers"] == []
+    assert len(json.loads((archived / "worker-pool.json").read_text())["workers"]) == len(cfg.workers)
+    assert json.loads((archived / "token-budget.json").read_text())["total_budget"] == cfg.budget.system_tokens
+    return exec_id
 
 
 # --------------------------------------------------------------------------- chaos

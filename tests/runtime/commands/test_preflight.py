@@ -1,10 +1,13 @@
 """`larry preflight` against a real redis-server (and a real Sentinel cluster)."""
 from __future__ import annotations
 
+import http.server
+import threading
 import time
 
 from plan.model import meta_account
 from runtime.cli import main as larry
+from runtime.commands.preflight import check_catalog_baseline, check_prometheus
 from runtime.coordination.ledger import Ledger
 from tests.runtime.commands.run_state import DEV, ROOT, build_run, output, run_args
 from tests.support.redis_servers import free_port
@@ -72,3 +75,30 @@ def test_preflight_checks_sentinel_quorum(sentinel_cluster, ks, capsys, monkeypa
     assert "✘ Sentinel quorum failed" in out and "NOQUORUM 1 usable Sentinels" in out
 
 
+
+
+def test_prometheus_and_catalog_checks_say_what_answered():
+    """Seed 004 Phase 0's checks: Prometheus's /-/ready and the catalog's baseline query."""
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/-/ready" else 503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        assert check_prometheus(url).outcome == "ok"
+        unready = check_prometheus(url + "/sub")
+        assert (unready.outcome, unready.detail) == ("failed", f"{url}/sub/-/ready: HTTP 503")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert check_prometheus(None).outcome == "skipped"
+    down = f"http://127.0.0.1:{free_port()}/graphql"
+    check, counts = check_catalog_baseline(down)
+    assert (check.outcome, counts) == ("failed", None) and down in check.detail
+    assert check_catalog_baseline(None)[0].outcome == "skipped"
