@@ -329,4 +329,5 @@ class Larry(pulumi.ComponentResource):
             opts=self._child)
 
     def _labels(self, component: str, instance: str, name: str = "larry", **extra: str) -> dict[str, str]:
-        return kube.labels(name, instance, component, **{contract.LARRY: self._larry.id, **extra})
+        return kube.labels(name, instance, component,
+                           **{contract.LARRY: self._larry.id, **self._args.pods.run_labels(), **extra})

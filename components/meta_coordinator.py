@@ -49,7 +49,8 @@ class MetaCoordinator(pulumi.ComponentResource):
         super().__init__("larry:index:MetaCoordinator", name, None, opts)
         ns, meta, window = args.namespace, args.budget, args.execution_window_minutes
         child = kube.opts(self, depends_on=[args.depends_on])
-        labels = kube.labels(APP_NAME, JOB_NAME, "meta-coordinator", **{contract.APP: APP_NAME})
+        labels = kube.labels(APP_NAME, JOB_NAME, "meta-coordinator", **{contract.APP: APP_NAME},
+                             **args.pods.run_labels())
         # Converge reads the whole plan: every Larry's slice, each a ConfigMap here (a pod mounts
         # only ConfigMaps of its own namespace), so no object grows with the stack.
         plan_maps = {larry_id: f"{JOB_NAME}-plan-{larry_id}" for larry_id in args.pods.plan.slices}

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 from components import kube
 from components.namespace import AUTH_KEY, AUTH_SECRET
 from plan import environment as envvar
+from plan import labels as contract
 from plan.model import Redis, StackConfig
 from plan.pods import COORDINATION_DIR, LARRY_ID_KEY, PLAN_DIR, PLAN_KEY, RESULTS_DIR, RUNTIME_UID, SLICES_DIR
 
@@ -65,10 +66,17 @@ class RuntimePods:
     pull_secrets: tuple[str, ...] = ()
     #: Where the run's keys live on the hub: every key and channel starts with it.
     key_prefix: str = ""
+    #: The run id, which labels every object of the run; None: the run is not named.
+    run_id: str | None = None
 
     @classmethod
     def of(cls, cfg: StackConfig) -> RuntimePods:
-        return cls(cfg.runtime_image, PlanDocument.of(cfg), cfg.redis, cfg.image_pull_secrets, cfg.key_prefix)
+        return cls(cfg.runtime_image, PlanDocument.of(cfg), cfg.redis, cfg.image_pull_secrets, cfg.key_prefix,
+                   cfg.run_id)
+
+    def run_labels(self) -> dict[str, str]:
+        """The run's label, for the objects of the run (not the hub's, which outlive runs)."""
+        return {contract.EXECUTION: self.run_id} if self.run_id else {}
 
     def redis_env(self) -> list[dict[str, Any]]:
         """How a runtime process finds and authenticates to the Redis hub, and where on it the

@@ -9,6 +9,9 @@ MASTER_APP = "larry-master"
 LARRY = "larry.dev/larry"
 WORKER = "larry.dev/worker"
 MASTER = "larry.dev/master"
+#: The run id (``larry:runId``) on every object of the run, pods first: seed 004's
+#: ``cortex.execution``, so `kubectl logs -l larry.dev/execution=run-2` reads one run.
+EXECUTION = "larry.dev/execution"
 #: The agent profile a worker's pod runs: what the profile's egress NetworkPolicy selects.
 AGENT = "larry.dev/agent"
 

@@ -110,7 +110,8 @@ class ExecutionPlan:
         tracker.init()
         tracker.start()
         if self.id is None:
-            self.id = execution_id(self.trackers[0].snapshot()["started_at"])
+            # A named run (larry:runId) is its own execution id: the label on its pods says it too.
+            self.id = self.cfg.run_id or execution_id(self.trackers[0].snapshot()["started_at"])
         self.say(f"phase {number} ({EXECUTION_PHASES[number].title}) started, execution {self.id}")
 
     def _end(self, number: int, ok: bool, message: str) -> None:

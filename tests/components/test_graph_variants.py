@@ -1,4 +1,5 @@
 """Config switches change the graph as documented: provider mode, monitoring flags, exporter."""
+from plan.labels import EXECUTION
 from tests.components.pulumi_graph import CM, DEPLOY, JOB, NETPOL, RULE, SM, STS, run_program, stack_values
 
 PROVIDER = "pulumi:providers:kubernetes"
@@ -90,9 +91,16 @@ def test_a_run_id_puts_every_runtime_process_of_the_run_on_keys_of_its_own():
     for container in runtime:
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["LARRY_KEY_PREFIX"] == "run-2:", container["name"]
+    # seed 004's cortex.execution: every pod of the run carries the run id; the hub's (Redis and
+    # Sentinel, which outlive runs) do not.
+    for workload in graph.of(JOB) + graph.of(DEPLOY):
+        assert workload.manifest["spec"]["template"]["metadata"]["labels"][EXECUTION] == "run-2"
+    for hub in graph.of(STS):
+        assert EXECUTION not in hub.manifest["spec"]["template"]["metadata"]["labels"]
 
 
 def test_without_a_run_id_the_keys_have_no_prefix(dev):
     for workload in dev.of(JOB) + dev.of(DEPLOY):
+        assert EXECUTION not in workload.manifest["spec"]["template"]["metadata"]["labels"]
         for container in workload.manifest["spec"]["template"]["spec"]["containers"]:
             assert "LARRY_KEY_PREFIX" not in {e["name"] for e in container.get("env", [])}

@@ -2,6 +2,7 @@
 time ends failed in Redis and in its file, and the coordination files follow Redis."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -46,3 +47,13 @@ def test_a_phase_past_its_time_fails_and_the_files_follow_redis(r, tmp_path):
     assert status["last_heartbeat"] == "2026-12-01T04:00:00.000Z" and status["execution_id"] == plan.id
     budget = json.loads((tmp_path / "token-budget.json").read_text())
     assert (budget["total_budget"], budget["used"], budget["efficiency"]) == (CORTEX.budget.system_tokens, 0, "0%")
+
+
+def test_a_named_run_is_its_own_execution_id(r, tmp_path):
+    named = dataclasses.replace(CORTEX, run_id="run-7")
+    ks = Keyspace.for_plan(named.channels, prefix=f"t{uuid.uuid4().hex[:10]}:")
+    plan = ExecutionPlan(named, r, ks, tmp_path, Timing(speed=600, allowance=0), catalog_url=None,
+                         prometheus_url=None, say=lambda _: None)
+    plan.preflight(time.monotonic() + 30)
+    assert plan.id == "run-7"
+    assert json.loads((tmp_path / "execution-plans" / "preflight-report.json").read_text())["execution_id"] == "run-7"
