@@ -148,16 +148,16 @@ def dashboard(stack: str, window_minutes: int) -> dict[str, Any]:
     """Seed 001 "3-Larry Orchestration Dashboard": its five panels."""
     stacked = {"defaults": {"custom": {"stacking": {"mode": "normal"}, "fillOpacity": 40}}, "overrides": []}
     return _board(f"larry-{stack}", f"Larry orchestration ({stack})", "10s", window_minutes, [
-            panel(1, "Larry progress", "gauge", "max by (larry_id) (larry_phase_progress)", "{{larry_id}}",
-                  0, 0, 12, fieldConfig=PERCENT),
-            panel(2, "Worker pod status", "table", "sum by (larry_id, node) (larry_workers_active)", "",
-                  12, 0, 12),
-            panel(3, "Redis operations/sec", "timeseries", "sum(rate(redis_commands_processed_total[1m]))",
-                  "ops/s", 0, 8, 12),
-            panel(4, "Token usage by Larry", "timeseries", "max by (larry_id) (larry_tokens_used)",
-                  "{{larry_id}}", 12, 8, 12, fieldConfig=stacked),
-            panel(5, "Task completion timeline", "state-timeline", "max by (larry_id) (larry_tasks_completed)",
-                  "{{larry_id}}", 0, 16, 24),
+        panel(1, "Larry progress", "gauge", "max by (larry_id) (larry_phase_progress)", "{{larry_id}}",
+              0, 0, 12, fieldConfig=PERCENT),
+        panel(2, "Worker pod status", "table", "sum by (larry_id, node) (larry_workers_active)", "",
+              12, 0, 12),
+        panel(3, "Redis operations/sec", "timeseries", "sum(rate(redis_commands_processed_total[1m]))",
+              "ops/s", 0, 8, 12),
+        panel(4, "Token usage by Larry", "timeseries", "max by (larry_id) (larry_tokens_used)",
+              "{{larry_id}}", 12, 8, 12, fieldConfig=stacked),
+        panel(5, "Task completion timeline", "state-timeline", "max by (larry_id) (larry_tasks_completed)",
+              "{{larry_id}}", 0, 16, 24),
     ])
 
 
