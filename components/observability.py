@@ -1,10 +1,13 @@
-"""Monitoring resources: ServiceMonitors, the Grafana dashboard and the Prometheus alert rules.
+"""Monitoring resources: ServiceMonitors, the Grafana dashboards and the Prometheus rules.
 
 Metric names are the runtime's (seed 001 "Prometheus Metrics": larry_phase_progress,
 larry_workers_active, larry_tasks_completed, larry_tokens_used; plus larry_tokens_limit and
-larry_tasks_failed), redis_exporter's and kube-state-metrics'. Everything here that needs
-prometheus-operator CRDs sits behind ``observability.serviceMonitors``; the dashboard is a
-plain ConfigMap for the Grafana sidecar and sits behind ``observability.grafanaDashboard``.
+larry_tasks_failed; seed 004's cortex_* of every coordinator and the catalog's
+cortex_catalog_*), redis_exporter's and kube-state-metrics'. Everything here that needs
+prometheus-operator CRDs sits behind ``observability.serviceMonitors``; the dashboards are
+plain ConfigMaps for the Grafana sidecar and sit behind ``observability.grafanaDashboard``:
+seed 001's for every stack, seed 004's Cortex orchestration dashboard for a stack with seed
+004's task queue (the cortex stack).
 """
 from __future__ import annotations
 
@@ -19,6 +22,11 @@ from components import kube
 from plan.model import Observability as ObservabilityConfig
 
 MONITORING_API = "monitoring.coreos.com/v1"
+#: The labels a worker's cortex_* series are told apart by (its coordinator's instance may change).
+WORKER = "larry_id, worker_id, worker_type"
+#: Recording rules: what the dashboards read that no single series is.
+TOKEN_SHARE = "cortex:token_budget_used:ratio"
+DISCOVERY_RATE = "cortex_catalog_discovery_rate"
 
 
 def service_monitor(resource_name: str, name: str, namespace: str, labels: Mapping[str, str],
@@ -76,44 +84,108 @@ def alert_rules(namespaces: Iterable[str], trigger: float) -> list[dict[str, Any
              ' * on (namespace, pod) group_left (owner_name) kube_pod_owner{owner_kind="Job"}) > 0',
              "high", "Worker {{ $labels.owner_name }} was evicted from its node",
              "Reschedule the worker, investigate the node"),
-        # activeDeadlineSeconds is the worker's time budget: warn at 80 % of it, as the seed does.
+        # The seed's `cortex_worker_duration_seconds > timeout * 0.8`, the timeout being the
+        # worker's planned minutes; its Job's activeDeadlineSeconds (the Larry's deadline) below.
         rule("SlowWorkerExecution",
+             f"max by ({WORKER}) (cortex_worker_duration_seconds)"
+             f" > on ({WORKER}) 0.8 * max by ({WORKER}) (cortex_worker_timeout_seconds)",
+             "warning", "Worker {{ $labels.worker_id }} has run 80% of its planned time",
+             "Prepare timeout handling"),
+        rule("WorkerJobNearDeadline",
              f'(time() - kube_job_status_start_time{{namespace=~"{namespaces}"}})'
              " > on (namespace, job_name) 0.8 * kube_job_spec_active_deadline_seconds"
              " and on (namespace, job_name) kube_job_status_active > 0",
-             "warning", "Worker {{ $labels.job_name }} has used 80% of its deadline",
+             "warning", "Worker Job {{ $labels.job_name }} has used 80% of its deadline",
              "Prepare timeout handling"),
+        # Seed 004's success criterion "Redis coordination latency < 10ms".
+        rule("RedisCoordinationSlow", "max by (larry_id) (avg_over_time(cortex_redis_latency_ms[1m])) > 10",
+             "warning", "{{ $labels.larry_id }}'s Redis round trips average over 10 ms",
+             "Check the Redis primary's load and the network to it", duration="1m"),
     ]
+
+
+
+def recording_rules() -> list[dict[str, Any]]:
+    """Seed 004's ``cortex_catalog_discovery_rate`` (assets added per minute, over every catalog
+    replica: they count the same Redis, so ``max``) and the stack's share of its token limits."""
+    return [
+        {"record": DISCOVERY_RATE, "expr": "max(rate(cortex_catalog_assets_discovered_total[1m])) * 60"},
+        {"record": TOKEN_SHARE,
+         "expr": "sum(max by (larry_id) (larry_tokens_used)) / sum(max by (larry_id) (larry_tokens_limit))"},
+    ]
+
+
+def rule_groups(namespaces: Iterable[str], trigger: float) -> list[dict[str, Any]]:
+    """The PrometheusRule's groups: the alerts, then the recording rules."""
+    return [{"name": "larry", "rules": alert_rules(namespaces, trigger)},
+            {"name": "larry-recording", "rules": recording_rules()}]
+
+
+PROMETHEUS = {"type": "prometheus", "uid": "${datasource}"}
+
+
+def panel(pid: int, title: str, kind: str, expr: str | Iterable[tuple[str, str]], legend: str, x: int, y: int,
+          w: int, **extra: Any) -> dict[str, Any]:
+    """One panel at (x, y), ``w`` columns wide; ``expr``: its query, or (query, legend) pairs."""
+    queries = [(expr, legend)] if isinstance(expr, str) else list(expr)
+    targets = [{"refId": chr(ord("A") + i), "expr": query, "legendFormat": label, "datasource": PROMETHEUS}
+               for i, (query, label) in enumerate(queries)]
+    return {"id": pid, "title": title, "type": kind, "gridPos": {"x": x, "y": y, "w": w, "h": 8},
+            "datasource": PROMETHEUS, "targets": targets, **extra}
+
+
+def _board(uid: str, title: str, refresh: str, window_minutes: int, panels: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"uid": uid, "title": title, "schemaVersion": 39, "refresh": refresh,
+            "time": {"from": f"now-{window_minutes}m", "to": "now"},
+            "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
+            "panels": panels}
+
+
+PERCENT = {"defaults": {"unit": "percent", "min": 0, "max": 100}, "overrides": []}
 
 
 def dashboard(stack: str, window_minutes: int) -> dict[str, Any]:
     """Seed 001 "3-Larry Orchestration Dashboard": its five panels."""
-    def panel(pid: int, title: str, kind: str, expr: str, legend: str, x: int, y: int, w: int,
-              **extra: Any) -> dict[str, Any]:
-        target = {"refId": "A", "expr": expr, "legendFormat": legend,
-                  "datasource": {"type": "prometheus", "uid": "${datasource}"}}
-        return {"id": pid, "title": title, "type": kind, "gridPos": {"x": x, "y": y, "w": w, "h": 8},
-                "datasource": {"type": "prometheus", "uid": "${datasource}"}, "targets": [target], **extra}
-
-    percent = {"defaults": {"unit": "percent", "min": 0, "max": 100}, "overrides": []}
     stacked = {"defaults": {"custom": {"stacking": {"mode": "normal"}, "fillOpacity": 40}}, "overrides": []}
-    return {
-        "uid": f"larry-{stack}", "title": f"Larry orchestration ({stack})", "schemaVersion": 39,
-        "refresh": "10s", "time": {"from": f"now-{window_minutes}m", "to": "now"},
-        "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
-        "panels": [
-            panel(1, "Larry progress", "gauge", "max by (larry_id) (larry_phase_progress)", "{{larry_id}}",
-                  0, 0, 12, fieldConfig=percent),
-            panel(2, "Worker pod status", "table", "sum by (larry_id, node) (larry_workers_active)", "",
-                  12, 0, 12),
-            panel(3, "Redis operations/sec", "timeseries", "sum(rate(redis_commands_processed_total[1m]))",
-                  "ops/s", 0, 8, 12),
-            panel(4, "Token usage by Larry", "timeseries", "max by (larry_id) (larry_tokens_used)",
-                  "{{larry_id}}", 12, 8, 12, fieldConfig=stacked),
-            panel(5, "Task completion timeline", "state-timeline", "max by (larry_id) (larry_tasks_completed)",
-                  "{{larry_id}}", 0, 16, 24),
-        ],
-    }
+    return _board(f"larry-{stack}", f"Larry orchestration ({stack})", "10s", window_minutes, [
+        panel(1, "Larry progress", "gauge", "max by (larry_id) (larry_phase_progress)", "{{larry_id}}",
+              0, 0, 12, fieldConfig=PERCENT),
+        panel(2, "Worker pod status", "table", "sum by (larry_id, node) (larry_workers_active)", "",
+              12, 0, 12),
+        panel(3, "Redis operations/sec", "timeseries", "sum(rate(redis_commands_processed_total[1m]))",
+              "ops/s", 0, 8, 12),
+        panel(4, "Token usage by Larry", "timeseries", "max by (larry_id) (larry_tokens_used)",
+              "{{larry_id}}", 12, 8, 12, fieldConfig=stacked),
+        panel(5, "Task completion timeline", "state-timeline", "max by (larry_id) (larry_tasks_completed)",
+              "{{larry_id}}", 0, 16, 24),
+    ])
+
+
+def orchestration_dashboard(stack: str, window_minutes: int) -> dict[str, Any]:
+    """Seed 004 "Cortex Orchestration Dashboard" (``/d/cortex-orchestration``): its eight panels,
+    refreshed every 5 s, from the coordinators' cortex_* series, the catalog's and the recording
+    rules (:func:`recording_rules`)."""
+    bars = {"defaults": {"custom": {"drawStyle": "bars", "fillOpacity": 80}}, "overrides": []}
+    return _board("cortex-orchestration", f"Cortex orchestration ({stack})", "5s", window_minutes, [
+        panel(1, "Master activity timeline", "state-timeline", "max by (master) (cortex_master_tasks_active)",
+              "{{master}}", 0, 0, 24),
+        panel(2, "Token budget usage", "gauge", f"100 * {TOKEN_SHARE}", "used", 0, 8, 8, fieldConfig=PERCENT,
+              options={"showThresholdMarkers": True}),
+        panel(3, "Worker distribution heatmap", "heatmap", "sum by (node) (larry_workers_active)", "{{node}}",
+              8, 8, 16),
+        panel(4, "Task queue depth", "timeseries", "sum by (queue) (cortex_task_queue_depth)", "{{queue}}",
+              0, 16, 12),
+        panel(5, "Asset discovery rate", "stat", [(DISCOVERY_RATE, "assets/min (catalog)"),
+                                                  ("max(cortex_catalog_assets_total)", "in the catalog"),
+                                                  ("sum(cortex_assets_discovered)", "reported by workers")],
+              "", 12, 16, 12),
+        panel(6, "CVE severity breakdown", "piechart", "sum by (severity) (cortex_cves_found)", "{{severity}}",
+              0, 24, 8),
+        panel(7, "Test coverage trend", "timeseries", "max by (larry_id) (cortex_coverage_increase_percent)",
+              "{{larry_id}}", 8, 24, 8),
+        panel(8, "PR creation timeline", "timeseries", "sum by (larry_id) (delta(cortex_prs_created[1m]))",
+              "{{larry_id}}", 16, 24, 8, fieldConfig=bars),
+    ])
 
 
 @dataclass(frozen=True)
@@ -125,6 +197,8 @@ class ObservabilityArgs:
     larry_namespaces: tuple[str, ...]
     #: The stack's execution window (minutes), the dashboard's time range.
     execution_window_minutes: int
+    #: Seed 004's task queue (``larry:taskAssignment: queue``, the cortex stack): its dashboard too.
+    orchestration_dashboard: bool
     #: Share of a Larry's token limit at which the ledger draws the emergency reserve.
     reserve_trigger: float
     #: Where the stack-wide monitoring objects live: the Redis hub's namespace, the one
@@ -146,11 +220,18 @@ class Observability(pulumi.ComponentResource):
                 data={"larry.json": json.dumps(dashboard(args.stack, args.execution_window_minutes), indent=1)},
                 opts=child)
             created.append("dashboard")
+            if args.orchestration_dashboard:
+                k8s.core.v1.ConfigMap(f"{name}-orchestration-dashboard", metadata=kube.metadata(
+                    "cortex-orchestration-dashboard", args.namespace, {**labels, "grafana_dashboard": "1"}),
+                    data={"cortex-orchestration.json": json.dumps(
+                        orchestration_dashboard(args.stack, args.execution_window_minutes), indent=1)},
+                    opts=child)
+                created.append("orchestration-dashboard")
         if args.enabled.service_monitors:
             k8s.apiextensions.CustomResource(
                 f"{name}-alerts", api_version=MONITORING_API, kind="PrometheusRule",
                 metadata=kube.metadata("larry-alerts", args.namespace, {**labels, **args.enabled.prometheus_labels}),
-                spec={"groups": [{"name": "larry", "rules": alert_rules(args.larry_namespaces, args.reserve_trigger)}]},
+                spec={"groups": rule_groups(args.larry_namespaces, args.reserve_trigger)},
                 opts=child)
             created.append("alerts")
         self.register_outputs({"created": created})

@@ -82,7 +82,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         depends_on=redis, node=cfg.only_node), opts)
     Observability("observability", ObservabilityArgs(
         enabled=cfg.observability, stack=cfg.stack, larry_namespaces=cfg.namespaces,
-        execution_window_minutes=window, reserve_trigger=cfg.budget.reserve_trigger,
+        execution_window_minutes=window, orchestration_dashboard=cfg.queued, reserve_trigger=cfg.budget.reserve_trigger,
         namespace=cfg.redis.namespace, depends_on=redis.namespace), opts)
     if catalog.enabled:
         Catalog("catalog", CatalogArgs(

@@ -2,6 +2,9 @@
 # Installs the system packages the project runs against (real Redis and Sentinel for the
 # runtime, its tests and `larry run`), only when they are missing. Debian/Ubuntu only.
 set -euo pipefail
+# Debian's prometheus and promtool for the alert rules' tests: unpacked into a cache, never
+# installed as a service (scripts/prometheus.sh says why).
+"$(dirname "${BASH_SOURCE[0]}")/prometheus.sh" ensure
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)

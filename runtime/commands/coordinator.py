@@ -60,7 +60,7 @@ from runtime.coordination.schema import MasterBoard
 from runtime.coordination.tasks import TaskBoard, queue_entries
 from runtime.reporting.history import History
 from runtime.reporting.larry_report import build_report
-from runtime.reporting.metrics import CoordinatorMetrics, serve
+from runtime.reporting.metrics import CoordinatorMetrics, OrchestrationCollector, serve
 from runtime.reporting.results import results_dir
 from runtime.reporting.schema import write_larry_report
 from runtime.support import callstats
@@ -113,7 +113,7 @@ class Coordinator:
     def __init__(self, cfg: StackConfig, larry: Larry, r, ks, timing: Timing, coordination_dir):
         self.cfg, self.larry, self.r, self.ks, self.timing = cfg, larry, r, ks, timing
         self.coordination_dir = coordination_dir
-        self.metrics = CoordinatorMetrics()
+        self.metrics = CoordinatorMetrics(OrchestrationCollector(r, ks, larry, timing))
         self.phase = PhaseTracker(r, ks, larry.id)
         self.board = TaskBoard(r, ks)
         self.ledger = Ledger.for_plan(r, ks, cfg)

@@ -47,6 +47,7 @@ from rich.text import Text
 from plan.model import StackConfig
 from plan.statuses import TaskStatus
 from plan.taskgraph import TaskGraph
+from runtime.catalog.figures import Reading, assets_text, from_redis
 from runtime.cli import UsageError, add_run_arguments, add_speed_argument, interrupt_on_sigterm, open_run
 from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import Event, EventListener, parse_entry
@@ -117,6 +118,7 @@ class Dashboard:
         self.barriers: list[dict] = []
         self.escalations = Escalations(r, ks)
         self.open_escalations: list[dict] = []
+        self.catalog: Reading | None = None  # with the catalog on: its assets, new since the baseline
         self.events: deque[Event] = deque(maxlen=events)
         self.listener: EventListener | None = None
         self.conn = Connection(since=clock())
@@ -161,6 +163,8 @@ class Dashboard:
             self.barriers = read_barriers(self.r, self.ks, self.ids)
         if "escalations" in self.dirty:
             self.open_escalations = [e for e in self.escalations.all() if e["status"] == "open"]
+        if self.cfg.catalog.enabled and self.dirty & set(self.ids):  # a finished task may have added assets
+            self.catalog = from_redis(self.r, self.ks)
         self.dirty = set()
         self._last_read = time.monotonic()
 
@@ -307,6 +311,8 @@ def connection_line(dash: Dashboard) -> Text:
         down = duration(dash.clock() - conn.since)
         text = Text.assemble(("Redis: ", "dim"), (conn.state, "bold yellow"),
                              f" {dash.redis_at} for {down}: {conn.error}")
+    if dash.catalog is not None:
+        text.append_text(Text.assemble(("   Catalog: ", "dim"), assets_text(dash.catalog)))
     for barrier in dash.barriers:
         if barrier["arrived"]:
             text.append_text(Text.assemble(("   Barrier ", "dim"), f"{barrier['name']}: ",

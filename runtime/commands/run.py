@@ -260,6 +260,8 @@ class Supervisor:
         write_atomic(self.run_dir / "processes.json", json.dumps({
             "redis": (self.local.url if self.local else mask_url(self.args.redis_url)),
             "coordinators": {lid: {"metrics": f"http://127.0.0.1:{port}/metrics"} for lid, port in self.ports.items()},
+            **({"catalog": {"metrics": self.env[envvar.CATALOG_URL].replace("/graphql", "/metrics")}}
+               if self.cfg.catalog.enabled else {}),
         }, indent=2) + "\n")
         return {child.name: child for child in children}
 

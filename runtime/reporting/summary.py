@@ -43,6 +43,7 @@ from plan.model import Larry, StackConfig, utilisation
 from plan.statuses import PhaseStatus, TaskStatus
 from plan.taskgraph import TaskGraph
 from runtime.agent.protocol import SEVERITIES
+from runtime.catalog.figures import assets_text, from_api
 from runtime.coordination.phases import runs_execution_phases
 from runtime.reporting.criteria import Criterion
 from runtime.reporting.criteria import failed as failed_criteria
@@ -368,6 +369,8 @@ def _executive_summary(run: _Run) -> list[str]:
     lines += _table(["Metric", "Result", "Met"], [
         (metric, result, {True: "yes", False: "no", None: "—"}[met]) for metric, result, met in metrics])
     lines += ["", f"Findings across all phases: {_findings_text(findings_total)}."]
+    if run.cfg.catalog.enabled:  # the workers' reports count an asset found twice twice; the catalog once
+        lines += ["", f"Catalog (seed 004 Inventory Results): {assets_text(from_api())}."]
     return lines
 
 

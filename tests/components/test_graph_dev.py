@@ -308,11 +308,13 @@ def test_dashboard_and_alert_rules(dev):
     for metric in ("larry_phase_progress", "larry_workers_active", "redis_commands_processed_total",
                    "larry_tokens_used", "larry_tasks_completed"):
         assert metric in exprs
+    assert "cortex-orchestration-dashboard" not in {c.metadata["name"] for c in dev.of(CM)}, "seed 004's: cortex only"
     (rule,) = dev.of(RULE)
-    (group,) = rule.manifest["spec"]["groups"]
-    rules = {r["alert"]: r for r in group["rules"]}
+    alerts, recording = rule.manifest["spec"]["groups"]
+    rules = {r["alert"]: r for r in alerts["rules"]}
     assert set(rules) == {"TokenBudgetExceeded", "HighTokenUsage", "WorkerPodEvicted", "MasterTaskFailed",
-                          "SlowWorkerExecution"}
+                          "SlowWorkerExecution", "WorkerJobNearDeadline", "RedisCoordinationSlow"}
+    assert {r["record"] for r in recording["rules"]} == {"cortex_catalog_discovery_rate", "cortex:token_budget_used:ratio"}
     assert "0.9 * max by (larry_id) (larry_tokens_limit)" in rules["HighTokenUsage"]["expr"]
     assert 'namespace=~"larry-01|larry-02|larry-03"' in rules["WorkerPodEvicted"]["expr"]
     assert rules["TokenBudgetExceeded"]["labels"]["severity"] == "critical"

@@ -38,6 +38,7 @@ from runtime.reporting.summary import LEVELS, converge
 from tests.runtime.coordination.test_queue import assert_claims_in_priority_order
 from tests.runtime.reporting.test_summary import moto_server, s3  # noqa: F401 - fixtures
 from tests.support.project import ROOT  # noqa: E402
+from tests.support.prometheus import check_live_run
 from tests.support.redis_servers import RedisServer
 
 DEV = load_stack("dev", ROOT)
@@ -411,6 +412,7 @@ def test_cortex_run_completes_with_its_private_redis_and_archives_to_s3(tmp_path
         assert_seed_keys(r, ks, cortex, {larry.id: load_larry_report(report_path(tmp_path / "reports", larry.id))
                                          for larry in cortex.larrys})
         exec_id = assert_execution_plan(r, ks, cortex, tmp_path)
+        check_live_run(tmp_path, r, ks, cortex, tmp_path / "prometheus")  # seed 004's rules on the live metrics
         r.close()
     finally:
         if proc.poll() is None:
