@@ -9,8 +9,8 @@ then run by one worker of the Larry, ``{larry}-rollback``, the machinery of `lar
 (:class:`runtime.commands.worker.Worker`) without waiting for the Larry's phase:
 
 1. everything a user can get wrong is checked first (the plan, the Larry, that it has rollback
-   steps, the payload's metering, that Redis answers a PING within a few seconds): one line on
-   stderr and exit 2 (:class:`plan.exits.ExitCode`), nothing written;
+   steps, the payload's metering, that Redis answers a PING within a few seconds, that the
+   coordination directory takes files): one line on stderr and exit 2 (:class:`plan.exits.ExitCode`), nothing written;
 2. the steps are defined as tasks (``phase:{larry}-rollback:tasks``; each depends on the one
    before, so a failed step stops the rest), the worker's ledger account
    ``{larry}/{larry}-rollback`` is opened with the rollback's ``tokens`` under the Larry's own
@@ -37,8 +37,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
+import os
 import sys
+from pathlib import Path
 
 import redis
 
@@ -61,7 +64,7 @@ from runtime.coordination.events import EventLog
 from runtime.coordination.ledger import Ledger
 from runtime.coordination.tasks import TaskBoard
 from runtime.reporting.results import read_result, results_dir
-from runtime.reporting.summary import record_rollback
+from runtime.reporting.summary import ConvergeError, record_rollback
 from runtime.support.timestamps import now
 from runtime.support.timing import Timing
 
@@ -108,13 +111,21 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_plan(args)
     larry = larry_of(cfg, args.larry)
     if larry.rollback is None:
-        raise UsageError(f"{cfg.source}: {larry.id} has no rollback steps (expected larry:larrys[...].rollback "
-                         f"with steps for it)")
+        raise UsageError(f"{cfg.source}: larry:larrys[{cfg.larrys.index(larry)}].rollback: {larry.id} has no "
+                         f"rollback steps (expected a rollback with steps for it)")
     plan, rolled = rollback_plan(cfg, larry)
     spec = rolled.workers[-1]
     simulate = [sys.executable, "-m", "runtime.cli", "simulate", "--speed", f"{args.speed:g}"]
     command, usage, profile = choose_payload(cfg.agent_of(spec), args.payload, args.usage, simulate)
     r, ks = open_redis(args, cfg, impatient_env(OPERATOR_RETRY_SECONDS))
+    reports = Path(args.coordination_dir) / "reports"
+    try:  # where the results and the record go: found unusable after the steps ran would be too late
+        reports.mkdir(parents=True, exist_ok=True)
+        if not os.access(reports, os.W_OK):
+            raise PermissionError(errno.EACCES, "not writable")
+    except OSError as error:
+        raise UsageError(f"--coordination-dir {args.coordination_dir}: cannot write there "
+                         f"({error.strerror or error})") from None
     interrupt_on_sigterm()
     account = worker_account(larry.id, spec.name)
     try:
@@ -145,10 +156,14 @@ def main(args: argparse.Namespace) -> int:
                       "fence": result.get("fence"), "tokens": int(result.get("tokens", 0)),
                       "detail": result.get("detail")})
     done = all(step["status"] == TaskStatus.COMPLETED for step in steps)
-    path = record_rollback(cfg, args.coordination_dir, {
-        "larry": larry.id, "worker": spec.name, "account": account, "event_id": event_id,
-        "initiated_at": initiated_at, "finished_at": now(), "status": "completed" if done else "failed",
-        "exit_code": int(code), "tokens": charged, "steps": steps})
+    try:
+        path = record_rollback(cfg, args.coordination_dir, {
+            "larry": larry.id, "worker": spec.name, "account": account, "event_id": event_id,
+            "initiated_at": initiated_at, "finished_at": now(), "status": "completed" if done else "failed",
+            "exit_code": int(code), "tokens": charged, "steps": steps})
+    except ConvergeError as error:
+        log.error("larry rollback: %s: the rollback ran but its record was not written: %s", larry.id, error)
+        return ExitCode.FAILED
     print(f"{larry.id}: rollback {'completed' if done else 'failed'}, {charged:,} tokens; recorded in {path}",
           flush=True)
     return code

@@ -17,6 +17,7 @@ import yaml
 
 from plan.exits import ExitCode
 from plan.loader import load_stack
+from runtime import cli
 from runtime.coordination.events import EventLog
 from runtime.coordination.keys import Keyspace
 from runtime.coordination.ledger import figures
@@ -107,21 +108,31 @@ def test_rollback_announces_runs_each_step_once_under_leases_charges_and_records
 
 @pytest.mark.parametrize("case, expected", [
     ("larry-99", "no Larry 'larry-99' in the plan"),
-    ("no-steps", "larry-01 has no rollback steps"),
+    ("no-steps", "larry:larrys[0].rollback: larry-01 has no rollback steps"),
     ("unreachable", "cannot reach Redis at redis://127.0.0.1:1/0"),
+    ("coordination-dir-is-a-file", "coordination: cannot write there"),
 ])
-def test_bad_input_is_one_line_exit_2_and_nothing_written(redis_server, r, prefix, tmp_path, case, expected):
+def test_bad_input_is_one_line_exit_2_and_nothing_written(redis_server, r, prefix, tmp_path, monkeypatch, capsys,
+                                                          case, expected):
+    """In this process (the subprocess's path to stderr is the test above's): each check comes
+    before the first write."""
+    monkeypatch.setenv("LARRY_REDIS_RETRY_FOR", "0.5")
     url = "redis://127.0.0.1:1/0" if case == "unreachable" else redis_server.url
     if case == "no-steps":  # the dev stack with larry-01's rollback taken out
         stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
         del stack["config"]["larry:larrys"][0]["rollback"]
         (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(stack))
-    done = larry("rollback", "larry-99" if case == "larry-99" else "larry-01", "--stack", "dev", "--project-dir",
-                 str(tmp_path if case == "no-steps" else ROOT), "--redis-url", url, "--key-prefix", prefix,
-                 "--coordination-dir", str(tmp_path / "coordination"), env={"LARRY_REDIS_RETRY_FOR": "0.5"})
-    assert done.returncode == ExitCode.USAGE
-    assert done.stderr.count("\n") == 1 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr
-    assert not list(r.scan_iter(f"{prefix}*")) and not (tmp_path / "coordination").exists()
+    coordination = tmp_path / "coordination"
+    if case == "coordination-dir-is-a-file":
+        coordination.write_text("")
+    code = cli.main(["rollback", "larry-99" if case == "larry-99" else "larry-01", "--stack", "dev", "--project-dir",
+                     str(tmp_path if case == "no-steps" else ROOT), "--redis-url", url, "--key-prefix", prefix,
+                     "--coordination-dir", str(coordination)])
+    stderr = capsys.readouterr().err
+    assert code == ExitCode.USAGE
+    assert stderr.count("\n") == 1 and expected in stderr and stderr.startswith("larry rollback: "), stderr
+    assert not list(r.scan_iter(f"{prefix}*"))
+    assert coordination.is_file() if case == "coordination-dir-is-a-file" else not coordination.exists()
 
 
 def test_a_rollback_before_convergence_is_a_section_of_the_summary(tmp_path):
