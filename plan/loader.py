@@ -82,6 +82,7 @@ from plan.model import (
     Observability,
     PlanIndex,
     Redis,
+    Rollback,
     SecretRef,
     StackConfig,
     Task,
@@ -90,6 +91,7 @@ from plan.model import (
     WorkerType,
     command_placeholders,
     looks_like_secret,
+    rollback_worker,
 )
 from plan.pods import AGENT_HOME_ENV, REDIS_AUTH_SECRET
 from plan.quantities import ResourceList, Resources, parse_cpu, parse_memory
@@ -620,6 +622,13 @@ _LARRY = _Record(Larry, (
     _Field("coordinator", _RESOURCES),
     _Field("masters", _List(_MASTER)),
     _Field("workers", _List(_WORKER, "expected at least one worker")),
+    _Field("rollback", _Record(Rollback, (
+        _Field("tokens", _TOKENS),
+        _Field("minutes", _MINUTES),
+        _Field("agent", _AGENT_NAME, None),
+        _Field("steps", _List(_Record(Task, (_Field("id", _TASK_ID), _Field("title", _STRING))),
+                              "expected at least one step")),
+    )), None),
 ))
 _BUDGET = _Record(Budget, (
     _Field("systemTokens", _TOKENS),
@@ -749,6 +758,18 @@ def _check_references(r: _Reader, cfg: StackConfig) -> None:
                 if task.id in task_owner:
                     r.fail(tpath, f"duplicate task id {task.id!r} (also {task_owner[task.id]})")
                 task_owner.setdefault(task.id, tpath)
+    for i, larry in enumerate(cfg.larrys):  # after every plan task: a step may not reuse one's id
+        if larry.rollback is None:
+            continue
+        rpath = f"larry:larrys[{i}].rollback"
+        if rollback_worker(larry.id) in seen_workers:
+            r.fail(rpath, f"its worker name {rollback_worker(larry.id)!r} is taken by "
+                   f"{seen_workers[rollback_worker(larry.id)]}")
+        for k, step in enumerate(larry.rollback.steps):
+            spath = f"{rpath}.steps[{k}].id"
+            if step.id in task_owner:
+                r.fail(spath, f"duplicate task id {step.id!r} (also {task_owner[step.id]})")
+            task_owner.setdefault(step.id, spath)
     for k, task in enumerate(cfg.upstream):
         if task.id in task_owner:
             r.fail(f"slice.upstream[{k}].id", f"duplicate task id {task.id!r} (also {task_owner[task.id]})")

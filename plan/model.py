@@ -129,6 +129,31 @@ class Master:
 
 
 @dataclass(frozen=True)
+class Rollback:
+    """A Larry's rollback procedure (seed 001 appendix B, ``rollback`` of a Larry): its steps,
+    run in order by `larry rollback` as the tasks of one worker of the Larry (:meth:`worker`),
+    with ``tokens`` and ``minutes`` as that worker's budget and deadline."""
+
+    tokens: int
+    minutes: int
+    steps: tuple[Task, ...]
+    #: The agent profile that runs the steps (``larry:agents``); None: the stack's default agent.
+    agent: str | None = None
+
+    def worker(self, larry: "Larry") -> Worker:
+        """The worker that runs the steps: ``{larry}-rollback`` on the Larry's node, its budget
+        drawn on the Larry's; each step depends on the one before, so a failed step stops the rest."""
+        steps = tuple(Task(s.id, s.title, (prev.id,) if prev else (), s.priority)
+                      for prev, s in zip((None, *self.steps), self.steps))
+        return Worker(rollback_worker(larry.id), larry.node, self.tokens, self.minutes, larry.coordinator, steps,
+                      agent=self.agent)
+
+
+def rollback_worker(larry: str) -> str:
+    return f"{larry}-rollback"
+
+
+@dataclass(frozen=True)
 class Larry:
     id: str
     phase: str
@@ -143,6 +168,7 @@ class Larry:
     coordinator: Resources
     masters: tuple[Master, ...]
     workers: tuple[Worker, ...]
+    rollback: Rollback | None = None
 
     @property
     def allocated_tokens(self) -> int:

@@ -45,6 +45,7 @@ COMMANDS = {
     "approve": ("runtime.commands.approve", "approve an escalation: grant tokens, resume the paused worker"),
     "deny": ("runtime.commands.deny", "deny an escalation: the paused worker fails its task with the reason"),
     "catalog": ("runtime.commands.catalog", "the asset catalog's GraphQL API (serve) and the replay of workers' buffers"),
+    "rollback": ("runtime.commands.rollback", "run a Larry's rollback steps (seed 001 appendix B) as tasks"),
     "inventory": ("runtime.commands.inventory", "walk the cluster through the Kubernetes API and report its assets"),
 }
 

@@ -275,6 +275,10 @@ def degrade_after_from_env(env=None) -> float | None:
 
 
 class Worker:
+    #: Runs inside its Larry's phase: starts once the phase has, stops when it has ended (a
+    #: rollback's worker, :mod:`runtime.commands.rollback`, runs after it instead).
+    bound_to_phase = True
+
     def __init__(self, cfg: StackConfig, larry: Larry, spec: WorkerSpec, r, ks, timing: Timing,
                  command: list[str], coordination_dir: Path, *, kill_grace: float = 5.0,
                  degrade_after: float | None = None, usage: str = "larry-protocol",
@@ -411,7 +415,8 @@ class Worker:
 
     def _wait_for_phase(self) -> None:
         # The coordinator defines the tasks and the ledger limit before it starts the phase.
-        while (self.r.get(self.ks.phase_status(self.larry.id)) or PhaseStatus.PENDING) == PhaseStatus.PENDING:
+        while self.bound_to_phase and \
+                (self.r.get(self.ks.phase_status(self.larry.id)) or PhaseStatus.PENDING) == PhaseStatus.PENDING:
             self._wait(lambda e: e.name == "phase_started" and e.data.get("larry") == self.larry.id)
 
     def _wait_for_sign_off(self) -> None:
@@ -464,7 +469,7 @@ class Worker:
                 failed = self.failed_here if self.queue else \
                     {t for t in self.own if statuses.get(t) == TaskStatus.FAILED}
                 return ExitCode.GAVE_UP if failed else ExitCode.OK
-            if phase in TERMINAL:
+            if self.bound_to_phase and phase in TERMINAL:
                 raise GiveUp(ExitCode.GAVE_UP, f"phase {phase} with {', '.join(left)} unfinished")
             doomed = self.graph.doomed(statuses)
             runnable = [t for t in left if t not in doomed]

@@ -25,6 +25,10 @@ archive is ``archives/exec-{id}/exec-{id}.tar.gz`` and also holds ``execution-pl
 seed 004's success criteria, so a run whose criteria failed is never reported SUCCESS
 (:func:`verdict` reads them from ``execution-plans/final-results.json``).
 
+A Larry rolled back (`larry rollback`, seed 001 appendix B) has its record
+``reports/{larry}-rollback.json``: the summary gains a section for it, whether the rollback came
+before convergence (rendered with the rest) or after (:func:`record_rollback` appends it).
+
 Errors are :data:`ERRORS`, each a one-line message for the CLI to print.
 """
 from __future__ import annotations
@@ -103,6 +107,8 @@ def converge(cfg: StackConfig, coordination_dir: str | Path, *, s3_url: str | No
     root = Path(coordination_dir)
     bucket, prefix = parse_s3_url(s3_url) if s3_url else (None, None)
     reports = load_reports(cfg, root / "reports")
+    rollbacks = [json.loads(path.read_text()) for larry in cfg.larrys
+                 if (path := rollback_path(root / "reports", larry.id)).exists()]
     summary = root / "reports" / summary_name(cfg)
     if execution_id:
         archive = root / "archives" / f"exec-{execution_id}" / f"exec-{execution_id}.tar.gz"
@@ -112,7 +118,7 @@ def converge(cfg: StackConfig, coordination_dir: str | Path, *, s3_url: str | No
     key = "/".join(p for p in (prefix, archive.name) if p) if bucket else None
     result = ConvergeResult(summary, archive, bucket, key)
     text = render_summary(cfg, reports, generated_at=now, archive=result, allowance=allowance,
-                          private_redis=private_redis, criteria=criteria)
+                          private_redis=private_redis, criteria=criteria, rollbacks=rollbacks)
     write_archive(archive, root, {f"reports/{summary.name}": text, "plan.yaml": cfg.plan_document()}, now, trees)
     if bucket:
         upload(archive, bucket, key)
@@ -158,6 +164,39 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
         raise ConvergeError(f"{url}: expected an S3 URL of the form s3://bucket/prefix")
     return parts.netloc, parts.path.strip("/")
+
+
+# --------------------------------------------------------------------------- rollbacks
+
+def rollback_path(reports_dir: Path, larry: str) -> Path:
+    return reports_dir / f"{larry}-rollback.json"
+
+
+def rollback_title(record: Report) -> str:
+    return f"{record['larry']} Rollback"
+
+
+def rollback_lines(record: Report) -> list[str]:
+    """A rollback record as the summary shows it: when, its outcome, each step, the tokens."""
+    lines = [f"Initiated {record['initiated_at']} (event `{record['event_id']}`), finished "
+             f"{record['finished_at']}: **{record['status']}**; {record['tokens']:,} tokens charged to "
+             f"`{record['account']}` on {record['larry']}'s budget.", ""]
+    return lines + _table(("Step", "Title", "Status", "Fence", "Tokens"), (
+        (s["id"], s["title"], s["status"] + (f" ({s['detail']})" if s.get("detail") else ""), s["fence"] or "-",
+         f"{s['tokens']:,}") for s in record["steps"]))
+
+
+def record_rollback(cfg: StackConfig, coordination_dir: str | Path, record: Report) -> Path:
+    """Write ``record`` as ``reports/{larry}-rollback.json``; a summary already written gains
+    its section (a later :func:`converge` renders it with the rest). Returns the record's path."""
+    reports = Path(coordination_dir) / "reports"
+    path = rollback_path(reports, record["larry"])
+    _write(path, json.dumps(record, indent=2) + "\n")
+    summary = reports / summary_name(cfg)
+    if summary.exists():
+        section = [f"## {rollback_title(record)} (after convergence)", "", *rollback_lines(record)]
+        _write(summary, summary.read_text().rstrip("\n") + "\n\n" + "\n".join(section) + "\n")
+    return path
 
 
 # --------------------------------------------------------------------------- output
@@ -206,8 +245,9 @@ def upload(archive: Path, bucket: str, key: str) -> None:
 
 def render_summary(cfg: StackConfig, reports: list[Report], *, generated_at: datetime,
                    archive: ConvergeResult, allowance: float = 0.0, private_redis: bool = False,
-                   criteria: list[Criterion] | None = None) -> str:
-    """The markdown summary: seed 001's nine sections (N + 6 for N Larrys), numbered."""
+                   criteria: list[Criterion] | None = None, rollbacks: Iterable[Report] = ()) -> str:
+    """The markdown summary: seed 001's nine sections (N + 6 for N Larrys), numbered, and one
+    per rollback record."""
     run = _Run(cfg, reports, allowance, criteria)
     sections = [
         ("Executive Summary", _executive_summary(run)),
@@ -215,6 +255,7 @@ def render_summary(cfg: StackConfig, reports: list[Report], *, generated_at: dat
         *((f"{r['larry']} {r['phase']} Results", _larry_results(run, r)) for r in reports),
         ("Cross-Phase Dependencies Resolved", _dependencies(run)),
         ("Token Budget Utilization", _tokens(run)),
+        *((rollback_title(record), rollback_lines(record)) for record in rollbacks),
         ("Lessons Learned", _lessons(run)),
         ("Next Steps", _next_steps(run, archive, private_redis)),
     ]

@@ -142,6 +142,8 @@ def fleet_values(larrys: int, workers: int) -> dict[str, Any]:
         larry = copy.deepcopy(template)
         larry_id = f"larry-{i:03d}"
         larry.update(id=larry_id, namespace=larry_id, node=masters[i % len(masters)], workerNodes=worker_nodes)
+        for step in larry.get("rollback", {}).get("steps", ()):  # task ids are the stack's, once
+            step["id"] = f"{larry_id}-{step['id']}"
         base = template["workers"][0]
         larry["workers"] = [{
             **copy.deepcopy(base), "name": f"{larry_id}-w{j:02d}", "node": worker_nodes[j % len(worker_nodes)],
