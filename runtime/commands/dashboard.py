@@ -356,7 +356,7 @@ def larry_table(dash: Dashboard, width: int = 200) -> Table:
     if wide:
         table.add_column("Tokens used", no_wrap=True)
     table.add_column("Findings", ratio=3, no_wrap=True, overflow="ellipsis")
-    for larry in dash.cfg.larrys:
+    for larry in dash.shown:
         state = dash.larrys.get(larry.id)
         color = color_of(dash, larry.id)
         name = Text.assemble(("● ", color), (larry.id.upper(), f"bold {color}"), "\n", (larry.phase, "dim"))

@@ -3,6 +3,7 @@
 ::
 
     larry run --stack dev [--speed 600] [--redis-url URL] [--coordination-dir D] [--s3-url s3://b/p]
+              [--workers-per-process N]
 
 Without ``--redis-url`` it starts a private redis-server (loopback, random password) for
 the run. It writes each Larry's slice of the plan, what its pods would mount
@@ -20,6 +21,15 @@ and starts, each as its own OS process through the same entrypoints the pods use
   budget, deadline, failed dependency) is final, as a podFailurePolicy rule would make it;
 * ``larry converge``, the meta-coordinator Job: it waits at the barriers, then writes the
   summary and the archive.
+
+At fleet size one OS process per worker does not fit a machine (an interpreter each, about
+40 MiB and half a second of CPU to start). Above :data:`HOST_THRESHOLD` workers, or with
+``--workers-per-process N`` (N > 1; 1 forces a process per worker), the workers that play the
+simulated payload run :data:`HOST_SIZE` (or N) to a ``larry worker-host`` process of one
+Larry's workers (:mod:`runtime.commands.worker_host`: each worker's own loop in a thread, the
+same leases, fences, ledger and events), supervised like a worker (a host that dies is
+restarted and its workers take their leases over); workers with an agent profile, or any run
+with a command after ``--``, keep a process each. A cluster keeps one pod per worker.
 
 It prints the run's progress from the event stream, then the summary's path, and exits 0
 when the summary's verdict is SUCCESS (every phase, task and validation check, and every
