@@ -20,15 +20,13 @@ worker plays the simulated payload, so at 160 and 2,000 workers `larry run`
 hosts them 20 to a process (`larry worker-host`) and the 16-worker plan runs one process per
 worker. Each run is bounded by its plan's execution window (and this script's --timeout).
 
-Then, on one more fresh server: the convergence barrier's release latency with 2,000
-participants arriving from 16 client processes (from the last arrival to each waiter's
-release), p50/p99 over --barrier-rounds. The ledger's charge p50/p99 with 32 clients is
+Then, on one more fresh server: a barrier's release latency with 2,000 participants arriving
+from 16 client processes while 16 others wait (as coordinators do: arriving nothing
+themselves), from the last arrival to each waiter's return, p50/p99 over --barrier-rounds. The ledger's charge p50/p99 with 32 clients is
 bench/bench_ledger.py's.
 
-`larry run` and everything it starts run at niceness :data:`NICE`, redis-server at 0: in a
-cluster Redis has CPUs of its own, here it shares two cores with a few hundred interpreters
-and would otherwise be starved into client timeouts. Figures on a loaded machine move a
-lot between runs; the ratios within one run are what to read.
+Figures on a loaded machine move a lot between runs; the ratios within one run are what to
+read.
 
 Usage: python bench/bench_scale.py [--sizes 16,160,2000] [--speed 5] [--barrier-rounds 10] [--keep DIR]
 """
@@ -60,8 +58,6 @@ from tests.support.redis_servers import RedisServer  # noqa: E402
 
 #: workers -> (Larrys, workers per Larry)
 SHAPES = {16: (1, 16), 160: (8, 20), 2000: (100, 20)}
-#: Niceness of `larry run` and everything it starts (redis-server keeps 0).
-NICE = 10
 KINDS = ("supervisor", "coordinator", "worker-host", "worker", "converge", "redis-server")
 
 
@@ -118,10 +114,8 @@ def run_size(workers: int, speed: float, timeout: float, scratch: Path) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LARRY_")} | {
             CALL_STATS_DIR: str(stats), REDIS_PASSWORD: "bench"}
         started = time.monotonic()
-        # Redis runs on CPUs of its own in a cluster; here it shares two cores with hundreds of
-        # interpreters, which would starve it into client timeouts: the run's processes yield to it.
         supervisor = subprocess.Popen(
-            ["nice", "-n", str(NICE), *larry_command(), "run", "--stack", STACK, "--speed", f"{speed:g}", "--project-dir", str(project),
+            [*larry_command(), "run", "--stack", STACK, "--speed", f"{speed:g}", "--project-dir", str(project),
              "--coordination-dir", str(run_dir), "--redis-url", server.url],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         sampler = Sampler(run_dir, {supervisor.pid: "supervisor", server.proc.pid: "redis-server"})
@@ -176,49 +170,61 @@ def run_size(workers: int, speed: float, timeout: float, scratch: Path) -> dict:
     }
 
 
-def barrier_client(url: str, index: int, ids: list[str], rounds: int, conn) -> None:
+def barrier_arriver(url: str, ids: list[str], everyone: list[str], rounds: int, conn) -> None:
+    """Arrives ``ids`` at each round's barrier, then says when its last arrival returned."""
     r = connect(RedisSettings(url=url, password="bench"))
     ks = Keyspace(prefix="bench-scale:")
-    everyone = conn.recv()
     for i in range(rounds):
         barrier = Barrier(r, ks, f"round-{i}", everyone)
         conn.recv()  # go
         for participant in ids:
             barrier.arrive(participant)
-        arrived = time.monotonic()
-        barrier.wait(timeout=120)
-        conn.send((arrived, time.monotonic()))
+        conn.send(time.monotonic())
+
+
+def barrier_waiter(url: str, everyone: list[str], rounds: int, conn) -> None:
+    """Waits at each round's barrier, as a coordinator does (arriving nothing itself)."""
+    r = connect(RedisSettings(url=url, password="bench"))
+    ks = Keyspace(prefix="bench-scale:")
+    for i in range(rounds):
+        conn.recv()  # go
+        Barrier(r, ks, f"round-{i}", everyone).wait(timeout=300)
+        conn.send(time.monotonic())
 
 
 def bench_barrier(scratch: Path, participants: int, clients: int, rounds: int) -> dict:
+    """``participants`` arriving from ``clients`` processes while ``clients`` others wait: the
+    release latency from the last arrival to each waiter's return, and the arrival rate."""
     server = RedisServer(scratch / "redis-barrier", password="bench").start()
     context = multiprocessing.get_context("fork")
     everyone = [f"larry-{i:04d}" for i in range(participants)]
-    pipes, procs = [], []
+    arrivers, waiters, procs = [], [], []
     try:
         for c in range(clients):
-            parent, child = context.Pipe()
-            proc = context.Process(target=barrier_client, args=(server.url, c, everyone[c::clients], rounds, child))
-            proc.start()
-            parent.send(everyone)
-            pipes.append(parent)
-            procs.append(proc)
+            for pipes, target, args in ((arrivers, barrier_arriver, (everyone[c::clients], everyone)),
+                                        (waiters, barrier_waiter, (everyone,))):
+                parent, child = context.Pipe()
+                procs.append(context.Process(target=target, args=(server.url, *args, rounds, child)))
+                procs[-1].start()
+                pipes.append(parent)
         latencies, spans = [], []
         for _ in range(rounds):
-            for parent in pipes:
+            for parent in waiters:
                 parent.send("go")
-            answers = [parent.recv() for parent in pipes]
-            last = max(arrived for arrived, _ in answers)
-            first = min(arrived for arrived, _ in answers)
-            latencies += [released - last for _, released in answers]
-            spans.append(last - first)
+            time.sleep(0.5)  # the waiters are blocked in XREAD before the first arrival
+            started = time.monotonic()
+            for parent in arrivers:
+                parent.send("go")
+            last = max(parent.recv() for parent in arrivers)
+            latencies += [parent.recv() - last for parent in waiters]
+            spans.append(last - started)
         for proc in procs:
             proc.join(30)
     finally:
         server.stop()
     ordered = sorted(latencies)
     return {"p50": ordered[len(ordered) // 2], "p99": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
-            "samples": len(ordered), "arrivals_per_s": participants / (sum(spans) / len(spans) or 1e-9)}
+            "samples": len(ordered), "arrivals_per_s": participants / (sum(spans) / len(spans))}
 
 
 def per_worker(figures: dict) -> dict:
@@ -268,7 +274,8 @@ def main() -> None:
                 ratio = large[name] / small[name] if small[name] else float("nan")
                 print(f"  {name:>58}: {small[name]:10.2f} -> {large[name]:10.2f}  ratio {ratio:.2f}")
         barrier = bench_barrier(scratch, 2000, 16, args.barrier_rounds)
-        print(f"\nbarrier, 2,000 participants arriving from 16 processes ({barrier['arrivals_per_s']:.0f} arrivals/s): "
+        print(f"\nbarrier, 2,000 participants arriving from 16 processes ({barrier['arrivals_per_s']:.0f} arrivals/s), "
+              f"16 waiting: "
               f"release p50 {barrier['p50'] * 1000:.2f} ms, p99 {barrier['p99'] * 1000:.2f} ms "
               f"({barrier['samples']} waiters released); ledger charge p99 at 32 clients: bench/bench_ledger.py")
 

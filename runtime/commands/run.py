@@ -29,7 +29,9 @@ simulated payload run :data:`HOST_SIZE` (or N) to a ``larry worker-host`` proces
 Larry's workers (:mod:`runtime.commands.worker_host`: each worker's own loop in a thread, the
 same leases, fences, ledger and events), supervised like a worker (a host that dies is
 restarted and its workers take their leases over); workers with an agent profile, or any run
-with a command after ``--``, keep a process each. A cluster keeps one pod per worker.
+with a command after ``--``, keep a process each. A cluster keeps one pod per worker. A run of
+more than :data:`HOST_THRESHOLD` processes starts them :data:`STARTS_PER_CORE` per core and
+second (coordinators first), rather than all at once.
 
 It prints the run's progress from the event stream, then the summary's path, and exits 0
 when the summary's verdict is SUCCESS (every phase, task and validation check, and every
@@ -98,6 +100,9 @@ STOP_GRACE = 10.0
 #: :data:`HOST_SIZE` simulated workers of one Larry share a `larry worker-host` process.
 HOST_THRESHOLD = 64
 HOST_SIZE = 20
+#: Processes started per second and core when a run starts more than HOST_THRESHOLD: two
+#: hundred interpreters importing at once would starve Redis into client timeouts.
+STARTS_PER_CORE = 2
 
 
 def crash_loop_backoff(restarts: int, speed: float) -> float:
@@ -378,8 +383,10 @@ class Supervisor:
         elif self.cfg.approval.required:
             self.say("the plan requires an operator's sign-off: no task starts before `larry approve run`")
         try:
+            pace = 1 / (STARTS_PER_CORE * (os.cpu_count() or 1)) if len(self.children) > HOST_THRESHOLD else 0
             for child in self.children.values():
                 self.start(child)
+                time.sleep(pace)
             converged = self._supervise()
             printer.flush()
             return self._finish(converged)
