@@ -44,7 +44,15 @@ from plan import environment as envvar
 from plan.exits import ExitCode
 from plan.pods import WORKER_BACKOFF_LIMIT
 from runtime.agent import simulated
-from runtime.cli import UsageError, add_process_arguments, interrupt_on_sigterm, larry_of, load_plan, open_redis
+from runtime.cli import (
+    UsageError,
+    add_process_arguments,
+    interrupt_on_sigterm,
+    larry_of,
+    load_plan,
+    open_redis,
+    positive_number,
+)
 from runtime.commands.run import crash_loop_backoff
 from runtime.commands.worker import Worker
 from runtime.coordination.events import EventListener
@@ -67,7 +75,7 @@ def configure_parser(parser) -> None:
     add_process_arguments(parser)
     parser.add_argument("--larry", default=os.environ.get(envvar.LARRY_ID), help="the workers' Larry (default $LARRY_ID)")
     parser.add_argument("--workers", required=True, help="comma-separated names of the Larry's workers to run")
-    parser.add_argument("--kill-grace", type=float, default=5.0,
+    parser.add_argument("--kill-grace", type=positive_number, default=5.0,
                         help="seconds a stopped simulated payload gets to end (default 5)")
     parser.add_argument("--overspend-task", metavar="TASK",
                         help="the simulated payload of this task spends 150 %% of its budget")
