@@ -32,6 +32,7 @@ from runtime.support.credentials import take_password
 #: worker container does not pay for rich or boto3.
 COMMANDS = {
     "worker": ("runtime.commands.worker", "run one worker: claim its tasks by lease and run the payload"),
+    "worker-host": ("runtime.commands.worker_host", "run many of a Larry's workers in one process (larry run at fleet size)"),
     "coordinator": ("runtime.commands.coordinator", "run one Larry's coordinator"),
     "master": ("runtime.commands.master", "run one master: plan, decide escalations, review, report"),
     "converge": ("runtime.commands.converge", "aggregate the Larry reports into the summary and archive the run"),

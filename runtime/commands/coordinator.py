@@ -185,23 +185,29 @@ class Coordinator:
             now = self._alive_at = time.monotonic()
             self.apply_pauses()
             tick = now >= next_tick
-            if tick:
-                self.reap_dead_workers()
-                next_tick = now + self.timing.heartbeat
             if now >= next_metrics:
                 self.update_metrics()
                 next_metrics = now + METRICS_INTERVAL
             if tick or touched:
-                statuses, workers = self._statuses()
+                statuses, workers = self.heartbeat() if tick else self._statuses()
                 if tick:
-                    self.requeue_orphans(workers)
-                    self.masters.refresh(self.larry, statuses)
+                    next_tick = now + self.timing.heartbeat
                 progress = self._raise_progress(statuses, progress)
                 outcome = self.outcome(deadline, statuses, workers)
                 if outcome:
                     return outcome
             wait = max(0.001, min(next_tick, deadline) - time.monotonic())
             touched = self.history.add(listener.poll(block_ms=max(1, int(wait * 1000))))
+
+    def heartbeat(self) -> tuple[dict, dict]:
+        """One heartbeat's care of the workers (reap the silent, re-queue their tasks, the
+        masters' figures); the statuses it read, as :meth:`_statuses`. Its Redis work is its
+        own Larry's tasks and workers (and the tasks they wait for), whatever the fleet's size."""
+        self.reap_dead_workers()
+        statuses, workers = self._statuses()
+        self.requeue_orphans(workers)
+        self.masters.refresh(self.larry, statuses)
+        return statuses, workers
 
     def _deadline(self, started_at: str) -> float:
         """The phase deadline on this process's monotonic clock, from the start time in Redis."""
@@ -292,7 +298,10 @@ class Coordinator:
         if new > 0:
             m.tasks_requeued.labels(lid).inc(new)
             self._requeued_seen += new
-        beating = set(self.registry.workers()) - set(self.registry.dead())
+        # Its own workers' beats only: the registry holds the whole fleet's.
+        names = [w.name for w in self.larry.workers]
+        beats = self.r.zmscore(self.ks.worker_heartbeats, names) if names else []
+        beating = {w for w, beat in zip(names, beats) if beat is not None} - set(self.registry.dead())
         active = {w.node: 0 for w in self.larry.workers}
         for worker in self.larry.workers:
             active[worker.node] += worker.name in beating

@@ -21,6 +21,11 @@ When Redis goes away the dashboard keeps the last state on screen marked
 ``reconnecting``, retries with backoff, and on reconnection re-reads everything and
 resumes the stream after the last event it showed (no event lost or repeated).
 
+A fleet is shown a page at a time (``--page``, ``--page-size``, default :data:`PAGE_SIZE`
+Larrys; ``--larry`` for one): only the page's Larrys and their workers are read and followed,
+and a header line sums up the whole fleet from each Larry's phase keys (Larrys by status,
+the least progressed), re-read on phase and progress events.
+
 Ctrl+C (or SIGTERM) leaves the screen as it was before and exits with status 0. When
 stdout is not a terminal, or with ``--once``, one frame is printed and the command exits
 (status 2 if Redis cannot be reached).
@@ -44,11 +49,12 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from plan.model import StackConfig
+from plan.model import Larry, StackConfig
 from plan.statuses import TaskStatus
 from plan.taskgraph import TaskGraph
 from runtime.catalog.figures import Reading, assets_text, from_redis
 from runtime.cli import UsageError, add_run_arguments, add_speed_argument, interrupt_on_sigterm, open_run
+from runtime.commands.status import add_paging_arguments, fleet_text
 from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import Event, EventListener, parse_entry
 from runtime.coordination.keys import Keyspace
@@ -58,9 +64,11 @@ from runtime.reporting.run_view import (
     describe,
     larry_of_worker,
     read_barriers,
+    read_fleet,
     read_larry,
     read_pool,
     read_workers,
+    select_larrys,
 )
 from runtime.support.timestamps import parse_optional
 from runtime.support.timing import Timing
@@ -79,6 +87,8 @@ ESCALATION_ROWS = 5
 #: Seed 002: Purple = Larry-01, Red = Larry-02, Green = Larry-03; then on.
 LARRY_COLORS = ("magenta", "red", "green", "cyan", "yellow", "blue", "bright_magenta", "bright_green")
 ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+#: Larrys on one page by default (two lines each): a fleet's hundred would not fit a screen.
+PAGE_SIZE = 8
 
 
 EXAMPLES = """\
@@ -93,6 +103,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_speed_argument(parser)
     parser.add_argument("--events", type=int, default=10, metavar="N", help="recent events kept (default 10)")
     parser.add_argument("--once", action="store_true", help="print one frame and exit (also when not on a terminal)")
+    add_paging_arguments(parser, PAGE_SIZE)
 
 
 @dataclass
@@ -108,10 +119,15 @@ class Dashboard:
     """The dashboard's state and the event loop step; rendering is :func:`layout`."""
 
     def __init__(self, cfg: StackConfig, ks: Keyspace, r: redis.Redis, *, events: int = 10, redis_at: str = "",
-                 clock: Callable[[], float] = time.time, timing: Timing | None = None):
+                 clock: Callable[[], float] = time.time, timing: Timing | None = None,
+                 shown: list[Larry] | None = None, which: str = ""):
         self.cfg, self.ks, self.r, self.redis_at, self.clock = cfg, ks, r, redis_at, clock
         self.timing = timing or Timing()
-        self.ids = [larry.id for larry in cfg.larrys]
+        #: the Larrys on screen (a page of the fleet, or one), and how the header names them
+        self.shown, self.which = list(shown or cfg.larrys), which
+        self.paged = len(self.shown) < len(cfg.larrys)
+        self.ids = [larry.id for larry in self.shown]
+        self.fleet: dict | None = None
         self.larrys: dict[str, dict] = {}
         self.workers: list[dict] = []
         self.pool: dict = {}
@@ -138,7 +154,7 @@ class Dashboard:
             self.listener = EventListener(self.r, self.ks, "$")
             recent = self.r.xrevrange(self.ks.stream, max=self.listener.last_id, count=self.events.maxlen)
             self.events.extend(e for e in (parse_entry(i, f) for i, f in recent) if e is not None)
-        self.dirty = {*self.ids, "workers", "pool", "barriers", "escalations"}
+        self.dirty = {*self.ids, "workers", "pool", "barriers", "escalations", "fleet"}
         self._read()
 
     def connect(self) -> None:
@@ -149,18 +165,21 @@ class Dashboard:
         self._backoff = BACKOFF[0]
 
     def _read(self) -> None:
-        for larry in self.cfg.larrys:
+        # Only what is on screen: the page's Larrys and their workers, the fleet in brief.
+        for larry in self.shown:
             if larry.id in self.dirty:
                 self.larrys[larry.id] = read_larry(self.r, self.ks, larry)
         if "workers" in self.dirty or self.dirty & set(self.ids):
-            self.workers, now_ms = read_workers(self.r, self.ks, self.cfg)
+            self.workers, now_ms = read_workers(self.r, self.ks, self.cfg, set(self.ids) if self.paged else None)
             self.redis_offset = now_ms / 1000 - self.clock()
             self._workers_due = time.monotonic() + WORKERS_EVERY
         count_active(list(self.larrys.values()), self.workers)
         if "pool" in self.dirty:
             self.pool = read_pool(self.r, self.ks, self.cfg)
         if "barriers" in self.dirty:
-            self.barriers = read_barriers(self.r, self.ks, self.ids)
+            self.barriers = read_barriers(self.r, self.ks, self.cfg.larry_ids)
+        if "fleet" in self.dirty and self.paged:
+            self.fleet = read_fleet(self.r, self.ks, self.cfg)
         if "escalations" in self.dirty:
             self.open_escalations = [e for e in self.escalations.all() if e["status"] == "open"]
         if self.cfg.catalog.enabled and self.dirty & set(self.ids):  # a finished task may have added assets
@@ -180,6 +199,8 @@ class Dashboard:
             tags |= {"workers", *({self._worker_larry(str(data["worker"]), None)} & set(self.ids))}
         if event.name.startswith("barrier_"):
             tags.add("barriers")
+        if event.name.startswith(("phase_", "progress_")):
+            tags.add("fleet")
         if event.name == "token_reserve_deployed":
             tags.add("pool")
         if event.name in ("escalation_raised", "escalation_decided"):
@@ -297,8 +318,16 @@ def header(dash: Dashboard) -> Panel:
         ("   Elapsed Time: ", "dim"),
         f"{duration(elapsed) if elapsed is not None else 'not started'} / {duration(dash.window())}",
         ("" if dash.timing.speed == 1 else f" ({dash.cfg.execution_window_minutes}m at ×{dash.timing.speed:g})", "dim"))
-    return Panel(Text("\n").join([line, connection_line(dash)]), box=box.DOUBLE, title_align="center",
-                 title=Text(f"{len(dash.ids)}-LARRY DISTRIBUTED ORCHESTRATION DASHBOARD", style="bold"))
+    lines = [line, connection_line(dash)]
+    if dash.paged:
+        lines.append(Text.assemble((f"{dash.which} · ", "dim"), fleet_text(dash.fleet) if dash.fleet else ""))
+    return Panel(Text("\n").join(lines), box=box.DOUBLE, title_align="center",
+                 title=Text(f"{len(dash.cfg.larry_ids)}-LARRY DISTRIBUTED ORCHESTRATION DASHBOARD", style="bold"))
+
+
+def header_size(dash: Dashboard) -> int:
+    """Height of the header: its borders, the clock and connection lines, and the page's line."""
+    return 5 if dash.paged else 4
 
 
 def connection_line(dash: Dashboard) -> Text:
@@ -333,7 +362,7 @@ def larry_table(dash: Dashboard, width: int = 200) -> Table:
     if wide:
         table.add_column("Tokens used", no_wrap=True)
     table.add_column("Findings", ratio=3, no_wrap=True, overflow="ellipsis")
-    for larry in dash.cfg.larrys:
+    for larry in dash.shown:
         state = dash.larrys.get(larry.id)
         color = color_of(dash, larry.id)
         name = Text.assemble(("● ", color), (larry.id.upper(), f"bold {color}"), "\n", (larry.phase, "dim"))
@@ -501,7 +530,7 @@ def layout(dash: Dashboard, sizes: tuple[int, int] | None = None) -> Layout:
 
     root = Layout(name="root")
     root.split_column(
-        Layout(header(dash), name="header", size=4),
+        Layout(header(dash), name="header", size=header_size(dash)),
         Layout(Panel(Fit(lambda _rows, width: larry_table(dash, width), 0), title=Text("LARRY STATUS", style="bold"), title_align="left",
                      box=box.HEAVY_HEAD), name="larrys", size=larry_rows(dash) + 2),
         *escalations,
@@ -518,7 +547,7 @@ def print_frame(dash: Dashboard, console: Console) -> None:
     tasks = 3 + max(1, len(task_rows(dash)))
     events = 2 + max(1, len(dash.events))
     console.print(layout(dash, (tasks, events)),
-                  height=4 + larry_rows(dash) + 2 + escalations_size(dash) + tasks + events + 1)
+                  height=header_size(dash) + larry_rows(dash) + 2 + escalations_size(dash) + tasks + events + 1)
 
 
 # --------------------------------------------------------------------------- the command
@@ -527,7 +556,12 @@ def main(args: argparse.Namespace) -> int:
     if args.events < 1:
         raise UsageError(f"--events must be at least 1, got {args.events}")
     cfg, r, ks = open_run(args, RETRY_SECONDS)
-    dash = Dashboard(cfg, ks, r, events=args.events, redis_at=describe(r), timing=Timing.from_env(args.speed))
+    try:
+        shown, which = select_larrys(cfg, args.larry, args.page, args.page_size)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    dash = Dashboard(cfg, ks, r, events=args.events, redis_at=describe(r), timing=Timing.from_env(args.speed),
+                     shown=shown, which=which)
     console = Console()
     if args.once or not console.is_terminal:
         try:

@@ -3,6 +3,7 @@
 ::
 
     larry run --stack dev [--speed 600] [--redis-url URL] [--coordination-dir D] [--s3-url s3://b/p]
+              [--workers-per-process N]
 
 Without ``--redis-url`` it starts a private redis-server (loopback, random password) for
 the run. It writes each Larry's slice of the plan, what its pods would mount
@@ -20,6 +21,17 @@ and starts, each as its own OS process through the same entrypoints the pods use
   budget, deadline, failed dependency) is final, as a podFailurePolicy rule would make it;
 * ``larry converge``, the meta-coordinator Job: it waits at the barriers, then writes the
   summary and the archive.
+
+At fleet size one OS process per worker does not fit a machine (an interpreter each, about
+40 MiB and half a second of CPU to start). Above :data:`HOST_THRESHOLD` workers, or with
+``--workers-per-process N`` (N > 1; 1 forces a process per worker), the workers that play the
+simulated payload run :data:`HOST_SIZE` (or N) to a ``larry worker-host`` process of one
+Larry's workers (:mod:`runtime.commands.worker_host`: each worker's own loop in a thread, the
+same leases, fences, ledger and events), supervised like a worker (a host that dies is
+restarted and its workers take their leases over); workers with an agent profile, or any run
+with a command after ``--``, keep a process each. A cluster keeps one pod per worker. A run of
+more than :data:`HOST_THRESHOLD` processes starts them :data:`STARTS_PER_CORE` per core and
+second (coordinators first), rather than all at once.
 
 It prints the run's progress from the event stream, then the summary's path, and exits 0
 when the summary's verdict is SUCCESS (every phase, task and validation check, and every
@@ -84,6 +96,18 @@ from runtime.support.timing import Timing
 #: Kubelet's crash-loop backoff: 10 s, doubling, at most 5 min (scaled by the speed here).
 BACKOFF_START, BACKOFF_CAP = 10.0, 300.0
 STOP_GRACE = 10.0
+#: Up to this many workers, each runs as its own OS process (as its pod would); above it,
+#: :data:`HOST_SIZE` simulated workers of one Larry share a `larry worker-host` process.
+HOST_THRESHOLD = 64
+HOST_SIZE = 20
+#: Processes started per second and core when a run starts more than HOST_THRESHOLD: two
+#: hundred interpreters importing at once would starve Redis into client timeouts.
+STARTS_PER_CORE = 2
+
+
+def crash_loop_backoff(restarts: int, speed: float) -> float:
+    """Seconds before restart number ``restarts`` (from 1) of a process, at ``speed``."""
+    return min(BACKOFF_START * 2 ** (restarts - 1), BACKOFF_CAP) / speed
 
 
 def configure_parser(parser) -> None:
@@ -98,6 +122,9 @@ def configure_parser(parser) -> None:
                         help="keep coordinators and Redis running after the summary, until Ctrl+C")
     parser.add_argument("--allow-over-budget", action="store_true",
                         help="run a plan the policy pack would block for its token budgets")
+    parser.add_argument("--workers-per-process", type=int, default=0, metavar="N",
+                        help=f"simulated workers per OS process (default: 1 up to {HOST_THRESHOLD} workers, "
+                             f"else {HOST_SIZE}, in `larry worker-host` processes of one Larry each)")
     parser.add_argument("--approve", action="store_true",
                         help="the operator's sign-off of a plan that requires one (as `larry approve run`)")
 
@@ -149,8 +176,18 @@ def payload_command(speed: float, overspend_task: str | None, tasks: list[str], 
     return ["sh", "-c", script, "payload", overspend_task, *simulate]
 
 
+def hosted_groups(hosted: dict[str, tuple[str, int]]) -> dict[tuple[str, int], list[str]]:
+    """(Larry, host number) -> its workers, in plan order."""
+    groups: dict[tuple[str, int], list[str]] = {}
+    for name, host in hosted.items():
+        groups.setdefault(host, []).append(name)
+    return groups
+
+
 def main(args) -> int:
     cfg = load_plan(args)
+    if args.workers_per_process < 0:
+        raise UsageError(f"--workers-per-process {args.workers_per_process}: expected 1 or more (0: automatic)")
     # The stack's run id names the run here as in the cluster, unless --key-prefix says otherwise.
     args.key_prefix = args.key_prefix or cfg.key_prefix
     if args.overspend_task and args.overspend_task not in {t.id for larry in cfg.larrys for t in larry.tasks}:
@@ -247,12 +284,21 @@ class Supervisor:
         if self.cfg.catalog.enabled:  # restarted whatever its exit, like the coordinators' Deployment pods
             self.env[envvar.CATALOG_URL], serve = local_catalog(self.cfg.catalog, self.args.project_dir)
             children.append(Child("catalog", larry + serve, "coordinator"))
+        hosted = self.hosted()
         for each, worker in self.cfg.workers:
+            if worker.name in hosted:
+                continue
             payload = payload_command(self.args.speed, self.args.overspend_task, [t.id for t in worker.tasks],
                                       self.args.payload, self.cfg.agent_of(worker))
             children.append(Child(f"worker-{worker.name}", larry + [
                 "worker", "--plan", str(plans / f"{each.id}.yaml"), *common, "--larry", each.id,
                 "--worker", worker.name, "--kill-grace", "2", *(["--", *payload] if payload else [])], "worker"))
+        overspend = ["--overspend-task", self.args.overspend_task] if self.args.overspend_task else []
+        for (larry_id, index), names in hosted_groups(hosted).items():
+            # A host is supervised like a worker's Job: its exit is its workers' (0 or 3), or a crash.
+            children.append(Child(f"worker-host-{larry_id}-{index}", larry + [
+                "worker-host", "--plan", str(plans / f"{larry_id}.yaml"), *common, "--larry", larry_id,
+                "--workers", ",".join(names), "--kill-grace", "2", *overspend], "worker"))
         converge = larry + ["converge", "--plan", str(plans), *common] \
             + (["--s3-url", self.args.s3_url] if self.args.s3_url else []) \
             + (["--private-redis"] if self.local is not None else [])
@@ -264,6 +310,19 @@ class Supervisor:
                if self.cfg.catalog.enabled else {}),
         }, indent=2) + "\n")
         return {child.name: child for child in children}
+
+    def hosted(self) -> dict[str, tuple[str, int]]:
+        """Workers that run in a worker host -> (their Larry, their host's number in it): with
+        more than one worker per process, every worker that plays the simulated payload (no
+        command after ``--``, no agent profile), in hosts of one Larry's workers."""
+        per_process = self.args.workers_per_process or (1 if len(self.cfg.workers) <= HOST_THRESHOLD else HOST_SIZE)
+        if per_process <= 1 or self.args.payload:
+            return {}
+        hosted: dict[str, tuple[str, int]] = {}
+        for each in self.cfg.larrys:
+            simulated = [w.name for w in each.workers if self.cfg.agent_of(w) is None]
+            hosted.update((name, (each.id, i // per_process)) for i, name in enumerate(simulated))
+        return hosted
 
     # ------------------------------------------------------------------ processes
     def start(self, child: Child) -> None:
@@ -294,9 +353,6 @@ class Supervisor:
                 proc.kill()
                 proc.wait()
 
-    def _backoff(self, restarts: int) -> float:
-        return min(BACKOFF_START * 2 ** (restarts - 1), BACKOFF_CAP) / self.args.speed
-
     def exited(self, child: Child, code: int) -> None:
         """Handle an exit the way the cluster would: final, or a restart (with backoff)."""
         child.exit_codes.append(code)
@@ -311,7 +367,7 @@ class Supervisor:
                 self.say(f"{child.name} exited with status {code} and {why}; not restarted")
             return
         child.restarts += 1
-        delay = self._backoff(child.restarts)
+        delay = crash_loop_backoff(child.restarts, self.args.speed)
         limit = "" if child.kind in ("coordinator", "master") else f"/{WORKER_BACKOFF_LIMIT}"
         self.say(f"{child.name} exited with status {code}; restart {child.restarts}{limit} in {delay:.2f}s")
         self.pending_restarts.append((time.monotonic() + delay, child))
@@ -329,8 +385,10 @@ class Supervisor:
         elif self.cfg.approval.required:
             self.say("the plan requires an operator's sign-off: no task starts before `larry approve run`")
         try:
+            pace = 1 / (STARTS_PER_CORE * (os.cpu_count() or 1)) if len(self.children) > HOST_THRESHOLD else 0
             for child in self.children.values():
                 self.start(child)
+                time.sleep(pace)
             converged = self._supervise()
             printer.flush()
             return self._finish(converged)

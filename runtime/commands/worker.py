@@ -662,8 +662,7 @@ class Worker:
                 command, prices=self.profile.prices if self.profile else {},
                 scratch=workdir / f"agent-analytics-{run_name}.jsonl")
             run.meter(adapter, workdir / f"agent-output-{run_name}.jsonl")
-        payload = PayloadProcess(command, env, Path(env[envvar.PROTOCOL_FILE]), items,
-                                 label=f"{self.name}: ").start()
+        payload = self.start_payload(command, env, items)
         try:
             code = run.follow(items, payload)
         except BaseException:
@@ -682,6 +681,12 @@ class Worker:
         if run.short is not None and run.stopped == "budget exhausted":
             return self._escalate(run, code, tasks_left)
         self._finish(run, code)
+
+    def start_payload(self, command: list[str], env: dict[str, str], items: queue.Queue):
+        """Start one task's payload, its lines and exit going to ``items``: a process of its own
+        (:class:`runtime.agent.payload.PayloadProcess`); a worker host runs its workers' simulated
+        payloads in-process instead (:mod:`runtime.commands.worker_host`)."""
+        return PayloadProcess(command, env, Path(env[envvar.PROTOCOL_FILE]), items, label=f"{self.name}: ").start()
 
     def prompt(self, task: str, share: int) -> str:
         """The task as an agent reads it: what to do, in which phase, and what the tasks it

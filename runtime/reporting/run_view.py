@@ -5,7 +5,9 @@ laid beside the plan, as ``larry status --json`` prints it and ``larry dashboard
 (with their lease holder, or flagged orphaned), findings and ledger; the meta-coordinator's
 reserve pool; the heartbeating workers with the age of their last beat by the primary's
 clock; every barrier's arrivals. The other readers are its parts, for a dashboard that
-re-reads only what an event touched.
+re-reads only what an event touched. At fleet size a view reads a page of Larrys
+(:func:`select_larrys`): their tasks and workers by name, and every Larry's phase in brief
+(:func:`read_fleet`), so its work follows the page, not the fleet.
 
 Findings are read from the tasks' fenced results (``task:result:{id}``): the ``findings``
 object of each result's data (the worker's protocol reports), summed with
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Callable, Iterable
+from typing import Callable, Collection, Iterable
 
 import redis
 
@@ -101,18 +103,64 @@ def _json_object(raw: str | None) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def read_workers(r: redis.Redis, ks: Keyspace, cfg: StackConfig) -> tuple[list[dict], int]:
-    """Heartbeating workers with their Larry and heartbeat age, and the primary's clock (ms)."""
+def read_workers(r: redis.Redis, ks: Keyspace, cfg: StackConfig,
+                 larrys: Collection[str] | None = None) -> tuple[list[dict], int]:
+    """Heartbeating workers with their Larry and heartbeat age, and the primary's clock (ms).
+    ``larrys``: only the plan's workers of those Larrys, looked up by name (the work is theirs,
+    not the whole fleet's registry); None: every worker in the registry."""
     seconds, micros = r.time()
     now_ms = seconds * 1000 + micros // 1000
     larry_of = larry_of_worker(cfg)
+    registered = WorkerRegistry(r, ks).workers() if larrys is None else \
+        _registered(r, ks, [w.name for larry, w in cfg.workers if larry.id in larrys])
     workers = []
-    for worker, info in sorted(WorkerRegistry(r, ks).workers().items()):
+    for worker, info in sorted(registered.items()):
         age_ms = max(0, now_ms - info["last_beat_ms"])
         workers.append({"worker": worker, "larry": larry_of(worker, info["master"]), "node": info["node"],
                         "status": info["status"], "heartbeat_age_s": round(age_ms / 1000, 1),
                         "alive": age_ms <= HEARTBEAT_GRACE_MS})
     return workers, now_ms
+
+
+def _registered(r: redis.Redis, ks: Keyspace, names: list[str]) -> dict[str, dict]:
+    """:meth:`WorkerRegistry.workers` of the workers ``names`` only."""
+    beats = r.zmscore(ks.worker_heartbeats, names) if names else []
+    beating = [(name, beat) for name, beat in zip(names, beats) if beat is not None]
+    pipe = r.pipeline(transaction=False)
+    for name, _ in beating:
+        pipe.mget(ks.worker_master(name), ks.worker_node(name), ks.worker_status(name))
+    return {w: {"master": m, "node": n, "status": s, "last_beat_ms": int(beat)}
+            for (w, beat), (m, n, s) in zip(beating, pipe.execute() if beating else [])}
+
+
+def read_fleet(r: redis.Redis, ks: Keyspace, cfg: StackConfig) -> dict:
+    """Every Larry's phase in brief, from what its coordinator keeps up to date (status and
+    progress: four keys a Larry, however many tasks it has): how many Larrys are in each
+    status, and the Larrys in progress order, least first."""
+    phases = [PhaseTracker(r, ks, larry.id).snapshot() for larry in cfg.larrys]
+    return {"larrys": len(phases), "statuses": dict(Counter(str(p["status"]) for p in phases)),
+            "progress": [{"larry": p["larry"], "status": p["status"], "progress": p["progress"]}
+                         for p in sorted(phases, key=lambda p: (p["progress"], p["larry"]))]}
+
+
+def select_larrys(cfg: StackConfig, larry: str | None, page: int, page_size: int) -> tuple[list[Larry], str]:
+    """The Larrys a view shows, and how it says which: the one ``larry`` names, else page
+    ``page`` (from 1) of ``page_size``; ValueError naming what was expected."""
+    if larry is not None:
+        chosen = [each for each in cfg.larrys if each.id == larry]
+        if not chosen:
+            raise ValueError(f"--larry {larry!r}: expected one of {', '.join(cfg.larry_ids)}")
+        return chosen, f"Larry {larry}"
+    if page_size < 1:
+        raise ValueError(f"--page-size {page_size}: expected 1 or more")
+    pages = max(1, -(-len(cfg.larrys) // page_size))
+    if not 1 <= page <= pages:
+        raise ValueError(f"--page {page} of {page_size} Larrys: expected a page from 1 to {pages}")
+    chosen = cfg.larrys[(page - 1) * page_size:page * page_size]
+    if pages == 1:
+        return chosen, f"all {len(chosen)} Larrys"
+    first = (page - 1) * page_size + 1
+    return chosen, f"Larrys {first}-{first + len(chosen) - 1} of {len(cfg.larrys)} (page {page} of {pages})"
 
 
 def read_barriers(r: redis.Redis, ks: Keyspace, participants: Iterable[str]) -> list[dict]:
@@ -134,14 +182,17 @@ def read_pool(r: redis.Redis, ks: Keyspace, cfg: StackConfig) -> dict:
             "plan": cfg.budget.meta.emergency_reserve_tokens}
 
 
-def read_run(r: redis.Redis, ks: Keyspace, cfg: StackConfig) -> dict:
-    """The whole state ``larry status --json`` prints."""
-    larrys = [read_larry(r, ks, larry) for larry in cfg.larrys]
-    workers, now_ms = read_workers(r, ks, cfg)
+def read_run(r: redis.Redis, ks: Keyspace, cfg: StackConfig, shown: list[Larry] | None = None) -> dict:
+    """The state ``larry status --json`` prints: of every Larry, or of the Larrys ``shown``
+    (their tasks, ledgers and workers; the fleet's phases in brief, barriers and escalations
+    are the whole run's either way)."""
+    chosen = cfg.larrys if shown is None else shown
+    larrys = [read_larry(r, ks, larry) for larry in chosen]
+    workers, now_ms = read_workers(r, ks, cfg, None if shown is None else {larry.id for larry in chosen})
     count_active(larrys, workers)
-    return {"stack": cfg.stack, "time": from_ms(now_ms), "larrys": larrys, "reserve_pool": read_pool(r, ks, cfg),
-            "workers": workers, "barriers": read_barriers(r, ks, (larry.id for larry in cfg.larrys)),
-            "escalations": Escalations(r, ks).all()}
+    return {"stack": cfg.stack, "time": from_ms(now_ms), "fleet": read_fleet(r, ks, cfg), "larrys": larrys,
+            "reserve_pool": read_pool(r, ks, cfg), "workers": workers,
+            "barriers": read_barriers(r, ks, cfg.larry_ids), "escalations": Escalations(r, ks).all()}
 
 
 def count_active(larrys: list[dict], workers: list[dict]) -> None:

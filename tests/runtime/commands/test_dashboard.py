@@ -284,3 +284,14 @@ def test_the_elapsed_time_is_shown_against_the_window_the_run_has(r, ks):
     dash.connect()
     # 40 plan minutes at x60 plus the 10 s allowance: 50 s, not "40m"
     assert re.search(r"Elapsed Time: 0m 0\ds / 0m 50s \(40m at ×60\)", frame(dash))
+
+
+def test_a_page_shows_and_reads_its_larrys_only_and_the_fleet_in_one_line(r, ks):
+    build_run(r, ks)
+    dash = Dashboard(DEV, ks, r, shown=[DEV.larry("larry-02")], which="Larry larry-02")
+    dash.connect()
+    text = frame(dash, height=40)
+    assert "3-LARRY DISTRIBUTED ORCHESTRATION DASHBOARD" in text
+    assert "● LARRY-02" in text and "● LARRY-01" not in text and "● LARRY-03" not in text
+    assert "Larry larry-02 · Fleet: 3 Larrys (3 in_progress); least progressed: larry-03 35%" in text
+    assert set(dash.larrys) == {"larry-02"} and {w["larry"] for w in dash.workers} == {"larry-02"}

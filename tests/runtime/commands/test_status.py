@@ -6,6 +6,7 @@ import json
 import pytest
 
 from runtime.cli import main as larry
+from runtime.commands import status
 from runtime.coordination.barrier import Barrier
 from runtime.coordination.escalations import Escalations
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
@@ -108,3 +109,33 @@ def test_status_shows_open_escalations(r, ks, settings, capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert ("Open escalations: 1 esc-1 from larry-02/scan-worker-01 (scan-core-namespaces): larry-02 is 10 tokens "
             "past its limit; approve 510 tokens") in out and "esc-2" not in out
+
+
+def test_status_pages_the_larrys_and_sums_up_the_fleet(r, ks, settings, capsys, monkeypatch):
+    build_run(r, ks)
+    assert larry(["status", *run_args(settings, ks, "--json", "--page", "2", "--page-size", "2")]) == 0
+    state = json.loads(capsys.readouterr().out)
+    assert [s["larry"] for s in state["larrys"]] == ["larry-03"]
+    assert {w["larry"] for w in state["workers"]} == {"larry-03"}  # the page's workers only
+    assert state["fleet"]["larrys"] == 3 and state["fleet"]["statuses"] == {"in_progress": 3}
+    assert [p["larry"] for p in state["fleet"]["progress"]] == ["larry-03", "larry-02", "larry-01"]
+    assert larry(["status", *run_args(settings, ks, "--json", "--larry", "larry-02")]) == 0
+    assert [s["larry"] for s in json.loads(capsys.readouterr().out)["larrys"]] == ["larry-02"]
+    # past WORKER_ROWS workers the table counts them per Larry instead of listing them
+    monkeypatch.setattr(status, "WORKER_ROWS", 5)
+    monkeypatch.setenv("COLUMNS", "160")
+    assert larry(["status", *run_args(settings, ks)]) == 0
+    out = capsys.readouterr().out
+    assert "Fleet: 3 Larrys (3 in_progress); least progressed: larry-03 35%, larry-02 45%" in out
+    assert "Workers per Larry: 16" in out and "audit-worker" not in out, out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--page", "3", "--page-size", "2"], "--page 3 of 2 Larrys: expected a page from 1 to 2"),
+    (["--page-size", "0"], "--page-size 0: expected 1 or more"),
+    (["--larry", "larry-9"], "--larry 'larry-9': expected one of larry-01, larry-02, larry-03"),
+])
+def test_a_page_or_larry_the_plan_has_not_is_one_line_and_exit_2(extra, message, ks, settings, capsys):
+    assert larry(["status", *run_args(settings, ks, *extra)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
