@@ -3,7 +3,9 @@
 Regions, top to bottom: the title with current and elapsed time against the window the run
 has (the plan's execution window at ``--speed``, plus the allowance), the Redis connection and
 the barrier; LARRY STATUS (per Larry: status, progress bar, tasks, active workers, tokens,
-findings); OPEN ESCALATIONS (id, from, severity, issue, recommendation), only while some
+findings); for a plan on seed 004's protocol (queue assignment) shown whole, seed 004's
+MASTER STATUS and WORKER DISTRIBUTION (:mod:`runtime.reporting.cortex_view`);
+OPEN ESCALATIONS (id, from, severity, issue, recommendation), only while some
 wait for an operator; ACTIVE TASKS (tasks in progress and who holds them, orphaned ones
 flagged); RECENT EVENTS (newest first); a footer.
 
@@ -58,6 +60,7 @@ from runtime.commands.status import add_paging_arguments, fleet_text
 from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import Event, EventListener, parse_entry
 from runtime.coordination.keys import Keyspace
+from runtime.reporting.cortex_view import CortexView, master_status, read_cortex, worker_distribution
 from runtime.reporting.run_text import barrier_text, findings_items, status_text, tokens_text
 from runtime.reporting.run_view import (
     count_active,
@@ -126,6 +129,10 @@ class Dashboard:
         #: the Larrys on screen (a page of the fleet, or one), and how the header names them
         self.shown, self.which = list(shown or cfg.larrys), which
         self.paged = len(self.shown) < len(cfg.larrys)
+        #: Seed 004's Master Status and Worker Distribution, for a plan on its protocol shown
+        #: whole (they read every task of the plan: a page of a fleet shows the Larry table).
+        self.cortex: CortexView | None = None
+        self.shows_cortex = cfg.queued and not self.paged
         self.ids = [larry.id for larry in self.shown]
         self.fleet: dict | None = None
         self.larrys: dict[str, dict] = {}
@@ -182,6 +189,8 @@ class Dashboard:
             self.fleet = read_fleet(self.r, self.ks, self.cfg)
         if "escalations" in self.dirty:
             self.open_escalations = [e for e in self.escalations.all() if e["status"] == "open"]
+        if self.shows_cortex and ("workers" in self.dirty or self.dirty & set(self.ids)):
+            self.cortex = read_cortex(self.r, self.ks, self.cfg)
         if self.cfg.catalog.enabled and self.dirty & set(self.ids):  # a finished task may have added assets
             self.catalog = from_redis(self.r, self.ks)
         self.dirty = set()
@@ -512,6 +521,25 @@ def footer(dash: Dashboard) -> Text:
                 f"workers every {WORKERS_EVERY:g}s", style="dim")
 
 
+def cortex_sizes(dash: Dashboard) -> tuple[int, int]:
+    """Heights of seed 004's two views, borders included: a row per master and the
+    coordinator-master's; a line per node and the legend (a line is cut to the width, never
+    wrapped). (0, 0) when they are not shown."""
+    if dash.cortex is None:
+        return 0, 0
+    return 2 + len(dash.cortex.masters), 2 + len(dash.cortex.nodes) + 1
+
+
+def cortex_views(dash: Dashboard) -> list[Layout]:
+    if dash.cortex is None:
+        return []
+    masters, workers = cortex_sizes(dash)
+    return [Layout(Panel(Fit(lambda _rows, width: master_status(dash.cortex, width), 0), box=box.HEAVY_HEAD,
+                         title=Text("MASTER STATUS", style="bold"), title_align="left"), name="masters", size=masters),
+            Layout(Panel(worker_distribution(dash.cortex), box=box.HEAVY_HEAD, title=Text("WORKER DISTRIBUTION", style="bold"),
+                         title_align="left"), name="distribution", size=workers)]
+
+
 def layout(dash: Dashboard, sizes: tuple[int, int] | None = None) -> Layout:
     """The screen. Regions keep their size; ACTIVE TASKS and RECENT EVENTS share what is left
     of the terminal evenly, or get exactly ``sizes`` lines (for a printed frame)."""
@@ -533,6 +561,7 @@ def layout(dash: Dashboard, sizes: tuple[int, int] | None = None) -> Layout:
         Layout(header(dash), name="header", size=header_size(dash)),
         Layout(Panel(Fit(lambda _rows, width: larry_table(dash, width), 0), title=Text("LARRY STATUS", style="bold"), title_align="left",
                      box=box.HEAVY_HEAD), name="larrys", size=larry_rows(dash) + 2),
+        *cortex_views(dash),
         *escalations,
         section("ACTIVE TASKS", Fit(lambda n, _width: active_tasks(dash, n)), tasks_size, 1),
         section("RECENT EVENTS", Fit(lambda n, _width: recent_events(dash, n), overhead=0), events_size, 1),
@@ -547,7 +576,7 @@ def print_frame(dash: Dashboard, console: Console) -> None:
     tasks = 3 + max(1, len(task_rows(dash)))
     events = 2 + max(1, len(dash.events))
     console.print(layout(dash, (tasks, events)),
-                  height=header_size(dash) + larry_rows(dash) + 2 + escalations_size(dash) + tasks + events + 1)
+                  height=header_size(dash) + larry_rows(dash) + 2 + sum(cortex_sizes(dash)) + escalations_size(dash) + tasks + events + 1)
 
 
 # --------------------------------------------------------------------------- the command

@@ -107,10 +107,11 @@ def master_status(view: CortexView, width: int = 120) -> Table:
 
 
 def worker_distribution(view: CortexView) -> Group:
-    """``k3s-worker01: [catalog-worker-01] [scan-worker-01] …``, a line a node, and the legend."""
+    """``k3s-worker01: [catalog-worker-01] [scan-worker-01] …``, a line a node (cut to the width,
+    never wrapped: the region's height is a line a node), and the legend."""
     lines = []
     for node, cells in view.nodes.items():
-        line = Text(f"{node}: ", style="bold")
+        line = Text(f"{node}: ", style="bold", no_wrap=True, overflow="ellipsis")
         for worker, status in cells:
             line.append(f"[{worker}]", style=WORKER_STYLES.get(status, ""))
             line.append(" ")

@@ -16,6 +16,8 @@ import time
 import pytest
 from rich.console import Console
 
+from plan.loader import load_stack
+from plan.statuses import SchemaWorkerStatus, TaskStatus
 from runtime.cli import main as larry
 from runtime.commands.dashboard import RETRY_SECONDS, Dashboard, layout, print_frame, task_rows
 from runtime.coordination.connection import RedisSettings, connect
@@ -295,3 +297,27 @@ def test_a_page_shows_and_reads_its_larrys_only_and_the_fleet_in_one_line(r, ks)
     assert "● LARRY-02" in text and "● LARRY-01" not in text and "● LARRY-03" not in text
     assert "Larry larry-02 · Fleet: 3 Larrys (3 in_progress); least progressed: larry-03 35%" in text
     assert set(dash.larrys) == {"larry-02"} and {w["larry"] for w in dash.workers} == {"larry-02"}
+
+
+def test_a_plan_on_seed_004s_protocol_shows_master_status_and_worker_distribution(r):
+    cortex = load_stack("cortex", ROOT)
+    ks = Keyspace.for_plan(cortex.channels, prefix=f"t{os.urandom(5).hex()}:")
+    security = cortex.larrys[0]
+    task = security.workers[0].tasks[0]
+    r.set(ks.task_status(task.id), TaskStatus.IN_PROGRESS)
+    r.hset(ks.schema_worker(security.workers[0].name), "status", SchemaWorkerStatus.RUNNING)
+    dash = Dashboard(cortex, ks, r, events=5)
+    dash.connect()
+    text = frame(dash, width=180, height=80)
+    assert "MASTER STATUS" in text and "WORKER DISTRIBUTION" in text
+    assert task.title[:20] in line_of(text, "security-master:")
+    nodes = {w.node for larry in cortex.larrys for w in larry.workers}
+    assert all(f"{node}: [" in text for node in nodes)
+    console = Console(record=True, width=180, file=open(os.devnull, "w"))
+    print_frame(dash, console)
+    printed = console.export_text()
+    assert "MASTER STATUS" in printed and "RECENT EVENTS" in printed and "monitoring-master:" in printed
+    # seed 001's plan has no masters' queues: the Larry table alone
+    dev = Dashboard(DEV, Keyspace(prefix=ks.prefix), r, events=5)
+    dev.connect()
+    assert "MASTER STATUS" not in frame(dev)
