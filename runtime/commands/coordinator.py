@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 
 import redis
@@ -51,6 +52,7 @@ from plan.statuses import RUNNING, TERMINAL, PhaseStatus, TaskStatus, WorkerStat
 from plan.taskgraph import TaskGraph
 from runtime.cli import UsageError, add_process_arguments, hold, interrupt_on_sigterm, larry_of, load_plan, open_redis
 from runtime.coordination.barrier import Barrier, BarrierTimeout
+from runtime.coordination.bridge import ChannelBridge
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
 from runtime.coordination.ledger import Ledger
@@ -98,6 +100,8 @@ def main(args) -> int:
     except OSError as error:
         raise UsageError(f"cannot serve /metrics on {args.host}:{args.port} ({error.strerror or error})") from None
     coordinator.log(f"serving /metrics and /healthz on port {server.server_port}")
+    bridging = threading.Event()  # raw PUBLISHes on the seeds' channels reach the stream
+    ChannelBridge(r, ks).start(bridging)
     try:
         coordinator.run()
     except redis.exceptions.RedisError as error:
@@ -106,6 +110,7 @@ def main(args) -> int:
     try:
         return hold(args.once)
     finally:
+        bridging.set()
         server.shutdown()
 
 

@@ -876,6 +876,10 @@ class _TaskRun:
         if report.assets:
             self.assets += len(report.assets)
             self.worker.report_assets(report.assets)
+        if report.critical_cve and not self.worker.file_mode:
+            self.worker.events.emit("critical_cve", self.worker.sender, alert=True, severity="critical",
+                                    data=report.cve, task_id=self.task)
+            self.worker.log(f"{self.task}: raised critical_cve {report.cve['cve_id']} (CVSS {report.cve['cvss']:g})")
         if report.progress is not None and not self.worker.file_mode:
             self.worker.registry.progress(self.worker.name, report.progress)
         if report.progress is not None or report.message is not None:

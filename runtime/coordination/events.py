@@ -27,8 +27,11 @@ Guarantees:
 * A listener sees every entry after its start ID, in order, exactly once,
   unless entries were trimmed away (``MAXLEN ~``) before it read them; that is
   detected when the listener resumes and counted in ``gaps``.
-* Messages PUBLISHed straight to a channel (redis-cli) bypass the stream and
-  are seen by pub/sub subscribers only.
+* Messages PUBLISHed straight to a channel (redis-cli) bypass this module; those on the alerts
+  channel and seed 004's worker and master channels reach the stream through the coordinators'
+  :class:`runtime.coordination.bridge.ChannelBridge`, the coordination channel's do not.
+* An event goes to the coordination or alerts channel, or to one of seed 004's (``channel=``
+  of :meth:`EventLog.emit`, ``emit_on`` in Lua).
 * Timestamps are the Redis primary's clock (ISO 8601 UTC, milliseconds).
 * Malformed stream entries (no data, bad JSON, no ``event`` name) are counted
   in ``malformed`` and skipped.
@@ -112,12 +115,14 @@ local function append(channel, event_type, data)
   return redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'event_type', event_type, 'source', SENDER,
                     'timestamp', now(), 'channel', channel, 'payload', data)
 end
-local function emit_raw(alert, event_type, data)
-  local channel = CH_COORDINATION
-  if alert then channel = CH_ALERTS end
+-- On the stream, and PUBLISHed on ``channel`` (seed 004's event channels are many).
+local function publish(channel, event_type, data)
   local id = append(channel, event_type, data)
   redis.call('PUBLISH', channel, data)
   return id
+end
+local function emit_raw(alert, event_type, data)
+  return publish(alert and CH_ALERTS or CH_COORDINATION, event_type, data)
 end
 local function encode(fields, token)
   fields['from'] = SENDER
@@ -132,6 +137,10 @@ end
 -- An event on the stream, PUBLISHed on its channel too.
 local function emit(alert, fields, token)
   return emit_raw(alert, fields.event, encode(fields, token))
+end
+-- An event on the stream, PUBLISHed on ``channel``.
+local function emit_on(channel, fields, token)
+  return publish(channel, fields.event, encode(fields, token))
 end
 -- A coordination event on the stream only (see the module docstring: which events, and why).
 local function record(fields, token)
@@ -264,8 +273,8 @@ class FunctionLibrary:
 
 
 _EMIT = r"""
--- ARGV[2] event JSON object (without timestamp), ARGV[3] '1' for the alerts channel, [4] its name
-return emit_raw(ARGV[3] == '1', ARGV[4], '{"timestamp":"' .. now() .. '",' .. string.sub(ARGV[2], 2))
+-- ARGV[2] event JSON object (without timestamp), ARGV[3] the channel, [4] its name
+return publish(ARGV[3], ARGV[4], '{"timestamp":"' .. now() .. '",' .. string.sub(ARGV[2], 2))
 """
 
 
@@ -315,11 +324,12 @@ class EventLog:
         self.r, self.ks, self.durability = r, ks, durability
         self._emit = r.register_script(lua_script(ks, _EMIT))
 
-    def emit(self, event: str, sender: str, *, alert: bool = False, **fields) -> str:
-        """Append to the stream and publish; returns the stream ID. At-least-once under retries."""
+    def emit(self, event: str, sender: str, *, alert: bool = False, channel: str | None = None, **fields) -> str:
+        """Append to the stream and publish on ``channel`` (default: the alerts channel for an
+        ``alert``, else the coordination channel); returns the stream ID. At-least-once under retries."""
         data = json.dumps({**fields, "event": event, "from": sender})
-        return run_script(self.r, self._emit, [], [sender, data, "1" if alert else "0", event],
-                          self.durability, idempotent=False)
+        channel = channel or (self.ks.alerts if alert else self.ks.coordination)
+        return run_script(self.r, self._emit, [], [sender, data, channel, event], self.durability, idempotent=False)
 
     def tail_id(self) -> str:
         """ID of the newest entry ("0-0" for an empty stream); start listening after it to see only new events."""

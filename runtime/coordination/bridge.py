@@ -1,0 +1,119 @@
+"""Messages PUBLISHed straight on a channel (``redis-cli PUBLISH larry:alerts '{...}'``, seed
+001's rollback and escalation examples) recorded on the durable event stream, so the runtime's
+stream readers (a coordinator's history: pauses, alerts in the report) see them like their own.
+
+A :class:`ChannelBridge` subscribes to the alerts channel and seed 004's worker and master
+channels (the coordination channel is left out: it carries every runtime event, and the seeds
+publish nothing on it that the runtime acts on). A message that is a JSON object with an
+``event`` string is appended to the stream unless the stream already holds the same payload on
+that channel from the last :data:`LOOKBACK_MS`: the runtime's own events are published by the
+script that appends them, and several bridges (one per coordinator) hear the same message, so
+that check, in one script, makes each message one entry. The entry's ``source`` is the
+message's ``from`` (``redis-cli`` when it has none).
+
+A message of any other shape gets one warning naming the channel and what was expected, and
+is dropped; nothing a publisher sends stops the bridge.
+
+Not guaranteed: a message published while no bridge is subscribed (every coordinator down, or
+its connection being re-made) is lost, as pub/sub loses it; two identical raw messages within
+the lookback are one entry.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import redis
+
+from runtime.coordination.connection import require_text
+from runtime.coordination.events import lua_script
+from runtime.coordination.keys import Keyspace
+
+log = logging.getLogger(__name__)
+
+#: How far back the stream is searched for the same message already recorded.
+LOOKBACK_MS = 60_000
+#: At most this many recent entries are compared (the runtime's own copy is among the newest).
+LOOKBACK_ENTRIES = 2_000
+
+_RECORD = r"""
+-- ARGV[1] source, [2] channel, [3] message, [4] its event name, [5] lookback ms, [6] entries
+local recent = redis.call('XREVRANGE', STREAM, '+', NOW_MS - tonumber(ARGV[5]), 'COUNT', tonumber(ARGV[6]))
+for _, entry in ipairs(recent) do
+  local f, channel, payload = entry[2], nil, nil
+  for i = 1, #f, 2 do
+    if f[i] == 'channel' then channel = f[i + 1] elseif f[i] == 'payload' then payload = f[i + 1] end
+  end
+  if channel == ARGV[2] and payload == ARGV[3] then return false end
+end
+return append(ARGV[2], ARGV[4], ARGV[3])
+"""
+
+
+def bridged_channels(ks: Keyspace) -> tuple[str, ...]:
+    """The channels whose straight PUBLISHes reach the stream."""
+    return (ks.alerts, ks.schema_channel("masters", "handoff"), ks.schema_channel("masters", "dependencies"),
+            ks.schema_channel("workers", "spawn"), ks.schema_channel("workers", "control"),
+            ks.schema_channel("workers", "status"))
+
+
+def decode_message(channel: str, raw) -> dict | None:
+    """A channel message as a JSON object with an ``event`` string, else None after one warning
+    naming the channel and what was expected."""
+    try:
+        data = json.loads(raw)
+    except (TypeError, ValueError, RecursionError) as error:
+        log.warning("ignoring a message on %s: expected a JSON object with an \"event\" string, got "
+                    "something that is not JSON (%s): %.120r", channel, getattr(error, "msg", error), raw)
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+        log.warning("ignoring a message on %s: expected a JSON object with an \"event\" string, got %.120r",
+                    channel, raw)
+        return None
+    return data
+
+
+class ChannelBridge:
+    def __init__(self, r: redis.Redis, ks: Keyspace):
+        require_text(r)
+        self.r, self.ks = r, ks
+        self.channels = bridged_channels(ks)
+        self._record = r.register_script(lua_script(ks, _RECORD))
+        #: messages recorded by this bridge, and messages dropped as malformed
+        self.recorded = self.malformed = 0
+
+    def handle(self, channel: str, raw) -> str | None:
+        """Record one message heard on ``channel``; the new entry's id, or None (malformed, or
+        already on the stream)."""
+        data = decode_message(channel, raw)
+        if data is None:
+            self.malformed += 1
+            return None
+        source = data.get("from") if isinstance(data.get("from"), str) and data["from"] else "redis-cli"
+        entry = self._record(keys=[], args=[source, channel, raw, data["event"], LOOKBACK_MS, LOOKBACK_ENTRIES])
+        if entry:
+            self.recorded += 1
+            log.info("recorded %s published on %s by %s", data["event"], channel, source)
+        return entry or None
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        """Listen in a daemon thread until ``stop`` is set, re-subscribing after a lost connection."""
+        thread = threading.Thread(target=self._run, args=(stop,), daemon=True, name="channel-bridge")
+        thread.start()
+        return thread
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(*self.channels)
+                while not stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message and message["type"] == "message":
+                        self.handle(message["channel"], message["data"])
+            except (redis.exceptions.RedisError, OSError) as error:
+                log.warning("channel bridge lost Redis (%s); subscribing again", error)
+                stop.wait(1.0)
+            finally:
+                pubsub.close()
