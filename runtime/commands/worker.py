@@ -167,6 +167,7 @@ from runtime.cli import (
     positive_number,
 )
 from runtime.coordination.connection import AuthenticationFailed
+from runtime.coordination.control import WorkerControl
 from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.fallback import Degrader, FileCoordination
@@ -321,6 +322,11 @@ class Worker:
         self.spent = 0
         self.approved = 0  # tokens operators granted this worker through escalations
         self.escalations = Escalations(r, ks)
+        # WORKER_TERMINATE (runtime.coordination.control): the reason once asked to stop, and the
+        # queue of the payload run in hand, which the control thread wakes.
+        self.control = WorkerControl(r, ks)
+        self.terminated: str | None = None
+        self._items: queue.Queue | None = None
         self.lease_losses: dict[str, int] = {}
         self.waiting: set[str] = set()
         # File mode (see the module doc): the statuses last read from Redis, the volume.
@@ -340,12 +346,16 @@ class Worker:
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> int:
-        self.registry.register(self.name, self.spec.master or self.larry.id, self.spec.node, WorkerStatus.IDLE,
-                               counted_by=self.larry.overseer(self.spec))
+        first = self.registry.register(self.name, self.spec.master or self.larry.id, self.spec.node,
+                                       WorkerStatus.IDLE, counted_by=self.larry.overseer(self.spec))
+        if first:
+            self.control.spawned(self.sender, self.name, type=self.profile.name if self.profile else "simulated",
+                                 tasks=self.own, budget=self.spec.tokens, timeout=self.timing.deadline(self.spec.minutes))
         self.events.emit("worker_started", self.sender, larry=self.larry.id, worker=self.name,
                          node=self.spec.node, pid=os.getpid())
         stop = threading.Event()
         beating = self.registry.beat_forever(self.name, self.timing.heartbeat, stop)
+        self.control.watch(self.name, self._terminate, stop)
         if self.catalog is not None:
             self.catalog.start()
         code = ExitCode.FAILED
@@ -395,6 +405,13 @@ class Worker:
             self.report_progress(status)
             self.catalog.close(CATALOG_DRAIN_SECONDS)
 
+    def _terminate(self, reason: str) -> None:
+        """WORKER_TERMINATE (the control thread): stop the payload in hand, if any; no new task."""
+        self.terminated = reason
+        items = self._items
+        if items is not None:
+            items.put(("terminate", reason))
+
     def _left(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:
@@ -406,7 +423,8 @@ class Worker:
         """Block on the event stream until an event ``wakes`` accepts, or one re-check interval."""
         until = time.monotonic() + min(self.timing.recheck, self._left())
         while (left := until - time.monotonic()) > 0:
-            if any(wakes(event) for event in self.listener.poll(block_ms=max(1, int(left * 1000)))):
+            if any(wakes(event) for event in self.listener.poll(block_ms=max(1, int(left * 1000)))) \
+                    or self.terminated:
                 return
 
     def _wait_for_phase(self) -> None:
@@ -452,6 +470,8 @@ class Worker:
     # ------------------------------------------------------------------ choosing work
     def _work(self) -> int:
         while True:
+            if self.terminated:
+                raise GiveUp(ExitCode.FAILED, f"terminated ({self.terminated})")
             pipe = self.r.pipeline(transaction=False)
             pipe.mget([self.ks.task_status(t) for t in self.graph.ids])
             pipe.get(self.ks.worker_paused(self.name))
@@ -599,7 +619,7 @@ class Worker:
     def _pause(self, reason: str) -> None:
         self.log(f"paused by the coordinator ({reason}); no new task until resumed")
         self.registry.heartbeat(self.name, WorkerStatus.PAUSED)
-        while self.r.get(self.ks.worker_paused(self.name)):
+        while self.r.get(self.ks.worker_paused(self.name)) and not self.terminated:
             self._wait(lambda e: e.name == "worker_resumed" and e.data.get("worker") == self.name)
         self.log("resumed")
 
@@ -650,6 +670,9 @@ class Worker:
         self.report_progress(WorkerStatus.BUSY, task=task, progress=0)
         self.waiting = set()
         items: queue.Queue = queue.Queue()
+        self._items = items
+        if self.terminated:
+            items.put(("terminate", self.terminated))
         keeper = None if self.file_mode else self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
         run = _TaskRun(self, task, lease, share, attempt)
         if self.usage != "larry-protocol":
@@ -662,6 +685,7 @@ class Worker:
         try:
             code = run.follow(items, payload)
         except BaseException:
+            self._items = None
             # Interrupted (SIGTERM): stop the payload and hand the task back at once
             # rather than letting the next claimant wait out the lease.
             payload.stop(self.kill_grace)
@@ -671,6 +695,7 @@ class Worker:
                 keeper.stop()
                 self.leases.release(lease)
             raise
+        self._items = None
         if keeper is not None:
             keeper.stop()
         self.spent += run.tokens
@@ -841,6 +866,11 @@ class _TaskRun:
                 self.stop(payload, "lease lost")
             elif kind == "deadline":
                 self.stop(payload, "deadline")
+            elif kind == "terminate":
+                # Handed back at once by the caller's interruption path, which releases the lease.
+                self.stop(payload, "terminated")
+                raise GiveUp(ExitCode.FAILED, f"{self.task}: terminated ({value}); payload stopped, nothing "
+                                              f"written, the task handed back")
             if self.stopped == "budget exhausted" and payload.running:
                 payload.stop(self.worker.kill_grace)
 

@@ -3,11 +3,16 @@ CLI entry point in the test process) on the cortex plan: a CVE the payload repor
 pauses the workers it names; WORKER_TERMINATE stops the payload and the task is done once."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from runtime.commands import worker
+from runtime.coordination.control import WorkerControl
 from runtime.coordination.events import EventListener
-from tests.runtime.commands.test_worker import payload
+from runtime.reporting.results import results_dir
+from tests.runtime.commands.test_worker import in_thread, join_ok, payload
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -40,3 +45,54 @@ def test_a_critical_cve_found_by_a_payload_pauses_the_workers_it_names(rig, caps
     coordinator.apply_pauses()
     assert rig.r.get(rig.ks.worker_paused("scan-worker-02")) == "critical_cve CVE-2025-12345 from security/scan-worker-01"
     assert rig.r.get(rig.ks.worker_paused("scan-worker-03")) is None
+
+
+#: Records its pid, reports progress, then works for a minute.
+SLOW = payload("""
+    import os, time
+    with open(os.path.join(os.environ["LARRY_RESULTS_DIR"], "pid"), "w") as f:
+        f.write(str(os.getpid()))
+    print('@larry {"tokens": 10, "progress": 40}', flush=True)
+    time.sleep(60)
+""")
+QUICK = payload("""print('@larry {"tokens": 10, "progress": 100}')""")
+
+
+def test_worker_terminate_stops_the_payload_hands_the_task_back_and_it_is_done_once(rig, tmp_path):
+    rig.start_phase("security")
+    task, control = "scan-cortex-namespace", WorkerControl(rig.r, rig.ks)
+    status_channel = rig.ks.schema_channel("workers", "status")
+    pid_file = results_dir(rig.dir, "security") / task / "pid"
+
+    def stop_it():
+        wait_for(lambda: pid_file.exists() and rig.r.hget(rig.ks.schema_worker("scan-worker-01"), "progress") == "40",
+                 "the payload to start and report progress", timeout=30)
+        control.request_status("operator", "scan-worker-01")
+        wait_for(lambda: rig.events("WORKER_STATUS"), "the worker's answer to WORKER_STATUS_REQUEST", timeout=10)
+        control.terminate("security/security-master", "scan-worker-01", "rebalancing")
+
+    helper = in_thread(stop_it)
+    assert rig.worker("security", "scan-worker-01", SLOW) == 1
+    join_ok(helper)
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert rig.r.get(rig.ks.task_status(task)) == "pending" and rig.r.get(rig.ks.task_lock(task)) is None
+    (answer,) = rig.events("WORKER_STATUS")
+    assert answer.channel == status_channel and answer.sender == "scan-worker-01"
+    assert {k: answer.data[k] for k in ("worker_id", "status", "progress", "master")} == {
+        "worker_id": "scan-worker-01", "status": "running", "progress": "40", "master": "security-master"}
+    (terminate,) = rig.events("WORKER_TERMINATE")
+    assert terminate.channel == rig.ks.schema_channel("workers", "control")
+    assert terminate.data["worker_id"] == "scan-worker-01" and terminate.data["reason"] == "rebalancing"
+    assert rig.r.get(rig.ks.worker_terminate("scan-worker-01")) is None, "the flag is consumed"
+    (spawn,) = rig.events("WORKER_SPAWN")
+    assert spawn.channel == rig.ks.schema_channel("workers", "spawn")
+    assert {k: spawn.data[k] for k in ("worker_id", "type", "task", "budget")} == {
+        "worker_id": "scan-worker-01", "type": "simulated", "task": [task], "budget": 8000}
+
+    # the restart (the Job's) carries on: the task is run again, and completed once
+    assert rig.worker("security", "scan-worker-01", QUICK) == 0
+    assert rig.r.get(rig.ks.task_status(task)) == "completed"
+    assert len(rig.events("task_claimed", task)) == 2 and len(rig.events("task_completed", task)) == 1
+    assert len(rig.events("WORKER_SPAWN")) == 1, "a restart is no new spawn"
