@@ -56,6 +56,7 @@ from runtime.coordination.bridge import ChannelBridge
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
 from runtime.coordination.ledger import Ledger
+from runtime.coordination.masters import MasterWatch
 from runtime.coordination.phases import PhaseTracker
 from runtime.coordination.registry import WorkerRegistry
 from runtime.coordination.schema import MasterBoard
@@ -86,6 +87,9 @@ def configure_parser(parser) -> None:
                         help=f"port of /metrics and /healthz (default {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--host", default="0.0.0.0", help="address of /metrics and /healthz (default all)")
     parser.add_argument("--once", action="store_true", help="exit once the final report is written")
+    parser.add_argument("--master-grace", type=float, default=None, metavar="SECONDS",
+                        help="a master silent this long is declared silent and its pending tasks handed over "
+                             "(default: a worker's grace, three heartbeats and at least 5 s)")
 
 
 def main(args) -> int:
@@ -94,7 +98,10 @@ def main(args) -> int:
     callstats.install(f"coordinator-{larry.id}")
     r, ks = open_redis(args, cfg)
     interrupt_on_sigterm()
-    coordinator = Coordinator(cfg, larry, r, ks, Timing.from_env(args.speed), args.coordination_dir)
+    if args.master_grace is not None and not args.master_grace > 0:
+        raise UsageError(f"--master-grace must be a positive number of seconds, got {args.master_grace:g}")
+    coordinator = Coordinator(cfg, larry, r, ks, Timing.from_env(args.speed), args.coordination_dir,
+                              master_grace=args.master_grace)
     try:
         server = serve(coordinator.metrics.registry, args.port, coordinator.healthy, host=args.host)
     except OSError as error:
@@ -115,7 +122,8 @@ def main(args) -> int:
 
 
 class Coordinator:
-    def __init__(self, cfg: StackConfig, larry: Larry, r, ks, timing: Timing, coordination_dir):
+    def __init__(self, cfg: StackConfig, larry: Larry, r, ks, timing: Timing, coordination_dir, *,
+                 master_grace: float | None = None):
         self.cfg, self.larry, self.r, self.ks, self.timing = cfg, larry, r, ks, timing
         self.coordination_dir = coordination_dir
         self.metrics = CoordinatorMetrics()
@@ -124,6 +132,8 @@ class Coordinator:
         self.ledger = Ledger.for_plan(r, ks, cfg)
         self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
         self.masters = MasterBoard(r, ks, self.ledger, trigger=cfg.budget.reserve_trigger)
+        self.master_watch = MasterWatch(r, ks, cfg, grace=master_grace or timing.dead_after_ms / 1000)
+        self._handoffs_written = 0
         everyone = list(cfg.larry_ids)  # a slice holds its own Larry; the index names them all
         self.convergence = Barrier(r, ks, CONVERGENCE_BARRIER, everyone)
         self.reports = Barrier(r, ks, REPORTS_BARRIER, everyone)
@@ -201,6 +211,7 @@ class Coordinator:
                 if tick:
                     self.requeue_orphans(workers)
                     self.masters.refresh(self.larry, statuses)
+                    self.watch_masters()
                 progress = self._raise_progress(statuses, progress)
                 outcome = self.outcome(deadline, statuses, workers)
                 if outcome:
@@ -268,6 +279,19 @@ class Coordinator:
             for task in self.cfg.takes(self.larry, worker):
                 if self.board.requeue(self.larry.id, task.id, worker.name):
                     self.log(f"re-queued {task.id} of dead worker {worker.name}")
+
+    def watch_masters(self) -> None:
+        """Declare its masters silent past the grace and hand their pending tasks over; keep
+        ``handoffs.json`` current (:mod:`runtime.coordination.masters`, :mod:`~runtime.coordination.handoffs`)."""
+        declared, requested = self.master_watch.check(self.larry)
+        for master in declared:
+            self.log(f"master {master} is silent (no heartbeat for {self.master_watch.grace:g} s)")
+        for task, silent, target in requested:
+            self.log(f"handing {task} of silent master {silent} over to {target}")
+        handoffs = self.master_watch.handoffs
+        if (version := handoffs.version()) != self._handoffs_written:
+            handoffs.write_file(self.coordination_dir)
+            self._handoffs_written = version
 
     def apply_pauses(self) -> None:
         requests, self.history.pause_requests = self.history.pause_requests, {}

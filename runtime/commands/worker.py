@@ -171,6 +171,7 @@ from runtime.coordination.control import WorkerControl
 from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.fallback import Degrader, FileCoordination
+from runtime.coordination.handoffs import Handoffs
 from runtime.coordination.leases import Lease, LeaseManager
 from runtime.coordination.ledger import Ledger, LedgerOp
 from runtime.coordination.registry import WorkerRegistry
@@ -187,6 +188,17 @@ log = logging.getLogger(__name__)
 MAX_LEASE_LOSSES = 3
 #: How long an exiting worker keeps trying to hand its buffered assets to an unreachable catalog.
 CATALOG_DRAIN_SECONDS = 10.0
+
+
+def queued_in(entries: dict[str, str], queue: str, order) -> list[str]:
+    """The tasks (in ``order``) whose task-queue entry is in ``queue``; an entry that is not
+    JSON (another writer's) counts as in no queue."""
+    def queue_of(entry: str | None) -> str | None:
+        try:
+            return json.loads(entry).get("master") if entry else None
+        except (ValueError, AttributeError):
+            return None
+    return [t for t in order if queue_of(entries.get(t)) == queue]
 
 
 class GiveUp(Exception):
@@ -290,8 +302,8 @@ class Worker:
         # read can then be missed by a wait that follows it.
         self.listener = EventListener(r, ks, "$")
         self.leases = LeaseManager(r, ks, larry.id, worker=spec.name, ttl_ms=timing.lease_ttl_ms,
-                                   tracks={t.id: master_track(w.master) for w in larry.workers if w.master
-                                           for t in w.tasks})
+                                   tracks={t.id: master_track(w.master) for owner in cfg.larrys
+                                           for w in owner.workers if w.master for t in w.tasks})
         self.ledger = Ledger.for_plan(r, ks, cfg)
         self.account = worker_account(larry.id, spec.name)
         self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
@@ -302,16 +314,19 @@ class Worker:
         # The tasks it may run: its own (static assignment) or its master's queue's (queue).
         self.queue = larry.queue_of(spec) if cfg.queued else None
         self.own = [t.id for t in cfg.takes(larry, spec)]
-        self.tasks = {t.id: t for t in larry.tasks}
-        planned = {t.id: highest_priority(w.priority, t.priority) for w in larry.workers for t in w.tasks}
+        # Every task of the stack: a handoff (runtime.coordination.handoffs) may bring any into
+        # its queue.
+        listed = [(owner, w, t) for owner in cfg.larrys for w in owner.workers for t in w.tasks]
+        self.tasks = {t.id: t for _, _, t in listed}
         # A task's charges draw on the reserve at the higher of its own (its planned worker's
         # included) and this worker's priority.
-        self.priorities = {t: highest_priority(spec.priority, planned[t]) for t in self.own}
+        self.priorities = {t.id: highest_priority(spec.priority, highest_priority(w.priority, t.priority))
+                           for _, w, t in listed}
         # A task is charged to the account of the worker the plan lists it under, whoever runs
         # it: that worker's allotment was sized for it, and the pool, Larry and system above
         # are the same (a queue is one master's). The ledger's ops name who ran it.
-        self.planned = {t.id: w.name for w in larry.workers for t in w.tasks}
-        self.accounts = {t: worker_account(larry.id, self.planned[t]) for t in self.own}
+        self.planned = {t.id: w.name for _, w, t in listed}
+        self.accounts = {t.id: worker_account(owner.id, w.name) for owner, w, t in listed}
         # How many of them it expects to run: all its own, or its even share of its queue.
         takers = sum(larry.queue_of(w) == self.queue for w in larry.workers) if self.queue else 1
         self.expected = max(1, -(-len(self.own) // takers))
@@ -325,6 +340,7 @@ class Worker:
         # WORKER_TERMINATE (runtime.coordination.control): the reason once asked to stop, and the
         # queue of the payload run in hand, which the control thread wakes.
         self.control = WorkerControl(r, ks)
+        self.handoffs = Handoffs(r, ks)
         self.terminated: str | None = None
         self._items: queue.Queue | None = None
         self.lease_losses: dict[str, int] = {}
@@ -476,9 +492,13 @@ class Worker:
             pipe.mget([self.ks.task_status(t) for t in self.graph.ids])
             pipe.get(self.ks.worker_paused(self.name))
             pipe.get(self.ks.phase_status(self.larry.id))
-            statuses, paused, phase = pipe.execute()
+            if self.queue:
+                pipe.hgetall(self.ks.task_queue_entries)
+            statuses, paused, phase, *entries = pipe.execute()
             statuses = self.statuses = dict(zip(self.graph.ids, statuses))
-            left = [t for t in self.own if statuses.get(t) not in TERMINAL]
+            # A queue worker's tasks are those its queue holds now: handoffs move tasks between queues.
+            mine = queued_in(entries[0], self.queue, self.graph.ids) if self.queue else self.own
+            left = [t for t in mine if statuses.get(t) not in TERMINAL]
             if not left:
                 # A queue worker answers for the tasks it ran, not for its queue's.
                 failed = self.failed_here if self.queue else \
@@ -717,6 +737,10 @@ class Worker:
                 data = result.get("data") or {}
                 lines.append(f"- {dep} ({result.get('outcome', 'no result')}): {data.get('message') or ''} "
                              f"findings {json.dumps(data.get('findings') or {}, sort_keys=True)}")
+        handoff = self.handoffs.of(task) if self.queue and not self.file_mode else None
+        if handoff:
+            lines += ["", "## Handed over", "", f"- from {handoff['from_master']} to {handoff['to_master']} "
+                      f"({handoff['id']}); context: {json.dumps(handoff['context'], sort_keys=True)}"]
         return "\n".join(lines) + "\n"
 
     def _escalate(self, run: "_TaskRun", code: int, tasks_left: int) -> None:
