@@ -57,6 +57,7 @@ from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
 from runtime.coordination.ledger import Ledger
 from runtime.coordination.masters import MasterWatch
+from runtime.coordination.notices import Notices
 from runtime.coordination.phases import PhaseTracker
 from runtime.coordination.registry import WorkerRegistry
 from runtime.coordination.schema import MasterBoard
@@ -134,6 +135,7 @@ class Coordinator:
         self.masters = MasterBoard(r, ks, self.ledger, trigger=cfg.budget.reserve_trigger)
         self.master_watch = MasterWatch(r, ks, cfg, grace=master_grace or timing.dead_after_ms / 1000)
         self._handoffs_written = 0
+        self.notices = Notices(r, ks, cfg, larry)
         everyone = list(cfg.larry_ids)  # a slice holds its own Larry; the index names them all
         self.convergence = Barrier(r, ks, CONVERGENCE_BARRIER, everyone)
         self.reports = Barrier(r, ks, REPORTS_BARRIER, everyone)
@@ -189,7 +191,9 @@ class Coordinator:
         # The history first, then act once on its net effect; then follow from where it ended.
         events = EventLog(self.r, self.ks)
         tail = events.tail_id()
-        self.history.add(events.history(until=tail))
+        past = events.history(until=tail)
+        self.history.add(past)
+        self.notices.conflicts(past)
         listener = EventListener(self.r, self.ks, tail)
         phase = self.phase.snapshot()
         if phase["status"] in TERMINAL:  # only this coordinator ends its phase: checked once
@@ -212,12 +216,15 @@ class Coordinator:
                     self.requeue_orphans(workers)
                     self.masters.refresh(self.larry, statuses)
                     self.watch_masters()
+                self.notices.dependencies(statuses)
                 progress = self._raise_progress(statuses, progress)
                 outcome = self.outcome(deadline, statuses, workers)
                 if outcome:
                     return outcome
             wait = max(0.001, min(next_tick, deadline) - time.monotonic())
-            touched = self.history.add(listener.poll(block_ms=max(1, int(wait * 1000))))
+            new = listener.poll(block_ms=max(1, int(wait * 1000)))
+            self.notices.conflicts(new)
+            touched = self.history.add(new)
 
     def _deadline(self, started_at: str) -> float:
         """The phase deadline on this process's monotonic clock, from the start time in Redis."""

@@ -21,7 +21,7 @@ for the cortex stack, ``larry`` otherwise; the stream is the plan's ``larry:chan
 
     {ns}:tasks:queue  {ns}:tasks:queue:entries   (the task queue: runtime.coordination.tasks)
     {ns}:workers:{id}  {ns}:masters:{name}  {ns}:metrics:{name}   (runtime.coordination.schema)
-    {ns}:handoffs:all|seq                        (master-to-master handoffs: runtime.coordination.handoffs)
+    {ns}:handoffs:all|seq  {ns}:notices:sent            (master-to-master handoffs: runtime.coordination.handoffs)
     channels {ns}:masters:handoff|dependencies, {ns}:workers:spawn|control|status  (its other channels)
 
 ``{larry}`` here is a template placeholder, not a Redis Cluster hash tag: the
@@ -261,6 +261,11 @@ class Keyspace:
     def handoff_seq(self) -> str:
         return self._k(self.schema, "handoffs", "seq")
 
+    @property
+    def notices(self) -> str:
+        """The DEPENDENCY_MET / RESOURCE_CONFLICT notices announced: id -> when (runtime.coordination.notices)."""
+        return self._k(self.schema, "notices", "sent")
+
     # -- seed 004's other channels (MASTER COORDINATION STRATEGY) ----------------
     def schema_channel(self, group: str, name: str) -> str:
         """``{ns}:masters:handoff|dependencies``, ``{ns}:workers:spawn|control|status``."""
@@ -325,7 +330,7 @@ class Keyspace:
     # -- SCAN MATCH patterns (operators' tools; never KEYS) ----------------------
     #: the key families above: every key a run leaves, except the event stream
     #: seed 004's schema families, under ``{schema}:``
-    SCHEMA_FAMILIES = ("tasks", "workers", "masters", "metrics", "handoffs")
+    SCHEMA_FAMILIES = ("tasks", "workers", "masters", "metrics", "handoffs", "notices")
     RUN_FAMILIES = ("phase", "task", "worker", "master", "metrics", "tokens", "escalation", "barrier")
 
     def run_patterns(self) -> tuple[str, ...]:
