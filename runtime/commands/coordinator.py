@@ -16,7 +16,10 @@
    (``task_requeued``). It raises the phase's progress (``progress_update``) as tasks
    complete, and pauses / resumes the workers a ``critical_cve`` alert names. Its Larry's
    masters are processes of their own (:mod:`runtime.commands.master`): the coordinator never
-   waits on them while the phase runs.
+   waits on them while the phase runs, but declares one silent past ``--master-grace`` and
+   hands its pending tasks over (:mod:`runtime.coordination.masters`), keeps ``handoffs.json``
+   current, announces ``DEPENDENCY_MET`` / ``RESOURCE_CONFLICT`` (:mod:`runtime.coordination.notices`),
+   and records raw PUBLISHes on the seeds' channels on the stream (:mod:`runtime.coordination.bridge`).
 4. Ends the phase: ``completed`` when every task completed; ``failed`` as soon as every
    task has either finished or can never run (a dependency failed for good, its worker
    gave up), or when the phase deadline passes (``deadlineMinutes * 60 / speed`` plus the

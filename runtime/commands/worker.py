@@ -81,6 +81,14 @@ is accepted does the worker write ``{coordination-dir}/results/{larry}/{task}.js
 (with the fence). A worker that dies between the two has the file re-written from Redis by
 its successor.
 
+Seed 004's control (:mod:`runtime.coordination.control`): a ``WORKER_TERMINATE`` naming the
+worker stops its payload, hands the task back (lease released, nothing written) and ends the
+worker with exit status 1, so its restart carries on; it answers ``WORKER_STATUS_REQUEST`` on
+the status channel and announces its first start (``WORKER_SPAWN``). A queue worker takes
+what its queue holds now, tasks handed to its master included (:mod:`runtime.coordination.handoffs`).
+A payload's CVE of CVSS 9.0 or more (``@larry {"cve": ...}``) is raised as seed 001's
+``critical_cve`` alert.
+
 Pause (seed 001 appendix A example 3): while ``worker:{id}:paused`` is set by the
 coordinator, the worker lets the task in hand finish and claims nothing new until the
 coordinator's ``worker_resumed``. Freezing the payload instead (SIGSTOP) would hold the

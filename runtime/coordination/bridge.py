@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from typing import Callable
 
 import redis
 
@@ -56,6 +57,28 @@ def bridged_channels(ks: Keyspace) -> tuple[str, ...]:
     return (ks.alerts, ks.schema_channel("masters", "handoff"), ks.schema_channel("masters", "dependencies"),
             ks.schema_channel("workers", "spawn"), ks.schema_channel("workers", "control"),
             ks.schema_channel("workers", "status"))
+
+
+def follow_channels(r: redis.Redis, channels, on_message: Callable[[str, str | None], None],
+                    stop: threading.Event, *, label: str, wait: float = 1.0) -> None:
+    """Call ``on_message(channel, raw)`` for each message on ``channels``, and
+    ``on_message("", None)`` after each ``wait`` s without one, until ``stop`` is set;
+    subscribing again after a lost connection (what was published meanwhile is lost)."""
+    while not stop.is_set():
+        pubsub = r.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(*channels)
+            while not stop.is_set():
+                message = pubsub.get_message(timeout=wait)
+                if message and message["type"] == "message":
+                    on_message(message["channel"], message["data"])
+                else:
+                    on_message("", None)
+        except (redis.exceptions.RedisError, OSError) as error:
+            log.warning("%s lost Redis (%s); subscribing again", label, error)
+            stop.wait(wait)
+        finally:
+            pubsub.close()
 
 
 def decode_message(channel: str, raw) -> dict | None:
@@ -99,21 +122,11 @@ class ChannelBridge:
 
     def start(self, stop: threading.Event) -> threading.Thread:
         """Listen in a daemon thread until ``stop`` is set, re-subscribing after a lost connection."""
-        thread = threading.Thread(target=self._run, args=(stop,), daemon=True, name="channel-bridge")
+        def on_message(channel: str, raw) -> None:
+            if channel:
+                self.handle(channel, raw)
+
+        thread = threading.Thread(target=follow_channels, args=(self.r, self.channels, on_message, stop),
+                                  kwargs={"label": "channel bridge"}, daemon=True, name="channel-bridge")
         thread.start()
         return thread
-
-    def _run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            pubsub = self.r.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(*self.channels)
-                while not stop.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message and message["type"] == "message":
-                        self.handle(message["channel"], message["data"])
-            except (redis.exceptions.RedisError, OSError) as error:
-                log.warning("channel bridge lost Redis (%s); subscribing again", error)
-                stop.wait(1.0)
-            finally:
-                pubsub.close()

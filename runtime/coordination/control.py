@@ -27,18 +27,15 @@ worker terminated while between tasks has no task to hand back (it simply exits)
 """
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Callable
 
 import redis
 
-from runtime.coordination.bridge import decode_message
+from runtime.coordination.bridge import decode_message, follow_channels
 from runtime.coordination.connection import Durability, require_text, run_script
 from runtime.coordination.events import EventLog, lua_script
 from runtime.coordination.keys import Keyspace
-
-log = logging.getLogger(__name__)
 
 TERMINATE, STATUS_REQUEST, STATUS, SPAWN = "WORKER_TERMINATE", "WORKER_STATUS_REQUEST", "WORKER_STATUS", "WORKER_SPAWN"
 #: How often a worker looks at its terminate flag when no message came.
@@ -96,31 +93,19 @@ class WorkerControl:
     def watch(self, worker: str, on_terminate: Callable[[str], None], stop: threading.Event) -> threading.Thread:
         """In a daemon thread until ``stop``: answer ``worker``'s status requests and call
         ``on_terminate(reason)`` once its terminate flag is found (the flag is then consumed)."""
-        thread = threading.Thread(target=self._watch, args=(worker, on_terminate, stop), daemon=True,
-                                  name=f"control-{worker}")
+        def on_message(channel: str, raw) -> None:
+            data = decode_message(channel, raw) if channel else None
+            addressed = data is not None and data.get("worker_id") == worker
+            if addressed and data["event"] == STATUS_REQUEST:
+                self.answer(worker)
+            reason = self.r.getdel(self.ks.worker_terminate(worker))
+            if reason is None and addressed and data["event"] == TERMINATE:
+                reason = str(data.get("reason") or f"terminated by {data.get('from', 'redis-cli')}")
+            if reason is not None:
+                on_terminate(reason)
+
+        thread = threading.Thread(target=follow_channels, daemon=True, name=f"control-{worker}",
+                                  args=(self.r, (control_channel(self.ks), status_channel(self.ks)), on_message, stop),
+                                  kwargs={"label": f"{worker}: control channel", "wait": CHECK_SECONDS})
         thread.start()
         return thread
-
-    def _watch(self, worker: str, on_terminate: Callable[[str], None], stop: threading.Event) -> None:
-        channels = (control_channel(self.ks), status_channel(self.ks))
-        while not stop.is_set():
-            pubsub = self.r.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(*channels)
-                while not stop.is_set():
-                    message = pubsub.get_message(timeout=CHECK_SECONDS)
-                    data = decode_message(message["channel"], message["data"]) \
-                        if message and message["type"] == "message" else None
-                    addressed = data is not None and data.get("worker_id") == worker
-                    if addressed and data["event"] == STATUS_REQUEST:
-                        self.answer(worker)
-                    reason = self.r.getdel(self.ks.worker_terminate(worker))
-                    if reason is None and addressed and data["event"] == TERMINATE:
-                        reason = str(data.get("reason") or f"terminated by {data.get('from', 'redis-cli')}")
-                    if reason is not None:
-                        on_terminate(reason)
-            except (redis.exceptions.RedisError, OSError) as error:
-                log.warning("%s: control channel lost Redis (%s); subscribing again", worker, error)
-                stop.wait(CHECK_SECONDS)
-            finally:
-                pubsub.close()
