@@ -38,6 +38,7 @@ usage errors; 130 when interrupted.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -111,8 +112,10 @@ def main(args) -> int:
         say(f"master {name}: {mind.name} mind, overseeing {len(duties.tasks)} tasks")
         board.beat(master.name)
         MasterWatch(r, ks, cfg, grace=timing.dead_after_ms / 1000).activated(larry.id, master.name, duties.tasks)
+        # From a thread of its own: a duty an agent takes minutes over must not look like silence.
+        threading.Thread(target=beat_forever, args=(board, master.name, timing.heartbeat), daemon=True,
+                         name="master-heartbeat").start()
         while True:
-            board.beat(master.name)
             acknowledge_handoffs(handoffs, name, master.name, args.coordination_dir, say)
             phase = r.get(ks.phase_status(larry.id)) or PhaseStatus.PENDING
             if phase != PhaseStatus.PENDING:
@@ -126,6 +129,16 @@ def main(args) -> int:
         log.error("larry master: %s: lost Redis (%s); a restart resumes from Redis state", name, error)
         return ExitCode.FAILED
     return hold(args.once)
+
+
+def beat_forever(board: MasterBoard, master: str, interval: float) -> None:
+    """The master's heartbeat, every ``interval`` s for the life of the process."""
+    while True:
+        time.sleep(interval)
+        try:
+            board.beat(master)
+        except redis.exceptions.RedisError as error:
+            log.debug("heartbeat of %s missed: %s", master, error)  # what the coordinator's grace is for
 
 
 def acknowledge_handoffs(handoffs: Handoffs, sender: str, master: str, coordination_dir, say) -> None:

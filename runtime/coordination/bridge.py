@@ -64,10 +64,12 @@ def follow_channels(r: redis.Redis, channels, on_message: Callable[[str, str | N
     """Call ``on_message(channel, raw)`` for each message on ``channels``, and
     ``on_message("", None)`` after each ``wait`` s without one, until ``stop`` is set;
     subscribing again after a lost connection (what was published meanwhile is lost)."""
+    failing = False
     while not stop.is_set():
         pubsub = r.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(*channels)
+            failing = False
             while not stop.is_set():
                 message = pubsub.get_message(timeout=wait)
                 if message and message["type"] == "message":
@@ -75,7 +77,10 @@ def follow_channels(r: redis.Redis, channels, on_message: Callable[[str, str | N
                 else:
                     on_message("", None)
         except (redis.exceptions.RedisError, OSError) as error:
-            log.warning("%s lost Redis (%s); subscribing again", label, error)
+            # once per outage: a worker in file mode goes on without Redis for long
+            log.log(logging.DEBUG if failing else logging.WARNING, "%s lost Redis (%s); subscribing again",
+                    label, error)
+            failing = True
             stop.wait(wait)
         finally:
             pubsub.close()

@@ -7,11 +7,16 @@ import os
 
 import pytest
 
+from plan.model import worker_account
 from runtime.commands import worker
+from runtime.commands.coordinator import Coordinator
 from runtime.coordination.control import WorkerControl
 from runtime.coordination.events import EventListener
+from runtime.coordination.handoffs import Handoffs
 from runtime.reporting.results import results_dir
+from runtime.support.timing import Timing
 from tests.runtime.commands.test_worker import in_thread, join_ok, payload
+from tests.runtime.commands.worker_rig import _QUEUED as QUEUED
 from tests.support.waiting import wait_for
 
 
@@ -96,3 +101,22 @@ def test_worker_terminate_stops_the_payload_hands_the_task_back_and_it_is_done_o
     assert rig.r.get(rig.ks.task_status(task)) == "completed"
     assert len(rig.events("task_claimed", task)) == 2 and len(rig.events("task_completed", task)) == 1
     assert len(rig.events("WORKER_SPAWN")) == 1, "a restart is no new spawn"
+
+
+def test_a_queue_worker_runs_a_task_handed_to_its_master_with_its_context(rig):
+    rig.plan.write_text(QUEUED.plan_document())  # queue assignment
+    for larry in ("security", "development"):
+        Coordinator(QUEUED, QUEUED.larry(larry), rig.r, rig.ks, Timing(600), rig.dir).initialise()
+    handoffs, task = Handoffs(rig.r, rig.ks), "update-api-docs"
+    status, handoff = handoffs.request("development/development-master", "development-master", "security-master",
+                                       task, {"why": "the security master knows the API"})
+    assert status == "requested"
+    assert handoffs.acknowledge("security/security-master", handoff, "security-master") == ("accepted", "")
+    assert rig.worker("security", "scan-worker-01", QUICK) == 0
+    result = rig.board.result(task)
+    assert result["outcome"] == "completed" and result["owner"].startswith("security/scan-worker-01/")
+    prompt = next((results_dir(rig.dir, "security") / task).glob("prompt-*.md")).read_text()
+    assert f"from development-master to security-master ({handoff}); context: " \
+           '{"why": "the security master knows the API"}' in prompt
+    # charged to the account of the worker the plan lists it under, whoever ran it
+    assert rig.ledger().snapshot(worker_account("development", "documentation-worker-01"))["committed"] == 10
