@@ -304,13 +304,14 @@ def parse_entry(entry_id: str, fields: dict) -> Event | None:
     return Event(entry_id, fields.get("channel", ""), data)
 
 
-def _parse_entries(entries) -> tuple[list[Event], int]:
+def _parse_entries(stream: str, entries) -> tuple[list[Event], int]:
     """The well-formed events of raw stream entries, and how many were malformed (logged)."""
     events = []
     for entry_id, fields in entries:
         event = parse_entry(entry_id, fields)
         if event is None:
-            log.warning("skipping malformed event %s: %.200r", entry_id, fields)
+            log.warning("skipping malformed entry %s of %s: expected a payload field holding a JSON object with an "
+                        "\"event\" string, got %.200r", entry_id, stream, fields)
         else:
             events.append(event)
     return events, len(entries) - len(events)
@@ -342,7 +343,7 @@ class EventLog:
         events: list[Event] = []
         low = "(" + after if after != "0-0" else "-"
         while entries := self.r.xrange(self.ks.stream, min=low, max=until, count=count):
-            events.extend(_parse_entries(entries)[0])
+            events.extend(_parse_entries(self.ks.stream, entries)[0])
             low = "(" + entries[-1][0]
         return events
 
@@ -389,7 +390,7 @@ class EventListener:
         for _stream, entries in reply or ():
             if entries:
                 self.last_id = entries[-1][0]
-                parsed, malformed = _parse_entries(entries)
+                parsed, malformed = _parse_entries(self.ks.stream, entries)
                 events.extend(parsed)
                 self.malformed += malformed
         return events
