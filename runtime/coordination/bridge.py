@@ -5,10 +5,11 @@ stream readers (a coordinator's history: pauses, alerts in the report) see them 
 A :class:`ChannelBridge` subscribes to the alerts channel and seed 004's worker and master
 channels (the coordination channel is left out: it carries every runtime event, and the seeds
 publish nothing on it that the runtime acts on). A message that is a JSON object with an
-``event`` string is appended to the stream unless the stream already holds the same payload on
-that channel from the last :data:`LOOKBACK_MS`: the runtime's own events are published by the
-script that appends them, and several bridges (one per coordinator) hear the same message, so
-that check, in one script, makes each message one entry. The entry's ``source`` is the
+``event`` string is appended to the stream unless it is marked as already there: the script
+that appends one of the runtime's own events to the stream marks it (a key named by the digest
+of channel and message, kept a minute) before publishing it, and the first bridge to hear a raw
+message marks it in the script that appends it, so the other bridges (one per coordinator)
+skip it: one entry per message, at one key lookup each. The entry's ``source`` is the
 message's ``from`` (``redis-cli`` when it has none).
 
 A message of any other shape gets one warning naming the channel and what was expected, and
@@ -16,7 +17,8 @@ is dropped; nothing a publisher sends stops the bridge.
 
 Not guaranteed: a message published while no bridge is subscribed (every coordinator down, or
 its connection being re-made) is lost, as pub/sub loses it; two identical raw messages within
-the lookback are one entry.
+a minute are one entry; a bridge more than a minute behind records the runtime's own messages
+again.
 """
 from __future__ import annotations
 
@@ -33,21 +35,9 @@ from runtime.coordination.keys import Keyspace
 
 log = logging.getLogger(__name__)
 
-#: How far back the stream is searched for the same message already recorded.
-LOOKBACK_MS = 60_000
-#: At most this many recent entries are compared (the runtime's own copy is among the newest).
-LOOKBACK_ENTRIES = 2_000
-
 _RECORD = r"""
--- ARGV[1] source, [2] channel, [3] message, [4] its event name, [5] lookback ms, [6] entries
-local recent = redis.call('XREVRANGE', STREAM, '+', NOW_MS - tonumber(ARGV[5]), 'COUNT', tonumber(ARGV[6]))
-for _, entry in ipairs(recent) do
-  local f, channel, payload = entry[2], nil, nil
-  for i = 1, #f, 2 do
-    if f[i] == 'channel' then channel = f[i + 1] elseif f[i] == 'payload' then payload = f[i + 1] end
-  end
-  if channel == ARGV[2] and payload == ARGV[3] then return false end
-end
+-- ARGV[1] source, [2] channel, [3] message, [4] its event name
+if not mark_published(ARGV[2], ARGV[3]) then return false end
 return append(ARGV[2], ARGV[4], ARGV[3])
 """
 
@@ -119,7 +109,7 @@ class ChannelBridge:
             self.malformed += 1
             return None
         source = data.get("from") if isinstance(data.get("from"), str) and data["from"] else "redis-cli"
-        entry = self._record(keys=[], args=[source, channel, raw, data["event"], LOOKBACK_MS, LOOKBACK_ENTRIES])
+        entry = self._record(keys=[], args=[source, channel, raw, data["event"]])
         if entry:
             self.recorded += 1
             log.info("recorded %s published on %s by %s", data["event"], channel, source)

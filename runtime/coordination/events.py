@@ -115,9 +115,15 @@ local function append(channel, event_type, data)
   return redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'event_type', event_type, 'source', SENDER,
                     'timestamp', now(), 'channel', channel, 'payload', data)
 end
+-- A message on a channel the bridge follows (every one but the coordination channel), marked
+-- as on the stream for a minute (runtime.coordination.bridge); false when it was already.
+local function mark_published(channel, data)
+  return redis.call('SET', PUBLISHED_PREFIX .. redis.sha1hex(channel .. '\n' .. data), '1', 'NX', 'PX', 60000)
+end
 -- On the stream, and PUBLISHed on ``channel`` (seed 004's event channels are many).
 local function publish(channel, event_type, data)
   local id = append(channel, event_type, data)
+  if channel ~= CH_COORDINATION then mark_published(channel, data) end
   redis.call('PUBLISH', channel, data)
   return id
 end

@@ -84,6 +84,7 @@ class Keyspace:
             "QUEUE_ENTRIES": self.task_queue_entries, "PLAN_PREFIX": self.task_plan(""),
             "QUEUE_DEPTH": self.schema_series("task_queue_depth"),
             "COMPLETED_SERIES": self.schema_series("tasks_completed"),
+            "PUBLISHED_PREFIX": self.published(""),
         }
         lines = [f"local {name} = {json.dumps(value)}" for name, value in constants.items()]
         return "\n".join(lines + [f"local MAXLEN = {int(self.stream_maxlen)}"]) + "\n"
@@ -260,6 +261,11 @@ class Keyspace:
     @property
     def handoff_seq(self) -> str:
         return self._k(self.schema, "handoffs", "seq")
+
+    def published(self, digest: str) -> str:
+        """Marks a message published on a bridged channel for a minute (its digest), so it is recorded on
+        the stream once (runtime.coordination.bridge)."""
+        return self._k(self.schema, "events", "published", digest)
 
     @property
     def notices(self) -> str:
