@@ -444,11 +444,13 @@ class Worker:
         return left
 
     def _wait(self, wakes) -> None:
-        """Block on the event stream until an event ``wakes`` accepts, or one re-check interval."""
+        """Block on the event stream until an event ``wakes`` accepts, or one re-check interval;
+        GiveUp once a WORKER_TERMINATE asked the worker to stop."""
         until = time.monotonic() + min(self.timing.recheck, self._left())
         while (left := until - time.monotonic()) > 0:
-            if any(wakes(event) for event in self.listener.poll(block_ms=max(1, int(left * 1000)))) \
-                    or self.terminated:
+            if self.terminated:
+                raise GiveUp(ExitCode.FAILED, f"terminated ({self.terminated})")
+            if any(wakes(event) for event in self.listener.poll(block_ms=max(1, int(left * 1000)))):
                 return
 
     def _wait_for_phase(self) -> None:
@@ -647,7 +649,7 @@ class Worker:
     def _pause(self, reason: str) -> None:
         self.log(f"paused by the coordinator ({reason}); no new task until resumed")
         self.registry.heartbeat(self.name, WorkerStatus.PAUSED)
-        while self.r.get(self.ks.worker_paused(self.name)) and not self.terminated:
+        while self.r.get(self.ks.worker_paused(self.name)):
             self._wait(lambda e: e.name == "worker_resumed" and e.data.get("worker") == self.name)
         self.log("resumed")
 
@@ -774,6 +776,11 @@ class Worker:
             # "approving" until the tokens are in the ledger: resume only once they are
             while (decided := self.escalations.get(escalation))["status"] in ("open", "approving") and not lost:
                 self._wait(lambda e: e.name == "escalation_decided" and e.data.get("id") == escalation)
+        except GiveUp:
+            if self.terminated:  # the task goes back at once
+                keeper.stop()
+                self.leases.release(lease)
+            raise
         finally:
             keeper.stop()
         if lost:

@@ -120,3 +120,17 @@ def test_a_queue_worker_runs_a_task_handed_to_its_master_with_its_context(rig):
            '{"why": "the security master knows the API"}' in prompt
     # charged to the account of the worker the plan lists it under, whoever ran it
     assert rig.ledger().snapshot(worker_account("development", "documentation-worker-01"))["committed"] == 10
+
+
+def test_a_worker_terminated_while_it_waits_exits_at_once_without_claiming(rig):
+    coordinator = rig.start_phase("security")
+    coordinator.registry.pause("security", "scan-worker-01", "critical_cve CVE-2025-12345 from operator")
+
+    def stop_it():
+        wait_for(lambda: rig.r.get(rig.ks.worker_status("scan-worker-01")) == "paused", "the worker to pause")
+        WorkerControl(rig.r, rig.ks).terminate("operator", "scan-worker-01", "drain")
+
+    helper = in_thread(stop_it)
+    assert rig.worker("security", "scan-worker-01", QUICK) == 1
+    join_ok(helper)
+    assert rig.events("task_claimed") == []
