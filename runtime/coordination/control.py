@@ -12,7 +12,9 @@ durable stream:
   not used), hands the task back (lease released: pending, in its queue again) and exits 1, so
   its Job (or ``larry run``) starts it again after the backoff; the task is then run once more,
   by whichever worker takes it. The flag is consumed when the worker acts on it: the restarted
-  worker carries on. A raw ``PUBLISH`` of the event naming the worker stops it the same way.
+  worker carries on. A raw ``PUBLISH`` of the event naming the worker stops it the same way, and
+  so does either while the worker waits (for a dependency, a pause's end, an escalation's
+  decision: its lease is released then too).
 * ``WORKER_STATUS_REQUEST {worker_id}`` on ``{ns}:workers:status``, answered by the worker on
   the same channel with ``WORKER_STATUS {worker_id, status, progress, tokens_used, master,
   started_at}`` (its ``{ns}:workers:{id}`` hash, read in the script that answers).
