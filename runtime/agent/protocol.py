@@ -26,6 +26,8 @@ to ``LARRY_PROTOCOL_FILE``). Every other line is ordinary log output. Fields, al
 ``progress``  0-100, the task's progress
 ``message``   a short status text
 ``assets``    a list of at most 1,000 assets found, for the catalog (below)
+``cve``       one CVE found, in seed 001's shape (below); one of CVSS >= :data:`CRITICAL_CVSS`
+              raises seed 001's ``critical_cve`` alert
 
 Findings (every field optional; no other field is accepted)::
 
@@ -50,6 +52,19 @@ type, namespace and name: reporting it again updates it, never duplicates it. Th
 writes them to the catalog as discovered by itself (a ``discoveredBy`` in the line is
 ignored), through a buffer on the volume while the catalog is down
 (:mod:`runtime.catalog.outbox`).
+
+A CVE (seed 001 appendix A example 3; ``cve_id`` and ``cvss`` required)::
+
+    {"cve_id": "CVE-2025-12345", "cvss": 9.8, "affected_service": "postgresql",
+     "namespace": "database", "recommendation": "Immediate patching required",
+     "workers": ["db-worker-01"], "larrys": ["larry-01"]}      # whom a critical one pauses
+
+A critical one (CVSS 9.0 or more) is raised as an alert on the alerts channel,
+``{"from": "<larry>/<worker>", "event": "critical_cve", "severity": "critical", "data": {<the
+cve>}, "task_id": ...}``: its coordinators pause the workers it names (``workers``, or every
+worker of ``larrys``; :mod:`runtime.reporting.history`) until a ``critical_cve_resolved``.
+Counting it among the findings is the ``cves`` finding's job. At-least-once: a task run
+again reports (and raises) it again.
 
 Example::
 
@@ -79,6 +94,10 @@ MAX_COUNT = 10**9
 SEVERITIES = ("critical", "high", "medium", "low")
 COUNTS = ("prs_created", "assets_discovered")
 COVERAGE = "coverage_delta"
+#: A CVE at or above this CVSS score is critical (seed 001: "critical_cve", CVSS 9.8).
+CRITICAL_CVSS = 9.0
+_CVE_TEXT = ("cve_id", "affected_service", "namespace", "recommendation")
+_CVE_NAMES = ("workers", "larrys")
 
 
 @dataclass(frozen=True)
@@ -88,6 +107,11 @@ class PayloadReport:
     progress: int | None = None
     message: str | None = None
     assets: tuple[Asset, ...] = ()
+    cve: dict[str, Any] | None = None
+
+    @property
+    def critical_cve(self) -> bool:
+        return self.cve is not None and self.cve["cvss"] >= CRITICAL_CVSS
 
 
 class ProtocolError(ValueError):
@@ -129,7 +153,31 @@ def parse_line(line: str) -> PayloadReport:
         assets = tuple(parse_batch(data["assets"], "assets")) if "assets" in data else ()
     except AssetError as error:
         raise ProtocolError(str(error)) from None
-    return PayloadReport(tokens, findings, None if progress is None else int(progress), message, assets)
+    cve = validate_cve(data["cve"]) if "cve" in data else None
+    return PayloadReport(tokens, findings, None if progress is None else int(progress), message, assets, cve)
+
+
+def validate_cve(cve: Any) -> dict[str, Any]:
+    """``cve`` if it has the documented shape; ProtocolError naming the first problem."""
+    if not isinstance(cve, dict):
+        raise ProtocolError(f"'cve' must be an object, got {_short(cve)}")
+    for key, value in cve.items():
+        if key == "cvss":
+            if not (_is_number(value) and 0 <= value <= 10):
+                raise ProtocolError(f"'cve.cvss' must be a number 0-10, got {_short(value)}")
+        elif key in _CVE_TEXT:
+            if not (isinstance(value, str) and 0 < len(value) <= 200):
+                raise ProtocolError(f"'cve.{key}' must be a string of 1-200 characters, got {_short(value)}")
+        elif key in _CVE_NAMES:
+            if not (isinstance(value, list) and len(value) <= 100
+                    and all(isinstance(v, str) and 0 < len(v) <= 100 for v in value)):
+                raise ProtocolError(f"'cve.{key}' must be a list of at most 100 names, got {_short(value)}")
+        else:
+            raise ProtocolError(f"unknown cve field {key!r} (expected cvss, {', '.join(_CVE_TEXT + _CVE_NAMES)})")
+    for required in ("cve_id", "cvss"):
+        if required not in cve:
+            raise ProtocolError(f"'cve.{required}' is required")
+    return cve
 
 
 def validate_findings(findings: Any) -> dict[str, Any]:
@@ -188,6 +236,8 @@ def format_line(report: PayloadReport) -> str:
         data["message"] = report.message
     if report.assets:
         data["assets"] = [json.loads(asset.content()) for asset in report.assets]
+    if report.cve is not None:
+        data["cve"] = report.cve
     return PREFIX + json.dumps(data, separators=(",", ":"))
 
 

@@ -16,7 +16,10 @@
    (``task_requeued``). It raises the phase's progress (``progress_update``) as tasks
    complete, and pauses / resumes the workers a ``critical_cve`` alert names. Its Larry's
    masters are processes of their own (:mod:`runtime.commands.master`): the coordinator never
-   waits on them while the phase runs.
+   waits on them while the phase runs, but declares one silent past ``--master-grace`` and
+   hands its pending tasks over (:mod:`runtime.coordination.masters`), keeps ``handoffs.json``
+   current, announces ``DEPENDENCY_MET`` / ``RESOURCE_CONFLICT`` (:mod:`runtime.coordination.notices`),
+   and records raw PUBLISHes on the seeds' channels on the stream (:mod:`runtime.coordination.bridge`).
 4. Ends the phase: ``completed`` when every task completed; ``failed`` as soon as every
    task has either finished or can never run (a dependency failed for good, its worker
    gave up), or when the phase deadline passes (``deadlineMinutes * 60 / speed`` plus the
@@ -40,6 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 
 import redis
@@ -51,9 +55,12 @@ from plan.statuses import RUNNING, TERMINAL, PhaseStatus, TaskStatus, WorkerStat
 from plan.taskgraph import TaskGraph
 from runtime.cli import UsageError, add_process_arguments, hold, interrupt_on_sigterm, larry_of, load_plan, open_redis
 from runtime.coordination.barrier import Barrier, BarrierTimeout
+from runtime.coordination.bridge import ChannelBridge
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
 from runtime.coordination.ledger import Ledger
+from runtime.coordination.masters import MasterWatch
+from runtime.coordination.notices import Notices
 from runtime.coordination.phases import PhaseTracker
 from runtime.coordination.registry import WorkerRegistry
 from runtime.coordination.schema import MasterBoard
@@ -84,6 +91,9 @@ def configure_parser(parser) -> None:
                         help=f"port of /metrics and /healthz (default {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--host", default="0.0.0.0", help="address of /metrics and /healthz (default all)")
     parser.add_argument("--once", action="store_true", help="exit once the final report is written")
+    parser.add_argument("--master-grace", type=float, default=None, metavar="SECONDS",
+                        help="a master silent this long is declared silent and its pending tasks handed over "
+                             "(default: a worker's grace, three heartbeats and at least 5 s)")
 
 
 def main(args) -> int:
@@ -92,12 +102,17 @@ def main(args) -> int:
     callstats.install(f"coordinator-{larry.id}")
     r, ks = open_redis(args, cfg)
     interrupt_on_sigterm()
-    coordinator = Coordinator(cfg, larry, r, ks, Timing.from_env(args.speed), args.coordination_dir)
+    if args.master_grace is not None and not args.master_grace > 0:
+        raise UsageError(f"--master-grace must be a positive number of seconds, got {args.master_grace:g}")
+    coordinator = Coordinator(cfg, larry, r, ks, Timing.from_env(args.speed), args.coordination_dir,
+                              master_grace=args.master_grace)
     try:
         server = serve(coordinator.metrics.registry, args.port, coordinator.healthy, host=args.host)
     except OSError as error:
         raise UsageError(f"cannot serve /metrics on {args.host}:{args.port} ({error.strerror or error})") from None
     coordinator.log(f"serving /metrics and /healthz on port {server.server_port}")
+    bridging = threading.Event()  # raw PUBLISHes on the seeds' channels reach the stream
+    ChannelBridge(r, ks).start(bridging)
     try:
         coordinator.run()
     except redis.exceptions.RedisError as error:
@@ -106,11 +121,13 @@ def main(args) -> int:
     try:
         return hold(args.once)
     finally:
+        bridging.set()
         server.shutdown()
 
 
 class Coordinator:
-    def __init__(self, cfg: StackConfig, larry: Larry, r, ks, timing: Timing, coordination_dir):
+    def __init__(self, cfg: StackConfig, larry: Larry, r, ks, timing: Timing, coordination_dir, *,
+                 master_grace: float | None = None):
         self.cfg, self.larry, self.r, self.ks, self.timing = cfg, larry, r, ks, timing
         self.coordination_dir = coordination_dir
         self.metrics = CoordinatorMetrics(OrchestrationCollector(r, ks, larry, timing))
@@ -119,6 +136,9 @@ class Coordinator:
         self.ledger = Ledger.for_plan(r, ks, cfg)
         self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
         self.masters = MasterBoard(r, ks, self.ledger, trigger=cfg.budget.reserve_trigger)
+        self.master_watch = MasterWatch(r, ks, cfg, grace=master_grace or timing.dead_after_ms / 1000)
+        self._handoffs_written = 0
+        self.notices = Notices(r, ks, cfg, larry)
         everyone = list(cfg.larry_ids)  # a slice holds its own Larry; the index names them all
         self.convergence = Barrier(r, ks, CONVERGENCE_BARRIER, everyone)
         self.reports = Barrier(r, ks, REPORTS_BARRIER, everyone)
@@ -174,7 +194,9 @@ class Coordinator:
         # The history first, then act once on its net effect; then follow from where it ended.
         events = EventLog(self.r, self.ks)
         tail = events.tail_id()
-        self.history.add(events.history(until=tail))
+        past = events.history(until=tail)
+        self.history.add(past)
+        self.notices.conflicts(past)
         listener = EventListener(self.r, self.ks, tail)
         phase = self.phase.snapshot()
         if phase["status"] in TERMINAL:  # only this coordinator ends its phase: checked once
@@ -192,12 +214,16 @@ class Coordinator:
                 statuses, workers = self.heartbeat() if tick else self._statuses()
                 if tick:
                     next_tick = now + self.timing.heartbeat
+                    self.watch_masters()
+                self.notices.dependencies(statuses)
                 progress = self._raise_progress(statuses, progress)
                 outcome = self.outcome(deadline, statuses, workers)
                 if outcome:
                     return outcome
             wait = max(0.001, min(next_tick, deadline) - time.monotonic())
-            touched = self.history.add(listener.poll(block_ms=max(1, int(wait * 1000))))
+            new = listener.poll(block_ms=max(1, int(wait * 1000)))
+            self.notices.conflicts(new)
+            touched = self.history.add(new)
 
     def heartbeat(self) -> tuple[dict, dict]:
         """One heartbeat's care of the workers (reap the silent, re-queue their tasks, the
@@ -269,6 +295,19 @@ class Coordinator:
             for task in self.cfg.takes(self.larry, worker):
                 if self.board.requeue(self.larry.id, task.id, worker.name):
                     self.log(f"re-queued {task.id} of dead worker {worker.name}")
+
+    def watch_masters(self) -> None:
+        """Declare its masters silent past the grace and hand their pending tasks over; keep
+        ``handoffs.json`` current (:mod:`runtime.coordination.masters`, :mod:`~runtime.coordination.handoffs`)."""
+        declared, requested = self.master_watch.check(self.larry)
+        for master in declared:
+            self.log(f"master {master} is silent (no heartbeat for {self.master_watch.grace:g} s)")
+        for task, silent, target in requested:
+            self.log(f"handing {task} of silent master {silent} over to {target}")
+        handoffs = self.master_watch.handoffs
+        if (version := handoffs.version()) != self._handoffs_written:
+            handoffs.write_file(self.coordination_dir)
+            self._handoffs_written = version
 
     def apply_pauses(self) -> None:
         requests, self.history.pause_requests = self.history.pause_requests, {}

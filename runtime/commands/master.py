@@ -27,12 +27,18 @@ work); its pool is released late, so its Larry lends those tokens late. A master
 down when its coordinator writes the Larry's report is reported by the coordinator
 (``reported_by: coordinator``, nothing reviewed), with its accounts' figures.
 
+Masters' events (seed 004): each start announces ``MASTER_ACTIVATION``; every round it
+acknowledges the handoffs addressed to it (:mod:`runtime.coordination.handoffs`: the task moves
+to its queue, ``handoffs.json`` is rewritten); its heartbeat is what its coordinator watches
+(:mod:`runtime.coordination.masters`: silent past the grace, its pending tasks are handed over).
+
 Exit status: 0 (``--once``, report written); 1 when Redis went away (a restart resumes); 2 for
 usage errors; 130 when interrupted.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -51,7 +57,9 @@ from runtime.cli import (
 )
 from runtime.commands.worker import add_member_arguments, choose_payload, load_member
 from runtime.coordination.events import EventListener
+from runtime.coordination.handoffs import Handoffs
 from runtime.coordination.ledger import Ledger
+from runtime.coordination.masters import MasterWatch
 from runtime.coordination.schema import MasterBoard
 from runtime.support import callstats
 from runtime.support.timing import Timing
@@ -98,11 +106,17 @@ def main(args) -> int:
     # Read the stream position before any state, so no event after a state read is missed.
     listener = EventListener(r, ks, "$")
     board = MasterBoard(r, ks, ledger, trigger=cfg.budget.reserve_trigger)
+    handoffs = Handoffs(r, ks)
     try:
         duties = MasterDuties(r, ks, ledger, TaskGraph(cfg), larry, master, mind, say)
         say(f"master {name}: {mind.name} mind, overseeing {len(duties.tasks)} tasks")
+        board.beat(master.name)
+        MasterWatch(r, ks, cfg, grace=timing.dead_after_ms / 1000).activated(larry.id, master.name, duties.tasks)
+        # From a thread of its own: a duty an agent takes minutes over must not look like silence.
+        threading.Thread(target=beat_forever, args=(board, master.name, timing.heartbeat), daemon=True,
+                         name="master-heartbeat").start()
         while True:
-            board.beat(master.name)
+            acknowledge_handoffs(handoffs, name, master.name, args.coordination_dir, say)
             phase = r.get(ks.phase_status(larry.id)) or PhaseStatus.PENDING
             if phase != PhaseStatus.PENDING:
                 statuses = dict(zip(duties.graph.ids, r.mget([ks.task_status(t) for t in duties.graph.ids])))
@@ -115,3 +129,25 @@ def main(args) -> int:
         log.error("larry master: %s: lost Redis (%s); a restart resumes from Redis state", name, error)
         return ExitCode.FAILED
     return hold(args.once)
+
+
+def beat_forever(board: MasterBoard, master: str, interval: float) -> None:
+    """The master's heartbeat, every ``interval`` s for the life of the process."""
+    while True:
+        time.sleep(interval)
+        try:
+            board.beat(master)
+        except redis.exceptions.RedisError as error:
+            log.debug("heartbeat of %s missed: %s", master, error)  # what the coordinator's grace is for
+
+
+def acknowledge_handoffs(handoffs: Handoffs, sender: str, master: str, coordination_dir, say) -> None:
+    """Acknowledge the handoffs addressed to ``master`` (the task moves to its queue, or the
+    handoff is refused saying why) and rewrite ``handoffs.json``."""
+    open_ = handoffs.open_for(master)
+    for handoff in open_:
+        status, why = handoffs.acknowledge(sender, handoff["id"], master)
+        say(f"master {sender}: {handoff['id']} of {handoff['task_id']} from {handoff['from_master']}: {status}"
+            + (f" ({why})" if why else ""))
+    if open_:
+        handoffs.write_file(coordination_dir)

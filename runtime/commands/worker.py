@@ -81,6 +81,14 @@ is accepted does the worker write ``{coordination-dir}/results/{larry}/{task}.js
 (with the fence). A worker that dies between the two has the file re-written from Redis by
 its successor.
 
+Seed 004's control (:mod:`runtime.coordination.control`): a ``WORKER_TERMINATE`` naming the
+worker stops its payload, hands the task back (lease released, nothing written) and ends the
+worker with exit status 1, so its restart carries on; it answers ``WORKER_STATUS_REQUEST`` on
+the status channel and announces its first start (``WORKER_SPAWN``). A queue worker takes
+what its queue holds now, tasks handed to its master included (:mod:`runtime.coordination.handoffs`).
+A payload's CVE of CVSS 9.0 or more (``@larry {"cve": ...}``) is raised as seed 001's
+``critical_cve`` alert.
+
 Pause (seed 001 appendix A example 3): while ``worker:{id}:paused`` is set by the
 coordinator, the worker lets the task in hand finish and claims nothing new until the
 coordinator's ``worker_resumed``. Freezing the payload instead (SIGSTOP) would hold the
@@ -167,9 +175,11 @@ from runtime.cli import (
     positive_number,
 )
 from runtime.coordination.connection import AuthenticationFailed
+from runtime.coordination.control import WorkerControl
 from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.fallback import Degrader, FileCoordination
+from runtime.coordination.handoffs import Handoffs
 from runtime.coordination.leases import Lease, LeaseManager
 from runtime.coordination.ledger import Ledger, LedgerOp
 from runtime.coordination.registry import WorkerRegistry
@@ -186,6 +196,17 @@ log = logging.getLogger(__name__)
 MAX_LEASE_LOSSES = 3
 #: How long an exiting worker keeps trying to hand its buffered assets to an unreachable catalog.
 CATALOG_DRAIN_SECONDS = 10.0
+
+
+def queued_in(entries: dict[str, str], queue: str, order) -> list[str]:
+    """The tasks (in ``order``) whose task-queue entry is in ``queue``; an entry that is not
+    JSON (another writer's) counts as in no queue."""
+    def queue_of(entry: str | None) -> str | None:
+        try:
+            return json.loads(entry).get("master") if entry else None
+        except (ValueError, AttributeError):
+            return None
+    return [t for t in order if queue_of(entries.get(t)) == queue]
 
 
 class GiveUp(Exception):
@@ -293,8 +314,8 @@ class Worker:
         # read can then be missed by a wait that follows it.
         self.listener = EventListener(r, ks, "$")
         self.leases = LeaseManager(r, ks, larry.id, worker=spec.name, ttl_ms=timing.lease_ttl_ms,
-                                   tracks={t.id: master_track(w.master) for w in larry.workers if w.master
-                                           for t in w.tasks})
+                                   tracks={t.id: master_track(w.master) for owner in cfg.larrys
+                                           for w in owner.workers if w.master for t in w.tasks})
         self.ledger = Ledger.for_plan(r, ks, cfg)
         self.account = worker_account(larry.id, spec.name)
         self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
@@ -305,16 +326,19 @@ class Worker:
         # The tasks it may run: its own (static assignment) or its master's queue's (queue).
         self.queue = larry.queue_of(spec) if cfg.queued else None
         self.own = [t.id for t in cfg.takes(larry, spec)]
-        self.tasks = {t.id: t for t in larry.tasks}
-        planned = {t.id: highest_priority(w.priority, t.priority) for w in larry.workers for t in w.tasks}
+        # Every task of the stack: a handoff (runtime.coordination.handoffs) may bring any into
+        # its queue.
+        listed = [(owner, w, t) for owner in cfg.larrys for w in owner.workers for t in w.tasks]
+        self.tasks = {t.id: t for _, _, t in listed}
         # A task's charges draw on the reserve at the higher of its own (its planned worker's
         # included) and this worker's priority.
-        self.priorities = {t: highest_priority(spec.priority, planned[t]) for t in self.own}
+        self.priorities = {t.id: highest_priority(spec.priority, highest_priority(w.priority, t.priority))
+                           for _, w, t in listed}
         # A task is charged to the account of the worker the plan lists it under, whoever runs
         # it: that worker's allotment was sized for it, and the pool, Larry and system above
         # are the same (a queue is one master's). The ledger's ops name who ran it.
-        self.planned = {t.id: w.name for w in larry.workers for t in w.tasks}
-        self.accounts = {t: worker_account(larry.id, self.planned[t]) for t in self.own}
+        self.planned = {t.id: w.name for _, w, t in listed}
+        self.accounts = {t.id: worker_account(owner.id, w.name) for owner, w, t in listed}
         # How many of them it expects to run: all its own, or its even share of its queue.
         takers = sum(larry.queue_of(w) == self.queue for w in larry.workers) if self.queue else 1
         self.expected = max(1, -(-len(self.own) // takers))
@@ -325,6 +349,12 @@ class Worker:
         self.spent = 0
         self.approved = 0  # tokens operators granted this worker through escalations
         self.escalations = Escalations(r, ks)
+        # WORKER_TERMINATE (runtime.coordination.control): the reason once asked to stop, and the
+        # queue of the payload run in hand, which the control thread wakes.
+        self.control = WorkerControl(r, ks)
+        self.handoffs = Handoffs(r, ks)
+        self.terminated: str | None = None
+        self._items: queue.Queue | None = None
         self.lease_losses: dict[str, int] = {}
         self.waiting: set[str] = set()
         # File mode (see the module doc): the statuses last read from Redis, the volume.
@@ -344,12 +374,16 @@ class Worker:
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> int:
-        self.registry.register(self.name, self.spec.master or self.larry.id, self.spec.node, WorkerStatus.IDLE,
-                               counted_by=self.larry.overseer(self.spec))
+        first = self.registry.register(self.name, self.spec.master or self.larry.id, self.spec.node,
+                                       WorkerStatus.IDLE, counted_by=self.larry.overseer(self.spec))
+        if first:
+            self.control.spawned(self.sender, self.name, type=self.profile.name if self.profile else "simulated",
+                                 tasks=self.own, budget=self.spec.tokens, timeout=self.timing.deadline(self.spec.minutes))
         self.events.emit("worker_started", self.sender, larry=self.larry.id, worker=self.name,
                          node=self.spec.node, pid=os.getpid())
         stop = threading.Event()
         beating = self.registry.beat_forever(self.name, self.timing.heartbeat, stop)
+        self.control.watch(self.name, self._terminate, stop)
         if self.catalog is not None:
             self.catalog.start()
         code = ExitCode.FAILED
@@ -399,6 +433,13 @@ class Worker:
             self.report_progress(status)
             self.catalog.close(CATALOG_DRAIN_SECONDS)
 
+    def _terminate(self, reason: str) -> None:
+        """WORKER_TERMINATE (the control thread): stop the payload in hand, if any; no new task."""
+        self.terminated = reason
+        items = self._items
+        if items is not None:
+            items.put(("terminate", reason))
+
     def _left(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:
@@ -407,9 +448,12 @@ class Worker:
         return left
 
     def _wait(self, wakes) -> None:
-        """Block on the event stream until an event ``wakes`` accepts, or one re-check interval."""
+        """Block on the event stream until an event ``wakes`` accepts, or one re-check interval;
+        GiveUp once a WORKER_TERMINATE asked the worker to stop."""
         until = time.monotonic() + min(self.timing.recheck, self._left())
         while (left := until - time.monotonic()) > 0:
+            if self.terminated:
+                raise GiveUp(ExitCode.FAILED, f"terminated ({self.terminated})")
             if any(wakes(event) for event in self.listener.poll(block_ms=max(1, int(left * 1000)))):
                 return
 
@@ -457,13 +501,19 @@ class Worker:
     # ------------------------------------------------------------------ choosing work
     def _work(self) -> int:
         while True:
+            if self.terminated:
+                raise GiveUp(ExitCode.FAILED, f"terminated ({self.terminated})")
             pipe = self.r.pipeline(transaction=False)
             pipe.mget([self.ks.task_status(t) for t in self.graph.ids])
             pipe.get(self.ks.worker_paused(self.name))
             pipe.get(self.ks.phase_status(self.larry.id))
-            statuses, paused, phase = pipe.execute()
+            if self.queue:
+                pipe.hgetall(self.ks.task_queue_entries)
+            statuses, paused, phase, *entries = pipe.execute()
             statuses = self.statuses = dict(zip(self.graph.ids, statuses))
-            left = [t for t in self.own if statuses.get(t) not in TERMINAL]
+            # A queue worker's tasks are those its queue holds now: handoffs move tasks between queues.
+            mine = queued_in(entries[0], self.queue, self.graph.ids) if self.queue else self.own
+            left = [t for t in mine if statuses.get(t) not in TERMINAL]
             if not left:
                 # A queue worker answers for the tasks it ran, not for its queue's.
                 failed = self.failed_here if self.queue else \
@@ -655,6 +705,9 @@ class Worker:
         self.report_progress(WorkerStatus.BUSY, task=task, progress=0)
         self.waiting = set()
         items: queue.Queue = queue.Queue()
+        self._items = items
+        if self.terminated:
+            items.put(("terminate", self.terminated))
         keeper = None if self.file_mode else self.leases.keep(lease, on_lost=lambda _lease, why: items.put(("lost", why)))
         run = _TaskRun(self, task, lease, share, attempt)
         if self.usage != "larry-protocol":
@@ -666,6 +719,7 @@ class Worker:
         try:
             code = run.follow(items, payload)
         except BaseException:
+            self._items = None
             # Interrupted (SIGTERM): stop the payload and hand the task back at once
             # rather than letting the next claimant wait out the lease.
             payload.stop(self.kill_grace)
@@ -675,6 +729,7 @@ class Worker:
                 keeper.stop()
                 self.leases.release(lease)
             raise
+        self._items = None
         if keeper is not None:
             keeper.stop()
         self.spent += run.tokens
@@ -702,6 +757,10 @@ class Worker:
                 data = result.get("data") or {}
                 lines.append(f"- {dep} ({result.get('outcome', 'no result')}): {data.get('message') or ''} "
                              f"findings {json.dumps(data.get('findings') or {}, sort_keys=True)}")
+        handoff = self.handoffs.of(task) if self.queue and not self.file_mode else None
+        if handoff:
+            lines += ["", "## Handed over", "", f"- from {handoff['from_master']} to {handoff['to_master']} "
+                      f"({handoff['id']}); context: {json.dumps(handoff['context'], sort_keys=True)}"]
         return "\n".join(lines) + "\n"
 
     def _escalate(self, run: "_TaskRun", code: int, tasks_left: int) -> None:
@@ -727,6 +786,11 @@ class Worker:
             # "approving" until the tokens are in the ledger: resume only once they are
             while (decided := self.escalations.get(escalation))["status"] in ("open", "approving") and not lost:
                 self._wait(lambda e: e.name == "escalation_decided" and e.data.get("id") == escalation)
+        except GiveUp:
+            if self.terminated:  # the task goes back at once
+                keeper.stop()
+                self.leases.release(lease)
+            raise
         finally:
             keeper.stop()
         if lost:
@@ -851,6 +915,11 @@ class _TaskRun:
                 self.stop(payload, "lease lost")
             elif kind == "deadline":
                 self.stop(payload, "deadline")
+            elif kind == "terminate":
+                # Handed back at once by the caller's interruption path, which releases the lease.
+                self.stop(payload, "terminated")
+                raise GiveUp(ExitCode.FAILED, f"{self.task}: terminated ({value}); payload stopped, nothing "
+                                              f"written, the task handed back")
             if self.stopped == "budget exhausted" and payload.running:
                 payload.stop(self.worker.kill_grace)
 
@@ -886,6 +955,10 @@ class _TaskRun:
         if report.assets:
             self.assets += len(report.assets)
             self.worker.report_assets(report.assets)
+        if report.critical_cve and not self.worker.file_mode:
+            self.worker.events.emit("critical_cve", self.worker.sender, alert=True, severity="critical",
+                                    data=report.cve, task_id=self.task)
+            self.worker.log(f"{self.task}: raised critical_cve {report.cve['cve_id']} (CVSS {report.cve['cvss']:g})")
         if report.progress is not None and not self.worker.file_mode:
             self.worker.registry.progress(self.worker.name, report.progress)
         if report.progress is not None or report.message is not None:

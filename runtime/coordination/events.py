@@ -27,8 +27,11 @@ Guarantees:
 * A listener sees every entry after its start ID, in order, exactly once,
   unless entries were trimmed away (``MAXLEN ~``) before it read them; that is
   detected when the listener resumes and counted in ``gaps``.
-* Messages PUBLISHed straight to a channel (redis-cli) bypass the stream and
-  are seen by pub/sub subscribers only.
+* Messages PUBLISHed straight to a channel (redis-cli) bypass this module; those on the alerts
+  channel and seed 004's worker and master channels reach the stream through the coordinators'
+  :class:`runtime.coordination.bridge.ChannelBridge`, the coordination channel's do not.
+* An event goes to the coordination or alerts channel, or to one of seed 004's (``channel=``
+  of :meth:`EventLog.emit`, ``emit_on`` in Lua).
 * Timestamps are the Redis primary's clock (ISO 8601 UTC, milliseconds).
 * Malformed stream entries (no data, bad JSON, no ``event`` name) are counted
   in ``malformed`` and skipped.
@@ -112,12 +115,20 @@ local function append(channel, event_type, data)
   return redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'event_type', event_type, 'source', SENDER,
                     'timestamp', now(), 'channel', channel, 'payload', data)
 end
-local function emit_raw(alert, event_type, data)
-  local channel = CH_COORDINATION
-  if alert then channel = CH_ALERTS end
+-- A message on a channel the bridge follows (every one but the coordination channel), marked
+-- as on the stream for a minute (runtime.coordination.bridge); false when it was already.
+local function mark_published(channel, data)
+  return redis.call('SET', PUBLISHED_PREFIX .. redis.sha1hex(channel .. '\n' .. data), '1', 'NX', 'PX', 60000)
+end
+-- On the stream, and PUBLISHed on ``channel`` (seed 004's event channels are many).
+local function publish(channel, event_type, data)
   local id = append(channel, event_type, data)
+  if channel ~= CH_COORDINATION then mark_published(channel, data) end
   redis.call('PUBLISH', channel, data)
   return id
+end
+local function emit_raw(alert, event_type, data)
+  return publish(alert and CH_ALERTS or CH_COORDINATION, event_type, data)
 end
 local function encode(fields, token)
   fields['from'] = SENDER
@@ -132,6 +143,10 @@ end
 -- An event on the stream, PUBLISHed on its channel too.
 local function emit(alert, fields, token)
   return emit_raw(alert, fields.event, encode(fields, token))
+end
+-- An event on the stream, PUBLISHed on ``channel``.
+local function emit_on(channel, fields, token)
+  return publish(channel, fields.event, encode(fields, token))
 end
 -- A coordination event on the stream only (see the module docstring: which events, and why).
 local function record(fields, token)
@@ -264,8 +279,8 @@ class FunctionLibrary:
 
 
 _EMIT = r"""
--- ARGV[2] event JSON object (without timestamp), ARGV[3] '1' for the alerts channel, [4] its name
-return emit_raw(ARGV[3] == '1', ARGV[4], '{"timestamp":"' .. now() .. '",' .. string.sub(ARGV[2], 2))
+-- ARGV[2] event JSON object (without timestamp), ARGV[3] the channel, [4] its name
+return publish(ARGV[3], ARGV[4], '{"timestamp":"' .. now() .. '",' .. string.sub(ARGV[2], 2))
 """
 
 
@@ -295,13 +310,14 @@ def parse_entry(entry_id: str, fields: dict) -> Event | None:
     return Event(entry_id, fields.get("channel", ""), data)
 
 
-def _parse_entries(entries) -> tuple[list[Event], int]:
+def _parse_entries(stream: str, entries) -> tuple[list[Event], int]:
     """The well-formed events of raw stream entries, and how many were malformed (logged)."""
     events = []
     for entry_id, fields in entries:
         event = parse_entry(entry_id, fields)
         if event is None:
-            log.warning("skipping malformed event %s: %.200r", entry_id, fields)
+            log.warning("skipping malformed entry %s of %s: expected a payload field holding a JSON object with an "
+                        "\"event\" string, got %.200r", entry_id, stream, fields)
         else:
             events.append(event)
     return events, len(entries) - len(events)
@@ -315,11 +331,12 @@ class EventLog:
         self.r, self.ks, self.durability = r, ks, durability
         self._emit = r.register_script(lua_script(ks, _EMIT))
 
-    def emit(self, event: str, sender: str, *, alert: bool = False, **fields) -> str:
-        """Append to the stream and publish; returns the stream ID. At-least-once under retries."""
+    def emit(self, event: str, sender: str, *, alert: bool = False, channel: str | None = None, **fields) -> str:
+        """Append to the stream and publish on ``channel`` (default: the alerts channel for an
+        ``alert``, else the coordination channel); returns the stream ID. At-least-once under retries."""
         data = json.dumps({**fields, "event": event, "from": sender})
-        return run_script(self.r, self._emit, [], [sender, data, "1" if alert else "0", event],
-                          self.durability, idempotent=False)
+        channel = channel or (self.ks.alerts if alert else self.ks.coordination)
+        return run_script(self.r, self._emit, [], [sender, data, channel, event], self.durability, idempotent=False)
 
     def tail_id(self) -> str:
         """ID of the newest entry ("0-0" for an empty stream); start listening after it to see only new events."""
@@ -332,7 +349,7 @@ class EventLog:
         events: list[Event] = []
         low = "(" + after if after != "0-0" else "-"
         while entries := self.r.xrange(self.ks.stream, min=low, max=until, count=count):
-            events.extend(_parse_entries(entries)[0])
+            events.extend(_parse_entries(self.ks.stream, entries)[0])
             low = "(" + entries[-1][0]
         return events
 
@@ -379,7 +396,7 @@ class EventListener:
         for _stream, entries in reply or ():
             if entries:
                 self.last_id = entries[-1][0]
-                parsed, malformed = _parse_entries(entries)
+                parsed, malformed = _parse_entries(self.ks.stream, entries)
                 events.extend(parsed)
                 self.malformed += malformed
         return events

@@ -12,6 +12,7 @@ redis-cli sees the documented keys::
     escalation:{id}  escalation:index|seq  escalation:key:{dedupe}   (escalations to a human)
     barrier:{name}:arrived|released           barriers: convergence, reports
     channels larry:coordination, larry:alerts; stream larry:events
+    worker:{id}:terminate  master:{larry}:{master}:silent   (control: runtime.coordination.control)
     phase:{larry}:workers|findings|prs_created, phase:{larry}:{track}:{name}
     tokens:{larry}:used                       (seed 001's figures, written by the leases and the ledger)
 
@@ -20,6 +21,8 @@ for the cortex stack, ``larry`` otherwise; the stream is the plan's ``larry:chan
 
     {ns}:tasks:queue  {ns}:tasks:queue:entries   (the task queue: runtime.coordination.tasks)
     {ns}:workers:{id}  {ns}:masters:{name}  {ns}:metrics:{name}   (runtime.coordination.schema)
+    {ns}:handoffs:all|seq  {ns}:notices:sent            (master-to-master handoffs: runtime.coordination.handoffs)
+    channels {ns}:masters:handoff|dependencies, {ns}:workers:spawn|control|status  (its other channels)
 
 ``{larry}`` here is a template placeholder, not a Redis Cluster hash tag: the
 runtime targets a single primary (optionally Sentinel-managed), so Lua scripts
@@ -81,6 +84,7 @@ class Keyspace:
             "QUEUE_ENTRIES": self.task_queue_entries, "PLAN_PREFIX": self.task_plan(""),
             "QUEUE_DEPTH": self.schema_series("task_queue_depth"),
             "COMPLETED_SERIES": self.schema_series("tasks_completed"),
+            "PUBLISHED_PREFIX": self.published(""),
         }
         lines = [f"local {name} = {json.dumps(value)}" for name, value in constants.items()]
         return "\n".join(lines + [f"local MAXLEN = {int(self.stream_maxlen)}"]) + "\n"
@@ -185,6 +189,10 @@ class Keyspace:
         """Set (to the reason) while the worker's coordinator has it paused (a critical_cve alert)."""
         return self._k("worker", worker_id, "paused")
 
+    def worker_terminate(self, worker_id: str) -> str:
+        """Set (to the reason) by a WORKER_TERMINATE until the worker acts on it."""
+        return self._k("worker", worker_id, "terminate")
+
     @property
     def worker_heartbeats(self) -> str:
         return self._k("worker", "heartbeats")
@@ -215,6 +223,10 @@ class Keyspace:
         """A master's finished duties: duty id -> its outcome (JSON), so a restart skips them."""
         return self._k("master", larry, master, "duties")
 
+    def master_silent(self, larry: str, master: str) -> str:
+        """Set (to when it was declared) once the master's process was found silent past its grace."""
+        return self._k("master", larry, master, "silent")
+
     def master_report(self, larry: str, master: str) -> str:
         """The master's own part of its Larry's report (JSON), written once its duties are over."""
         return self._k("master", larry, master, "report")
@@ -240,6 +252,30 @@ class Keyspace:
         """``{ns}:metrics:{name}``: a stream, one entry (``value``) per change; the entry id is
         its time (the seed's TIMESERIES, which Debian's Redis lacks)."""
         return self._k(self.schema, "metrics", metric)
+
+    @property
+    def handoffs(self) -> str:
+        """Every master-to-master handoff, id -> JSON (runtime.coordination.handoffs)."""
+        return self._k(self.schema, "handoffs", "all")
+
+    @property
+    def handoff_seq(self) -> str:
+        return self._k(self.schema, "handoffs", "seq")
+
+    def published(self, digest: str) -> str:
+        """Marks a message published on a bridged channel for a minute (its digest), so it is recorded on
+        the stream once (runtime.coordination.bridge)."""
+        return self._k(self.schema, "events", "published", digest)
+
+    @property
+    def notices(self) -> str:
+        """The DEPENDENCY_MET / RESOURCE_CONFLICT notices announced: id -> when (runtime.coordination.notices)."""
+        return self._k(self.schema, "notices", "sent")
+
+    # -- seed 004's other channels (MASTER COORDINATION STRATEGY) ----------------
+    def schema_channel(self, group: str, name: str) -> str:
+        """``{ns}:masters:handoff|dependencies``, ``{ns}:workers:spawn|control|status``."""
+        return self._k(self.schema, group, name)
 
     # -- token ledger -----------------------------------------------------------
     def token_account(self, account: str) -> str:
@@ -300,7 +336,7 @@ class Keyspace:
     # -- SCAN MATCH patterns (operators' tools; never KEYS) ----------------------
     #: the key families above: every key a run leaves, except the event stream
     #: seed 004's schema families, under ``{schema}:``
-    SCHEMA_FAMILIES = ("tasks", "workers", "masters", "metrics")
+    SCHEMA_FAMILIES = ("tasks", "workers", "masters", "metrics", "handoffs", "notices")
     RUN_FAMILIES = ("phase", "task", "worker", "master", "metrics", "tokens", "escalation", "barrier")
 
     def run_patterns(self) -> tuple[str, ...]:

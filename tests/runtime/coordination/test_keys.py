@@ -52,7 +52,8 @@ def test_run_patterns_match_every_family_and_the_stream_and_only_this_prefix():
     ks = Keyspace(prefix="a*[b]:")
     patterns = ks.run_patterns()
     ours = [ks.phase_status("l"), ks.task_result("t"), ks.worker_node("w"), ks.metric("l", "m"),
-            ks.token_account("l"), ks.barrier_released("reports"), ks.stream]
+            ks.token_account("l"), ks.barrier_released("reports"), ks.stream, ks.handoffs, ks.handoff_seq,
+            ks.notices, ks.worker_terminate("w"), ks.master_silent("l", "m")]
     theirs = ["aX[b]:phase:l:status", "other:task:lock:t", "a*[b]:unrelated"]
 
     def matched(key):  # Redis glob semantics for these patterns: fnmatch after unescaping brackets
