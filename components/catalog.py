@@ -15,7 +15,8 @@ valid stops the replica with one line naming the entry, before anything is writt
 State: the stack's Redis hub, under ``catalog:*`` keys beside the run's; replicas find the
 primary through Sentinel like every runtime pod, with a copy of the hub's password. Network:
 default deny; the Larry namespaces may call the API (and get an egress policy in each of them
-to do so), Prometheus may scrape it, the replicas reach only the Redis hub and DNS.
+to do so), and so may converge (the meta-coordinator, whose Phase 0 reads the baseline: an
+egress policy for its pod in the hub's namespace), Prometheus may scrape it, the replicas reach only the Redis hub and DNS.
 Not guaranteed: authentication of writers beyond the network policy.
 """
 from __future__ import annotations
@@ -26,9 +27,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import kube
+from components.meta_coordinator import APP_NAME as CONVERGE_APP
 from components.namespace import auth_secret, default_deny, namespace
 from components.observability import MONITORING_API, catalog_alert_rules, service_monitor
 from components.runtime_pod import RuntimePods
+from plan import labels as contract
 from plan.model import Catalog as CatalogConfig
 from plan.model import Observability
 from plan.pods import RUNTIME_UID
@@ -36,6 +39,8 @@ from plan.quantities import ResourceList, Resources
 
 APP = "catalog-api"
 RESOURCES = Resources(ResourceList("200m", "128Mi"), ResourceList("500m", "512Mi"))
+#: The meta-coordinator's pod (converge), the catalog's one reader outside the Larry namespaces.
+CONVERGE_SELECTOR = {contract.APP: CONVERGE_APP}
 BASELINE_DIR, BASELINE_KEY = "/etc/catalog", "baseline.yaml"
 
 
@@ -116,12 +121,22 @@ class Catalog(pulumi.ComponentResource):
             "podSelector": {"matchLabels": selector}, "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"from": [{"namespaceSelector": kube.namespace_selector(args.writer_namespaces)}],
                          "ports": api_port},
+                        {"from": [{"namespaceSelector": kube.namespace_selector([redis.namespace]),
+                                   "podSelector": {"matchLabels": CONVERGE_SELECTOR}}], "ports": api_port},
                         {"from": [{"namespaceSelector": kube.namespace_selector([args.observability.prometheus_namespace])}],
                          "ports": api_port}],
             "egress": [{"to": [{"namespaceSelector": kube.namespace_selector([redis.namespace]),
                                 "podSelector": {"matchLabels": kube.REDIS_POD_SELECTOR}}],
                         "ports": [{"protocol": "TCP", "port": p} for p in (redis.port, redis.sentinel_port)]},
                        kube.dns_egress()]}, opts=self._child)
+        # Converge (seed 004's coordinator-master, in the hub's namespace, which denies egress
+        # but to the hub) reads the catalog's baseline in Phase 0 and its uptime after.
+        k8s.networking.v1.NetworkPolicy(f"{self._name}-converge", metadata=kube.metadata(
+            "allow-catalog-converge", redis.namespace, part_of), spec={
+            "podSelector": {"matchLabels": CONVERGE_SELECTOR}, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"namespaceSelector": kube.namespace_selector([ns]),
+                                "podSelector": {"matchLabels": selector}}], "ports": api_port}]},
+            opts=self._child)
         # The Larry namespaces deny all egress by default: their pods may call the API, nothing more.
         for writer in args.writer_namespaces:
             k8s.networking.v1.NetworkPolicy(f"{self._name}-writer-{writer}", metadata=kube.metadata(

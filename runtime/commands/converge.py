@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from plan import environment as envvar
+from runtime.catalog.figures import Reading, from_redis
 from runtime.cli import add_process_arguments, interrupt_on_sigterm, load_plan, open_redis
 from runtime.commands.preflight import catalog_url
 from runtime.coordination.barrier import Barrier, BarrierTimeout
@@ -125,11 +126,17 @@ def main(args) -> int:
             fetch_missing_reports(r, ks, cfg, args.coordination_dir)
             fetch_missing_results(r, ks, cfg, args.coordination_dir)
         result = converge(cfg, args.coordination_dir, s3_url=args.s3_url, allowance=timing.allowance,
-                          private_redis=args.private_redis)
+                          private_redis=args.private_redis, catalog=catalog_figures(cfg, r, ks))
     except ERRORS as error:
         print(f"larry converge: {error}", file=sys.stderr)
         return 2
     return _printed(result)
+
+
+def catalog_figures(cfg, r, ks) -> Reading | None:
+    """The catalog's figures from the hub it keeps its state on, which converge is connected to
+    already; None (the summary asks the catalog's API) without a connection."""
+    return from_redis(r, ks) if cfg.catalog.enabled and r is not None else None
 
 
 def _printed(result) -> int:
@@ -163,7 +170,8 @@ def run_execution_plan(args, cfg, r, ks, timing: Timing) -> int:
         plan.aggregate(reports)
         plan.report_and_clean_up(reports)
         result = converge(cfg, root, s3_url=args.s3_url, allowance=timing.allowance,
-                          private_redis=args.private_redis, execution_id=plan.id, criteria=plan.criteria)
+                          private_redis=args.private_redis, execution_id=plan.id, criteria=plan.criteria,
+                          catalog=catalog_figures(cfg, r, ks))
     except ERRORS as error:
         plan.fail(str(error))
         print(f"larry converge: {error}", file=sys.stderr)

@@ -716,6 +716,11 @@ class Worker:
                 scratch=workdir / f"agent-analytics-{run_name}.jsonl")
             run.meter(adapter, workdir / f"agent-output-{run_name}.jsonl")
         payload = self.start_payload(command, env, items)
+        if self.queue and not self.file_mode:
+            # Seed 004's master-to-coordinator message, on its coordination channel.
+            self.events.emit("TASK_STARTED", self.sender, master=self.queue, task_id=task, larry=self.larry.id,
+                             estimated_duration=round(self.timing.scaled(float(env[envvar.TASK_MINUTES])), 3),
+                             workers_needed=1)
         try:
             code = run.follow(items, payload)
         except BaseException:
@@ -829,6 +834,10 @@ class Worker:
             self.log(f"{task}: result not accepted ({write.status}{': ' + write.detail if write.detail else ''})")
             return
         self._write_result(task, lease.token, status, run.data(detail=run.stopped))
+        if status == TaskStatus.COMPLETED and self.queue and not self.file_mode:
+            self.events.emit("TASK_COMPLETE", self.sender, master=self.queue, task_id=task, larry=self.larry.id,
+                             results=run.findings, tokens_used=run.tokens,
+                             duration=round(time.monotonic() - run.started, 3))
         if status == TaskStatus.FAILED:
             self.failed_here.add(task)
         self.log(f"{task}: {status}" + (f" ({run.stopped})" if run.stopped else "") + f", {run.tokens} tokens")
@@ -863,6 +872,7 @@ class _TaskRun:
 
     def __init__(self, worker: Worker, task: str, lease: Lease, share: int, attempt: str = ""):
         self.worker, self.task, self.lease, self.share = worker, task, lease, share
+        self.started = time.monotonic()
         #: "" for the first run under this lease, ":{escalation}" for a run an operator approved
         #: (its charges need op ids of their own)
         self.attempt = attempt

@@ -47,7 +47,7 @@ from plan.model import Larry, StackConfig, utilisation
 from plan.statuses import PhaseStatus, TaskStatus
 from plan.taskgraph import TaskGraph
 from runtime.agent.protocol import SEVERITIES
-from runtime.catalog.figures import assets_text, from_api
+from runtime.catalog.figures import Reading, assets_text, from_api
 from runtime.coordination.phases import runs_execution_phases
 from runtime.reporting.criteria import Criterion
 from runtime.reporting.criteria import failed as failed_criteria
@@ -97,12 +97,14 @@ def archive_name(cfg: StackConfig, now: datetime) -> str:
 
 def converge(cfg: StackConfig, coordination_dir: str | Path, *, s3_url: str | None = None,
              now: datetime | None = None, allowance: float = 0.0, private_redis: bool = False,
-             execution_id: str | None = None, criteria: list[Criterion] | None = None) -> ConvergeResult:
+             execution_id: str | None = None, criteria: list[Criterion] | None = None,
+             catalog: Reading | None = None) -> ConvergeResult:
     """Aggregate, summarise, archive (and upload) the run under ``coordination_dir``.
     ``allowance``: the unscaled seconds every deadline of the run got (its execution window
     is the plan's scaled plus this); ``private_redis``: the run's Redis goes away with it,
     so there are no keys to clean up; ``execution_id`` and ``criteria``: seed 004's
-    execution (its archive's name and contents, and its success criteria)."""
+    execution (its archive's name and contents, and its success criteria); ``catalog``: the
+    catalog's figures as the caller read them (by default from its API)."""
     now = now or datetime.now(timezone.utc)
     root = Path(coordination_dir)
     bucket, prefix = parse_s3_url(s3_url) if s3_url else (None, None)
@@ -118,7 +120,7 @@ def converge(cfg: StackConfig, coordination_dir: str | Path, *, s3_url: str | No
     key = "/".join(p for p in (prefix, archive.name) if p) if bucket else None
     result = ConvergeResult(summary, archive, bucket, key)
     text = render_summary(cfg, reports, generated_at=now, archive=result, allowance=allowance,
-                          private_redis=private_redis, criteria=criteria, rollbacks=rollbacks)
+                          private_redis=private_redis, criteria=criteria, rollbacks=rollbacks, catalog=catalog)
     write_archive(archive, root, {f"reports/{summary.name}": text, "plan.yaml": cfg.plan_document()}, now, trees)
     if bucket:
         upload(archive, bucket, key)
@@ -245,10 +247,12 @@ def upload(archive: Path, bucket: str, key: str) -> None:
 
 def render_summary(cfg: StackConfig, reports: list[Report], *, generated_at: datetime,
                    archive: ConvergeResult, allowance: float = 0.0, private_redis: bool = False,
-                   criteria: list[Criterion] | None = None, rollbacks: Iterable[Report] = ()) -> str:
+                   criteria: list[Criterion] | None = None, rollbacks: Iterable[Report] = (),
+                   catalog: Reading | None = None) -> str:
     """The markdown summary: seed 001's nine sections (N + 6 for N Larrys), numbered, and one
     per rollback record."""
     run = _Run(cfg, reports, allowance, criteria)
+    run.catalog = catalog
     sections = [
         ("Executive Summary", _executive_summary(run)),
         ("Phase Timelines (actual vs. planned)", _timelines(run)),
@@ -273,6 +277,7 @@ class _Run:
     def __init__(self, cfg: StackConfig, reports: list[Report], allowance: float = 0.0,
                  criteria: list[Criterion] | None = None):
         self.cfg, self.reports, self.allowance, self.criteria = cfg, reports, allowance, criteria
+        self.catalog: Reading | None = None
         self.start = min(parse(r["started_at"]) for r in reports)
         self.end = max(parse(r["completed_at"]) for r in reports)
         self.tasks = {t["id"]: (r["larry"], t) for r in reports for t in r["tasks"]}
@@ -411,7 +416,7 @@ def _executive_summary(run: _Run) -> list[str]:
         (metric, result, {True: "yes", False: "no", None: "—"}[met]) for metric, result, met in metrics])
     lines += ["", f"Findings across all phases: {_findings_text(findings_total)}."]
     if run.cfg.catalog.enabled:  # the workers' reports count an asset found twice twice; the catalog once
-        lines += ["", f"Catalog (seed 004 Inventory Results): {assets_text(from_api())}."]
+        lines += ["", f"Catalog (seed 004 Inventory Results): {assets_text(run.catalog or from_api())}."]
     return lines
 
 

@@ -8,6 +8,7 @@ from tests.components import restricted
 from tests.components.pulumi_graph import (
     CM,
     DEPLOY,
+    JOB,
     NETPOL,
     NS,
     PDB,
@@ -83,7 +84,15 @@ def test_larry_namespaces_may_write_prometheus_may_scrape_nothing_else(cortex):
     assert policies[(CATALOG_NS, "default-deny")] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     clients = policies[(CATALOG_NS, "catalog-api-clients")]
     sources = [rule["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] for rule in clients["ingress"]]
-    assert sources == [["cortex-workers"], ["monitoring"]]
+    assert sources == [["cortex-workers"], ["cortex-system"], ["monitoring"]]
+    # From the hub's namespace, converge's pod alone (Phase 0 reads the catalog's baseline).
+    (meta,) = [p for p in cortex.of(JOB) if p.metadata["namespace"] == "cortex-system"]
+    converge_labels = meta.manifest["spec"]["template"]["metadata"]["labels"]
+    selector = clients["ingress"][1]["from"][0]["podSelector"]["matchLabels"]
+    assert selector.items() <= converge_labels.items()
+    egress = policies[("cortex-system", "allow-catalog-converge")]
+    assert egress["podSelector"]["matchLabels"] == selector and egress["policyTypes"] == ["Egress"]
+    assert egress["egress"][0]["to"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == [CATALOG_NS]
     assert all(rule["ports"] == [{"protocol": "TCP", "port": 3000}] for rule in clients["ingress"])
     # The replicas reach the Redis hub and DNS only.
     (to_redis, dns) = clients["egress"]

@@ -401,6 +401,12 @@ def test_cortex_run_completes_with_its_private_redis_and_archives_to_s3(tmp_path
         history = EventLog(r, ks).history()
         completed = Counter(e.data["task_id"] for e in history if e.name == "task_completed")
         assert completed == Counter(t.id for larry in cortex.larrys for t in larry.tasks), "each task done once"
+        # seed 004's master-to-coordinator messages, on its coordination channel, naming the queue's master
+        seed = [e for e in history if e.name in ("TASK_STARTED", "TASK_COMPLETE")]
+        assert Counter(e.data["task_id"] for e in seed if e.name == "TASK_COMPLETE") == completed
+        assert {e.data["task_id"] for e in seed if e.name == "TASK_STARTED"} == set(completed)
+        queues = {t.id: larry.queue_of(w) for larry in cortex.larrys for w in larry.workers for t in w.tasks}
+        assert all(e.channel == ks.coordination and e.data["master"] == queues[e.data["task_id"]] for e in seed)
         board = TaskBoard(r, ks)
         assert_claims_in_priority_order(history, {t: board.queue_entry(t) for t in completed})
         for larry in cortex.larrys:
@@ -432,6 +438,11 @@ def test_cortex_run_completes_with_its_private_redis_and_archives_to_s3(tmp_path
                 assert account["committed"] > 0, f"master account {account['account']} was never charged"
     summary = summary_of(out)
     assert len(sections(summary)) == len(cortex.larrys) + 6
+    # the catalog's own figures (converge reads them on the hub), not the workers' sum
+    total, new, baseline = map(int, re.search(
+        r"Catalog \(seed 004 Inventory Results\): (\d+) assets in the catalog, (\d+) new since its baseline "
+        r"of (\d+)", summary.read_text()).groups())
+    assert baseline == 42 and new == total - baseline > 0
     archive = tmp_path / "archives" / f"exec-{exec_id}" / f"exec-{exec_id}.tar.gz"
     assert [p.name for p in (tmp_path / "archives").iterdir()] == [f"exec-{exec_id}"]
     with tarfile.open(archive) as tar:
