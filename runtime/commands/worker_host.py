@@ -71,6 +71,13 @@ HUB_RETRY = 0.5
 HUB_GATHER = 0.05
 
 
+EXAMPLES = """\
+examples:
+  larry worker-host --plan plans/larry-042.yaml --larry larry-042 --workers larry-042-w00,larry-042-w01 --speed 60
+  larry run --stack fleet --workers-per-process 20   # how `larry run` starts hosts for a fleet
+"""
+
+
 def configure_parser(parser) -> None:
     add_process_arguments(parser)
     parser.add_argument("--larry", default=os.environ.get(envvar.LARRY_ID), help="the workers' Larry (default $LARRY_ID)")
