@@ -9,12 +9,14 @@ the tests run in file order.
 """
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import pytest
 
 from plan.labels import APP, COORDINATOR_APP, LARRY, SCRIPTS_DIGEST, WORKER, WORKER_APP
+from plan.quantities import parse_cpu, parse_memory
 from tests.support.cluster import REAL_NODE, Deployed
 
 STACKS = ("dev", "cortex")
@@ -30,16 +32,35 @@ def each(action, deployments) -> list:
         return [future.result() for future in [pool.submit(action, d) for d in deployments]]
 
 
+def set_capacity(cluster, node: str, resources: dict) -> None:
+    """A fake node's capacity and allocatable (kwok keeps what its status says)."""
+    cluster.kubectl("patch", "node", node, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": {"capacity": resources, "allocatable": resources}}))
+
+
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory, cluster) -> Iterator[dict[str, Deployed]]:
     # The seed topology is the fake nodes: a pod the scheduler put on the real node (a catalog
     # replica, spread across nodes) would really run there, apart from the rest of its stack.
+    stacks = {name: Deployed(tmp_path_factory.mktemp(name), cluster, name) for name in STACKS}
+    # Each stack is sized for the seed's nodes alone; deployed side by side, each node holds
+    # what both place on it (dev's larry-03 and cortex's two Larrys fill k3s-master03 to 95 %):
+    # its capacity is the sum of what the stacks give it, or placement would depend on order.
+    sizes: dict[str, tuple[int, int]] = {}
+    for deployment in stacks.values():
+        for node in deployment.plan.nodes.values():
+            cpu, memory = sizes.get(node.name, (0, 0))
+            sizes[node.name] = (cpu + parse_cpu(node.cpu), memory + parse_memory(node.memory))
+    before = {name: cluster.get("node", name)["status"]["capacity"] for name in sizes}
     cluster.kubectl("cordon", REAL_NODE)
+    for name, (millicores, memory) in sizes.items():
+        set_capacity(cluster, name, {**before[name], "cpu": f"{millicores}m", "memory": str(memory)})
     try:
-        stacks = {name: Deployed(tmp_path_factory.mktemp(name), cluster, name) for name in STACKS}
         each(Deployed.up, list(stacks.values()))
         yield stacks
     finally:
+        for name, resources in before.items():
+            set_capacity(cluster, name, resources)
         cluster.kubectl("uncordon", REAL_NODE)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 import uuid
 
 import pytest
@@ -83,7 +82,6 @@ def test_worker_finishes_on_the_volume_while_redis_is_down_and_replays_when_it_r
                          "--coordination-dir", str(coordination), "--speed", "600", "--kill-grace", "0.5",
                          "--", *GATED])
 
-    started = time.monotonic()
     helper = in_thread(outage)
     try:
         assert worker() == 0
@@ -114,6 +112,5 @@ def test_worker_finishes_on_the_volume_while_redis_is_down_and_replays_when_it_r
         assert snapshot(r, ks, "cicd")["committed"] == 300
         completions = [e for e in EventLog(r, ks).history()[replayed:] if e.name == "task_completed"]
         assert completions == []
-        assert time.monotonic() - started < 30
     finally:
         signal.signal(signal.SIGTERM, sigterm)
