@@ -28,6 +28,7 @@ to ``LARRY_PROTOCOL_FILE``). Every other line is ordinary log output. Fields, al
 ``assets``    a list of at most 1,000 assets found, for the catalog (below)
 ``cve``       one CVE found, in seed 001's shape (below); one of CVSS >= :data:`CRITICAL_CVSS`
               raises seed 001's ``critical_cve`` alert
+``escalation`` a decision the agent leaves to an operator (seed 004's ESCALATION, below)
 
 Findings (every field optional; no other field is accepted)::
 
@@ -66,6 +67,16 @@ worker of ``larrys``; :mod:`runtime.reporting.history`) until a ``critical_cve_r
 Counting it among the findings is the ``cves`` finding's job. At-least-once: a task run
 again reports (and raises) it again.
 
+An escalation (``issue`` and ``severity`` required)::
+
+    {"issue": "the fix needs a schema migration", "severity": "high",
+     "recommendation": "approve a maintenance window"}
+
+is raised as an open escalation (:mod:`runtime.coordination.escalations`) on the alerts channel,
+``escalation_raised`` with the task, the worker's account and the seed's ``options``, for
+``larry approve`` / ``larry deny``; the task goes on meanwhile (nothing waits on its answer but
+the operator). One per line; a task run again raises it again.
+
 Example::
 
     @larry {"tokens": 1200, "progress": 40, "message": "scanned 3 of 7 namespaces"}
@@ -98,6 +109,7 @@ COVERAGE = "coverage_delta"
 CRITICAL_CVSS = 9.0
 _CVE_TEXT = ("cve_id", "affected_service", "namespace", "recommendation")
 _CVE_NAMES = ("workers", "larrys")
+_ESCALATION_TEXT = ("issue", "recommendation")
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,7 @@ class PayloadReport:
     message: str | None = None
     assets: tuple[Asset, ...] = ()
     cve: dict[str, Any] | None = None
+    escalation: dict[str, str] | None = None
 
     @property
     def critical_cve(self) -> bool:
@@ -154,7 +167,28 @@ def parse_line(line: str) -> PayloadReport:
     except AssetError as error:
         raise ProtocolError(str(error)) from None
     cve = validate_cve(data["cve"]) if "cve" in data else None
-    return PayloadReport(tokens, findings, None if progress is None else int(progress), message, assets, cve)
+    escalation = validate_escalation(data["escalation"]) if "escalation" in data else None
+    return PayloadReport(tokens, findings, None if progress is None else int(progress), message, assets, cve,
+                         escalation)
+
+
+def validate_escalation(escalation: Any) -> dict[str, str]:
+    """``escalation`` if it has the documented shape; ProtocolError naming the first problem."""
+    if not isinstance(escalation, dict):
+        raise ProtocolError(f"'escalation' must be an object, got {_short(escalation)}")
+    for key, value in escalation.items():
+        if key == "severity":
+            if value not in SEVERITIES:
+                raise ProtocolError(f"'escalation.severity' must be one of {', '.join(SEVERITIES)}, got {_short(value)}")
+        elif key in _ESCALATION_TEXT:
+            if not (isinstance(value, str) and 0 < len(value) <= 500):
+                raise ProtocolError(f"'escalation.{key}' must be a string of 1-500 characters, got {_short(value)}")
+        else:
+            raise ProtocolError(f"unknown escalation field {key!r} (expected severity, {', '.join(_ESCALATION_TEXT)})")
+    for required in ("issue", "severity"):
+        if required not in escalation:
+            raise ProtocolError(f"'escalation.{required}' is required")
+    return escalation
 
 
 def validate_cve(cve: Any) -> dict[str, Any]:
@@ -238,6 +272,8 @@ def format_line(report: PayloadReport) -> str:
         data["assets"] = [json.loads(asset.content()) for asset in report.assets]
     if report.cve is not None:
         data["cve"] = report.cve
+    if report.escalation is not None:
+        data["escalation"] = report.escalation
     return PREFIX + json.dumps(data, separators=(",", ":"))
 
 

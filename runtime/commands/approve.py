@@ -42,13 +42,19 @@ def main(args: argparse.Namespace) -> int:
     if escalation is None:
         raise UsageError(f"no escalation {args.escalation!r} (see `larry escalations`)")
     tokens = int(escalation["tokens_short"]) if args.tokens is None else args.tokens
-    if not 0 < tokens <= 10**12:
+    # An agent's own escalation (the protocol's `escalation`) asks for no tokens: approved
+    # as it is, nothing is granted.
+    if not (0 < tokens <= 10**12 or (tokens == 0 and args.tokens is None)):
         raise UsageError(f"--tokens: expected a whole number of tokens from 1 to 1,000,000,000,000, got {tokens}")
     decision = escalations.approve(args.escalation, Ledger.for_plan(r, ks, cfg), tokens, by=args.by)
     if decision.status != "approved":
         print(f"{args.escalation} was {decision.detail} before; nothing granted")
         return ExitCode.FAILED
     granted = escalations.get(args.escalation)
+    if not tokens:
+        print(f"{args.escalation} approved by {granted['decided_by']}: no tokens asked, none granted "
+              f"({granted['from']}, {granted['task']}: {granted['issue']})")
+        return ExitCode.OK
     print(f"{args.escalation} approved by {granted['decided_by']}: {int(granted['tokens']):,} tokens granted "
           f"on {granted['account']}; {granted['from']} resumes {granted['task']}")
     return ExitCode.OK

@@ -882,6 +882,8 @@ class _TaskRun:
         #: assets the payload reported (handed to the catalog's outbox)
         self.assets = 0
         self.findings: dict = {}
+        #: escalations the payload raised in this run
+        self.escalated = 0
         self.message: str | None = None
         self.stopped: str | None = None
         self.exit_code: int | None = None
@@ -969,11 +971,25 @@ class _TaskRun:
             self.worker.events.emit("critical_cve", self.worker.sender, alert=True, severity="critical",
                                     data=report.cve, task_id=self.task)
             self.worker.log(f"{self.task}: raised critical_cve {report.cve['cve_id']} (CVSS {report.cve['cvss']:g})")
+        if report.escalation and not self.worker.file_mode:
+            self._raise(report.escalation)
         if report.progress is not None and not self.worker.file_mode:
             self.worker.registry.progress(self.worker.name, report.progress)
         if report.progress is not None or report.message is not None:
             self.worker.report_progress(WorkerStatus.BUSY, task=self.task, progress=report.progress,
                                         message=report.message, tokens=self.tokens)
+
+    def _raise(self, escalation: dict[str, str]) -> None:
+        """The payload's own escalation (seed 004's ESCALATION), for an operator; the task goes on.
+        Keyed by the run and its order among the run's escalations: a raise retried after a lost
+        reply makes one escalation."""
+        self.escalated += 1
+        worker = self.worker
+        raised = worker.escalations.raise_(
+            f"{self.task}:{self.lease.token}{self.attempt}:agent:{self.escalated}", sender=worker.sender,
+            larry=worker.larry.id, account=worker.accounts[self.task], task=self.task, issue=escalation["issue"],
+            severity=escalation["severity"], recommendation=escalation.get("recommendation", ""), tokens_short=0)
+        worker.log(f"{self.task}: the agent escalated {raised} ({escalation['severity']}): {escalation['issue']}")
 
     def _book(self, key: str, tokens: int) -> None:
         """Charge ``tokens`` under op id ``{task}:{fence}{attempt}:{key}``; stop the payload once

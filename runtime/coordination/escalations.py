@@ -154,8 +154,9 @@ class Escalations:
             # This call's approval, or one that stopped before its grant: granted once (op id),
             # then the spender is told.
             escalation = self.get(escalation_id)
-            ledger.grant(f"approval:{escalation_id}", escalation["account"], int(escalation["tokens"]),
-                         who=escalation["decided_by"])
+            if int(escalation["tokens"]):  # an agent's escalation may ask for none
+                ledger.grant(f"approval:{escalation_id}", escalation["account"], int(escalation["tokens"]),
+                             who=escalation["decided_by"])
             self._finish_approval(keys=[key], args=[escalation["decided_by"]])
             return Decision("approved", "")
         return decision

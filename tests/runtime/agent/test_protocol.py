@@ -1,5 +1,6 @@
 """The payload line protocol and the simulated payload that speaks it."""
 import io
+import json
 import re
 
 import pytest
@@ -36,6 +37,19 @@ def test_round_trip():
 def test_malformed_lines_say_what_is_wrong(line, reason):
     with pytest.raises(ProtocolError, match=reason):
         parse_line(line)
+
+
+def test_an_escalation_round_trips_and_a_malformed_one_says_what_is_wrong():
+    escalation = {"issue": "the fix needs a schema migration", "severity": "high", "recommendation": "approve a window"}
+    report = PayloadReport(tokens=5, escalation=escalation)
+    assert parse_line(format_line(report)) == report
+    for bad, reason in (({"issue": "x"}, "'escalation.severity' is required"),
+                        ({"issue": "x", "severity": "urgent"}, "'escalation.severity' must be one of critical"),
+                        ({"issue": "", "severity": "low"}, "'escalation.issue' must be a string of 1-500"),
+                        ({"issue": "x", "severity": "low", "options": []}, "unknown escalation field 'options'"),
+                        ("help", "'escalation' must be an object")):
+        with pytest.raises(ProtocolError, match=re.escape(reason)):
+            parse_line(f'@larry {{"escalation": {json.dumps(bad)}}}')
 
 
 def test_ordinary_output_is_not_protocol():

@@ -8,14 +8,16 @@ import os
 import pytest
 
 from plan.model import worker_account
+from runtime import cli
 from runtime.commands import worker
 from runtime.commands.coordinator import Coordinator
 from runtime.coordination.control import WorkerControl
+from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import EventListener
 from runtime.coordination.handoffs import Handoffs
 from runtime.reporting.results import results_dir
 from runtime.support.timing import Timing
-from tests.runtime.commands.test_worker import in_thread, join_ok, payload
+from tests.runtime.commands.test_worker import escalation_args, in_thread, join_ok, payload
 from tests.runtime.commands.worker_rig import _QUEUED as QUEUED
 from tests.support.waiting import wait_for
 
@@ -50,6 +52,35 @@ def test_a_critical_cve_found_by_a_payload_pauses_the_workers_it_names(rig, caps
     coordinator.apply_pauses()
     assert rig.r.get(rig.ks.worker_paused("scan-worker-02")) == "critical_cve CVE-2025-12345 from security/scan-worker-01"
     assert rig.r.get(rig.ks.worker_paused("scan-worker-03")) is None
+
+
+ESCALATES = payload("""
+    import json
+    print("@larry " + json.dumps({"escalation": {"issue": "the fix needs a schema migration", "severity": "high",
+                                                 "recommendation": "approve a maintenance window"}}))
+    print('@larry {"escalation": {"issue": "no severity"}}')
+    print('@larry {"tokens": 10, "progress": 100}', flush=True)
+""")
+
+
+def test_an_agent_escalates_through_the_protocol_and_its_task_goes_on(rig, capsys):
+    rig.start_phase("security")
+    assert rig.worker("security", "scan-worker-01", ESCALATES) == 0
+    (raised,) = rig.events("escalation_raised")
+    assert raised.channel == rig.ks.alerts and rig.ks.alerts.endswith("cortex:masters:escalation")
+    (escalation,) = Escalations(rig.r, rig.ks).all()
+    assert escalation["status"] == "open" and escalation["severity"] == "high"
+    assert escalation["issue"] == "the fix needs a schema migration" == raised.data["issue"]
+    assert escalation["task"] == "scan-cortex-namespace" and escalation["options"] == raised.data["options"]
+    assert escalation["account"] == worker_account("security", "scan-worker-01")
+    assert "'escalation.issue'" not in (out := capsys.readouterr().out) and "'escalation.severity' is required" in out
+    assert rig.board.statuses(["scan-cortex-namespace"]) == {"scan-cortex-namespace": "completed"}
+    # approved as it is: it asked for no tokens, so none are granted
+    limit = rig.ledger().snapshot(escalation["account"])["limit"]
+    assert cli.main(escalation_args(rig, "approve", escalation["id"], "--by", "ops")) == 0
+    assert Escalations(rig.r, rig.ks).get(escalation["id"])["status"] == "approved"
+    assert rig.ledger().snapshot(escalation["account"])["limit"] == limit
+    assert "no tokens asked, none granted" in capsys.readouterr().out
 
 
 #: Records its pid, reports progress, then works for a minute.
