@@ -77,7 +77,11 @@ def test_a_handoff_is_acknowledged_and_a_killed_masters_tasks_are_handed_over(fl
     (activation,) = [e for e in names("MASTER_ACTIVATION") if e.data["master"] == "security-master"]
     assert activation.channel == ks.coordination and activation.data["tasks"] == list(SECURITY)
 
-    # 1. the security master hands one task over; the development master's process acknowledges
+    # 1. the security master hands one task over; the development master's process acknowledges.
+    # A task is handed over from its queue: the security coordinator (a process of its own) must
+    # have queued its Larry's tasks, which a master's activation does not wait for.
+    wait_for(lambda: all(r.hexists(ks.task_queue_entries, t) for t in SECURITY),
+             "the security coordinator to queue its Larry's tasks", timeout=60)
     handoffs = Handoffs(r, ks)
     assert handoffs.request("security/security-master", "security-master", "development-master", SECURITY[0],
                             {"note": "needs the catalog's API"}) == ("requested", "handoff-1")
