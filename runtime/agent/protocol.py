@@ -93,7 +93,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from plan.model import MAX_TOKENS
 from runtime.catalog.assets import Asset, AssetError, parse_batch
@@ -107,9 +107,23 @@ COUNTS = ("prs_created", "assets_discovered")
 COVERAGE = "coverage_delta"
 #: A CVE at or above this CVSS score is critical (seed 001: "critical_cve", CVSS 9.8).
 CRITICAL_CVSS = 9.0
-_CVE_TEXT = ("cve_id", "affected_service", "namespace", "recommendation")
-_CVE_NAMES = ("workers", "larrys")
-_ESCALATION_TEXT = ("issue", "recommendation")
+#: A field of an object a report carries: what it must be, and the check.
+_Field = tuple[str, Callable[[Any], bool]]
+
+
+def _text(limit: int) -> _Field:
+    return f"a string of 1-{limit} characters", lambda v: isinstance(v, str) and 0 < len(v) <= limit
+
+
+_NAMES: _Field = ("a list of at most 100 names", lambda v: isinstance(v, list) and len(v) <= 100
+                  and all(isinstance(n, str) and 0 < len(n) <= 100 for n in v))
+_CVE_FIELDS: dict[str, _Field] = {
+    "cve_id": _text(200), "cvss": ("a number 0-10", lambda v: _is_number(v) and 0 <= v <= 10),
+    "affected_service": _text(200), "namespace": _text(200), "recommendation": _text(200),
+    "workers": _NAMES, "larrys": _NAMES}
+_ESCALATION_FIELDS: dict[str, _Field] = {
+    "issue": _text(500), "severity": (f"one of {', '.join(SEVERITIES)}", lambda v: v in SEVERITIES),
+    "recommendation": _text(500)}
 
 
 @dataclass(frozen=True)
@@ -174,44 +188,27 @@ def parse_line(line: str) -> PayloadReport:
 
 def validate_escalation(escalation: Any) -> dict[str, str]:
     """``escalation`` if it has the documented shape; ProtocolError naming the first problem."""
-    if not isinstance(escalation, dict):
-        raise ProtocolError(f"'escalation' must be an object, got {_short(escalation)}")
-    for key, value in escalation.items():
-        if key == "severity":
-            if value not in SEVERITIES:
-                raise ProtocolError(f"'escalation.severity' must be one of {', '.join(SEVERITIES)}, got {_short(value)}")
-        elif key in _ESCALATION_TEXT:
-            if not (isinstance(value, str) and 0 < len(value) <= 500):
-                raise ProtocolError(f"'escalation.{key}' must be a string of 1-500 characters, got {_short(value)}")
-        else:
-            raise ProtocolError(f"unknown escalation field {key!r} (expected severity, {', '.join(_ESCALATION_TEXT)})")
-    for required in ("issue", "severity"):
-        if required not in escalation:
-            raise ProtocolError(f"'escalation.{required}' is required")
-    return escalation
+    return _validate_object("escalation", escalation, _ESCALATION_FIELDS, ("issue", "severity"))
 
 
 def validate_cve(cve: Any) -> dict[str, Any]:
     """``cve`` if it has the documented shape; ProtocolError naming the first problem."""
-    if not isinstance(cve, dict):
-        raise ProtocolError(f"'cve' must be an object, got {_short(cve)}")
-    for key, value in cve.items():
-        if key == "cvss":
-            if not (_is_number(value) and 0 <= value <= 10):
-                raise ProtocolError(f"'cve.cvss' must be a number 0-10, got {_short(value)}")
-        elif key in _CVE_TEXT:
-            if not (isinstance(value, str) and 0 < len(value) <= 200):
-                raise ProtocolError(f"'cve.{key}' must be a string of 1-200 characters, got {_short(value)}")
-        elif key in _CVE_NAMES:
-            if not (isinstance(value, list) and len(value) <= 100
-                    and all(isinstance(v, str) and 0 < len(v) <= 100 for v in value)):
-                raise ProtocolError(f"'cve.{key}' must be a list of at most 100 names, got {_short(value)}")
-        else:
-            raise ProtocolError(f"unknown cve field {key!r} (expected cvss, {', '.join(_CVE_TEXT + _CVE_NAMES)})")
-    for required in ("cve_id", "cvss"):
-        if required not in cve:
-            raise ProtocolError(f"'cve.{required}' is required")
-    return cve
+    return _validate_object("cve", cve, _CVE_FIELDS, ("cve_id", "cvss"))
+
+
+def _validate_object(name: str, value: Any, fields: dict[str, _Field], required: tuple[str, ...]) -> dict:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"'{name}' must be an object, got {_short(value)}")
+    for key, item in value.items():
+        if key not in fields:
+            raise ProtocolError(f"unknown {name} field {key!r} (expected {', '.join(fields)})")
+        what, valid = fields[key]
+        if not valid(item):
+            raise ProtocolError(f"'{name}.{key}' must be {what}, got {_short(item)}")
+    for key in required:
+        if key not in value:
+            raise ProtocolError(f"'{name}.{key}' is required")
+    return value
 
 
 def validate_findings(findings: Any) -> dict[str, Any]:
