@@ -17,6 +17,12 @@ if grep -q "^sentinel monitor $MASTER_NAME " "$conf" 2>/dev/null; then
     grep -v -E "^($credentials) " "$conf" > "$conf.new"
 else
     primary="$(find_primary)"
+    # Staggered by the sentinel's ordinal (a second each): sentinels that lose the primary at
+    # the same instant would all stand for leader in one epoch and split the vote, and the
+    # failover would wait twice the failover timeout (a primary pod back by then is kept).
+    # Staggered, at most two stand before the next one has voted for one of them.
+    ordinal="$(hostname)"; ordinal="${ordinal##*-}"
+    case "$ordinal" in ''|*[!0-9]*) ordinal=0 ;; esac
     cat > "$conf.new" <<CONF
 port $SENTINEL_PORT
 dir /tmp
@@ -24,7 +30,7 @@ sentinel resolve-hostnames yes
 sentinel announce-hostnames yes
 sentinel announce-ip $self
 sentinel monitor $MASTER_NAME $primary $REDIS_PORT $QUORUM
-sentinel down-after-milliseconds $MASTER_NAME $DOWN_AFTER_MS
+sentinel down-after-milliseconds $MASTER_NAME $((DOWN_AFTER_MS + ordinal * 1000))
 sentinel failover-timeout $MASTER_NAME $FAILOVER_TIMEOUT_MS
 sentinel parallel-syncs $MASTER_NAME 1
 CONF

@@ -108,6 +108,16 @@ def test_sentinels_restarted_together_find_the_running_primary(run_script):
     assert "sentinel get-master-addr-by-name larry" in calls and MOCK_PASSWORD not in calls
 
 
+def test_sentinels_wait_a_second_longer_each_by_ordinal(run_script, tmp_path):
+    # Losing the primary at one instant, they do not all stand for leader in one epoch.
+    waits = []
+    for n in range(3):
+        (tmp_path / "run" / "sentinel.conf").unlink(missing_ok=True)  # each sentinel's first start
+        conf, _ = run_script("sentinel.sh", f"redis-cluster-sentinel-{n}", primary=f"redis-cluster-0.{DOMAIN}")
+        waits += [line for line in conf if line.startswith("sentinel down-after-milliseconds")]
+    assert waits == [f"sentinel down-after-milliseconds larry {ms}" for ms in (5000, 6000, 7000)]
+
+
 def test_a_restarted_sentinel_keeps_the_primary_it_knew_and_takes_the_new_password(run_script, tmp_path):
     # First start: every pod was down, server 1 answers as primary.
     run_script("sentinel.sh", "redis-cluster-sentinel-0", primary=f"redis-cluster-1.{DOMAIN}")
