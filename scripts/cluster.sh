@@ -7,7 +7,8 @@
 #   scripts/cluster.sh up [--stack NAME]   start a cluster (default stack: dev) with one kwok fake
 #                                          node per node of the stack's larry:nodes, its storage
 #                                          classes, and prometheus-operator's CRDs; beside
-#                                          them one real node (kubelet, containerd, kube-proxy)
+#                                          them one real node (kubelet, containerd, kube-proxy,
+#                                          kube-router enforcing NetworkPolicies)
 #   scripts/cluster.sh env                 print what kubectl and pulumi need (KUBECONFIG, netns)
 #   scripts/cluster.sh status              say what runs
 #   scripts/cluster.sh down                stop everything `up` started and remove its state
@@ -28,6 +29,7 @@
 #     src/kubernetes-<ver>/  generated consumer Go module (never committed)
 #     <key>/bin/             kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
 #                            kubelet, kube-proxy, kwok, coredns; <key> names every version
+#     kube-router-<ver>/bin/ kube-router, built apart so that a new version rebuilds it alone
 #     crds-prometheus-operator-<ver>/  the ServiceMonitor and PrometheusRule CRDs, from the
 #                            prometheus-operator module (a cluster with kube-prometheus-stack
 #                            has them; the stacks' monitoring objects are validated against them)
@@ -46,6 +48,10 @@ K8S_VERSION=v1.34.4
 KWOK_VERSION=v0.8.0
 COREDNS_VERSION=v1.14.7
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
+# The only version of kube-router the Go module proxy serves. It runs as k3s runs it (its
+# network policy controller alone), inside the cluster's namespace and for the real node only.
+KUBE_ROUTER_VERSION=v2.1.0
+KUBE_ROUTER="$CACHE/kube-router-$KUBE_ROUTER_VERSION/bin/kube-router"
 CRDS="$CACHE/crds-prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
 CRD_KINDS=(servicemonitors prometheusrules)
 KEY="k8s-$K8S_VERSION-kwok-$KWOK_VERSION-coredns-$COREDNS_VERSION"
@@ -58,6 +64,7 @@ declare -A DEB_PACKAGES=(
   [containerd]=/usr/bin/containerd
   [runc]=/usr/sbin/runc
   [containernetworking-plugins]=/usr/lib/cni/bridge
+  [ipset]=/usr/sbin/ipset
 )
 
 # shellcheck source=scripts/lib.sh
@@ -129,6 +136,17 @@ build_all() {
   log "cluster binaries built in $((SECONDS - t0))s into $BIN"
 }
 
+build_kube_router() {
+  local t0=$SECONDS tmp="${KUBE_ROUTER%/bin/*}/bin.partial"
+  go_env "$CACHE/go/mod" "$CACHE/go/build"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  GOBIN="$tmp" go install -trimpath -ldflags "-s -w" \
+    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION" \
+    || die "go install kube-router@$KUBE_ROUTER_VERSION failed"
+  rm -rf "${KUBE_ROUTER%/*}" && mv "$tmp" "${KUBE_ROUTER%/*}"
+  log "kube-router $KUBE_ROUTER_VERSION built in $((SECONDS - t0))s"
+}
+
 install_packages() {
   local pkg missing=() sudo=""
   for pkg in "${!DEB_PACKAGES[@]}"; do [[ -e "${DEB_PACKAGES[$pkg]}" ]] || missing+=("$pkg"); done
@@ -163,6 +181,7 @@ cmd_ensure() {
   else
     build_all
   fi
+  [[ -x "$KUBE_ROUTER" ]] || build_kube_router
   [[ -f "$STAGES" ]] || write_kwok_stages
   [[ -d "$CRDS" ]] || fetch_crds
   log "cluster ready to start in $((SECONDS - t0))s"
@@ -204,6 +223,9 @@ STAGES="$CACHE/$KEY/kwok-stages.yaml"
 # Addresses, all inside the namespace. Service and pod ranges and the DNS address are k3s's
 # defaults, so what a stack assumes of a k3s cluster holds here.
 NODE_IP=10.201.0.1
+# The fake nodes' address (and their pods' hostIP), apart from the real node's: kube-router,
+# which acts on the pods whose hostIP is its node's, then keeps rules for real pods only.
+FAKE_NODE_IP=10.201.0.2
 API_PORT=6443
 SERVICE_CIDR=10.43.0.0/16
 API_SERVICE_IP=10.43.0.1
@@ -211,12 +233,13 @@ DNS_IP=10.43.0.10
 POD_CIDR=10.42.0.0/16
 CLUSTER_DOMAIN=cluster.local
 # Start order; `down` stops them in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok coredns provisioner containerd kubelet kube-proxy)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok coredns provisioner containerd kubelet kube-proxy kube-router)
 # The one real node: a kubelet with containerd, for pods that must really run. Its pods get
 # addresses of their own bridge; a stack that names this node in larry:nodes has its pods there.
 REAL_NODE=larry-node
 NODE_POD_CIDR=10.44.0.0/24
 PROXY_HEALTHZ_PORT=10256
+ROUTER_HEALTH_PORT=20244
 NODE="$RUN/node"
 # The node's pod cgroups, under a root of this cluster's own in every hierarchy (cgroup v1).
 CGROUP_ROOT="/larry-$NS"
@@ -299,13 +322,14 @@ make_pki() {
   issue coredns /CN=system:coredns clientAuth
   # The identity the API server's bootstrap policy binds to system:node-proxier.
   issue kube-proxy /CN=system:kube-proxy clientAuth
+  issue kube-router /CN=system:kube-router clientAuth
   # The volume provisioner creates and deletes PersistentVolumes: cluster-admin, as k3s's
   # local-path provisioner is in effect.
   issue provisioner /O=system:masters/CN=larry-provisioner clientAuth
   # The real node's kubelet: its client identity (the Node authorizer binds it to its node)
   # and the serving certificate the API server checks when it fetches logs.
   issue kubelet "/O=system:nodes/CN=system:node:$REAL_NODE" clientAuth,serverAuth "IP:$NODE_IP,DNS:$REAL_NODE"
-  for name in kube-controller-manager kube-scheduler kwok coredns provisioner kubelet kube-proxy; do
+  for name in kube-controller-manager kube-scheduler kwok coredns provisioner kubelet kube-proxy kube-router; do
     kubeconfig "$name" "$RUN/kubeconfigs/$name.yaml"
   done
   kubeconfig admin "$RUN/kubeconfig"
@@ -458,6 +482,15 @@ start_real_node() {
   start kube-proxy "$BIN/kube-proxy" --config "$NODE/kube-proxy.yaml"
   await "$START_TIMEOUT" "kube-proxy's first sync of the Service rules" "$RUN/logs/kube-proxy.log" \
     in_ns curl -fsS "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz"
+  # NetworkPolicies, enforced as k3s enforces them: kube-router's policy controller (iptables
+  # and ipsets, in this namespace only) for the real node's pods. Pods on one bridge reach each
+  # other past iptables unless bridged traffic is sent through it.
+  in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1
+  start kube-router "$KUBE_ROUTER" --run-firewall=true --run-router=false --run-service-proxy=false \
+    --enable-cni=false --kubeconfig="$RUN/kubeconfigs/kube-router.yaml" --hostname-override="$REAL_NODE" \
+    --service-cluster-ip-range="$SERVICE_CIDR" --health-port="$ROUTER_HEALTH_PORT" --metrics-port=0
+  await "$START_TIMEOUT" "kube-router's network policy controller healthy" "$RUN/logs/kube-router.log" \
+    in_ns curl -fsS "http://127.0.0.1:$ROUTER_HEALTH_PORT/healthz"
 }
 
 # What a stopped kubelet and containerd leave: the containers (each under a shim of its own),
@@ -495,8 +528,11 @@ write_configs() {
     cache 30
 }
 CF
-  # What CoreDNS reads (the upstream kubernetes add-on's ClusterRole, minus nodes).
-  cat >"$RUN/coredns-rbac.yaml" <<RB
+  # What CoreDNS reads (the upstream kubernetes add-on's ClusterRole, minus nodes), and what
+  # kube-router's informers read (its firewall daemonset's ClusterRole, read-only); each bound
+  # to the user its certificate names.
+  {
+    cat <<RB
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: "system:coredns"}
@@ -507,13 +543,37 @@ rules:
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [list, watch]
+RB
+    user_binding system:coredns
+    cat <<RB
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:kube-router"}
+rules:
+- apiGroups: [""]
+  resources: [namespaces, pods, services, nodes, endpoints]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch]
+RB
+    user_binding system:kube-router
+  } >"$RUN/rbac.yaml"
+}
+
+user_binding() { # the ClusterRole and user of the same name
+  cat <<RB
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
-metadata: {name: "system:coredns"}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+metadata: {name: "$1"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "$1"}
 subjects:
-- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "$1"}
 RB
 }
 
@@ -524,6 +584,7 @@ make_netns() {
   # default route makes every address not in the namespace a dead end inside it.
   ip -n "$NS" link add larry0 type veth peer name larry0-peer
   ip -n "$NS" addr add "$NODE_IP/24" dev larry0
+  ip -n "$NS" addr add "$FAKE_NODE_IP/32" dev larry0
   ip -n "$NS" addr add "$DNS_IP/32" dev larry0
   ip -n "$NS" link set larry0-peer up
   ip -n "$NS" link set larry0 up
@@ -551,8 +612,11 @@ cmd_up() {
     esac
   done
   [[ "$(id -u)" -eq 0 ]] || die "up needs root (network namespaces)"
-  built && [[ -f "$STAGES" && -d "$CRDS" ]] || die "cluster binaries missing in $BIN: run $0 ensure first"
-  [[ -x /usr/bin/etcd ]] || die "etcd missing (Debian etcd-server): run $0 ensure first"
+  built && [[ -f "$STAGES" && -d "$CRDS" && -x "$KUBE_ROUTER" ]] || die "cluster binaries missing in $CACHE: run $0 ensure first"
+  local pkg
+  for pkg in "${!DEB_PACKAGES[@]}"; do
+    [[ -e "${DEB_PACKAGES[$pkg]}" ]] || die "${DEB_PACKAGES[$pkg]} missing (Debian $pkg): run $0 ensure first"
+  done
   [[ -x "$VENV/bin/python" ]] || die "no virtualenv at $VENV (run make venv, or set LARRY_VENV)"
   if ns_exists || [[ -e "$RUN/stack" ]]; then
     die "a cluster is already up (netns $NS, run dir $RUN): run $0 down first"
@@ -590,7 +654,7 @@ cmd_up() {
     --allow-privileged=true
   await "$START_TIMEOUT" "the API server's /readyz" "$RUN/logs/kube-apiserver.log" kctl get --raw /readyz
 
-  kctl apply -f "$RUN/coredns-rbac.yaml" >/dev/null
+  kctl apply -f "$RUN/rbac.yaml" >/dev/null
   kctl create -f "$RUN/stack-objects.json" >/dev/null
   for kind in "${CRD_KINDS[@]}"; do
     kctl apply --server-side -f "$CRDS/monitoring.coreos.com_$kind.yaml" >/dev/null
@@ -617,7 +681,7 @@ cmd_up() {
   start kwok "$BIN/kwok" --config="$STAGES" --kubeconfig="$RUN/kubeconfigs/kwok.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --node-lease-duration-seconds=40 \
-    --node-ip="$NODE_IP" --cidr="$POD_CIDR"
+    --node-ip="$FAKE_NODE_IP" --cidr="$POD_CIDR"
   start coredns "$BIN/coredns" -conf "$RUN/Corefile"
   start_real_node
   mkdir -p "$RUN/volumes"

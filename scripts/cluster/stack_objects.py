@@ -10,8 +10,8 @@ the k3s cluster it runs on, for `scripts/cluster.sh up` to create:
   (``scripts/cluster/provisioner.py``).
 
 k3s taints no server by default (a taint comes only from ``--node-taint``), so no taint is
-added here. The stack's node ``ip`` is not used: kwok gives every fake node the cluster's own
-node address, so nothing the cluster does can reach an address outside its network namespace.
+added here. The stack's node ``ip`` is not used: kwok gives every fake node an address of the
+cluster's namespace, so nothing the cluster does can reach an address outside it.
 
 A node named as the cluster's real node (``REAL_NODE``, the kubelet scripts/cluster.sh runs)
 is that node, not a fake one: a stack sized for the real node names it in ``larry:nodes``.
