@@ -35,8 +35,8 @@ from runtime.coordination.tasks import TaskBoard
 from runtime.reporting.results import read_result, results_dir
 from runtime.reporting.schema import ReportError, load_larry_report, report_path
 from runtime.reporting.summary import LEVELS, converge
-from tests.runtime.coordination.test_queue import assert_claims_in_priority_order
 from tests.engine.pulumi_cli import copy_project, stack_document
+from tests.runtime.coordination.test_queue import assert_claims_in_priority_order
 from tests.runtime.reporting.test_summary import moto_server, s3  # noqa: F401 - fixtures
 from tests.support.project import ROOT  # noqa: E402
 from tests.support.prometheus import check_live_run
