@@ -63,6 +63,15 @@ def queue_of(r, ks, task: str) -> str:
     return json.loads(r.hget(ks.task_queue_entries, task))["master"]
 
 
+def recorded_handoffs(coordination_dir) -> list[tuple[str, str, str]] | None:
+    """(id, task, status) of each handoff in ``handoffs.json``; None before it is written."""
+    try:
+        document = json.loads((coordination_dir / "handoffs.json").read_text())
+    except FileNotFoundError:
+        return None
+    return [(h["id"], h["task_id"], h["status"]) for h in document["handoffs"]]
+
+
 def test_a_handoff_is_acknowledged_and_a_killed_masters_tasks_are_handed_over(fleet, r, tmp_path):
     ks, start = fleet
     log = EventLog(r, ks)
@@ -96,8 +105,9 @@ def test_a_handoff_is_acknowledged_and_a_killed_masters_tasks_are_handed_over(fl
     assert {k: request.data[k] for k in ("from_master", "to_master", "task_id", "context")} == {
         "from_master": "security-master", "to_master": "development-master", "task_id": SECURITY[0],
         "context": {"note": "needs the catalog's API"}}
-    recorded = json.loads((tmp_path / "handoffs.json").read_text())["handoffs"]
-    assert [(h["id"], h["task_id"], h["status"]) for h in recorded] == [("handoff-1", SECURITY[0], "accepted")]
+    # The master rewrites handoffs.json once it has acknowledged (and announced) the handoff.
+    wait_for(lambda: recorded_handoffs(tmp_path) == [("handoff-1", SECURITY[0], "accepted")],
+             "handoffs.json to record the accepted handoff", timeout=30)
     assert handoffs.of(SECURITY[0])["context"] == {"note": "needs the catalog's API"}
 
     # 2. the security master dies: past the grace its coordinator declares it silent and hands
@@ -110,5 +120,5 @@ def test_a_handoff_is_acknowledged_and_a_killed_masters_tasks_are_handed_over(fl
     assert silent.channel == ks.alerts and silent.data["master"] == "security-master"
     assert [queue_of(r, ks, t) for t in SECURITY] == ["development-master"] * 4
     assert {e.data["from"] for e in names("HANDOFF_REQUEST")[1:]} == {"security/coordinator"}
-    wait_for(lambda: [h["status"] for h in json.loads((tmp_path / "handoffs.json").read_text())["handoffs"]]
-             == ["accepted"] * 4, "handoffs.json to record the four accepted handoffs", timeout=30)
+    wait_for(lambda: [status for _, _, status in recorded_handoffs(tmp_path)] == ["accepted"] * 4,
+             "handoffs.json to record the four accepted handoffs", timeout=30)
