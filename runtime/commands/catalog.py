@@ -24,7 +24,7 @@ from plan import environment as envvar
 from plan.exits import ExitCode
 from plan.model import Catalog, Channels
 from runtime.cli import UsageError, add_coordination_dir, add_key_prefix, add_redis_arguments, open_redis
-from runtime.support.local_redis import free_port
+from runtime.support.ports import free_port
 
 EXAMPLES = """\
 examples:

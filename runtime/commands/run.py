@@ -89,7 +89,8 @@ from runtime.reporting.validation import budget_problems
 from runtime.support import timestamps
 from runtime.support.credentials import mask_url
 from runtime.support.files import write_atomic
-from runtime.support.local_redis import LocalRedis, free_port
+from runtime.support.local_redis import LocalRedis
+from runtime.support.ports import free_port
 from runtime.support.run_lock import RunLock, RunLocked, holder_name
 from runtime.support.timing import Timing
 

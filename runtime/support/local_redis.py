@@ -6,7 +6,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -17,12 +16,7 @@ from plan import environment as envvar
 from runtime.agent.payload import die_with_parent
 from runtime.cli import UsageError
 from runtime.support.files import write_atomic
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from runtime.support.ports import free_port
 
 
 class LocalRedis:

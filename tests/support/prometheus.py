@@ -27,7 +27,7 @@ from runtime.agent.protocol import SEVERITIES
 from runtime.catalog.figures import from_redis
 from runtime.coordination.events import EventLog
 from runtime.reporting.metrics import HANDOFF_EVENT
-from runtime.support.local_redis import free_port
+from runtime.support.ports import free_port
 from runtime.support.timestamps import from_ms
 from tests.support.project import ROOT
 from tests.support.waiting import wait_for

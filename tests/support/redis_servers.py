@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from runtime.support.local_redis import free_port
+from runtime.support.ports import free_port
 from tests.support.waiting import WaitTimeout, wait_for
 
 SETUP_HINT = "run `make setup`"

@@ -13,7 +13,7 @@ import httpx
 from websockets.sync.client import connect as ws_connect
 
 from plan import environment as envvar
-from runtime.support.local_redis import free_port
+from runtime.support.ports import free_port
 from tests.support.project import ROOT
 from tests.support.waiting import wait_for
 

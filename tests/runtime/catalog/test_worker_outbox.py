@@ -20,7 +20,7 @@ from runtime.catalog.outbox import CatalogOutbox, outbox_path
 from runtime.catalog.store import CatalogStore
 from runtime.coordination.keys import Keyspace
 from runtime.reporting.results import results_dir
-from runtime.support.local_redis import free_port
+from runtime.support.ports import free_port
 from tests.runtime.catalog.service import LARRY, CatalogProcess, redis_env
 from tests.runtime.commands.test_worker import in_thread, join_ok
 from tests.support.waiting import wait_for
