@@ -397,7 +397,7 @@ def cortex_with_pools_for_their_tasks(dest: Path) -> Path:
     for entry in document["config"]["larry:larrys"]:
         larry = larrys[entry["id"]]
         for master_entry in entry.get("masters", ()):
-            master = next(m for m in larry.masters if m.name == master_entry["name"])
+            master = larry.master(master_entry["name"])
             need = sum(w.tokens * len(w.tasks) for w in larry.workers if larry.queue_of(w) == master.name)
             raise_by = max(0, need - master.worker_pool_tokens)
             master_entry["workerPoolTokens"] = master.worker_pool_tokens + raise_by
