@@ -2,15 +2,18 @@
 
 Arrivals are members of the SET ``barrier:{name}:arrived``, so arriving twice
 (a retry, a restarted coordinator) is the same as arriving once, and the state
-outlives any process: a waiter that restarts simply waits again. Waiters are
-woken by the arrival events on the stream (XREAD BLOCK), not by polling: the
-seed's 5-second poll becomes a wake-up within a round trip of the last arrival.
+outlives any process: a waiter that restarts simply waits again.
 
 The arrival that completes the set emits ``barrier_released`` exactly once
-(guarded by ``barrier:{name}:released``). Under failover an unreplicated
-arrival can be rolled back; a waiting participant re-asserts its own arrival on
-every wake-up, and ``Durability(replicas=1)`` makes :meth:`Barrier.arrive`
-return only once a replica has it.
+(guarded by ``barrier:{name}:released``). Waiters are woken by that event on the stream
+(XREAD BLOCK), not by polling: the seed's 5-second poll becomes a wake-up within a round trip
+of the last arrival. The cost stays flat per participant: an arrival is an SADD and an SCARD
+(complete when the set holds as many members as there are participants, so every process
+must name the same participants: one plan per run), a waiter's check one EXISTS of the
+released key, whatever the barrier's size; who is missing is read only to say so on a timeout.
+Under failover an unreplicated arrival can be rolled back (with the release it completed: one
+script); a waiting participant re-asserts its own arrivals every second, and
+``Durability(replicas=1)`` makes :meth:`Barrier.arrive` return only once a replica has it.
 
 The convergence barrier's participants are the Larrys; by convention a Larry's coordinator
 arrives once its phase has ended (:class:`runtime.coordination.phases.PhaseTracker`), and
@@ -32,13 +35,17 @@ from runtime.coordination.events import EventListener, lua_script
 from runtime.coordination.keys import Keyspace
 
 _ARRIVE = r"""
--- KEYS[1] arrived, [2] released; ARGV[1] participant, [2] barrier, ARGV[3..] all participants
+-- KEYS[1] arrived, [2] released; ARGV[1] participant, [2] barrier, [3] how many participants
+-- (the caller checked that ARGV[1] is one of them)
+local everyone = tonumber(ARGV[3])
+if not everyone or everyone < 1 or everyone ~= math.floor(everyone) then
+  return redis.error_reply('ERR barrier ' .. ARGV[2] .. ': the number of participants must be a whole number above 0, got '
+                           .. string.format('%q', ARGV[3]))
+end
 if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
   emit(false, {event='barrier_arrival', barrier=ARGV[2], participant=ARGV[1]})
 end
-for i = 3, #ARGV do
-  if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 0 then return 0 end
-end
+if redis.call('SCARD', KEYS[1]) < everyone then return 0 end
 if redis.call('SET', KEYS[2], now(), 'NX') then
   emit(false, {event='barrier_released', barrier=ARGV[2]})
 end
@@ -67,7 +74,7 @@ class Barrier:
             raise ValueError(f"{participant!r} is not a participant of barrier {self.name!r}")
         done = run_script(self.r, self._arrive,
                           [self.ks.barrier_arrived(self.name), self.ks.barrier_released(self.name)],
-                          [participant, self.name, *self.participants], self.durability)
+                          [participant, self.name, len(self.participants)], self.durability)
         self._mine.add(participant)
         return bool(done)
 
@@ -80,21 +87,26 @@ class Barrier:
         arrived = self.r.smembers(self.ks.barrier_arrived(self.name))
         return [p for p in self.participants if p not in arrived]
 
+    def released(self) -> bool:
+        return bool(self.r.exists(self.ks.barrier_released(self.name)))
+
     def wait(self, timeout: float) -> None:
         """Return once all participants have arrived; raise :class:`BarrierTimeout` naming the missing."""
         deadline = time.monotonic() + timeout
-        # Read the stream position before the state: an arrival after the
-        # SMEMBERS has a later stream ID, so it cannot slip between the two.
+        # Read the stream position before the state: a release after the
+        # EXISTS has a later stream ID, so it cannot slip between the two.
         listener = EventListener(self.r, self.ks, "$")
-        missing = self.missing()
+        released = self.released()
         next_reassert = time.monotonic() + 1.0
-        while missing:
+        while not released:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise BarrierTimeout(self.name, missing, timeout)
+                raise BarrierTimeout(self.name, self.missing(), timeout)
             events = listener.poll(block_ms=max(1, int(min(left, 1.0) * 1000)))
-            if self._mine and time.monotonic() >= next_reassert:
+            reasserted = bool(self._mine) and time.monotonic() >= next_reassert
+            if reasserted:
                 self.reassert()
                 next_reassert = time.monotonic() + 1.0
-            if not events or any(e.data.get("barrier") == self.name for e in events):
-                missing = self.missing()
+            if reasserted or not events or any(e.name == "barrier_released" and e.data.get("barrier") == self.name
+                                               for e in events):
+                released = self.released()

@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+import redis
 
 from runtime.coordination.barrier import Barrier, BarrierTimeout
 from runtime.coordination.events import EventLog
@@ -74,3 +75,35 @@ def test_waiter_reasserts_its_own_arrival_lost_in_a_failover(r, ks):
 def test_unknown_participant_is_refused(r, ks):
     with pytest.raises(ValueError):
         Barrier(r, ks, "convergence", LARRYS).arrive("larry-99")
+
+
+def _calls(r, command: str) -> int:
+    return int(r.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_cost_stays_flat_per_participant(r, ks):
+    """A 300-participant barrier: each arrival is one SADD and one SCARD (no check of every
+    participant), and the waiter, woken by the release alone, never reads the arrived set."""
+    everyone = [f"larry-{i:03d}" for i in range(300)]
+    waiter = Barrier(r, ks, "wide", everyone)
+    thread = threading.Thread(target=waiter.wait, kwargs={"timeout": 30})
+    thread.start()
+    time.sleep(0.2)
+    r.config_resetstat()
+    arriving = Barrier(r, ks, "wide", everyone)
+    for participant in everyone:
+        arriving.arrive(participant)
+    thread.join(30)
+    assert not thread.is_alive(), "the waiter was not released"
+    assert _calls(r, "sismember") == 0 and _calls(r, "smembers") == 0
+    assert _calls(r, "sadd") == 300 and _calls(r, "scard") == 300
+    assert _calls(r, "exists") <= 5, "the waiter checked the release more than a few times"
+
+
+def test_the_script_refuses_a_participant_count_that_is_not_a_whole_number(r, ks):
+    barrier = Barrier(r, ks, "convergence", LARRYS)
+    for bad in ("0", "-3", "2.5", "many"):
+        with pytest.raises(redis.exceptions.ResponseError, match="number of participants must be a whole number"):
+            barrier._arrive(keys=[ks.barrier_arrived("convergence"), ks.barrier_released("convergence")],
+                            args=["larry-01", "convergence", bad])
+    assert r.exists(ks.barrier_arrived("convergence")) == 0, "a refused arrival wrote"
