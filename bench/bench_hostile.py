@@ -69,7 +69,7 @@ from plan.loader import load_stack  # noqa: E402
 from plan.statuses import TaskStatus  # noqa: E402
 from runtime.commands.run import larry_command  # noqa: E402
 from runtime.coordination.connection import RedisSettings, connect  # noqa: E402
-from runtime.coordination.events import EventListener  # noqa: E402
+from runtime.coordination.events import EventListener, EventLog  # noqa: E402
 from runtime.coordination.keys import Keyspace  # noqa: E402
 from runtime.coordination.ledger import snapshot as ledger_snapshot  # noqa: E402
 from runtime.reporting.results import read_result, results_dir  # noqa: E402
@@ -423,8 +423,10 @@ class Run:
         expected_failures = EXPECTED_FAILURES if self.hostile else set()
         booked = self.booked(r, cfg)
         beyond, beyond_detail = self.tokens_beyond(r, cfg, booked)
-        info = r.xinfo_stream(self.ks.stream)
-        added = int(info.get("entries-added", info.get("entries_added", 0)))
+        added = 0
+        for stream in EventLog(r, self.ks).streams():
+            info = r.xinfo_stream(stream)
+            added += int(info.get("entries-added", info.get("entries_added", 0)))
         logged_gaps = sum(len(re.findall("may have been trimmed", p.read_text(errors="replace")))
                           for p in (self.run_dir / "logs").glob("*.log")) if (self.run_dir / "logs").is_dir() else 0
         output = (self.dir / "larry-run.log").read_text(errors="replace")

@@ -29,6 +29,22 @@ class TaskGraph:
             self.deps[task.id], self.larry[task.id], self.worker[task.id] = task.depends_on, task.larry, task.worker
         self.ids = list(self.deps)
 
+    def around(self, tasks) -> "TaskGraph":
+        """The graph of ``tasks`` and every task they wait on, directly or not: all a worker
+        of those tasks needs, so what it reads stays the size of its own work, not the plan's."""
+        keep, stack = set(), [t for t in tasks if t in self.deps]
+        while stack:
+            task = stack.pop()
+            if task not in keep:
+                keep.add(task)
+                stack.extend(d for d in self.deps[task] if d in self.deps)
+        part = object.__new__(TaskGraph)
+        part.ids = [t for t in self.ids if t in keep]
+        part.deps = {t: self.deps[t] for t in part.ids}
+        part.larry = {t: self.larry[t] for t in part.ids}
+        part.worker = {t: self.worker[t] for t in part.ids if t in self.worker}
+        return part
+
     @cached_property
     def _order(self) -> tuple[list[str], list[str]]:
         """(tasks with each after all its dependencies, tasks on or behind a cycle)."""

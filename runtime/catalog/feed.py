@@ -64,7 +64,7 @@ class ChangeFeed:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start reading after the stream's current end (changes before it are not news)."""
         self._loop = loop
-        listener = EventListener(self.store.r, self.store.changes_ks, "$")
+        listener = EventListener(self.store.r, self.store.changes_ks, "$", larrys=())  # one stream of changes
         self._thread = threading.Thread(target=self._read, args=(listener,), name="catalog-feed", daemon=True)
         self._thread.start()
 

@@ -192,12 +192,14 @@ class Coordinator:
         """Fold the stream, tend the workers, until the phase can end; the (status, message) to
         end it with, or None when it had already ended (a restarted coordinator)."""
         # The history first, then act once on its net effect; then follow from where it ended.
+        # The run's stream and the Larry's own: its tasks' and workers' events are on the latter.
+        mine = (self.larry.id,)
         events = EventLog(self.r, self.ks)
-        tail = events.tail_id()
-        past = events.history(until=tail)
+        tails = events.tails(events.streams(mine))
+        past = events.history(until=tails, larrys=mine)
         self.history.add(past)
         self.notices.conflicts(past)
-        listener = EventListener(self.r, self.ks, tail)
+        listener = EventListener(self.r, self.ks, tails, larrys=mine)
         phase = self.phase.snapshot()
         if phase["status"] in TERMINAL:  # only this coordinator ends its phase: checked once
             return None
@@ -375,7 +377,7 @@ class Coordinator:
     def _await_sign_offs(self) -> None:
         """Give workers still registered as running (they finish right after their last task)
         a couple of heartbeats to sign off, so the report has their final status."""
-        listener = EventListener(self.r, self.ks, "$")
+        listener = EventListener(self.r, self.ks, "$", larrys=(self.larry.id,))
         until = time.monotonic() + 2 * self.timing.heartbeat
         while (left := until - time.monotonic()) > 0:
             if not [w for w, s in self._statuses()[1].items() if s in RUNNING]:
@@ -390,7 +392,7 @@ class Coordinator:
     def _await_master_reports(self) -> None:
         """Give the masters (they report once they see the phase ended) a few heartbeats; one
         still down after that is reported by the coordinator."""
-        listener = EventListener(self.r, self.ks, "$")
+        listener = EventListener(self.r, self.ks, "$", larrys=(self.larry.id,))
         until = time.monotonic() + MASTER_REPORT_HEARTBEATS * self.timing.heartbeat
         while (missing := [m for m, report in self._master_reports().items() if report is None]):
             if (left := until - time.monotonic()) <= 0:

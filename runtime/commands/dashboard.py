@@ -58,7 +58,7 @@ from runtime.catalog.figures import Reading, assets_text, from_redis
 from runtime.cli import UsageError, add_run_arguments, add_speed_argument, interrupt_on_sigterm, open_run
 from runtime.commands.status import add_paging_arguments, fleet_text
 from runtime.coordination.escalations import Escalations
-from runtime.coordination.events import Event, EventListener, parse_entry
+from runtime.coordination.events import Event, EventListener, EventLog
 from runtime.coordination.keys import Keyspace
 from runtime.reporting.cortex_view import CortexView, master_status, read_cortex, worker_distribution
 from runtime.reporting.run_text import barrier_text, findings_items, status_text, tokens_text
@@ -159,8 +159,7 @@ class Dashboard:
         """Read everything; start (or resume) following the stream."""
         if self.listener is None:
             self.listener = EventListener(self.r, self.ks, "$")
-            recent = self.r.xrevrange(self.ks.stream, max=self.listener.last_id, count=self.events.maxlen)
-            self.events.extend(e for e in (parse_entry(i, f) for i, f in recent) if e is not None)
+            self.events.extend(reversed(EventLog(self.r, self.ks).recent(self.listener.positions, self.events.maxlen)))
         self.dirty = {*self.ids, "workers", "pool", "barriers", "escalations", "fleet"}
         self._read()
 
@@ -517,7 +516,7 @@ def event_detail(event: Event) -> str:
 
 def footer(dash: Dashboard) -> Text:
     last = local_time(dash.events[0].data.get("timestamp"), 0) if dash.events else "none"
-    return Text(f" Press Ctrl+C to exit | updates on events from {dash.ks.stream} (last {last}); "
+    return Text(f" Press Ctrl+C to exit | updates on events from {dash.ks.stream} and {dash.ks.larry_stream('*')} (last {last}); "
                 f"workers every {WORKERS_EVERY:g}s", style="dim")
 
 

@@ -295,6 +295,13 @@ def degrade_after_from_env(env=None) -> float | None:
         raise UsageError(f"{envvar.DEGRADE_AFTER}={raw!r}: expected seconds or 'off'") from None
 
 
+
+def streams_to_follow(cfg: StackConfig, larry: Larry, graph: TaskGraph) -> list[str] | None:
+    """The Larrys whose streams a worker of ``larry`` with ``graph`` reads beside the run's: its
+    own and those of the tasks its tasks wait on (every Larry's, None, with queues: a handoff
+    may bring it any task)."""
+    return None if cfg.queued else sorted({larry.id, *graph.larry.values()})
+
 class Worker:
     #: Runs inside its Larry's phase: starts once the phase has, stops when it has ended (a
     #: rollback's worker, :mod:`runtime.commands.rollback`, runs after it instead).
@@ -310,9 +317,12 @@ class Worker:
         #: placeholders are expanded; any other command runs as given)
         self.usage, self.profile = usage, profile
         self.name = spec.name
+        # The tasks it may run and those they wait on: a handoff (runtime.coordination.handoffs)
+        # may bring any task of the stack into a queue.
+        self.graph = TaskGraph(cfg) if cfg.queued else TaskGraph(cfg).around(t.id for t in cfg.takes(larry, spec))
         # Read the stream position before any state: nothing that happens after a state
         # read can then be missed by a wait that follows it.
-        self.listener = EventListener(r, ks, "$")
+        self.listener = self.follow_events(streams_to_follow(cfg, larry, self.graph))
         self.leases = LeaseManager(r, ks, larry.id, worker=spec.name, ttl_ms=timing.lease_ttl_ms,
                                    tracks={t.id: master_track(w.master) for owner in cfg.larrys
                                            for w in owner.workers if w.master for t in w.tasks})
@@ -321,7 +331,6 @@ class Worker:
         self.registry = WorkerRegistry(r, ks, grace_ms=timing.dead_after_ms)
         self.events = EventLog(r, ks)
         self.board = TaskBoard(r, ks)
-        self.graph = TaskGraph(cfg)
         self.sender = f"{larry.id}/{spec.name}"
         # The tasks it may run: its own (static assignment) or its master's queue's (queue).
         self.queue = larry.queue_of(spec) if cfg.queued else None
@@ -368,6 +377,10 @@ class Worker:
         self.catalog = CatalogOutbox(outbox_path(self.results, spec.name), CatalogClient(url),
                                      label=f"{spec.name}: ") if url else None
 
+    def follow_events(self, larrys: list[str] | None):
+        """The listener of its waits, positioned now (see :func:`streams_to_follow`)."""
+        return EventListener(self.r, self.ks, "$", larrys=larrys)
+
     def log(self, text: str) -> None:
         """The worker's narrative: its output (stdout), what ``kubectl logs`` and the run's log show."""
         print(f"{self.name}: {text}", flush=True)
@@ -379,7 +392,7 @@ class Worker:
         if first:
             self.control.spawned(self.sender, self.name, type=self.profile.name if self.profile else "simulated",
                                  tasks=self.own, budget=self.spec.tokens, timeout=self.timing.deadline(self.spec.minutes))
-        self.events.emit("worker_started", self.sender, larry=self.larry.id, worker=self.name,
+        self.events.emit("worker_started", self.sender, home=self.larry.id, larry=self.larry.id, worker=self.name,
                          node=self.spec.node, pid=os.getpid())
         stop = threading.Event()
         beating = self.registry.beat_forever(self.name, self.timing.heartbeat, stop)
@@ -426,7 +439,8 @@ class Worker:
                 self.registry.heartbeat(self.name, status)
             else:
                 self.registry.deregister(self.name, status)
-            self.events.emit("worker_finished", self.sender, larry=self.larry.id, worker=self.name, status=status)
+            self.events.emit("worker_finished", self.sender, home=self.larry.id, larry=self.larry.id, worker=self.name,
+                             status=status)
         except Exception as error:  # the exit status matters more than the last status write
             log.warning("%s: could not record the final status: %s", self.name, error)
         if self.catalog is not None:

@@ -43,6 +43,7 @@ import redis
 from plan import environment as envvar
 from plan.exits import ExitCode
 from plan.pods import WORKER_BACKOFF_LIMIT
+from plan.taskgraph import TaskGraph
 from runtime.agent import simulated
 from runtime.cli import (
     UsageError,
@@ -54,7 +55,7 @@ from runtime.cli import (
     positive_number,
 )
 from runtime.commands.run import crash_loop_backoff
-from runtime.commands.worker import Worker
+from runtime.commands.worker import Worker, streams_to_follow
 from runtime.coordination.events import EventListener
 from runtime.support import callstats
 from runtime.support.timing import Timing
@@ -99,8 +100,8 @@ class EventHub:
     view's poll raises the hub's last error (the worker's own handling of an outage applies).
     Events reach the views in batches at most every :data:`HUB_GATHER` s."""
 
-    def __init__(self, r, ks):
-        self.listener = EventListener(r, ks, "$")
+    def __init__(self, r, ks, larrys: list[str] | None = None):
+        self.listener = EventListener(r, ks, "$", larrys=larrys)
         self.changed = threading.Condition()
         self.events: list = []
         self.base = 0  # stream position of events[0]
@@ -240,10 +241,14 @@ class HostedWorker(Worker):
     """A worker loop of a host: the hub's view for its waits, its payload in-process."""
 
     def __init__(self, hub: EventHub, overspend_task: str | None, *args, **kwargs):
-        # The view before any state read, as the worker's own listener would be.
-        self.view = hub.view()
+        self.hub, self.overspend_task = hub, overspend_task
         super().__init__(*args, **kwargs)
-        self.listener, self.overspend_task = self.view, overspend_task
+
+    def follow_events(self, larrys):
+        # The view before any state read, as the worker's own listener would be; the hub reads
+        # the streams of every worker of the host.
+        self.view = self.hub.view()
+        return self.view
 
     def start_payload(self, command, env, items):
         return SimulatedPayload(env, items, self.timing.speed, env.get(envvar.TASK_ID) == self.overspend_task).start()
@@ -256,7 +261,8 @@ class WorkerHost:
         self.timing, self.coordination_dir, self.kill_grace = timing, coordination_dir, kill_grace
         self.overspend_task = overspend_task
         self.codes: dict[str, int] = {}
-        self.hub = EventHub(r, ks)
+        every_task = (t.id for spec in specs for t in cfg.takes(larry, spec))
+        self.hub = EventHub(r, ks, streams_to_follow(cfg, larry, TaskGraph(cfg).around(every_task)))
 
     def _one_run(self, spec) -> int:
         try:

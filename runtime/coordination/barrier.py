@@ -95,7 +95,7 @@ class Barrier:
         deadline = time.monotonic() + timeout
         # Read the stream position before the state: a release after the
         # EXISTS has a later stream ID, so it cannot slip between the two.
-        listener = EventListener(self.r, self.ks, "$")
+        listener = EventListener(self.r, self.ks, "$", larrys=())  # barrier events are on the run's stream
         released = self.released()
         next_reassert = time.monotonic() + 1.0
         while not released:

@@ -13,6 +13,15 @@ gives gap- and duplicate-free catch-up after a disconnect for free, where
 pub/sub loses everything sent while the listener was away and would need
 de-duplication against the stream.
 
+The stream is one per Larry plus the run's (``larry:events:{larry}`` beside ``larry:events``,
+:class:`runtime.coordination.keys.Keyspace`): a task's lease transitions go to the stream of the
+Larry that defined it (``task:home:{id}``) and a worker's start and end to its Larry's, the rest
+(phases, barriers, the ledger's alerts, escalations, handoffs, seed 004's channels) to the run's.
+Those per-Larry events are most of a run (about 3.5 a task), and only the Larry's own processes
+wait for them: a coordinator reads the run's stream and its Larry's, a worker those of the Larrys
+its tasks wait on, so what each reads no longer grows with the whole fleet's work. Readers of the
+whole run (the dashboard, reports, ``larry run``'s progress) read every stream, merged by ID.
+
 Guarantees:
 
 * An event and the state change it reports are one Lua script or function (every one
@@ -24,9 +33,11 @@ Guarantees:
   refused as ``Function not found`` ran nothing and is made again after the load.
 * :meth:`EventLog.emit` for free-form events is at-least-once if the caller
   retries after an error whose outcome is unknown.
-* A listener sees every entry after its start ID, in order, exactly once,
-  unless entries were trimmed away (``MAXLEN ~``) before it read them; that is
-  detected when the listener resumes and counted in ``gaps``.
+* A listener sees every entry of its streams after its start IDs, each stream's in order,
+  exactly once, unless entries were trimmed away (``MAXLEN ~``, per stream) before it read
+  them; that is detected when the listener resumes and counted in ``gaps``. Across streams the
+  order is the entry IDs' (the primary's clock): two events of the same millisecond on two
+  streams may come in either order.
 * Messages PUBLISHed straight to a channel (redis-cli) bypass this module; those on the alerts
   channel and seed 004's worker and master channels reach the stream through the coordinators'
   :class:`runtime.coordination.bridge.ChannelBridge`, the coordination channel's do not.
@@ -50,7 +61,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import redis
 
@@ -110,9 +121,10 @@ local function now()  -- formatted on first use only
   end
   return NOW_ISO
 end
--- Seed 004's entry: {event_type, source, timestamp, payload}, and the channel it went to.
-local function append(channel, event_type, data)
-  return redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'event_type', event_type, 'source', SENDER,
+-- Seed 004's entry: {event_type, source, timestamp, payload}, and the channel it went to; on
+-- ``stream`` (a Larry's) or the run's.
+local function append(channel, event_type, data, stream)
+  return redis.call('XADD', stream or STREAM, 'MAXLEN', '~', MAXLEN, '*', 'event_type', event_type, 'source', SENDER,
                     'timestamp', now(), 'channel', channel, 'payload', data)
 end
 -- A message on a channel the bridge follows (every one but the coordination channel), marked
@@ -120,9 +132,10 @@ end
 local function mark_published(channel, data)
   return redis.call('SET', PUBLISHED_PREFIX .. redis.sha1hex(channel .. '\n' .. data), '1', 'NX', 'PX', 60000)
 end
--- On the stream, and PUBLISHed on ``channel`` (seed 004's event channels are many).
-local function publish(channel, event_type, data)
-  local id = append(channel, event_type, data)
+-- On the stream (``stream`` or the run's), and PUBLISHed on ``channel`` (seed 004's event
+-- channels are many).
+local function publish(channel, event_type, data, stream)
+  local id = append(channel, event_type, data, stream)
   if channel ~= CH_COORDINATION then mark_published(channel, data) end
   redis.call('PUBLISH', channel, data)
   return id
@@ -148,9 +161,11 @@ end
 local function emit_on(channel, fields, token)
   return publish(channel, fields.event, encode(fields, token))
 end
--- A coordination event on the stream only (see the module docstring: which events, and why).
-local function record(fields, token)
-  return append(CH_COORDINATION, fields.event, encode(fields, token))
+-- A task's lease transition, on a stream only (see the module docstring: which events, and
+-- why): ``home`` is the task's task:home, the Larry whose stream has it (false for a task no
+-- coordinator defined: the run's stream).
+local function record(fields, token, home)
+  return append(CH_COORDINATION, fields.event, encode(fields, token), home and LARRY_STREAM_PREFIX .. home or nil)
 end
 -- One point of a metric series (seed 004's TIMESERIES {ns}:metrics:{name}, a stream here):
 -- ``value`` at the primary's clock (the entry id); series() adds ``delta`` to the last value.
@@ -279,8 +294,14 @@ class FunctionLibrary:
 
 
 _EMIT = r"""
--- ARGV[2] event JSON object (without timestamp), ARGV[3] the channel, [4] its name
-return publish(ARGV[3], ARGV[4], '{"timestamp":"' .. now() .. '",' .. string.sub(ARGV[2], 2))
+-- ARGV[2] event JSON object (without timestamp), ARGV[3] the channel, [4] its name, [5] the
+-- Larry whose stream has it ('' for the run's)
+local stream
+if ARGV[5] ~= '' then
+  redis.call('SADD', STREAMED_LARRYS, ARGV[5])
+  stream = LARRY_STREAM_PREFIX .. ARGV[5]
+end
+return publish(ARGV[3], ARGV[4], '{"timestamp":"' .. now() .. '",' .. string.sub(ARGV[2], 2), stream)
 """
 
 
@@ -323,60 +344,120 @@ def _parse_entries(stream: str, entries) -> tuple[list[Event], int]:
     return events, len(entries) - len(events)
 
 
+#: Positions in the run's streams (stream name -> the last entry ID read), or one ID for every
+#: stream: "0-0" for the start, an entry ID (a time cut: IDs are the one primary's clock).
+Positions = Mapping[str, str] | str
+
+
+def _position(positions: Positions, stream: str) -> str:
+    return positions if isinstance(positions, str) else positions.get(stream, "0-0")
+
+
 class EventLog:
-    """Writes events and reads the stream's history."""
+    """Writes events and reads the streams' history."""
 
     def __init__(self, r: redis.Redis, ks: Keyspace, durability: Durability = Durability()):
         require_text(r)
         self.r, self.ks, self.durability = r, ks, durability
         self._emit = r.register_script(lua_script(ks, _EMIT))
 
-    def emit(self, event: str, sender: str, *, alert: bool = False, channel: str | None = None, **fields) -> str:
-        """Append to the stream and publish on ``channel`` (default: the alerts channel for an
-        ``alert``, else the coordination channel); returns the stream ID. At-least-once under retries."""
+    def emit(self, event: str, sender: str, *, alert: bool = False, channel: str | None = None,
+             home: str = "", **fields) -> str:
+        """Append to the stream (``home``'s, a Larry's, or the run's) and publish on ``channel``
+        (default: the alerts channel for an ``alert``, else the coordination channel); returns
+        the stream ID. At-least-once under retries."""
         data = json.dumps({**fields, "event": event, "from": sender})
         channel = channel or (self.ks.alerts if alert else self.ks.coordination)
-        return run_script(self.r, self._emit, [], [sender, data, channel, event], self.durability, idempotent=False)
+        return run_script(self.r, self._emit, [], [sender, data, channel, event, home], self.durability,
+                          idempotent=False)
+
+    def streams(self, larrys: Iterable[str] | None = None) -> list[str]:
+        """The run's stream and ``larrys``' streams (None: every Larry that has one)."""
+        if larrys is None:
+            larrys = self.r.smembers(self.ks.streamed_larrys)
+        return [self.ks.stream] + [self.ks.larry_stream(larry) for larry in sorted(larrys)]
 
     def tail_id(self) -> str:
-        """ID of the newest entry ("0-0" for an empty stream); start listening after it to see only new events."""
-        last = self.r.xrevrange(self.ks.stream, count=1)
-        return last[0][0] if last else "0-0"
+        """ID of the newest entry of the run's stream ("0-0" for an empty stream)."""
+        return self.tails([self.ks.stream])[self.ks.stream]
 
-    def history(self, after: str = "0-0", until: str = "+", *, count: int = 1000) -> list[Event]:
-        """Every well-formed event after ``after`` (exclusive) up to ``until`` (inclusive),
-        oldest first, read ``count`` entries per round trip (a coordinator's catch-up)."""
+    def tails(self, streams: Iterable[str]) -> dict[str, str]:
+        """Each stream's newest entry ID ("0-0" when empty): start after them to see only new events."""
+        streams = list(streams)
+        with self.r.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.xrevrange(stream, count=1)
+            return {stream: last[0][0] if last else "0-0" for stream, last in zip(streams, pipe.execute())}
+
+    def history(self, after: Positions = "0-0", until: Positions = "+", *, larrys: Iterable[str] | None = None,
+                count: int = 1000) -> list[Event]:
+        """Every well-formed event of the run's stream and ``larrys``' streams (None: every
+        Larry's) after ``after`` (exclusive) up to ``until`` (inclusive), oldest first, read
+        ``count`` entries per round trip (a coordinator's catch-up)."""
         events: list[Event] = []
-        low = "(" + after if after != "0-0" else "-"
-        while entries := self.r.xrange(self.ks.stream, min=low, max=until, count=count):
-            events.extend(_parse_entries(self.ks.stream, entries)[0])
-            low = "(" + entries[-1][0]
-        return events
+        for stream in self.streams(larrys):
+            start, end = _position(after, stream), _position(until, stream)
+            low = "(" + start if start != "0-0" else "-"
+            while end != "0-0" and (entries := self.r.xrange(stream, min=low, max=end, count=count)):
+                events.extend(_parse_entries(stream, entries)[0])
+                low = "(" + entries[-1][0]
+        return sorted(events, key=lambda event: _id_tuple(event.id))
+
+    def recent(self, until: Mapping[str, str], count: int) -> list[Event]:
+        """The last ``count`` well-formed events of ``until``'s streams up to their positions
+        there (``until``: :attr:`EventListener.positions`), oldest first."""
+        streams = [stream for stream, position in until.items() if position != "0-0"]
+        with self.r.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.xrevrange(stream, max=until[stream], count=count)
+            replies = pipe.execute()
+        events = [event for stream, entries in zip(streams, replies) for event in _parse_entries(stream, entries)[0]]
+        return sorted(events, key=lambda event: _id_tuple(event.id))[-count:]
 
 
 class EventListener:
-    """Reads the stream with XREAD BLOCK from the last ID it handed out.
+    """Reads the run's stream and Larrys' streams with XREAD BLOCK from the last IDs it handed out.
 
-    ``start`` is an entry ID to resume after (persist ``last_id`` to resume
-    across restarts), ``"0-0"`` for the whole retained history, or ``"$"`` for
-    new events only (resolved to a concrete ID at once, so nothing that
-    happens between construction and the first poll is missed).
+    ``larrys`` names the Larrys whose streams it reads beside the run's (their tasks' lease
+    transitions, their workers' starts and ends); None reads every Larry's, including those
+    whose streams appear later (a whole-run reader: the dashboard, `larry run`'s progress), at
+    one SMEMBERS per poll; ``()`` the run's stream alone. Events of one poll are handed out in
+    ID order (the one primary's clock); each stream's are in its order, exactly once.
+
+    ``start`` is where to resume (persist :attr:`positions` to resume across restarts; one ID
+    applies to every stream), ``"0-0"`` for the whole retained history, or ``"$"`` for new
+    events only (resolved to concrete IDs at once, so nothing that happens between
+    construction and the first poll is missed).
     """
 
-    def __init__(self, r: redis.Redis, ks: Keyspace, start: str = "$", *, count: int = 500):
+    def __init__(self, r: redis.Redis, ks: Keyspace, start: Positions = "$", *,
+                 larrys: Iterable[str] | None = None, count: int = 500):
         require_text(r)
         self.r, self.ks, self.count = r, ks, count
         socket_timeout = r.connection_pool.connection_kwargs.get("socket_timeout")
         self._max_block_ms = max(1, int(socket_timeout * 500)) if socket_timeout else 2**31
-        self.last_id = EventLog(r, ks).tail_id() if start == "$" else start
+        self._log = EventLog(r, ks)
+        self._every_larry = larrys is None
+        streams = self._log.streams(larrys)
+        self.positions: dict[str, str] = self._log.tails(streams) if start == "$" else {
+            stream: _position(start, stream) for stream in streams}
         self.malformed = 0
         self.gaps = 0
         self.disconnects = 0
         if start not in ("$", "0-0"):
             self._check_gap()  # resuming from a persisted position
 
+    @property
+    def last_id(self) -> str:
+        """The last ID read from the run's stream."""
+        return self.positions[self.ks.stream]
+
+    def behind(self, tails: Mapping[str, str]) -> bool:
+        """Whether some stream of ``tails`` (:meth:`EventLog.tails`) has entries not yet read."""
+        return any(_id_tuple(self.positions.get(stream, "0-0")) < _id_tuple(tail) for stream, tail in tails.items())
+
     def poll(self, block_ms: int | None = 1000) -> list[Event]:
-        """Events after ``last_id``; waits up to ``block_ms`` for the first (None: don't wait).
+        """Events after the positions; waits up to ``block_ms`` for the first (None: don't wait).
 
         A long wait is a series of XREADs each blocking at most half the client's socket
         timeout: a read blocked longer than that would come back as a timeout, be taken
@@ -391,14 +472,19 @@ class EventListener:
                 return events
 
     def _read(self, block_ms: int | None) -> list[Event]:
-        reply = self.r.xread({self.ks.stream: self.last_id}, count=self.count, block=block_ms)
+        if self._every_larry:  # a Larry's stream that appeared since: all of it is new
+            for stream in self._log.streams():
+                self.positions.setdefault(stream, "0-0")
+        reply = self.r.xread(self.positions, count=self.count, block=block_ms)
         events = []
-        for _stream, entries in reply or ():
+        for stream, entries in reply or ():
             if entries:
-                self.last_id = entries[-1][0]
-                parsed, malformed = _parse_entries(self.ks.stream, entries)
+                self.positions[stream] = entries[-1][0]
+                parsed, malformed = _parse_entries(stream, entries)
                 events.extend(parsed)
                 self.malformed += malformed
+        if len(reply or ()) > 1:
+            events.sort(key=lambda event: _id_tuple(event.id))
         return events
 
     def listen(self, stop: threading.Event | None = None, block_ms: int = 1000):
@@ -411,7 +497,7 @@ class EventListener:
                 raise  # waiting cannot help
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
                 self.disconnects += 1
-                log.warning("event stream unreachable (%s); will resume after %s", error, self.last_id)
+                log.warning("event stream unreachable (%s); will resume after %s", error, self.positions)
                 stop.wait(1.0)
                 try:
                     self._check_gap()
@@ -421,18 +507,20 @@ class EventListener:
             yield from events
 
     def _check_gap(self) -> None:
-        """Count a gap if entries after last_id may have been trimmed before we read them.
+        """Count a gap for each stream whose entries after its position may have been trimmed
+        before we read them.
 
-        Trimming removes the oldest entries, so while last_id itself is still in
-        the stream nothing after it is gone; once it is gone, something after it
-        may be (XINFO's max-deleted-entry-id is not updated by MAXLEN in 7.0).
+        Trimming removes the oldest entries, so while the position itself is still in the
+        stream nothing after it is gone; once it is gone, something after it may be (XINFO's
+        max-deleted-entry-id is not updated by MAXLEN in 7.0).
         """
-        if self.r.xrange(self.ks.stream, min=self.last_id, max=self.last_id, count=1):
-            return
-        first = self.r.xrange(self.ks.stream, min="-", count=1)
-        if first and _id_tuple(first[0][0]) > _id_tuple(self.last_id):
-            self.gaps += 1
-            log.error("events after %s may have been trimmed before being read", self.last_id)
+        for stream, last_id in self.positions.items():
+            if last_id == "0-0" or self.r.xrange(stream, min=last_id, max=last_id, count=1):
+                continue
+            first = self.r.xrange(stream, min="-", count=1)
+            if first and _id_tuple(first[0][0]) > _id_tuple(last_id):
+                self.gaps += 1
+                log.error("events of %s after %s may have been trimmed before being read", stream, last_id)
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:

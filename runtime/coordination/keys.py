@@ -6,12 +6,13 @@ redis-cli sees the documented keys::
     phase:{larry}:status|progress|started_at|completed_at|tasks
     task:lock:{id}  task:status:{id}          (seed)
     task:fence:{id} task:deps:{id} task:result:{id}   (added: fencing, dependsOn, results)
+    task:home:{id}  phase:larrys                (added: the Larry whose stream has a task's events)
     worker:{id}:master|node|status            (seed)  worker:heartbeats, worker:{id}:paused (added)
     metrics:{larry}:{name}                    (seed)
     tokens:acct:{account}  tokens:ops  tokens:open  tokens:draws  (the ledger: plan.model.budget_accounts)
     escalation:{id}  escalation:index|seq  escalation:key:{dedupe}   (escalations to a human)
     barrier:{name}:arrived|released           barriers: convergence, reports
-    channels larry:coordination, larry:alerts; stream larry:events
+    channels larry:coordination, larry:alerts; streams larry:events, larry:events:{larry}
     worker:{id}:terminate  master:{larry}:{master}:silent   (control: runtime.coordination.control)
     phase:{larry}:workers|findings|prs_created, phase:{larry}:{track}:{name}
     tokens:{larry}:used                       (seed 001's figures, written by the leases and the ledger)
@@ -84,7 +85,8 @@ class Keyspace:
             "QUEUE_ENTRIES": self.task_queue_entries, "PLAN_PREFIX": self.task_plan(""),
             "QUEUE_DEPTH": self.schema_series("task_queue_depth"),
             "COMPLETED_SERIES": self.schema_series("tasks_completed"),
-            "PUBLISHED_PREFIX": self.published(""),
+            "PUBLISHED_PREFIX": self.published(""), "HOME_PREFIX": self.task_home(""),
+            "LARRY_STREAM_PREFIX": self.larry_stream(""), "STREAMED_LARRYS": self.streamed_larrys,
         }
         lines = [f"local {name} = {json.dumps(value)}" for name, value in constants.items()]
         return "\n".join(lines + [f"local MAXLEN = {int(self.stream_maxlen)}"]) + "\n"
@@ -124,7 +126,19 @@ class Keyspace:
 
     @property
     def stream(self) -> str:
+        """The run's stream: every event but those a Larry's stream has (below)."""
         return self.prefix + self.events_stream
+
+    def larry_stream(self, larry: str) -> str:
+        """A Larry's own stream: its tasks' lease transitions and its workers' starts and ends,
+        which only its own processes (and readers of the whole run) wait for
+        (runtime.coordination.events)."""
+        return f"{self.stream}:{larry}"
+
+    @property
+    def streamed_larrys(self) -> str:
+        """The set of Larrys that have a stream of their own: how a reader of the whole run finds them."""
+        return self._k("phase", "larrys")
 
     # -- phases (one per Larry) -------------------------------------------------
     def phase_status(self, larry: str) -> str:
@@ -161,6 +175,10 @@ class Keyspace:
 
     def task_status(self, task_id: str) -> str:
         return self.task_status_prefix + task_id
+
+    def task_home(self, task_id: str) -> str:
+        """The id of the Larry that defined the task (its events go to that Larry's stream)."""
+        return self._k("task", "home", task_id)
 
     @property
     def task_status_prefix(self) -> str:
@@ -334,7 +352,7 @@ class Keyspace:
         return self._k("run", "lock")
 
     # -- SCAN MATCH patterns (operators' tools; never KEYS) ----------------------
-    #: the key families above: every key a run leaves, except the event stream
+    #: the key families above: every key a run leaves, except the event streams
     #: seed 004's schema families, under ``{schema}:``
     SCHEMA_FAMILIES = ("tasks", "workers", "masters", "metrics", "handoffs", "notices")
     RUN_FAMILIES = ("phase", "task", "worker", "master", "metrics", "tokens", "escalation", "barrier")
@@ -342,10 +360,11 @@ class Keyspace:
     def run_patterns(self) -> tuple[str, ...]:
         """Patterns matching every key of a run: ``phase:*``, ``task:*``, ``worker:*`` (seed
         001 "Post-Execution Cleanup"), ``master:*``, ``metrics:*``, ``tokens:*``, ``barrier:*``,
-        seed 004's ``{ns}:tasks|workers|masters|metrics:*`` and the stream."""
+        seed 004's ``{ns}:tasks|workers|masters|metrics:*`` and the streams."""
         p = glob_escape(self.prefix)
         families = self.RUN_FAMILIES + tuple(f"{self.schema}:{part}" for part in self.SCHEMA_FAMILIES)
-        return tuple(f"{p}{glob_escape(family)}:*" for family in families) + (glob_escape(self.stream),)
+        return tuple(f"{p}{glob_escape(family)}:*" for family in families) + (
+            glob_escape(self.stream), glob_escape(self.larry_stream("")) + "*")
 
 
 def glob_escape(text: str) -> str:

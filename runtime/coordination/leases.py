@@ -132,13 +132,13 @@ local function count_findings(targets, found)
   end
 end
 -- Grant ``task`` to ``owner``: the lock, a token above ``highest`` (the last one issued) and the
--- primary's clock, the status, the event; returns the token.
-local function grant(owner, task, ttl, highest)
+-- primary's clock, the status, the event (on the stream of ``home``, see record()); returns the token.
+local function grant(owner, task, ttl, highest, home)
   -- counter for monotonicity on this primary, clock floor for monotonicity across a rollback
   local token = string.format('%d', math.max(tonumber(highest or '0') + 1, clock()))
   redis.call('SET', LOCK_PREFIX .. task, owner, 'PX', ttl)
   redis.call('MSET', FENCE_PREFIX .. task, token, STATUS_PREFIX .. task, 'in_progress')
-  record({event='task_claimed', task_id=task, owner=owner}, token)
+  record({event='task_claimed', task_id=task, owner=owner}, token, home)
   return token
 end
 """
@@ -149,7 +149,7 @@ local owner, task, ttl = ARGV[1], ARGV[2], ARGV[3]
 local bad = invalid(owner, task, ttl, 'the ttl (ms)')
 if bad then return bad end
 local lock = LOCK_PREFIX .. task
-local state = redis.call('MGET', STATUS_PREFIX .. task, lock, FENCE_PREFIX .. task)
+local state = redis.call('MGET', STATUS_PREFIX .. task, lock, FENCE_PREFIX .. task, HOME_PREFIX .. task)
 local status, holder, highest = state[1], state[2], state[3]
 if status == 'completed' or status == 'failed' then return {status} end
 if holder == owner then
@@ -163,7 +163,7 @@ if holder then
 end
 local blocked = blockers(task)
 if blocked then return blocked end
-return {'acquired', grant(owner, task, ttl, highest)}
+return {'acquired', grant(owner, task, ttl, highest, state[4])}
 """
 
 # The first claimable task of a queue, by score: not finished, not held, its dependencies
@@ -178,7 +178,8 @@ local waiting, queued = {'waiting'}, false
 for _, task in ipairs(redis.call('ZRANGE', QUEUE, 0, -1)) do
   local entry = redis.call('HGET', QUEUE_ENTRIES, task)
   if entry and cjson.decode(entry)['master'] == queue then
-    local state = redis.call('MGET', STATUS_PREFIX .. task, LOCK_PREFIX .. task, FENCE_PREFIX .. task)
+    local state = redis.call('MGET', STATUS_PREFIX .. task, LOCK_PREFIX .. task, FENCE_PREFIX .. task,
+                             HOME_PREFIX .. task)
     if state[1] ~= 'completed' and state[1] ~= 'failed' then
       queued = true
       if state[2] == owner then
@@ -189,7 +190,7 @@ for _, task in ipairs(redis.call('ZRANGE', QUEUE, 0, -1)) do
         waiting[#waiting + 1] = task
       else
         local blocked = blockers(task)
-        if not blocked then return {'acquired', task, grant(owner, task, ttl, state[3])} end
+        if not blocked then return {'acquired', task, grant(owner, task, ttl, state[3], state[4])} end
         for i = 2, #blocked do waiting[#waiting + 1] = blocked[i] end
       end
     end
@@ -217,12 +218,12 @@ local owner, task, token = ARGV[1], ARGV[2], ARGV[3]
 local bad = invalid(owner, task, token, 'the token')
 if bad then return bad end
 local lock, status_key = LOCK_PREFIX .. task, STATUS_PREFIX .. task
-local state = redis.call('MGET', lock, FENCE_PREFIX .. task, status_key)
+local state = redis.call('MGET', lock, FENCE_PREFIX .. task, status_key, HOME_PREFIX .. task)
 if not state[1] then return 'expired' end
 if state[1] ~= owner or state[2] ~= token then return 'stolen' end
 redis.call('DEL', lock)
 if state[3] == 'in_progress' then redis.call('SET', status_key, 'pending') end
-record({event='task_released', task_id=task, owner=owner}, token)
+record({event='task_released', task_id=task, owner=owner}, token, state[4])
 return 'released'
 """
 
@@ -240,7 +241,7 @@ end
 local lock, status_key, result = LOCK_PREFIX .. task, STATUS_PREFIX .. task, RESULT_PREFIX .. task
 local written = redis.call('HMGET', result, 'token', 'outcome')
 if written[1] == token and written[2] == outcome then return {'duplicate', outcome} end
-local state = redis.call('MGET', status_key, FENCE_PREFIX .. task, lock)
+local state = redis.call('MGET', status_key, FENCE_PREFIX .. task, lock, HOME_PREFIX .. task)
 local status, highest = state[1], state[2]
 if status == 'completed' or status == 'failed' then return {'finished', status} end
 if not highest or tonumber(token) < tonumber(highest) then return {'stale', highest or ''} end
@@ -254,11 +255,11 @@ if outcome == 'completed' then
   redis.call('INCR', ARGV[6])
   if type(payload) == 'table' then count_findings(targets, payload['findings']) end
   series(COMPLETED_SERIES, 1)
-  return {'accepted', record({event='task_completed', task_id=task, owner=owner}, token)}
+  return {'accepted', record({event='task_completed', task_id=task, owner=owner}, token, state[4])}
 end
 local failed = {event='task_failed', task_id=task, owner=owner, retry=(outcome == 'pending')}
 if outcome == 'failed' then return {'accepted', emit(true, failed, token)} end
-return {'accepted', record(failed, token)}
+return {'accepted', record(failed, token, state[4])}
 """
 
 # The caller vouches that a holder whose name starts with ARGV[3] is dead (one process per
@@ -269,10 +270,11 @@ local bad = invalid(ARGV[1], ARGV[2])
 if bad then return bad end
 if ARGV[3] == '' then return refuse("the predecessors' owner prefix is required", ARGV[3]) end
 local lock = LOCK_PREFIX .. ARGV[2]
-local holder = redis.call('GET', lock)
+local state = redis.call('MGET', lock, HOME_PREFIX .. ARGV[2])
+local holder = state[1]
 if not holder or holder == ARGV[1] or string.sub(holder, 1, #ARGV[3]) ~= ARGV[3] then return 0 end
 redis.call('DEL', lock)
-record({event='task_takeover', task_id=ARGV[2], previous=holder, owner=ARGV[1]})
+record({event='task_takeover', task_id=ARGV[2], previous=holder, owner=ARGV[1]}, nil, state[2])
 return 1
 """
 

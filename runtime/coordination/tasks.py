@@ -46,11 +46,10 @@ from runtime.coordination.keys import Keyspace
 _REQUEUE = r"""
 -- ARGV[1] larry, [2] task, [3] worker that held it
 local status_key = STATUS_PREFIX .. ARGV[2]
-if redis.call('GET', status_key) ~= 'in_progress' or redis.call('EXISTS', LOCK_PREFIX .. ARGV[2]) == 1 then
-  return 0
-end
+local state = redis.call('MGET', status_key, LOCK_PREFIX .. ARGV[2], HOME_PREFIX .. ARGV[2])
+if state[1] ~= 'in_progress' or state[2] then return 0 end
 redis.call('SET', status_key, 'pending')
-record({event='task_requeued', larry=ARGV[1], task_id=ARGV[2], worker=ARGV[3]})
+record({event='task_requeued', larry=ARGV[1], task_id=ARGV[2], worker=ARGV[3]}, nil, state[3])
 return 1
 """
 
@@ -61,9 +60,11 @@ _DEFINE = r"""
 -- score or false, entry JSON without created_at], ...], [3] JSON [worker, ...]
 local tasks, workers = cjson.decode(ARGV[2]), cjson.decode(ARGV[3])
 if #workers > 0 then redis.call('SADD', KEYS[2], unpack(workers)) end
+redis.call('SADD', STREAMED_LARRYS, ARGV[1])
 for _, t in ipairs(tasks) do
   local task, deps, score, entry = t[1], t[2], t[3], t[4]
   redis.call('SADD', KEYS[1], task)
+  redis.call('SET', HOME_PREFIX .. task, ARGV[1])
   redis.call('DEL', DEPS_PREFIX .. task)
   if #deps > 0 then redis.call('SADD', DEPS_PREFIX .. task, unpack(deps)) end
   redis.call('SET', STATUS_PREFIX .. task, 'pending', 'NX')

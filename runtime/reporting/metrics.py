@@ -78,7 +78,7 @@ class OrchestrationCollector:
         self.r, self.ks, self.larry, self.timing = r, ks, larry, timing
         self.queues = {task: entry.queue for task, entry in queue_entries(larry).items()}
         self.masters = {m.name for m in larry.masters}
-        self._handoffs = EventListener(r, ks, "0-0")
+        self._handoffs = EventListener(r, ks, "0-0", larrys=())  # handoffs are on the run's stream
         self._handoff_count = 0
         self._lock = threading.Lock()  # scrapes may overlap; the listener's cursor is one
 

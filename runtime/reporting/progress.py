@@ -9,7 +9,7 @@ from typing import Callable
 
 from plan.model import StackConfig
 from plan.taskgraph import TaskGraph
-from runtime.coordination.events import Event, EventListener, EventLog, _id_tuple
+from runtime.coordination.events import Event, EventListener, EventLog
 
 
 class ProgressPrinter:
@@ -35,9 +35,10 @@ class ProgressPrinter:
 
     def flush(self, timeout: float = 3.0) -> None:
         """Return once every event written so far has been printed (or ``timeout``)."""
-        tail = EventLog(self.r, self.ks).tail_id()
+        events = EventLog(self.r, self.ks)
+        tails = events.tails(events.streams())
         until = time.monotonic() + timeout
-        while _id_tuple(self.listener.last_id) < _id_tuple(tail) and time.monotonic() < until:
+        while self.listener.behind(tails) and time.monotonic() < until:
             time.sleep(0.02)
 
     def stop(self) -> None:

@@ -95,3 +95,15 @@ def test_a_cycle_is_reported_from_where_it_loops_not_from_the_tasks_behind_it():
     _worker(values, 0, 2)["tasks"][1]["dependsOn"] = ["deploy-pgbouncer"]
     assert _problems(values) == ("Pulumi.dev.yaml: larry:larrys[0].workers[2].tasks[1].dependsOn: dependency cycle "
                                  "deploy-pgbouncer -> deploy-pgbouncer")
+
+
+def test_around_keeps_the_tasks_and_everything_they_wait_on_across_larrys_and_nothing_else():
+    part = TaskGraph(DEV).around(["patch-helm-charts"])
+    assert set(part.ids) == {"patch-helm-charts", "generate-cve-fix-prs", "discover-helm-releases",
+                             "identify-critical-cves", "flag-high-risk-components", "scan-core-namespaces",
+                             "scan-platform-namespaces"}
+    assert part.ids == [t for t in TaskGraph(DEV).ids if t in set(part.ids)], "plan order kept"
+    assert part.larry["discover-helm-releases"] == "larry-03" and set(part.larry.values()) == {"larry-02", "larry-03"}
+    doomed = part.doomed({"scan-core-namespaces": TaskStatus.FAILED})
+    assert doomed == {t: "scan-core-namespaces" for t in ("identify-critical-cves", "generate-cve-fix-prs",
+                                                           "patch-helm-charts")}

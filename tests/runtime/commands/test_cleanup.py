@@ -48,7 +48,7 @@ def test_cleanup_dry_run_counts_and_removes_nothing(r, ks, settings, tmp_path, c
     before = _run_keys(r, ks)
     assert larry(["cleanup", *run_args(settings, ks, "--coordination-dir", str(tmp_path), "--dry-run")]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"would remove {len(before)} keys (") and f"{ks.prefix}phase:* 19" in out  # 15, and 4 of seed 001's findings
+    assert out.startswith(f"would remove {len(before)} keys (") and f"{ks.prefix}phase:* 20" in out  # 15, 4 of seed 001's findings, the streamed Larrys
     assert _run_keys(r, ks) == before
 
 

@@ -10,7 +10,9 @@ import redis
 from runtime.coordination.connection import RedisSettings, connect
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import Keyspace
+from runtime.coordination.leases import LeaseManager
 from runtime.coordination.phases import PhaseTracker
+from runtime.coordination.tasks import TaskBoard
 from tests.support.waiting import wait_for
 
 
@@ -220,3 +222,45 @@ def test_a_wait_longer_than_the_socket_timeout_is_not_a_lost_connection(ks, redi
     (event,) = listener.poll(block_ms=5000)
     timer.join()
     assert event.data["progress"] == 1 and time.monotonic() - started < 5
+
+
+def _two_larrys_with_a_task_each(r, ks):
+    board = TaskBoard(r, ks)
+    board.define("larry-01", {"t1": ()})
+    board.define("larry-02", {"t2": ()})
+    for larry, task in (("larry-01", "t1"), ("larry-02", "t2")):
+        manager = LeaseManager(r, ks, larry, worker="w")
+        assert manager.complete(manager.acquire(task).lease, {})
+
+
+def test_a_tasks_lease_transitions_are_on_its_larrys_stream_and_a_listener_reads_only_the_larrys_it_names(r, ks):
+    log = EventLog(r, ks)
+    first = EventListener(r, ks, "$", larrys=("larry-01",))
+    everyone = EventListener(r, ks, "$")  # before any Larry has a stream: finds them as they appear
+    _two_larrys_with_a_task_each(r, ks)
+    log.emit("progress_update", "larry-02", progress=10, message="on the run's stream")
+    assert [e.name for e in log.history(larrys=())] == ["progress_update"]
+    assert [(e.name, e.data["task_id"]) for e in log.history(larrys=("larry-02",)) if "task_id" in e.data] == [
+        ("task_claimed", "t2"), ("task_completed", "t2")]
+    assert r.xlen(ks.larry_stream("larry-01")) == 2 and r.xlen(ks.larry_stream("larry-02")) == 2
+    seen = [(e.name, e.data.get("task_id")) for e in first.poll(None)]
+    assert seen == [("task_claimed", "t1"), ("task_completed", "t1"), ("progress_update", None)]
+    whole = [e.name for e in everyone.poll(None)]
+    assert sorted(whole) == sorted(["task_claimed", "task_completed"] * 2 + ["progress_update"])
+    merged = log.history()
+    assert [e.id for e in merged] == sorted((e.id for e in merged), key=lambda i: tuple(map(int, i.split("-"))))
+    assert len(merged) == 5
+
+
+def test_a_task_no_coordinator_defined_has_its_events_on_the_runs_stream(r, ks):
+    manager = LeaseManager(r, ks, "larry-01", worker="w")
+    manager.release(manager.acquire("loose").lease)
+    assert [e.name for e in EventLog(r, ks).history(larrys=())] == ["task_claimed", "task_released"]
+    assert r.smembers(ks.streamed_larrys) == set()
+
+
+def test_a_workers_start_goes_to_its_larrys_stream_which_whole_run_readers_then_find(r, ks):
+    log = EventLog(r, ks)
+    log.emit("worker_started", "larry-03/w", home="larry-03", larry="larry-03", worker="w")
+    assert r.smembers(ks.streamed_larrys) == {"larry-03"}
+    assert log.history(larrys=()) == [] and [e.name for e in log.history()] == ["worker_started"]
