@@ -9,7 +9,9 @@ own, and prints per size:
 * coordinator CPU per heartbeat: the coordinators' CPU seconds (``/proc``) over their
   heartbeats (run wall time / the heartbeat interval, per coordinator);
 * Redis memory per task: ``used_memory`` after the run less before, over the plan's tasks
-  (every key the run wrote, the event stream included);
+  (every key the run wrote, the event streams included);
+* events: on every stream, on the run's, and how many a coordinator reads (the run's stream and
+  its Larry's);
 * peak RSS (``VmHWM``, sampled every second) of each kind of process: the supervisor, a
   coordinator, a worker process, a worker host, converge, redis-server;
 
@@ -41,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,7 +138,10 @@ def run_size(workers: int, speed: float, timeout: float, scratch: Path) -> dict:
         client = server.client()
         used = int(client.info("memory")["used_memory"]) - before
         cfg = load_stack(STACK, project)
-        events = client.xlen(Keyspace.for_plan(cfg.channels, cfg.key_prefix).stream)
+        ks = Keyspace.for_plan(cfg.channels, cfg.key_prefix)
+        run_stream = client.xlen(ks.stream)
+        per_larry = [client.xlen(ks.larry_stream(larry.id)) for larry in cfg.larrys]
+        kinds = Counter(fields.get("event_type") for _, fields in client.xrange(ks.stream))
     finally:
         server.stop()
     if supervisor.returncode != 0:
@@ -165,7 +170,9 @@ def run_size(workers: int, speed: float, timeout: float, scratch: Path) -> dict:
         / max(1e-9, sum(c["wall_seconds"] for c in coordinators)),
         "cpu_per_heartbeat_ms": 1000 * coordinator_cpu / max(1.0, beats),
         "coordinator_cpu": coordinator_cpu,
-        "redis_bytes_per_task": used / (workers * 3), "events": events,
+        "redis_bytes_per_task": used / (workers * 3), "events": run_stream + sum(per_larry), "run_stream_events": run_stream,
+        "run_stream_kinds": kinds.most_common(6),
+        "events_per_coordinator": run_stream + sum(per_larry) / max(1, len(per_larry)),
         "rss_mib": {kind: max(h for h, _ in figures) / 1024 for kind, figures in by_kind.items()},
         "processes": {kind: len(names[kind]) for kind in by_kind},
         "starts": {kind: len(figures) for kind, figures in by_kind.items()},
@@ -237,7 +244,9 @@ def per_worker(figures: dict) -> dict:
             "Redis bytes per task": figures["redis_bytes_per_task"],
             "coordinator CPU ms per heartbeat per worker of its Larry": figures["cpu_per_heartbeat_ms"]
             / (figures["workers"] / figures["larrys"]),
-            "all CPU s per worker": sum(figures["cpu"].values()) / figures["workers"]}
+            "all CPU s per worker": sum(figures["cpu"].values()) / figures["workers"],
+            "events a coordinator reads per worker of its Larry": figures["events_per_coordinator"]
+            / (figures["workers"] / figures["larrys"])}
 
 
 def main() -> None:
@@ -264,7 +273,9 @@ def main() -> None:
             print(f"  coordinator CPU per heartbeat: {figures['cpu_per_heartbeat_ms']:.2f} ms "
                   f"(heartbeat every {Timing(args.speed).heartbeat:g}s)")
             print(f"  Redis memory per task: {figures['redis_bytes_per_task'] / 1024:.1f} KiB; "
-                  f"{figures['events']} events in the stream, each read by every coordinator and worker process")
+                  f"{figures['events']} events, {figures['run_stream_events']} of them on the run's stream; a "
+                  f"coordinator reads {figures['events_per_coordinator']:.0f} (the run's and its Larry's)")
+            print("  the run's stream, most frequent: " + ", ".join(f"{kind} {n}" for kind, n in figures["run_stream_kinds"]))
             for kind in KINDS:
                 if kind in figures["rss_mib"]:
                     restarts = figures["starts"][kind] - figures["processes"][kind]

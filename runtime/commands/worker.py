@@ -390,8 +390,9 @@ class Worker:
         first = self.registry.register(self.name, self.spec.master or self.larry.id, self.spec.node,
                                        WorkerStatus.IDLE, counted_by=self.larry.overseer(self.spec))
         if first:
-            self.control.spawned(self.sender, self.name, type=self.profile.name if self.profile else "simulated",
-                                 tasks=self.own, budget=self.spec.tokens, timeout=self.timing.deadline(self.spec.minutes))
+            self.control.spawned(self.sender, self.larry.id, self.name,
+                                 type=self.profile.name if self.profile else "simulated", tasks=self.own,
+                                 budget=self.spec.tokens, timeout=self.timing.deadline(self.spec.minutes))
         self.events.emit("worker_started", self.sender, home=self.larry.id, larry=self.larry.id, worker=self.name,
                          node=self.spec.node, pid=os.getpid())
         stop = threading.Event()

@@ -83,10 +83,11 @@ class WorkerControl:
         """Ask ``worker`` for its status (answered on the status channel by the worker)."""
         return self.events.emit(STATUS_REQUEST, sender, channel=status_channel(self.ks), worker_id=worker)
 
-    def spawned(self, sender: str, worker: str, *, type: str, tasks: list[str], budget: int, timeout: float) -> str:
-        """``WORKER_SPAWN`` of a worker's first start."""
-        return self.events.emit(SPAWN, sender, channel=self.ks.schema_channel("workers", "spawn"), worker_id=worker,
-                                type=type, task=tasks, budget=budget, timeout=round(timeout, 3))
+    def spawned(self, sender: str, larry: str, worker: str, *, type: str, tasks: list[str], budget: int,
+                timeout: float) -> str:
+        """``WORKER_SPAWN`` of a worker's first start (on its Larry's stream)."""
+        return self.events.emit(SPAWN, sender, channel=self.ks.schema_channel("workers", "spawn"), home=larry,
+                                worker_id=worker, type=type, task=tasks, budget=budget, timeout=round(timeout, 3))
 
     def answer(self, worker: str) -> str:
         """``WORKER_STATUS`` of ``worker`` on the status channel, from its seed 004 hash."""

@@ -14,13 +14,16 @@ pub/sub loses everything sent while the listener was away and would need
 de-duplication against the stream.
 
 The stream is one per Larry plus the run's (``larry:events:{larry}`` beside ``larry:events``,
-:class:`runtime.coordination.keys.Keyspace`): a task's lease transitions go to the stream of the
-Larry that defined it (``task:home:{id}``) and a worker's start and end to its Larry's, the rest
-(phases, barriers, the ledger's alerts, escalations, handoffs, seed 004's channels) to the run's.
-Those per-Larry events are most of a run (about 3.5 a task), and only the Larry's own processes
-wait for them: a coordinator reads the run's stream and its Larry's, a worker those of the Larrys
-its tasks wait on, so what each reads no longer grows with the whole fleet's work. Readers of the
-whole run (the dashboard, reports, ``larry run``'s progress) read every stream, merged by ID.
+:class:`runtime.coordination.keys.Keyspace`). An event about one Larry's work goes to its stream:
+its tasks' lease transitions, conflicts and failures (the Larry that defined the task,
+``task:home:{id}``), its workers' starts, spawns and ends, its progress, its seed 004 notices
+(``DEPENDENCY_MET``, ``RESOURCE_CONFLICT``); the rest (phases, barriers, the ledger's alerts,
+escalations, handoffs, pauses, control) to the run's. The per-Larry events are most of a run
+(about 5 a task), and only the Larry's own processes wait for them: a coordinator reads the
+run's stream and its Larry's, a worker those of the Larrys its tasks wait on, so what each reads
+no longer grows with the whole fleet's work. Readers of the whole run (the dashboard, reports,
+``larry run``'s progress) read every stream, merged by ID. Channels are unchanged: an event
+PUBLISHed on a channel still is, whichever stream has it.
 
 Guarantees:
 
@@ -37,7 +40,9 @@ Guarantees:
   exactly once, unless entries were trimmed away (``MAXLEN ~``, per stream) before it read
   them; that is detected when the listener resumes and counted in ``gaps``. Across streams the
   order is the entry IDs' (the primary's clock): two events of the same millisecond on two
-  streams may come in either order.
+  streams come in the order they were written (entry IDs share one sequence, see ``append``
+  in the Lua prelude), unless a stream was written around the runtime or the primary's clock
+  went back.
 * Messages PUBLISHed straight to a channel (redis-cli) bypass this module; those on the alerts
   channel and seed 004's worker and master channels reach the stream through the coordinators'
   :class:`runtime.coordination.bridge.ChannelBridge`, the coordination channel's do not.
@@ -122,10 +127,20 @@ local function now()  -- formatted on first use only
   return NOW_ISO
 end
 -- Seed 004's entry: {event_type, source, timestamp, payload}, and the channel it went to; on
--- ``stream`` (a Larry's) or the run's.
+-- ``stream`` (a Larry's) or the run's. The ID is the primary's clock (ms) and a sequence shared
+-- by every stream (EVENT_SEQ), so IDs order events across streams as they happened. An entry
+-- written around this (a raw XADD), or a clock that went back, can put a stream ahead of that
+-- ID: the server's own next ID is then taken (XADD refuses a smaller ID before writing anything).
 local function append(channel, event_type, data, stream)
-  return redis.call('XADD', stream or STREAM, 'MAXLEN', '~', MAXLEN, '*', 'event_type', event_type, 'source', SENDER,
-                    'timestamp', now(), 'channel', channel, 'payload', data)
+  stream = stream or STREAM
+  local ts = now()
+  local id = redis.pcall('XADD', stream, 'MAXLEN', '~', MAXLEN, string.format('%d-%d', NOW_MS, redis.call('INCR', EVENT_SEQ)),
+                         'event_type', event_type, 'source', SENDER, 'timestamp', ts, 'channel', channel, 'payload', data)
+  if type(id) == 'table' then
+    id = redis.call('XADD', stream, 'MAXLEN', '~', MAXLEN, '*', 'event_type', event_type, 'source', SENDER,
+                    'timestamp', ts, 'channel', channel, 'payload', data)
+  end
+  return id
 end
 -- A message on a channel the bridge follows (every one but the coordination channel), marked
 -- as on the stream for a minute (runtime.coordination.bridge); false when it was already.
@@ -140,8 +155,18 @@ local function publish(channel, event_type, data, stream)
   redis.call('PUBLISH', channel, data)
   return id
 end
-local function emit_raw(alert, event_type, data)
-  return publish(alert and CH_ALERTS or CH_COORDINATION, event_type, data)
+local function emit_raw(alert, event_type, data, stream)
+  return publish(alert and CH_ALERTS or CH_COORDINATION, event_type, data, stream)
+end
+-- The stream of Larry ``larry``, registered as one a whole-run reader reads.
+local function home_stream(larry)
+  redis.call('SADD', STREAMED_LARRYS, larry)
+  return LARRY_STREAM_PREFIX .. larry
+end
+-- The stream of a task's Larry, ``home`` its task:home (registered when the task was defined);
+-- nil (the run's stream) when no coordinator defined the task.
+local function task_stream(home)
+  return home and LARRY_STREAM_PREFIX .. home or nil
 end
 local function encode(fields, token)
   fields['from'] = SENDER
@@ -153,19 +178,18 @@ local function encode(fields, token)
   end
   return data
 end
--- An event on the stream, PUBLISHed on its channel too.
-local function emit(alert, fields, token)
-  return emit_raw(alert, fields.event, encode(fields, token))
+-- An event on ``stream`` (default: the run's), PUBLISHed on its channel too.
+local function emit(alert, fields, token, stream)
+  return emit_raw(alert, fields.event, encode(fields, token), stream)
 end
--- An event on the stream, PUBLISHed on ``channel``.
-local function emit_on(channel, fields, token)
-  return publish(channel, fields.event, encode(fields, token))
+-- An event on ``stream`` (default: the run's), PUBLISHed on ``channel``.
+local function emit_on(channel, fields, token, stream)
+  return publish(channel, fields.event, encode(fields, token), stream)
 end
--- A task's lease transition, on a stream only (see the module docstring: which events, and
--- why): ``home`` is the task's task:home, the Larry whose stream has it (false for a task no
--- coordinator defined: the run's stream).
+-- A task's lease transition, on its Larry's stream only (see the module docstring: which
+-- events, and why): ``home`` is the task's task:home (see task_stream).
 local function record(fields, token, home)
-  return append(CH_COORDINATION, fields.event, encode(fields, token), home and LARRY_STREAM_PREFIX .. home or nil)
+  return append(CH_COORDINATION, fields.event, encode(fields, token), task_stream(home))
 end
 -- One point of a metric series (seed 004's TIMESERIES {ns}:metrics:{name}, a stream here):
 -- ``value`` at the primary's clock (the entry id); series() adds ``delta`` to the last value.
@@ -296,11 +320,7 @@ class FunctionLibrary:
 _EMIT = r"""
 -- ARGV[2] event JSON object (without timestamp), ARGV[3] the channel, [4] its name, [5] the
 -- Larry whose stream has it ('' for the run's)
-local stream
-if ARGV[5] ~= '' then
-  redis.call('SADD', STREAMED_LARRYS, ARGV[5])
-  stream = LARRY_STREAM_PREFIX .. ARGV[5]
-end
+local stream = ARGV[5] ~= '' and home_stream(ARGV[5]) or nil
 return publish(ARGV[3], ARGV[4], '{"timestamp":"' .. now() .. '",' .. string.sub(ARGV[2], 2), stream)
 """
 

@@ -87,6 +87,7 @@ class Keyspace:
             "COMPLETED_SERIES": self.schema_series("tasks_completed"),
             "PUBLISHED_PREFIX": self.published(""), "HOME_PREFIX": self.task_home(""),
             "LARRY_STREAM_PREFIX": self.larry_stream(""), "STREAMED_LARRYS": self.streamed_larrys,
+            "EVENT_SEQ": self.event_seq,
         }
         lines = [f"local {name} = {json.dumps(value)}" for name, value in constants.items()]
         return "\n".join(lines + [f"local MAXLEN = {int(self.stream_maxlen)}"]) + "\n"
@@ -134,6 +135,12 @@ class Keyspace:
         which only its own processes (and readers of the whole run) wait for
         (runtime.coordination.events)."""
         return f"{self.stream}:{larry}"
+
+    @property
+    def event_seq(self) -> str:
+        """The counter every stream's entry IDs take their sequence part from, so IDs order the
+        events of all the streams (``_`` is in no Larry id: no Larry's stream is named so)."""
+        return f"{self.stream}:_seq"
 
     @property
     def streamed_larrys(self) -> str:

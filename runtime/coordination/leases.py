@@ -158,7 +158,7 @@ if holder == owner then
   return {'held', highest}
 end
 if holder then
-  if ARGV[4] == '1' then emit(true, {event='task_conflict', task_id=task, owner=holder}) end
+  if ARGV[4] == '1' then emit(true, {event='task_conflict', task_id=task, owner=holder}, nil, task_stream(state[4])) end
   return {'conflict', holder}
 end
 local blocked = blockers(task)
@@ -258,7 +258,7 @@ if outcome == 'completed' then
   return {'accepted', record({event='task_completed', task_id=task, owner=owner}, token, state[4])}
 end
 local failed = {event='task_failed', task_id=task, owner=owner, retry=(outcome == 'pending')}
-if outcome == 'failed' then return {'accepted', emit(true, failed, token)} end
+if outcome == 'failed' then return {'accepted', emit(true, failed, token, task_stream(state[4]))} end
 return {'accepted', record(failed, token, state[4])}
 """
 

@@ -32,9 +32,10 @@ from runtime.coordination.keys import Keyspace
 DEPENDENCY_MET, RESOURCE_CONFLICT = "DEPENDENCY_MET", "RESOURCE_CONFLICT"
 
 _ANNOUNCE = r"""
--- KEYS[1] {ns}:notices:sent; ARGV[1] sender, [2] notice id, [3] channel, [4] event JSON object
+-- KEYS[1] {ns}:notices:sent; ARGV[1] sender, [2] notice id, [3] channel, [4] event JSON object,
+-- [5] the Larry (its stream has the notice)
 if redis.call('HSETNX', KEYS[1], ARGV[2], now()) == 0 then return 0 end
-emit_on(ARGV[3], cjson.decode(ARGV[4]))
+emit_on(ARGV[3], cjson.decode(ARGV[4]), nil, home_stream(ARGV[5]))
 return 1
 """
 
@@ -51,7 +52,8 @@ class Notices:
         self.waiting = {(t.id, dep) for t in larry.tasks for dep in t.depends_on}
 
     def _send(self, notice: str, channel: str, fields: dict) -> bool:
-        return bool(self._announce(keys=[self.ks.notices], args=[self.sender, notice, channel, json.dumps(fields)]))
+        args = [self.sender, notice, channel, json.dumps(fields), self.larry.id]
+        return bool(self._announce(keys=[self.ks.notices], args=args))
 
     def dependencies(self, statuses: Mapping[str, str | None]) -> None:
         """Announce each dependency of the Larry's tasks that has completed, once."""

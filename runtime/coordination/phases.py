@@ -46,7 +46,7 @@ local wanted = tonumber(ARGV[2])
 local status = redis.call('GET', KEYS[2])
 if wanted <= current or status == 'completed' or status == 'failed' then return current end
 redis.call('SET', KEYS[1], ARGV[2])
-emit(false, {event='progress_update', larry=ARGV[1], progress=wanted, message=ARGV[3]})
+emit(false, {event='progress_update', larry=ARGV[1], progress=wanted, message=ARGV[3]}, nil, home_stream(ARGV[1]))
 return wanted
 """
 
