@@ -19,7 +19,8 @@
    waits on them while the phase runs, but declares one silent past ``--master-grace`` and
    hands its pending tasks over (:mod:`runtime.coordination.masters`), keeps ``handoffs.json``
    current, announces ``DEPENDENCY_MET`` / ``RESOURCE_CONFLICT`` (:mod:`runtime.coordination.notices`),
-   and records raw PUBLISHes on the seeds' channels on the stream (:mod:`runtime.coordination.bridge`).
+   and (the first three Larrys' coordinators) records raw PUBLISHes on the seeds' channels on the
+   stream (:mod:`runtime.coordination.bridge`).
 4. Ends the phase: ``completed`` when every task completed; ``failed`` as soon as every
    task has either finished or can never run (a dependency failed for good, its worker
    gave up), or when the phase deadline passes (``deadlineMinutes * 60 / speed`` plus the
@@ -55,7 +56,7 @@ from plan.statuses import RUNNING, TERMINAL, PhaseStatus, TaskStatus, WorkerStat
 from plan.taskgraph import TaskGraph
 from runtime.cli import UsageError, add_process_arguments, hold, interrupt_on_sigterm, larry_of, load_plan, open_redis
 from runtime.coordination.barrier import Barrier, BarrierTimeout
-from runtime.coordination.bridge import ChannelBridge
+from runtime.coordination.bridge import ChannelBridge, bridging_larrys
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import CONVERGENCE_BARRIER, REPORTS_BARRIER
 from runtime.coordination.ledger import Ledger
@@ -112,7 +113,8 @@ def main(args) -> int:
         raise UsageError(f"cannot serve /metrics on {args.host}:{args.port} ({error.strerror or error})") from None
     coordinator.log(f"serving /metrics and /healthz on port {server.server_port}")
     bridging = threading.Event()  # raw PUBLISHes on the seeds' channels reach the stream
-    ChannelBridge(r, ks).start(bridging)
+    if larry.id in bridging_larrys(cfg.larry_ids):
+        ChannelBridge(r, ks).start(bridging)
     try:
         coordinator.run()
     except redis.exceptions.RedisError as error:

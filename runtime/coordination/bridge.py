@@ -4,7 +4,10 @@ stream readers (a coordinator's history: pauses, alerts in the report) see them 
 
 A :class:`ChannelBridge` subscribes to the alerts channel and seed 004's worker and master
 channels (the coordination channel is left out: it carries every runtime event, and the seeds
-publish nothing on it that the runtime acts on). A message that is a JSON object with an
+publish nothing on it that the runtime acts on). The coordinators of the plan's first
+:data:`BRIDGES` Larrys run one each: enough that a coordinator's restart loses nothing, and
+few enough that a fleet's messages are not each handled by every coordinator (a hundred Larrys'
+coordinators would otherwise hear, and look up, every message a hundred times). A message that is a JSON object with an
 ``event`` string is appended to the stream unless it is marked as already there: the script
 that appends one of the runtime's own events to the stream marks it (a key named by the digest
 of channel and message, kept a minute) before publishing it, and the first bridge to hear a raw
@@ -15,8 +18,8 @@ message's ``from`` (``redis-cli`` when it has none).
 A message of any other shape gets one warning naming the channel and what was expected, and
 is dropped; nothing a publisher sends stops the bridge.
 
-Not guaranteed: a message published while no bridge is subscribed (every coordinator down, or
-its connection being re-made) is lost, as pub/sub loses it; two identical raw messages within
+Not guaranteed: a message published while no bridge is subscribed (the bridging coordinators
+down, or their connections being re-made) is lost, as pub/sub loses it; two identical raw messages within
 a minute are one entry; a bridge more than a minute behind records the runtime's own messages
 again.
 """
@@ -40,6 +43,14 @@ _RECORD = r"""
 if not mark_published(ARGV[2], ARGV[3]) then return false end
 return append(ARGV[2], ARGV[4], ARGV[3])
 """
+
+#: How many coordinators (those of the plan's first Larrys) run a bridge.
+BRIDGES = 3
+
+
+def bridging_larrys(larry_ids) -> tuple[str, ...]:
+    """The Larrys whose coordinators run a bridge: the first :data:`BRIDGES` of the plan's."""
+    return tuple(larry_ids)[:BRIDGES]
 
 
 def bridged_channels(ks: Keyspace) -> tuple[str, ...]:

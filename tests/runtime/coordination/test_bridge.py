@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 
-from runtime.coordination.bridge import ChannelBridge, bridged_channels
+from runtime.coordination.bridge import ChannelBridge, bridged_channels, bridging_larrys
 from runtime.coordination.events import EventLog
 from runtime.coordination.keys import Keyspace
 from tests.support.waiting import wait_for
@@ -53,3 +53,9 @@ def test_the_seed_004_channels_are_bridged_under_the_stacks_namespace():
     assert bridged_channels(Keyspace.cortex("p:")) == ("p:cortex:masters:escalation", "p:cortex:masters:handoff",
                                     "p:cortex:masters:dependencies", "p:cortex:workers:spawn",
                                     "p:cortex:workers:control", "p:cortex:workers:status")
+
+
+def test_the_coordinators_of_the_first_three_larrys_bridge_whatever_the_fleets_size():
+    assert bridging_larrys(["larry-01", "larry-02"]) == ("larry-01", "larry-02")
+    fleet = [f"larry-{i:03d}" for i in range(100)]
+    assert bridging_larrys(fleet) == ("larry-000", "larry-001", "larry-002")
