@@ -133,13 +133,10 @@ end
 -- ID: the server's own next ID is then taken (XADD refuses a smaller ID before writing anything).
 local function append(channel, event_type, data, stream)
   stream = stream or STREAM
-  local ts = now()
-  local id = redis.pcall('XADD', stream, 'MAXLEN', '~', MAXLEN, string.format('%d-%d', NOW_MS, redis.call('INCR', EVENT_SEQ)),
-                         'event_type', event_type, 'source', SENDER, 'timestamp', ts, 'channel', channel, 'payload', data)
-  if type(id) == 'table' then
-    id = redis.call('XADD', stream, 'MAXLEN', '~', MAXLEN, '*', 'event_type', event_type, 'source', SENDER,
-                    'timestamp', ts, 'channel', channel, 'payload', data)
-  end
+  local entry = {'event_type', event_type, 'source', SENDER, 'timestamp', now(), 'channel', channel, 'payload', data}
+  local id = redis.pcall('XADD', stream, 'MAXLEN', '~', MAXLEN,
+                         string.format('%d-%d', NOW_MS, redis.call('INCR', EVENT_SEQ)), unpack(entry))
+  if type(id) == 'table' then id = redis.call('XADD', stream, 'MAXLEN', '~', MAXLEN, '*', unpack(entry)) end
   return id
 end
 -- A message on a channel the bridge follows (every one but the coordination channel), marked
