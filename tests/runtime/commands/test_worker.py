@@ -16,7 +16,10 @@ import time
 import pytest
 import yaml
 
+from plan.loader import load_stack
+from plan.taskgraph import TaskGraph
 from runtime import cli
+from runtime.commands.worker import streams_to_follow
 from runtime.coordination.escalations import Escalations
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.leases import LeaseManager
@@ -502,3 +505,18 @@ def test_the_prompt_file_holds_the_task_and_what_its_dependencies_found(rig):
     assert "- Larry: monitoring, phase: " in prompt
     assert ('- analyze-prometheus-metrics (completed): done findings {"cves": {"high": 3}, "prs_created": 1}'
             in prompt), prompt
+
+
+def test_a_worker_follows_its_larrys_stream_and_those_of_the_tasks_its_tasks_wait_on():
+    dev = load_stack("dev", ROOT)
+
+    def follows(larry_id: str, task: str):
+        larry = dev.larry(larry_id)
+        spec = next(w for w in larry.workers if task in [t.id for t in w.tasks])
+        return streams_to_follow(dev, larry, TaskGraph(dev).around(t.id for t in dev.takes(larry, spec)))
+
+    assert follows("larry-02", "patch-helm-charts") == ["larry-02", "larry-03"]  # waits on a larry-03 task
+    assert follows("larry-01", "fix-pgadmin-crashloop") == ["larry-01"]
+    queued = load_stack("cortex", ROOT)
+    larry = queued.larrys[0]
+    assert streams_to_follow(queued, larry, TaskGraph(queued)) is None, "a queue worker may be handed any task"
