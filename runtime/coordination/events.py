@@ -16,8 +16,8 @@ de-duplication against the stream.
 The stream is one per Larry plus the run's (``larry:events:{larry}`` beside ``larry:events``,
 :class:`runtime.coordination.keys.Keyspace`). An event about one Larry's work goes to its stream:
 its tasks' lease transitions, conflicts and failures (the Larry that defined the task,
-``task:home:{id}``), its workers' starts, spawns and ends, its progress, its seed 004 notices
-(``DEPENDENCY_MET``, ``RESOURCE_CONFLICT``); the rest (phases, barriers, the ledger's alerts,
+``task:home:{id}``), its workers' starts, spawns and ends, its phase and progress, its seed 004
+notices (``DEPENDENCY_MET``, ``RESOURCE_CONFLICT``); the rest (barriers, the ledger's alerts,
 escalations, handoffs, pauses, control) to the run's. The per-Larry events are most of a run
 (about 5 a task), and only the Larry's own processes wait for them: a coordinator reads the
 run's stream and its Larry's, a worker those of the Larrys its tasks wait on, so what each reads

@@ -4,7 +4,8 @@ Guarantees: status (:class:`plan.statuses.PhaseStatus`) moves pending -> in_prog
 completed | failed and never backwards; progress only grows (Lua max), so late or replayed
 updates cannot make it go down. Each transition and each increase emits its event (seed
 names: ``phase_started``, ``progress_update``, ``phase_complete``; ``phase_failed`` on the
-alerts channel) in the same script, so replays emit nothing twice.
+alerts channel) in the same script, so replays emit nothing twice; on the Larry's own stream
+(:mod:`runtime.coordination.events`), an execution phase's on the run's.
 
 Not guaranteed: who may end a phase. Any caller can complete or fail it; by convention only
 the Larry's coordinator does. A phase is never started over: a new run uses fresh keys.
@@ -27,6 +28,13 @@ from runtime.coordination.connection import Durability, require_text, run_script
 from runtime.coordination.events import lua_script
 from runtime.coordination.keys import Keyspace
 
+# Every script's last argument: the Larry whose stream has the phase's events ('' for the run's).
+_STREAM = r"""
+local function phase_stream()
+  if ARGV[#ARGV] ~= '' then return home_stream(ARGV[#ARGV]) end
+end
+"""
+
 _START = r"""
 -- KEYS[1] status, [2] started_at, [3] progress; ARGV[1] larry
 local status = redis.call('GET', KEYS[1])
@@ -35,7 +43,7 @@ if status and status ~= 'pending' then return status end
 redis.call('SET', KEYS[1], 'in_progress')
 redis.call('SET', KEYS[2], now(), 'NX')
 redis.call('SET', KEYS[3], '0', 'NX')
-emit(false, {event='phase_started', larry=ARGV[1]})
+emit(false, {event='phase_started', larry=ARGV[1]}, nil, phase_stream())
 return 'started'
 """
 
@@ -46,7 +54,7 @@ local wanted = tonumber(ARGV[2])
 local status = redis.call('GET', KEYS[2])
 if wanted <= current or status == 'completed' or status == 'failed' then return current end
 redis.call('SET', KEYS[1], ARGV[2])
-emit(false, {event='progress_update', larry=ARGV[1], progress=wanted, message=ARGV[3]}, nil, home_stream(ARGV[1]))
+emit(false, {event='progress_update', larry=ARGV[1], progress=wanted, message=ARGV[3]}, nil, phase_stream())
 return wanted
 """
 
@@ -59,9 +67,9 @@ redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], now())
 if ARGV[2] == 'completed' then
   redis.call('SET', KEYS[3], '100')
-  emit(false, {event='phase_complete', larry=ARGV[1], message=ARGV[3]})
+  emit(false, {event='phase_complete', larry=ARGV[1], message=ARGV[3]}, nil, phase_stream())
 else
-  emit(true, {event='phase_failed', larry=ARGV[1], message=ARGV[3]})
+  emit(true, {event='phase_failed', larry=ARGV[1], message=ARGV[3]}, nil, phase_stream())
 end
 return ARGV[2]
 """
@@ -70,14 +78,17 @@ return ARGV[2]
 class PhaseTracker:
     """One Larry's phase. Methods return what happened, e.g. ``started`` vs ``in_progress`` (already)."""
 
-    def __init__(self, r: redis.Redis, ks: Keyspace, larry: str, durability: Durability = Durability()):
+    def __init__(self, r: redis.Redis, ks: Keyspace, larry: str, durability: Durability = Durability(), *,
+                 own_stream: bool = True):
         require_text(r)
         self.r, self.ks, self.larry, self.durability = r, ks, larry, durability
+        #: the Larry's stream has its phase's events; an execution phase's are on the run's
+        self.home = larry if own_stream else ""
         self._start, self._progress, self._finish = (
-            r.register_script(lua_script(ks, body)) for body in (_START, _PROGRESS, _FINISH))
+            r.register_script(lua_script(ks, _STREAM + body)) for body in (_START, _PROGRESS, _FINISH))
 
     def _run(self, script, keys, extra):
-        return run_script(self.r, script, keys, [self.larry, *extra], self.durability)
+        return run_script(self.r, script, keys, [self.larry, *extra, self.home], self.durability)
 
     def init(self) -> bool:
         """Coordinator: mark the phase pending unless it already has a status. True if it was new."""
@@ -149,4 +160,4 @@ def runs_execution_phases(cfg: StackConfig) -> bool:
 
 def execution_trackers(r: redis.Redis, ks: Keyspace) -> dict[int, PhaseTracker]:
     """The tracker of each execution phase, by number."""
-    return {phase.number: PhaseTracker(r, ks, phase.name) for phase in EXECUTION_PHASES}
+    return {phase.number: PhaseTracker(r, ks, phase.name, own_stream=False) for phase in EXECUTION_PHASES}

@@ -11,7 +11,7 @@ from runtime.coordination.connection import RedisSettings, connect
 from runtime.coordination.events import EventListener, EventLog
 from runtime.coordination.keys import Keyspace
 from runtime.coordination.leases import LeaseManager
-from runtime.coordination.phases import PhaseTracker
+from runtime.coordination.phases import PhaseTracker, execution_trackers
 from runtime.coordination.tasks import TaskBoard
 from tests.support.waiting import wait_for
 
@@ -272,3 +272,16 @@ def test_ids_order_events_across_streams_and_a_stream_written_around_the_runtime
     entry_id = EventLog(r, ks).emit("progress_update", "larry-01", progress=1, message="after the raw entry")
     assert entry_id == "99999999999999-1" and [e.name for e in EventLog(r, ks).history()][-2:] == [
         "raw", "progress_update"]
+
+
+def test_a_larrys_phase_events_are_on_its_stream_and_an_execution_phases_on_the_runs(r, ks):
+    phase = PhaseTracker(r, ks, "larry-01")
+    phase.start()
+    phase.progress(40, "halfway")
+    phase.complete("done")
+    execution_trackers(r, ks)[0].start()
+    log = EventLog(r, ks)
+    assert [(e.name, e.data["larry"]) for e in log.history(larrys=())] == [("phase_started", "execution-0")]
+    assert [e.name for e in log.history(larrys=("larry-01",))] == [
+        "phase_started", "progress_update", "phase_complete", "phase_started"]
+    assert r.smembers(ks.streamed_larrys) == {"larry-01"}, "an execution phase is no Larry"
