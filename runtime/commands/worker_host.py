@@ -90,7 +90,8 @@ def configure_parser(parser) -> None:
 
 
 class EventHub:
-    """One XREAD of the event stream for every worker loop of the process.
+    """One XREAD of the event streams for every worker loop of the process: the run's and those
+    of the Larrys its workers' tasks wait on (:func:`runtime.commands.worker.streams_to_follow`).
 
     :meth:`view` gives a worker a listener (``poll(block_ms)`` like
     :class:`runtime.coordination.events.EventListener`) that sees every event the hub reads
