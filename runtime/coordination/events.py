@@ -6,7 +6,7 @@ every coordination event except the task lease transitions (``task_claimed``,
 ``task_released``, ``task_completed``, ``task_failed`` with a retry, ``task_takeover``,
 ``task_requeued``): the seed publishes none of them, no listener of the runtime subscribes,
 and they are the busiest events, so they are on the stream only (``record`` in the Lua
-prelude; ``redis-cli XREAD BLOCK 0 STREAMS larry:events $`` follows them).
+prelude; ``redis-cli XREAD BLOCK 0 STREAMS larry:events:<larry> $`` follows a Larry's).
 Listeners do not use pub/sub at all: ``XREAD BLOCK`` wakes them as fast as a
 subscription would, and reading by stream ID from the last ID they processed
 gives gap- and duplicate-free catch-up after a disconnect for free, where

@@ -104,9 +104,12 @@ class Hub:
         return self.primary_cli("get", f"task:status:{task}").strip()
 
     def events(self) -> list[dict]:
-        """Every event of the stream (the ``data`` field of each entry)."""
-        return [json.loads(line) for line in self.primary_cli("xrange", "larry:events", "-", "+").splitlines()
-                if line.startswith("{")]
+        """Every event of the run's stream and of each Larry's (the set ``phase:larrys`` names
+        them), read as an operator reads them with redis-cli: the ``data`` field of each entry."""
+        streams = ["larry:events", *(f"larry:events:{larry}" for larry in self.primary_cli(
+            "smembers", "phase:larrys").split())]
+        return [json.loads(line) for stream in streams for line in self.primary_cli("xrange", stream, "-", "+")
+                .splitlines() if line.startswith("{")]
 
 
 def pods(cluster, namespace: str, selector: str) -> list[dict]:
