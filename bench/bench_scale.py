@@ -170,7 +170,8 @@ def run_size(workers: int, speed: float, timeout: float, scratch: Path) -> dict:
         / max(1e-9, sum(c["wall_seconds"] for c in coordinators)),
         "cpu_per_heartbeat_ms": 1000 * coordinator_cpu / max(1.0, beats),
         "coordinator_cpu": coordinator_cpu,
-        "redis_bytes_per_task": used / (workers * 3), "events": run_stream + sum(per_larry), "run_stream_events": run_stream,
+        "redis_bytes_per_task": used / (workers * 3),
+        "events": run_stream + sum(per_larry), "run_stream_events": run_stream,
         "run_stream_kinds": kinds.most_common(6),
         "events_per_coordinator": run_stream + sum(per_larry) / max(1, len(per_larry)),
         "rss_mib": {kind: max(h for h, _ in figures) / 1024 for kind, figures in by_kind.items()},
@@ -275,7 +276,8 @@ def main() -> None:
             print(f"  Redis memory per task: {figures['redis_bytes_per_task'] / 1024:.1f} KiB; "
                   f"{figures['events']} events, {figures['run_stream_events']} of them on the run's stream; a "
                   f"coordinator reads {figures['events_per_coordinator']:.0f} (the run's and its Larry's)")
-            print("  the run's stream, most frequent: " + ", ".join(f"{kind} {n}" for kind, n in figures["run_stream_kinds"]))
+            print("  the run's stream, most frequent: "
+                  + ", ".join(f"{kind} {n}" for kind, n in figures["run_stream_kinds"]))
             for kind in KINDS:
                 if kind in figures["rss_mib"]:
                     restarts = figures["starts"][kind] - figures["processes"][kind]

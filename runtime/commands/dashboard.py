@@ -516,8 +516,8 @@ def event_detail(event: Event) -> str:
 
 def footer(dash: Dashboard) -> Text:
     last = local_time(dash.events[0].data.get("timestamp"), 0) if dash.events else "none"
-    return Text(f" Press Ctrl+C to exit | updates on events from {dash.ks.stream} and {dash.ks.larry_stream('*')} (last {last}); "
-                f"workers every {WORKERS_EVERY:g}s", style="dim")
+    return Text(f" Press Ctrl+C to exit | updates on events from {dash.ks.stream} and {dash.ks.larry_stream('*')} "
+                f"(last {last}); workers every {WORKERS_EVERY:g}s", style="dim")
 
 
 def cortex_sizes(dash: Dashboard) -> tuple[int, int]:

@@ -39,8 +39,8 @@ _ARRIVE = r"""
 -- (the caller checked that ARGV[1] is one of them)
 local everyone = tonumber(ARGV[3])
 if not everyone or everyone < 1 or everyone ~= math.floor(everyone) then
-  return redis.error_reply('ERR barrier ' .. ARGV[2] .. ': the number of participants must be a whole number above 0, got '
-                           .. string.format('%q', ARGV[3]))
+  return redis.error_reply('ERR barrier ' .. ARGV[2] .. ': the number of participants must be a whole number '
+                           .. 'above 0, got ' .. string.format('%q', ARGV[3]))
 end
 if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
   emit(false, {event='barrier_arrival', barrier=ARGV[2], participant=ARGV[1]})

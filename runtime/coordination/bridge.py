@@ -7,7 +7,8 @@ channels (the coordination channel is left out: it carries every runtime event, 
 publish nothing on it that the runtime acts on). The coordinators of the plan's first
 :data:`BRIDGES` Larrys run one each: enough that a coordinator's restart loses nothing, and
 few enough that a fleet's messages are not each handled by every coordinator (a hundred Larrys'
-coordinators would otherwise hear, and look up, every message a hundred times). A message that is a JSON object with an
+coordinators would otherwise hear, and look up, every message a hundred times). A message that
+is a JSON object with an
 ``event`` string is appended to the stream unless it is marked as already there: the script
 that appends one of the runtime's own events to the stream marks it (a key named by the digest
 of channel and message, kept a minute) before publishing it, and the first bridge to hear a raw
@@ -19,9 +20,9 @@ A message of any other shape gets one warning naming the channel and what was ex
 is dropped; nothing a publisher sends stops the bridge.
 
 Not guaranteed: a message published while no bridge is subscribed (the bridging coordinators
-down, or their connections being re-made) is lost, as pub/sub loses it; two identical raw messages within
-a minute are one entry; a bridge more than a minute behind records the runtime's own messages
-again.
+down, or their connections being re-made) is lost, as pub/sub loses it; two identical raw
+messages within a minute are one entry; a bridge more than a minute behind records the
+runtime's own messages again.
 """
 from __future__ import annotations
 

@@ -394,10 +394,6 @@ class EventLog:
             larrys = self.r.smembers(self.ks.streamed_larrys)
         return [self.ks.stream] + [self.ks.larry_stream(larry) for larry in sorted(larrys)]
 
-    def tail_id(self) -> str:
-        """ID of the newest entry of the run's stream ("0-0" for an empty stream)."""
-        return self.tails([self.ks.stream])[self.ks.stream]
-
     def tails(self, streams: Iterable[str]) -> dict[str, str]:
         """Each stream's newest entry ID ("0-0" when empty): start after them to see only new events."""
         streams = list(streams)
@@ -463,11 +459,6 @@ class EventListener:
         self.disconnects = 0
         if start not in ("$", "0-0"):
             self._check_gap()  # resuming from a persisted position
-
-    @property
-    def last_id(self) -> str:
-        """The last ID read from the run's stream."""
-        return self.positions[self.ks.stream]
 
     def behind(self, tails: Mapping[str, str]) -> bool:
         """Whether some stream of ``tails`` (:meth:`EventLog.tails`) has entries not yet read."""

@@ -131,9 +131,8 @@ class Keyspace:
         return self.prefix + self.events_stream
 
     def larry_stream(self, larry: str) -> str:
-        """A Larry's own stream: its tasks' lease transitions and its workers' starts and ends,
-        which only its own processes (and readers of the whole run) wait for
-        (runtime.coordination.events)."""
+        """A Larry's own stream: the events about its work alone, which only its own processes
+        (and readers of the whole run) wait for (runtime.coordination.events says which)."""
         return f"{self.stream}:{larry}"
 
     @property

@@ -60,7 +60,7 @@ def test_restarted_listener_resumes_after_its_persisted_id(r, ks):
     listener = EventListener(client, ks, "0-0")
     assert [e.data["n"] for e in listener.poll(None)] == [1]
     # A restarted listener resumes from the ID it persisted.
-    resumed = EventListener(client, ks, listener.last_id)
+    resumed = EventListener(client, ks, listener.positions)
     log.emit("e", "x", n=2)
     assert [e.data["n"] for e in resumed.poll(None)] == [2]
     assert resumed.gaps == 0
