@@ -66,6 +66,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from plan.loader import load_stack  # noqa: E402
+from plan.model import worker_account  # noqa: E402
 from plan.statuses import TaskStatus  # noqa: E402
 from runtime.commands.run import larry_command  # noqa: E402
 from runtime.coordination.connection import RedisSettings, connect  # noqa: E402
@@ -423,10 +424,11 @@ class Run:
         expected_failures = EXPECTED_FAILURES if self.hostile else set()
         booked = self.booked(r, cfg)
         beyond, beyond_detail = self.tokens_beyond(r, cfg, booked)
-        added = 0
+        added = length = 0
         for stream in EventLog(r, self.ks).streams():
             info = r.xinfo_stream(stream)
             added += int(info.get("entries-added", info.get("entries_added", 0)))
+            length += int(info.get("length", 0))
         logged_gaps = sum(len(re.findall("may have been trimmed", p.read_text(errors="replace")))
                           for p in (self.run_dir / "logs").glob("*.log")) if (self.run_dir / "logs").is_dir() else 0
         output = (self.dir / "larry-run.log").read_text(errors="replace")
@@ -439,7 +441,7 @@ class Run:
             "failed": failed, "beyond": beyond, "beyond_detail": beyond_detail,
             "results": self.results_disagreeing(cfg, booked),
             "gaps": self.watch.listener.gaps, "unread": max(0, added - self.watch.read - self.watch.listener.malformed),
-            "logged_gaps": logged_gaps, "trimmed": max(0, added - int(info.get("length", 0))),
+            "logged_gaps": logged_gaps, "trimmed": max(0, added - length),
             "overrun_alerts": self.watch.names["token_overrun"],
             "leftovers": len(self.leftovers), "readers": self.readers_crashing(),
             "disturbance": self.second.get("payloads_started", 0) + self.second.get("summaries", 0),
@@ -468,11 +470,12 @@ class Run:
         """Larry -> (task, fence) -> tokens its ledger booked for that lease (op ids
         ``{task}:{fence}:{n}``, ``file:`` before them for file-mode charges)."""
         booked: dict[str, dict[tuple[str, str], int]] = {larry.id: defaultdict(int) for larry in cfg.larrys}
+        workers = {worker_account(larry.id, w.name) for larry, w in cfg.workers}
         for op_id, value in r.hgetall(self.ks.token_ops).items():
             record = json.loads(value)
             larry = next((name for name in record["path"] if name in booked), None)
-            if record["kind"] != "record" or larry is None:
-                continue  # an operator's grant, or an account outside the Larrys
+            if record["kind"] != "record" or larry is None or record["path"][0] not in workers:
+                continue  # an operator's grant, a master's duty, or an account outside the Larrys
             task, fence, _n = op_id.removeprefix("file:").split(":", 2)
             booked[larry][(task, fence)] += int(record["amount"])
         return booked
